@@ -1,0 +1,287 @@
+"""Primitives: each op's forward NumPy computation beside its derivative.
+
+Every primitive is one entry in ``REGISTRY``, made by :func:`defop`: its name,
+a forward function on ndarrays, a one-line formula, and for each input a pair
+(derivative formula, vector-Jacobian product). A VJP is called as
+``vjp(g, out, *inputs, **kw)`` where ``g`` is the gradient arriving at ``out``;
+it returns the gradient for its input, possibly in the broadcast shape: the
+engine sums it back to the input's shape with :func:`unbroadcast`, the one place
+that undoes broadcasting.
+
+The tests, the gradient checker and the chain-rule explainer all read this table,
+so adding an op is adding one entry here.
+
+Points where an op is not differentiable get a fixed choice, written in its
+formula: ``relu'(0) = 0``, ``abs'(0) = 0``, ties of ``maximum``/``minimum``
+share the gradient half and half, ties of ``max`` share it equally, and ``clip``
+passes the gradient at its bounds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Op:
+    """A primitive: forward function, formulas and one VJP per input.
+
+    ``vjps[i]`` is None where input ``i`` is not differentiable (the condition of
+    ``where``); ``derivs[i]`` is the formula of its local derivative as text.
+    """
+
+    def __init__(self, name, fwd, formula, derivs, vjps):
+        self.name = name
+        self.fwd = fwd
+        self.formula = formula
+        self.derivs = derivs
+        self.vjps = vjps
+        self.__doc__ = "; ".join([formula, *[d for d in derivs if d]])
+
+    def __repr__(self):
+        return f"<op {self.name}: {self.__doc__}>"
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def defop(name, fwd, formula, *rules):
+    """Register a primitive; each rule is ``(derivative text, vjp)`` or None."""
+    derivs = tuple(r[0] if r else None for r in rules)
+    vjps = tuple(r[1] if r else None for r in rules)
+    REGISTRY[name] = op = Op(name, fwd, formula, derivs, vjps)
+    return op
+
+
+class _EachInput:
+    """The VJPs of a variadic op: ``vjps[i]`` is ``vjp(i, ...)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __getitem__(self, i):
+        return lambda g, out, *xs, **kw: self.fn(i, g, out, *xs, **kw)
+
+
+def defop_variadic(name, fwd, formula, deriv, vjp):
+    """Register a primitive that takes any number of tensors (concatenate, stack)."""
+    REGISTRY[name] = op = Op(name, fwd, formula, (deriv,), _EachInput(vjp))
+    return op
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if stretched:
+        g = g.sum(axis=stretched, keepdims=True)
+    return np.asarray(g).reshape(shape)
+
+
+def _norm_axes(axis, ndim):
+    """Axis argument as a sorted tuple of non-negative axes (None means all)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(sorted(a % ndim if ndim else a for a in axes))
+
+
+def _keep(a, ndim, axis, keepdims):
+    """Re-insert the reduced axes of a reduction result, so it broadcasts against the input."""
+    if keepdims or ndim == 0:
+        return a
+    return np.expand_dims(a, _norm_axes(axis, ndim))
+
+
+def _share(g, wins, ties):
+    """Gradient share of one side of maximum/minimum: all where it wins, half on ties."""
+    return g * np.where(ties, 0.5, wins).astype(g.dtype, copy=False)
+
+
+def _clip(x, lo=None, hi=None):
+    return np.clip(x, lo, hi)
+
+
+def _clip_vjp(g, out, x, lo=None, hi=None):
+    inside = np.ones(x.shape, dtype=bool)
+    if lo is not None:
+        inside &= x >= lo
+    if hi is not None:
+        inside &= x <= hi
+    return g * inside
+
+
+# ---- elementwise arithmetic --------------------------------------------------
+
+defop("add", np.add, "add(a, b) = a + b",
+      ("d/da = 1", lambda g, out, a, b: g),
+      ("d/db = 1", lambda g, out, a, b: g))
+defop("sub", np.subtract, "sub(a, b) = a - b",
+      ("d/da = 1", lambda g, out, a, b: g),
+      ("d/db = -1", lambda g, out, a, b: -g))
+defop("mul", np.multiply, "mul(a, b) = a * b",
+      ("d/da = b", lambda g, out, a, b: g * b),
+      ("d/db = a", lambda g, out, a, b: g * a))
+defop("div", np.divide, "div(a, b) = a / b",
+      ("d/da = 1 / b", lambda g, out, a, b: g / b),
+      ("d/db = -a / b^2", lambda g, out, a, b: -g * out / b))
+# NOTE: d/db uses log(a) only where a != 0 (a^b * log a -> 0 there for b > 0).
+defop("pow", np.power, "pow(a, b) = a^b",
+      ("d/da = b * a^(b - 1)", lambda g, out, a, b: g * b * a ** (b - 1)),
+      ("d/db = a^b * log(a)",
+       lambda g, out, a, b: g * out * np.log(np.where(a == 0, 1, a))))
+defop("neg", np.negative, "neg(x) = -x",
+      ("d/dx = -1", lambda g, out, x: -g))
+defop("maximum", np.maximum, "maximum(a, b) = max(a, b) elementwise, ties share the gradient half and half",
+      ("d/da = 1 where a > b, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, a > b, a == b)),
+      ("d/db = 1 where b > a, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, b > a, a == b)))
+defop("minimum", np.minimum, "minimum(a, b) = min(a, b) elementwise, ties share the gradient half and half",
+      ("d/da = 1 where a < b, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, a < b, a == b)),
+      ("d/db = 1 where b < a, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, b < a, a == b)))
+defop("where", np.where, "where(c, a, b) = a where c is true, else b",
+      None,
+      ("d/da = 1 where c, else 0", lambda g, out, c, a, b: g * c),
+      ("d/db = 0 where c, else 1", lambda g, out, c, a, b: g * ~c))
+
+# ---- elementwise functions ----------------------------------------------------
+
+defop("exp", np.exp, "exp(x) = e^x",
+      ("d/dx = e^x", lambda g, out, x: g * out))
+defop("log", np.log, "log(x) = ln x",
+      ("d/dx = 1 / x", lambda g, out, x: g / x))
+defop("sqrt", np.sqrt, "sqrt(x) = x^(1/2)",
+      ("d/dx = 1 / (2 sqrt(x))", lambda g, out, x: g / (2 * out)))
+defop("abs", np.abs, "abs(x) = |x|",
+      ("d/dx = sign(x), and 0 at x = 0", lambda g, out, x: g * np.sign(x)))
+defop("tanh", np.tanh, "tanh(x) = (e^x - e^-x) / (e^x + e^-x)",
+      ("d/dx = 1 - tanh(x)^2", lambda g, out, x: g * (1 - out * out)))
+# Primitive for stability: log(1 + e^x) overflows for large x; logaddexp(0, x) does not.
+# Its derivative e^x / (1 + e^x) is computed as exp(x - softplus(x)), stable both ways.
+defop("softplus", lambda x: np.logaddexp(0, x), "softplus(x) = log(1 + e^x)",
+      ("d/dx = e^x / (1 + e^x) = sigmoid(x)", lambda g, out, x: g * np.exp(x - out)))
+# Primitive for stability: 1 / (1 + e^-x) overflows e^-x for very negative x.
+defop("sigmoid", lambda x: np.exp(-np.logaddexp(0, -x)), "sigmoid(x) = 1 / (1 + e^-x)",
+      ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
+# NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
+defop("relu", lambda x: np.maximum(x, 0), "relu(x) = max(x, 0)",
+      ("d/dx = 1 where x > 0, else 0 (0 at x = 0)", lambda g, out, x: g * (x > 0)))
+defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
+      ("d/dx = 1 where lo <= x <= hi (bounds included), else 0", _clip_vjp))
+
+# ---- reductions -------------------------------------------------------------------
+
+
+def _sum_vjp(g, out, x, axis=None, keepdims=False):
+    return np.broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
+
+
+def _max_vjp(g, out, x, axis=None, keepdims=False):
+    hit = x == _keep(out, x.ndim, axis, keepdims)
+    share = hit / hit.sum(axis=axis, keepdims=True, dtype=g.dtype)
+    return _keep(g, x.ndim, axis, keepdims) * share
+
+
+def _logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # rows of all -inf stay -inf without a nan
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else out.reshape(np.sum(x, axis=axis).shape)
+
+
+def _log_softmax(x, axis=-1):
+    return x - _logsumexp(x, axis=axis, keepdims=True)
+
+
+defop("sum", np.sum, "sum(x) = x_1 + x_2 + ... over axis",
+      ("d/dx_i = 1", _sum_vjp))
+defop("max", np.max, "max(x) = the largest x_i over axis; ties share the gradient equally",
+      ("d/dx_i = 1 where x_i is the max (1/k for k ties), else 0", _max_vjp))
+# Primitive for stability: shifts by the max before exponentiating.
+defop("logsumexp", _logsumexp, "logsumexp(x) = log(sum_i e^x_i) over axis",
+      ("d/dx_i = e^x_i / sum_j e^x_j = softmax(x)_i",
+       lambda g, out, x, axis=None, keepdims=False:
+           _keep(g, x.ndim, axis, keepdims) * np.exp(x - _keep(out, x.ndim, axis, keepdims))))
+# Primitive for stability and speed: the loss of every classifier goes through it.
+defop("log_softmax", _log_softmax, "log_softmax(x)_i = x_i - logsumexp(x) over axis",
+      ("d/dx_j = [i = j] - softmax(x)_j",
+       lambda g, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)))
+
+# ---- linear algebra ---------------------------------------------------------------
+
+
+def _matmul_vjp_a(g, out, a, b):
+    if b.ndim == 1:
+        g = np.expand_dims(g, -1)
+        b = b[None, :]
+    else:
+        b = np.swapaxes(b, -1, -2)
+    if a.ndim == 1:
+        g = np.expand_dims(g, -2)
+        return (g @ b)[..., 0, :]
+    return g @ b
+
+
+def _matmul_vjp_b(g, out, a, b):
+    if a.ndim == 1:
+        g = np.expand_dims(g, -2)
+        a = a[:, None]
+    else:
+        a = np.swapaxes(a, -1, -2)
+    if b.ndim == 1:
+        g = np.expand_dims(g, -1)
+        return (a @ g)[..., 0]
+    return a @ g
+
+
+defop("matmul", np.matmul, "matmul(a, b) = a @ b",
+      ("d/da = g @ b^T", _matmul_vjp_a),
+      ("d/db = a^T @ g", _matmul_vjp_b))
+
+# ---- shape and indexing -----------------------------------------------------------
+
+
+def _is_basic(index):
+    """True when an index is only ints, slices, None and Ellipsis (no element repeats)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts)
+
+
+def _getitem_vjp(g, out, x, index):
+    z = np.zeros(x.shape, dtype=g.dtype)
+    if _is_basic(index):
+        z[index] = g
+    else:
+        np.add.at(z, index, g)  # integer arrays may pick one element twice
+    return z
+
+
+def _transpose_vjp(g, out, x, axes=None):
+    if axes is None:
+        return g.transpose()
+    return g.transpose(np.argsort([a % x.ndim for a in axes]))
+
+
+def _concat_vjp(i, g, out, *xs, axis=0):
+    start = sum(x.shape[axis] for x in xs[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(start, start + xs[i].shape[axis])
+    return g[tuple(index)]
+
+
+defop("reshape", np.reshape, "reshape(x) = x with a new shape",
+      ("d/dx = g reshaped back", lambda g, out, x, shape: g.reshape(x.shape)))
+defop("transpose", np.transpose, "transpose(x) = x with its axes permuted",
+      ("d/dx = g with the axes permuted back", _transpose_vjp))
+defop("getitem", lambda x, index: x[index], "getitem(x) = x[index]",
+      ("d/dx = g scattered into zeros at index (added where an index repeats)", _getitem_vjp))
+defop_variadic("concatenate", lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+               "concatenate(x_1, ..., x_n) along axis",
+               "d/dx_i = the slice of g that x_i filled", _concat_vjp)
+defop_variadic("stack", lambda *xs, axis=0: np.stack(xs, axis=axis),
+               "stack(x_1, ..., x_n) along a new axis",
+               "d/dx_i = g at position i of the new axis",
+               lambda i, g, out, *xs, axis=0: np.take(g, i, axis=axis))

@@ -1,0 +1,505 @@
+"""Tensor: an ndarray with a gradient and a record of the op that made it.
+
+The engine is three pieces: :func:`apply` runs a primitive forward and records
+it, :func:`_topo_order` orders the graph, and :meth:`Tensor.backward` walks it
+in reverse, calling each primitive's VJP and accumulating. The primitives
+themselves live in :mod:`chainrule.ops`.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+
+from .ops import REGISTRY, unbroadcast
+
+_FLOATS = (np.float32, np.float64)
+_grad_enabled = True
+_anomaly = False
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or inf while :func:`detect_anomaly` was on."""
+
+
+class Tensor:
+    """An n-dimensional array of float32 or float64 that can carry a gradient.
+
+    Build one with :func:`chainrule.tensor`. Ops on tensors record the graph;
+    :meth:`backward` fills ``.grad`` of every leaf tensor that requires grad.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> w = cr.tensor(3.0, requires_grad=True)
+        >>> loss = (2 * w - 1) ** 2
+        >>> loss.backward()
+        >>> w.grad    # d/dw (2w - 1)^2 = 4 (2w - 1) = 20 at w = 3
+        array(20.)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_site")
+    __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        self.data = _to_array(data, dtype)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._op = self._args = self._kw = self._parents = self._site = None
+
+    # ---- properties and conversions --------------------------------------------
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def T(self):
+        return apply(_OPS["transpose"], self)
+
+    @property
+    def is_leaf(self):
+        """True for tensors made by the user rather than by an op."""
+        return self._op is None
+
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        if self.data.size != 1:
+            raise ValueError(f"item(): the tensor has shape {self.shape} ({self.data.size} elements); "
+                             "only a one-element tensor converts to a number")
+        return self.data.item()
+
+    def numpy(self):
+        """The underlying ndarray (shared, not copied)."""
+        return self.data
+
+    def detach(self):
+        """A tensor sharing this data, cut from the graph (no gradient flows through it)."""
+        return _new(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != np.float64:
+            extra += f", dtype={self.data.dtype}"
+        if self.requires_grad:
+            extra += ", requires_grad=True"
+        if self.name:
+            extra += f", name={self.name!r}"
+        return f"tensor({body}{extra})"
+
+    # ---- backward ----------------------------------------------------------------
+
+    def backward(self, grad=None, retain_graph=False):
+        """Add d(self)/d(leaf) to ``.grad`` of every leaf that requires grad.
+
+        ``grad`` is d(something)/d(self); leave it out for a one-element output
+        (it is then 1). Gradients *accumulate* across calls, as in PyTorch: call
+        ``zero_grad()`` or set ``.grad = None`` between steps. The graph is freed
+        afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise ValueError("backward(): this tensor does not require grad, so no graph leads to it; "
+                             "create the leaves with requires_grad=True")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"backward(): the output has shape {self.shape}; without grad= only a "
+                                 "one-element output can start backward (pass grad= of that shape, "
+                                 "or reduce it first, e.g. .sum())")
+            grad = np.ones_like(self.data)
+        else:
+            grad = _to_array(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): grad has shape {grad.shape} but the output has shape {self.shape}")
+        grads = {id(self): grad}
+        for t in _topo_order(self):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._op is None:
+                _accumulate(t, g)
+                continue
+            op, args, kw = t._op, t._args, t._kw
+            for i, p in enumerate(t._parents):
+                if p is None:
+                    continue
+                gi = op.vjps[i](g, t.data, *args, **kw)
+                if gi.shape != p.data.shape:
+                    gi = unbroadcast(gi, p.data.shape)
+                if _anomaly:
+                    _check_finite(gi, op, t, f"backward (gradient for input {i})")
+                prev = grads.get(id(p))
+                grads[id(p)] = gi if prev is None else prev + gi
+            if not retain_graph:
+                t._args = t._kw = t._parents = None  # freed: a second backward raises
+
+    # ---- operators ---------------------------------------------------------------
+
+    def __add__(self, other):
+        return apply(_ADD, self, other)
+
+    def __radd__(self, other):
+        return apply(_ADD, other, self)
+
+    def __sub__(self, other):
+        return apply(_SUB, self, other)
+
+    def __rsub__(self, other):
+        return apply(_SUB, other, self)
+
+    def __mul__(self, other):
+        return apply(_MUL, self, other)
+
+    def __rmul__(self, other):
+        return apply(_MUL, other, self)
+
+    def __truediv__(self, other):
+        return apply(_DIV, self, other)
+
+    def __rtruediv__(self, other):
+        return apply(_DIV, other, self)
+
+    def __pow__(self, other):
+        return apply(_POW, self, other)
+
+    def __rpow__(self, other):
+        return apply(_POW, other, self)
+
+    def __matmul__(self, other):
+        return apply(_MATMUL, self, other)
+
+    def __rmatmul__(self, other):
+        return apply(_MATMUL, other, self)
+
+    def __neg__(self):
+        return apply(_NEG, self)
+
+    def __getitem__(self, index):
+        return apply(_OPS["getitem"], self, index=_index(index))
+
+    # Comparisons give plain boolean arrays: they have no derivative.
+    def __lt__(self, other):
+        return self.data < _data(other)
+
+    def __le__(self, other):
+        return self.data <= _data(other)
+
+    def __gt__(self, other):
+        return self.data > _data(other)
+
+    def __ge__(self, other):
+        return self.data >= _data(other)
+
+    __hash__ = object.__hash__
+
+    # ---- methods (the same ops as chainrule.<name>) ---------------------------------
+
+    def exp(self):
+        return apply(_OPS["exp"], self)
+
+    def log(self):
+        return apply(_OPS["log"], self)
+
+    def sqrt(self):
+        return apply(_OPS["sqrt"], self)
+
+    def abs(self):
+        return apply(_OPS["abs"], self)
+
+    def tanh(self):
+        return apply(_OPS["tanh"], self)
+
+    def sigmoid(self):
+        return apply(_OPS["sigmoid"], self)
+
+    def softplus(self):
+        return apply(_OPS["softplus"], self)
+
+    def relu(self):
+        return apply(_OPS["relu"], self)
+
+    def clip(self, lo=None, hi=None):
+        return F.clip(self, lo, hi)
+
+    def sum(self, axis=None, keepdims=False):
+        return F.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return F.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return F.max(self, axis, keepdims)
+
+    def logsumexp(self, axis=None, keepdims=False):
+        return F.logsumexp(self, axis, keepdims)
+
+    def softmax(self, axis=-1):
+        return F.softmax(self, axis)
+
+    def log_softmax(self, axis=-1):
+        return F.log_softmax(self, axis)
+
+    def reshape(self, *shape):
+        return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes):
+        return F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+
+# ---- the engine -------------------------------------------------------------------
+
+_OPS = REGISTRY
+_ADD, _SUB, _MUL, _DIV, _POW, _MATMUL, _NEG = (
+    REGISTRY[n] for n in ("add", "sub", "mul", "div", "pow", "matmul", "neg"))
+
+
+def _new(data):
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = t._op = t._args = t._kw = t._parents = t._site = t.name = None
+    t.requires_grad = False
+    return t
+
+
+def apply(op, *inputs, **kw):
+    """Run primitive ``op`` on tensors/arrays/numbers and record it for backward.
+
+    Non-tensor inputs are constants; they take the dtype of the first tensor, so
+    float32 stays float32. Keyword arguments (axis, shape, ...) are passed to the
+    forward and to the VJPs unchanged.
+    """
+    dtype = None
+    for x in inputs:
+        if type(x) is Tensor:
+            dtype = x.data.dtype
+            break
+    args = tuple(x.data if type(x) is Tensor else _const(x, dtype, op, i) for i, x in enumerate(inputs))
+    try:
+        out = op.fwd(*args, **kw)
+    except (ValueError, IndexError) as e:
+        raise _shape_error(op, args, kw, e) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    t = _new(out)
+    if _anomaly:
+        t._site = _user_site()
+        _check_finite(out, op, t, "forward")
+    if _grad_enabled:
+        parents = tuple(x if type(x) is Tensor and x.requires_grad else None for x in inputs)
+        if any(p is not None for p in parents):
+            t.requires_grad = True
+            t._op, t._args, t._kw, t._parents = op, args, kw, parents
+    return t
+
+
+def _topo_order(root):
+    """The graph below ``root``, root first, each node before the nodes it came from."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._op is not None:
+            if t._parents is None:
+                raise ValueError(f"backward(): the graph through op '{t._op.name}' was already freed by "
+                                 "an earlier backward(); pass retain_graph=True to the first one")
+            stack.extend((p, False) for p in t._parents if p is not None and id(p) not in seen)
+    order.reverse()
+    return order
+
+
+def _accumulate(t, g):
+    if g.dtype != t.data.dtype:
+        g = g.astype(t.data.dtype)
+    if t.grad is None:
+        t.grad = np.array(g, copy=True)  # owned: g may be shared with another gradient
+    else:
+        t.grad += g
+
+
+# ---- conversions and checks ---------------------------------------------------------
+
+
+def tensor(data, requires_grad=False, dtype=None, name=None):
+    """A new tensor holding a copy of ``data``.
+
+    Floats keep their precision (float32 arrays stay float32); numbers, lists and
+    integer arrays become float64 unless ``dtype`` says otherwise.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> cr.tensor([1, 2, 3])
+        tensor([1., 2., 3.])
+        >>> cr.tensor([1, 2], dtype="float32", requires_grad=True)
+        tensor([1., 2.], dtype=float32, requires_grad=True)
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+def tensor_from(x):
+    """``x`` itself when it is a Tensor, else a constant tensor of it."""
+    return x if type(x) is Tensor else Tensor(x)
+
+
+
+def _to_array(data, dtype=None):
+    """User data as a float ndarray; floats keep their precision, everything else becomes float64."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None and np.dtype(dtype) not in _FLOATS:
+        raise TypeError(f"tensor(): dtype must be float32 or float64, got {np.dtype(dtype)}")
+    try:
+        arr = np.array(data, dtype=None, copy=True)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"tensor(): expected a number, a (nested) list of numbers or an ndarray, "
+                        f"got {type(data).__name__} ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"tensor(): expected numbers, got {type(data).__name__} with elements of dtype "
+                        f"{arr.dtype} (e.g. {_peek(data)})")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in _FLOATS else np.float64
+    return arr.astype(dtype, copy=False)
+
+
+def _const(x, dtype, op, i):
+    """A non-tensor input of an op as an array of the tensors' dtype."""
+    if isinstance(x, (float, int)) and not isinstance(x, bool):
+        return np.asarray(x, dtype=dtype or np.float64)
+    if isinstance(x, np.ndarray) and x.dtype.kind == "b":
+        return x  # masks (the condition of where) stay boolean
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{op.name}: input {i} must be a Tensor, a number or a numeric array, "
+                        f"got {type(x).__name__} {_peek(x)}")
+    if arr.dtype.kind == "b":
+        return arr
+    return arr.astype(dtype or np.float64, copy=False)
+
+
+def _peek(x):
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _index(index):
+    """An index with tensors replaced by arrays and boolean masks by the positions they select."""
+    if isinstance(index, tuple):
+        return tuple(_data(i) for i in index)
+    index = _data(index)
+    if isinstance(index, list):
+        index = np.asarray(index)
+    if isinstance(index, np.ndarray) and index.dtype.kind == "b":
+        return index.nonzero()
+    return index
+
+
+def _shape_error(op, args, kw, err):
+    shapes = " and ".join(str(np.shape(a)) for a in args)
+    where = f" with {', '.join(f'{k}={v!r}' for k, v in kw.items())}" if kw else ""
+    cls = IndexError if isinstance(err, IndexError) and not isinstance(err, ValueError) else ValueError
+    return cls(f"{op.name}: cannot apply to shapes {shapes}{where}: {err}")
+
+
+def _user_site():
+    """File and line of the first caller outside chainrule, for anomaly messages."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("chainrule."):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
+
+
+def _check_finite(arr, op, t, phase):
+    if not np.all(np.isfinite(arr)):
+        bad = "nan" if np.isnan(arr).any() else "inf"
+        site = f" (op created at {t._site})" if t._site else ""
+        raise AnomalyError(f"detect_anomaly: op '{op.name}' produced {bad} in its {phase}{site}")
+
+
+# ---- modes --------------------------------------------------------------------------
+
+
+@contextmanager
+def no_grad():
+    """Run ops without recording the graph (evaluation, parameter updates).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> w = cr.tensor(2.0, requires_grad=True)
+        >>> with cr.no_grad():
+        ...     y = w * 3
+        >>> y.requires_grad
+        False
+    """
+    global _grad_enabled
+    before, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = before
+
+
+@contextmanager
+def detect_anomaly():
+    """Raise :class:`AnomalyError` at the first op whose forward or backward gives NaN or inf.
+
+    The message names the op and the line of your code that created it. Slower:
+    use it to hunt a NaN, not for training.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.0, -1.0], requires_grad=True)
+        >>> with cr.detect_anomaly():
+        ...     cr.log(x)     # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        chainrule.tensor.AnomalyError: detect_anomaly: op 'log' produced nan in its forward ...
+    """
+    global _anomaly
+    before, _anomaly = _anomaly, True
+    try:
+        with np.errstate(all="ignore"):
+            yield
+    finally:
+        _anomaly = before
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+from . import functional as F  # noqa: E402  (composites used by the methods above)
