@@ -15,12 +15,15 @@ from .functional import (abs, add, clip, concatenate, div, exp, log, log_softmax
 from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
 from .tensor import AnomalyError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
+from .train import ConvergenceWarning, DivergenceError, History, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError",
     "gradcheck", "GradcheckError", "REGISTRY",
+    "nn", "losses", "optim", "data", "fit", "History", "ConvergenceWarning", "DivergenceError",
     "add", "sub", "mul", "div", "pow", "neg", "matmul", "maximum", "minimum", "where",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "relu", "clip",
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",

@@ -123,8 +123,8 @@ def softplus(x):
     Example::
 
         >>> import chainrule as cr
-        >>> cr.softplus(cr.tensor([0.0, 1000.0, -1000.0]))   # log 2, ~x, ~0
-        tensor([0.69314718, 1000. , 0. ])
+        >>> cr.softplus(cr.tensor([0.0, 1000.0, -1000.0])).data.tolist()   # log 2, ~x, ~0
+        [0.693, 1000.0, 0.0]
     """
     return _apply("softplus", x)
 

@@ -213,28 +213,28 @@ defop("log_softmax", _log_softmax, "log_softmax(x)_i = x_i - logsumexp(x) over a
 # ---- linear algebra ---------------------------------------------------------------
 
 
-def _matmul_vjp_a(g, out, a, b):
+def _as_matrices(g, a, b):
+    """Promote 1-D operands as matmul does (a to a row, b to a column) and g to match.
+
+    b goes first so that a 0-d g (vector @ vector) becomes (1,) and then (1, 1).
+    """
     if b.ndim == 1:
-        g = np.expand_dims(g, -1)
-        b = b[None, :]
-    else:
-        b = np.swapaxes(b, -1, -2)
+        b, g = b[:, None], np.expand_dims(g, -1)
     if a.ndim == 1:
-        g = np.expand_dims(g, -2)
-        return (g @ b)[..., 0, :]
-    return g @ b
+        a, g = a[None, :], np.expand_dims(g, -2)
+    return g, a, b
+
+
+def _matmul_vjp_a(g, out, a, b):
+    g, _, b2 = _as_matrices(g, a, b)
+    ga = g @ np.swapaxes(b2, -1, -2)
+    return ga[..., 0, :] if a.ndim == 1 else ga
 
 
 def _matmul_vjp_b(g, out, a, b):
-    if a.ndim == 1:
-        g = np.expand_dims(g, -2)
-        a = a[:, None]
-    else:
-        a = np.swapaxes(a, -1, -2)
-    if b.ndim == 1:
-        g = np.expand_dims(g, -1)
-        return (a @ g)[..., 0]
-    return a @ g
+    g, a2, _ = _as_matrices(g, a, b)
+    gb = np.swapaxes(a2, -1, -2) @ g
+    return gb[..., 0] if b.ndim == 1 else gb
 
 
 defop("matmul", np.matmul, "matmul(a, b) = a @ b",

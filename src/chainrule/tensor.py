@@ -290,10 +290,10 @@ def apply(op, *inputs, **kw):
     """
     dtype = None
     for x in inputs:
-        if type(x) is Tensor:
+        if isinstance(x, Tensor):
             dtype = x.data.dtype
             break
-    args = tuple(x.data if type(x) is Tensor else _const(x, dtype, op, i) for i, x in enumerate(inputs))
+    args = tuple(x.data if isinstance(x, Tensor) else _const(x, dtype, op, i) for i, x in enumerate(inputs))
     try:
         out = op.fwd(*args, **kw)
     except (ValueError, IndexError) as e:
@@ -305,7 +305,7 @@ def apply(op, *inputs, **kw):
         t._site = _user_site()
         _check_finite(out, op, t, "forward")
     if _grad_enabled:
-        parents = tuple(x if type(x) is Tensor and x.requires_grad else None for x in inputs)
+        parents = tuple(x if isinstance(x, Tensor) and x.requires_grad else None for x in inputs)
         if any(p is not None for p in parents):
             t.requires_grad = True
             t._op, t._args, t._kw, t._parents = op, args, kw, parents
@@ -364,7 +364,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
 
 def tensor_from(x):
     """``x`` itself when it is a Tensor, else a constant tensor of it."""
-    return x if type(x) is Tensor else Tensor(x)
+    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 

@@ -1,0 +1,373 @@
+"""Side-by-side timing of chainrule against hand-written NumPy and PyTorch.
+
+Workload W1 "lessons": the lessons' 7-parameter network (one input, two SoftPlus
+nodes, one output) fitted to the dosage data by full-batch plain gradient
+descent on the SSR, float64, learning rate 0.1, all seven parameters, from
+w1=2, b1=0, w2=-2, b2=0, w3=1, w4=1, b3=0.
+
+Each implementation runs the same loop; every repeat is timed whole and
+reported per iteration. The final SSR (at the parameters after the last
+update) must agree across implementations, else the script exits 1.
+
+    .venv/bin/python benchmarks/run.py [--repeats 5] [--iters 1000] [--profile]
+"""
+from __future__ import annotations
+
+import os
+
+# Pin every library to one thread before NumPy or torch is imported.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import inspect  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import chainrule as cr  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the benchmark still runs, without the PyTorch row
+    torch = None
+
+DOSAGE = [0.0, 0.5, 1.0]
+OBSERVED = [0.0, 1.0, 0.0]
+NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
+START = {"w1": 2.0, "b1": 0.0, "w2": -2.0, "b2": 0.0, "w3": 1.0, "w4": 1.0, "b3": 0.0}
+LR = 0.1
+RTOL = 1e-9
+SSR_ATOL = 1e-12  # the SSR ends near 7e-15, where only rounding is left; the parameters carry the check
+
+
+# ---- chainrule: scalar tensors and its ops ------------------------------------------------
+
+def cr_forward(p, x):
+    """Predicted = w3 softplus(x w1 + b1) + w4 softplus(x w2 + b2) + b3."""
+    y1 = cr.softplus(x * p["w1"] + p["b1"])
+    y2 = cr.softplus(x * p["w2"] + p["b2"])
+    return p["w3"] * y1 + p["w4"] * y2 + p["b3"]
+
+
+def cr_ssr(predicted, observed):
+    return ((observed - predicted) ** 2).sum()
+
+
+class _Dosage:
+    """The network as a callable with parameters(): what chainrule.nn.DosageNetwork will replace."""
+
+    def __init__(self, start):
+        self.p = {n: cr.tensor(start[n], requires_grad=True) for n in NAMES}
+
+    def __call__(self, x):
+        return cr_forward(self.p, x)
+
+    def parameters(self):
+        return list(self.p.values())
+
+
+class _GradientDescent:
+    """p <- p - lr dL/dp: what chainrule.optim.GradientDescent will replace."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = params, lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        for p in self.params:
+            p.data -= self.lr * p.grad
+
+
+def cr_train(model, opt, x, observed, iters):
+    """The training loop, written against the model/optimizer interface so either can be swapped."""
+    for _ in range(iters):
+        opt.zero_grad()
+        loss = cr_ssr(model(x), observed)
+        loss.backward()
+        opt.step()
+    with cr.no_grad():
+        return cr_ssr(model(x), observed).item()
+
+
+def run_chainrule(iters):
+    x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
+    model = _Dosage(START)
+    opt = _GradientDescent(model.parameters(), LR)
+    loss = cr_train(model, opt, x, observed, iters)
+    return loss, {n: model.p[n].item() for n in NAMES}
+
+
+def _library():
+    """(DosageNetwork class, GradientDescent class, ssr function) from chainrule, or None when missing."""
+    try:
+        from chainrule import nn, optim
+    except ImportError:
+        return None
+    try:
+        from chainrule.losses import ssr
+    except ImportError:
+        ssr = cr_ssr
+    if not hasattr(nn, "DosageNetwork") or not hasattr(optim, "GradientDescent"):
+        return None
+    return nn.DosageNetwork, optim.GradientDescent, ssr
+
+
+def _kwargs_for(fn, wanted):
+    """Keyword arguments of ``wanted`` ({alias tuple: value}) under the names ``fn`` accepts."""
+    accepted = inspect.signature(fn).parameters
+    out = {}
+    for aliases, value in wanted.items():
+        for a in aliases:
+            if a in accepted:
+                out[a] = value
+                break
+    return out
+
+
+def _library_model(cls):
+    """A DosageNetwork at START, and its parameters by name."""
+    if all(n in inspect.signature(cls).parameters for n in NAMES):
+        model = cls(**START)
+    else:
+        model = cls()
+    named = dict(model.named_parameters())
+    for n in NAMES:
+        p = named.get(n)
+        if p is None:
+            raise AttributeError(f"DosageNetwork has no parameter {n!r} (has {sorted(named)})")
+        p.data = np.asarray(START[n], dtype=np.float64).reshape(np.shape(p.data))
+    return model, named
+
+
+def _final(model, named, ssr, x, observed):
+    with cr.no_grad():
+        loss = ssr(model(x), observed).item()
+    return loss, {n: float(np.asarray(named[n].data).item()) for n in NAMES}
+
+
+def run_chainrule_nn(iters):
+    """The same loop with chainrule.nn.DosageNetwork, chainrule.optim.GradientDescent and chainrule.losses.ssr."""
+    network, gradient_descent, ssr = _library()
+    x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
+    model, named = _library_model(network)
+    params = list(model.parameters())
+    kw = _kwargs_for(gradient_descent, {("lr", "learning_rate"): LR, ("params", "parameters"): params})
+    opt = gradient_descent(**kw) if len(kw) == 2 else gradient_descent(params, **kw)
+    for _ in range(iters):
+        opt.zero_grad()
+        loss = ssr(model(x), observed)
+        loss.backward()
+        opt.step()
+    return _final(model, named, ssr, x, observed)
+
+
+def run_chainrule_fit(iters):
+    """chainrule.fit on a DosageNetwork: the library's own training loop, all seven parameters."""
+    network, _, ssr = _library()
+    x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
+    model, named = _library_model(network)
+    kw = _kwargs_for(cr.fit, {("lr", "learning_rate"): LR, ("max_iter", "max_iters", "iterations"): iters,
+                              ("tol", "threshold"): 0.0})
+    cr.fit(model, x, observed, **kw)
+    return _final(model, named, ssr, x, observed)
+
+
+# ---- hand-written NumPy, gradients by the chain rule --------------------------------------
+
+def _softplus(z):
+    return np.logaddexp(0.0, z)
+
+
+def run_numpy(iters):
+    x, observed = np.array(DOSAGE), np.array(OBSERVED)
+    w1, b1, w2, b2, w3, w4, b3 = (START[n] for n in NAMES)
+    for _ in range(iters):
+        x1 = x * w1 + b1
+        x2 = x * w2 + b2
+        y1, y2 = _softplus(x1), _softplus(x2)
+        predicted = w3 * y1 + w4 * y2 + b3
+        d_pred = -2.0 * (observed - predicted)       # dSSR/dPredicted_i
+        d_x1 = d_pred * w3 * np.exp(x1 - y1)         # ... * w3 * softplus'(x1_i)
+        d_x2 = d_pred * w4 * np.exp(x2 - y2)
+        g_w1, g_b1 = (d_x1 * x).sum(), d_x1.sum()
+        g_w2, g_b2 = (d_x2 * x).sum(), d_x2.sum()
+        g_w3, g_w4, g_b3 = (d_pred * y1).sum(), (d_pred * y2).sum(), d_pred.sum()
+        w1, b1, w2, b2 = w1 - LR * g_w1, b1 - LR * g_b1, w2 - LR * g_w2, b2 - LR * g_b2
+        w3, w4, b3 = w3 - LR * g_w3, w4 - LR * g_w4, b3 - LR * g_b3
+    predicted = w3 * _softplus(x * w1 + b1) + w4 * _softplus(x * w2 + b2) + b3
+    params = dict(zip(NAMES, (w1, b1, w2, b2, w3, w4, b3)))
+    return float(((observed - predicted) ** 2).sum()), {n: float(v) for n, v in params.items()}
+
+
+# ---- PyTorch eager ---------------------------------------------------------------------
+
+def run_torch(iters):
+    F = torch.nn.functional
+    x = torch.tensor(DOSAGE, dtype=torch.float64)
+    observed = torch.tensor(OBSERVED, dtype=torch.float64)
+    p = {n: torch.tensor(START[n], dtype=torch.float64, requires_grad=True) for n in NAMES}
+
+    def forward():
+        y1 = F.softplus(x * p["w1"] + p["b1"])
+        y2 = F.softplus(x * p["w2"] + p["b2"])
+        return p["w3"] * y1 + p["w4"] * y2 + p["b3"]
+
+    params = list(p.values())
+    for _ in range(iters):
+        for t in params:
+            t.grad = None
+        loss = ((observed - forward()) ** 2).sum()
+        loss.backward()
+        with torch.no_grad():
+            for t in params:
+                t -= LR * t.grad
+    with torch.no_grad():
+        loss = ((observed - forward()) ** 2).sum().item()
+    return loss, {n: p[n].item() for n in NAMES}
+
+
+# ---- timing and report --------------------------------------------------------------------
+
+def implementations():
+    """(row name, run function) for every implementation available here; prints why any is skipped."""
+    rows = [("chainrule", run_chainrule)]
+    if _library() is not None:
+        rows.append(("chainrule nn+optim", run_chainrule_nn))
+        if hasattr(cr, "fit"):
+            rows.append(("chainrule fit", run_chainrule_fit))
+    rows.append(("NumPy by hand", run_numpy))
+    if torch is None:
+        print("skipped PyTorch: torch is not importable (make bench installs it from the [bench] extra)")
+    else:
+        torch.set_num_threads(1)
+        rows.append(("PyTorch eager", run_torch))
+    usable = []
+    for name, run in rows:
+        try:
+            run(2)  # the library rows guess an API that is still being written
+        except Exception as e:
+            print(f"skipped {name}: {type(e).__name__}: {e}")
+            continue
+        usable.append((name, run))
+    return usable
+
+
+def time_once(run, iters):
+    gc_was = gc.isenabled()
+    gc.collect()
+    gc.disable()  # as timeit does: collections land at random in one row or another
+    try:
+        t0 = time.perf_counter()
+        loss, params = run(iters)
+        return time.perf_counter() - t0, loss, params
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def measure(rows, iters, repeats):
+    """Per row: per-iteration times in microseconds, final loss, final parameters.
+
+    Repeats go round-robin over the rows, so drift of the machine hits all rows alike.
+    """
+    for _, run in rows:
+        run(min(iters, 50))  # warm-up: imports, caches, torch's first-call set-up
+    results = {name: {"us": []} for name, _ in rows}
+    for _ in range(repeats):
+        for name, run in rows:
+            seconds, loss, params = time_once(run, iters)
+            r = results[name]
+            r["us"].append(seconds / iters * 1e6)
+            r["loss"], r["params"] = loss, params
+    return results
+
+
+def machine_line():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    parts = [platform.platform(), f"CPU {cpu} ({os.cpu_count()} logical cores, 1 thread used)",
+             f"Python {platform.python_version()}", f"NumPy {np.__version__}",
+             f"torch {torch.__version__}" if torch is not None else "torch not installed",
+             f"chainrule {cr.__version__}"]
+    return "Machine: " + "; ".join(parts)
+
+
+def table(results, iters, repeats):
+    ref = statistics.median(results["PyTorch eager"]["us"]) if "PyTorch eager" in results else None
+    lines = [f"W1 lessons: 7 parameters, 3 data points, {iters} full-batch gradient-descent iterations, "
+             f"float64, median and best of {repeats} repeats", "",
+             "| implementation | median us/iter | best us/iter | median / PyTorch median | final SSR |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        med, best = statistics.median(r["us"]), min(r["us"])
+        ratio = f"{med / ref:.2f}x" if ref else "n/a"
+        lines.append(f"| {name} | {med:.1f} | {best:.1f} | {ratio} | {r['loss']:.12g} |")
+    return "\n".join(lines)
+
+
+def check(results):
+    """Mismatch messages: every final loss and parameter must agree with the first row's."""
+    names = list(results)
+    first = results[names[0]]
+    problems = []
+    for name in names[1:]:
+        r = results[name]
+        if not np.isclose(r["loss"], first["loss"], rtol=RTOL, atol=SSR_ATOL):
+            problems.append(f"final SSR of {name} is {r['loss']!r}, {names[0]} gives {first['loss']!r}")
+        for n in NAMES:
+            a, b = r["params"][n], first["params"][n]
+            if not np.isclose(a, b, rtol=RTOL, atol=1e-12):
+                problems.append(f"{n} of {name} is {a!r}, {names[0]} gives {b!r}")
+    return problems
+
+
+def profile(iters):
+    """cProfile of the chainrule row, sorted by own time."""
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.runcall(run_chainrule, iters)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation (default 5)")
+    parser.add_argument("--iters", type=int, default=1000, help="gradient-descent iterations per run (default 1000)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the chainrule row and stop")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.iters < 1:
+        parser.error(f"--repeats and --iters must be at least 1, got {args.repeats} and {args.iters}")
+    if args.profile:
+        profile(args.iters)
+        return 0
+    rows = implementations()
+    results = measure(rows, args.iters, args.repeats)
+    print(table(results, args.iters, args.repeats))
+    print()
+    print(machine_line())
+    problems = check(results)
+    if problems:
+        print(f"\nMISMATCH: the implementations disagree (rtol {RTOL:g}):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"All final SSRs and parameters agree (rtol {RTOL:g}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

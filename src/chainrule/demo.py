@@ -1,0 +1,116 @@
+"""The lessons, reproduced in the terminal with the true numbers (``chainrule demo``)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .data import dosage
+from .losses import ssr
+from .nn import DosageNetwork
+from .optim import GradientDescent
+from .train import ConvergenceWarning, _format_table, fit
+
+# Above this SSR the all-parameter fit has not found the squiggle that goes
+# through (0, 0), (0.5, 1), (1, 0): it sits in a poor local minimum.
+POOR_FIT = 0.1
+
+
+def _printer():
+    """A function printing (title, header, rows) as a table: rich when installed, plain otherwise."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        def plain(title, head, rows, note=None):
+            print(f"\n{title}\n{_format_table(head, rows)}")
+            if note:
+                print(note)
+        return plain
+    console = Console()
+
+    def fancy(title, head, rows, note=None):
+        table = Table()
+        for i, h in enumerate(head):
+            table.add_column(h, justify="right" if i else "left")
+        for r in rows:
+            table.add_row(*r)
+        console.print()
+        console.print(title, style="bold", highlight=False)
+        console.print(table)
+        if note:
+            console.print(note, highlight=False)
+    return fancy
+
+
+def _f(v, digits=4):
+    return f"{float(v):.{digits}f}"
+
+
+def run(seed=0):
+    """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven."""
+    show = _printer()
+    x, y = dosage()
+    show("The data: drug dosage -> effectiveness", ["dosage", "observed"],
+         [[_f(a, 1), _f(b, 0)] for a, b in zip(x, y)])
+
+    # Lesson 1: the SSR as the bias shifts the green squiggle up and down.
+    rows = [[_f(b3, 0), _f(ssr(DosageNetwork.from_lesson(b3=b3)(x), y).item(), 2)] for b3 in (0, 1, 2, 3)]
+    show("Lesson 1: SSR against b3 (w1..w4, b1, b2 at the lessons' values)", ["b3", "SSR"], rows)
+
+    # Lesson 1 continued: gradient descent on b3 alone.
+    net = DosageNetwork.from_lesson(b3=0.0)
+    history = fit(net, x, y, params=["b3"], optimizer=GradientDescent(lr=0.1), tol=0.001)
+    trace = history.params["b3"]
+    rows = [[str(k + 1), _f(v), _f(d), _f(s), _f(v - s)]
+            for k, (v, d, s) in enumerate(zip(trace.value, trace.derivative, trace.step))]
+    final_ssr = ssr(net(x), y).item()
+    show("Gradient descent on b3 from 0, learning rate 0.1: step size = dSSR/db3 x 0.1, new b3 = old b3 - step size",
+         ["iteration", "b3", "dSSR/db3", "step size", "new b3"], rows,
+         f"Stopped: {history.stop_reason}. Final b3 = {net.b3.item():.3f}, SSR = {final_ssr:.2g}.")
+
+    # Lesson 2: w3, w4 and b3 together.
+    for lr in (0.01, 0.1):
+        _three(show, x, y, lr)
+
+    # Lesson 3: every parameter from a random start.
+    _all_seven(show, x, y, seed)
+
+
+def _three(show, x, y, lr):
+    net = DosageNetwork.from_lesson(w3=0.36, w4=0.63, b3=0.0)
+    start = ssr(net(x), y).item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        history = fit(net, x, y, params=["w3", "w4", "b3"], optimizer=GradientDescent(lr=lr))
+    rows = [[name, _f(t.value[0]), _f(t.derivative[0]), _f(t.step[0]), _f(t.value[0] - t.step[0]),
+             _f(getattr(net, name).item())] for name, t in history.params.items()]
+    show(f"Lesson 2: w3, w4, b3 together from w3 = 0.36, w4 = 0.63, b3 = 0 (SSR {start:.2f}), learning rate {lr}",
+         ["parameter", "start", "dSSR/dparam", "first step size", "after 1 step", "final"], rows,
+         f"Stopped: {history.stop_reason}. Final SSR = {ssr(net(x), y).item():.4g}.")
+
+
+def _all_seven(show, x, y, seed):
+    net = DosageNetwork.random(seed=seed)
+    start = {n: getattr(net, n).item() for n in DosageNetwork.NAMES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        history = fit(net, x, y, optimizer=GradientDescent(lr=0.1))
+    final = ssr(net(x), y).item()
+    rows = [[n, _f(start[n]), _f(getattr(net, n).item())] for n in DosageNetwork.NAMES]
+    verdict = (f"SSR {final:.3g}: the squiggle goes through the data." if final < POOR_FIT else
+               f"SSR {final:.3g}: a poor local minimum (or a flat plateau): the steps became tiny far from a "
+               "good fit, so gradient descent stopped there. Other random starts:")
+    show(f"Lesson 3: all seven parameters from a random start (seed {seed}; weights standard normal, biases 0)",
+         ["parameter", "start", "final"], rows, f"Stopped: {history.stop_reason}. {verdict}")
+    if final >= POOR_FIT:
+        rows = []
+        for s in range(seed + 1, seed + 6):
+            other = DosageNetwork.random(seed=s)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                h = fit(other, x, y)
+            loss = ssr(other(x), y).item()
+            rows.append([str(s), str(h.n_iter), f"{loss:.3g}", "fits" if loss < POOR_FIT else "poor local minimum"])
+        show("Other random starts", ["seed", "iterations", "final SSR", "verdict"], rows)
+    return np.array([getattr(net, n).item() for n in DosageNetwork.NAMES])

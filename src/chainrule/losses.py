@@ -1,0 +1,113 @@
+"""Losses, composed from primitives so their gradients come from the op registry.
+
+Each takes ``(predicted, target)`` and returns a scalar Tensor. Shapes must
+match exactly: a (3,) prediction against a (3, 1) target is an error, never a
+silent (3, 3) broadcast.
+
+Example::
+
+    >>> import chainrule as cr
+    >>> from chainrule.losses import ssr
+    >>> ssr(cr.tensor([1.0, 2.0]), [0.0, 0.0])     # (0 - 1)^2 + (0 - 2)^2
+    tensor(5.)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor, tensor_from
+
+
+def _same_shape(name, predicted, target):
+    predicted = tensor_from(predicted)
+    target = target if isinstance(target, Tensor) else np.asarray(target, dtype=predicted.dtype)
+    if predicted.shape != target.shape:
+        raise ValueError(f"{name}: predicted has shape {predicted.shape} but target has shape "
+                         f"{target.shape}; they must match (no broadcasting in a loss)")
+    return predicted, target
+
+
+def ssr(predicted, observed):
+    """Sum of squared residuals, the lessons' loss: sum_i (observed_i - predicted_i)^2.
+
+    dSSR/dpredicted_i = -2 (observed_i - predicted_i).
+    """
+    predicted, observed = _same_shape("ssr", predicted, observed)
+    return ((observed - predicted) ** 2).sum()
+
+
+def mse(predicted, observed):
+    """Mean squared error: the SSR divided by the number of elements."""
+    predicted, observed = _same_shape("mse", predicted, observed)
+    return ((observed - predicted) ** 2).mean()
+
+
+def cross_entropy(logits, labels):
+    """Mean over rows of -log softmax(logits)[label], from raw logits, stable for large logits.
+
+    ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import cross_entropy
+        >>> round(cross_entropy(cr.tensor([[0.0, 0.0]]), [1]).item(), 6)   # -log(1/2)
+        0.693147
+    """
+    logits = tensor_from(logits)
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
+    n, classes = logits.shape
+    if labels.shape != (n,):
+        raise ValueError(f"cross_entropy: labels must have shape ({n},) to match logits {logits.shape}, "
+                         f"got {labels.shape}")
+    if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
+        raise TypeError(f"cross_entropy: labels must be integer class indices, got dtype {labels.dtype}")
+    labels = labels.astype(np.intp)
+    if n and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), got values from "
+                         f"{labels.min()} to {labels.max()}")
+    onehot = np.zeros(logits.shape, dtype=logits.dtype)
+    onehot[np.arange(n), labels] = 1.0
+    return -(F.log_softmax(logits, axis=1) * onehot).sum() * (1.0 / n)
+
+
+def binary_cross_entropy(logits, targets):
+    """Mean of -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))], from logits z.
+
+    Computed as softplus(z) - t z, which is the same quantity without ever
+    taking the log of 0.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import binary_cross_entropy
+        >>> round(binary_cross_entropy(cr.tensor([0.0]), [1.0]).item(), 6)   # -log(1/2)
+        0.693147
+    """
+    logits, targets = _same_shape("binary_cross_entropy", logits, targets)
+    return (F.softplus(logits) - logits * targets).mean()
+
+
+ssr.reduction = "sum"
+mse.reduction = cross_entropy.reduction = binary_cross_entropy.reduction = "mean"
+
+LOSSES = {
+    "ssr": ssr,
+    "mse": mse,
+    "cross_entropy": cross_entropy,
+    "cross-entropy": cross_entropy,
+    "binary_cross_entropy": binary_cross_entropy,
+    "binary-cross-entropy": binary_cross_entropy,
+}
+
+
+def get_loss(loss):
+    """A loss function from its name, or the callable itself."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(set(LOSSES))} or pass a function")
+    return LOSSES[loss]

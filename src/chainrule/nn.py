@@ -1,0 +1,306 @@
+"""Building blocks: Module, Parameter, Linear, activations, Sequential, the lessons' network.
+
+Example::
+
+    >>> import chainrule as cr
+    >>> from chainrule.nn import Linear, Sequential, SoftPlus
+    >>> net = Sequential(Linear(1, 2, seed=0), SoftPlus(), Linear(2, 1, seed=1))
+    >>> [name for name, _ in net.named_parameters()]
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    >>> net(cr.tensor([[0.0], [0.5], [1.0]])).shape
+    (3, 1)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor, tensor_from
+
+
+class Parameter(Tensor):
+    """A tensor that a model learns: it requires grad and carries a name.
+
+    Example::
+
+        >>> from chainrule.nn import Parameter
+        >>> Parameter(2.61, name="b3")
+        Parameter(b3=2.61)
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data, name=None, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+    def __repr__(self):
+        value = self.data.item() if self.data.size == 1 else f"array of shape {self.shape}"
+        dtype = "" if self.dtype == np.float64 else f", dtype={self.dtype}"
+        return f"Parameter({self.name or 'unnamed'}={value}{dtype})"
+
+
+class Module:
+    """Base of every model: parameters are found in attributes, recursively.
+
+    Subclasses set Parameters and Modules as attributes and define ``forward``.
+    Names are dotted paths (``"0.weight"``); a Parameter assigned to an
+    attribute takes that attribute's name if it has none.
+    """
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter) and value.name is None:
+            value.name = name
+        object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x)")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def children(self):
+        """(name, module) pairs of the direct sub-modules."""
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) pairs, each parameter once, in definition order."""
+        seen = set()
+        for name, p in self._walk(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _walk(self, prefix):
+        for k, v in vars(self).items():
+            if isinstance(v, Parameter):
+                yield prefix + k, v
+        for k, m in self.children():
+            yield from m._walk(f"{prefix}{k}.")
+
+    def parameters(self):
+        """Every Parameter of the model, each once."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        """Forget the accumulated gradients (set every ``.grad`` to None)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self):
+        """{dotted name: copy of the values} for every parameter."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy values into the parameters; names and shapes must match exactly."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: {type(self).__name__} missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"load_state_dict: '{name}' has shape {p.shape} in the model "
+                                 f"but {value.shape} in the state")
+            p.data[...] = value
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        kids = self.children()
+        if not kids:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in kids]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _rng(seed):
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+class Linear(Module):
+    """y = x @ weight + bias, with ``weight`` of shape (in_features, out_features).
+
+    NOTE: the weight is stored (in, out), the transpose of PyTorch's layout, so
+    the forward needs no transpose. Weights are drawn from N(0, 1/in_features)
+    (LeCun normal: each unit's input starts with variance about 1) through
+    ``seed`` (an int or a numpy Generator); biases start at 0.
+
+    Example::
+
+        >>> from chainrule.nn import Linear
+        >>> Linear(3, 2, seed=0)
+        Linear(in_features=3, out_features=2, bias=True)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, seed=None, dtype=np.float64):
+        for arg, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Linear: {arg} must be a positive integer, got {value!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        scale = 1.0 / np.sqrt(in_features)
+        self.weight = Parameter(_rng(seed).normal(0.0, scale, (in_features, out_features)), dtype=dtype)
+        self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
+
+    def forward(self, x):
+        x = tensor_from(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear: expected inputs with {self.in_features} features in the last "
+                             f"dimension, got shape {x.shape}")
+        out = x @ self.weight
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _Activation(Module):
+    fn = None
+
+    def forward(self, x):
+        return type(self).fn(x)
+
+
+class SoftPlus(_Activation):
+    """softplus(x) = log(1 + e^x), the lessons' activation."""
+    fn = staticmethod(F.softplus)
+
+
+class ReLU(_Activation):
+    """relu(x) = max(x, 0)."""
+    fn = staticmethod(F.relu)
+
+
+class Sigmoid(_Activation):
+    """sigmoid(x) = 1 / (1 + e^-x)."""
+    fn = staticmethod(F.sigmoid)
+
+
+class Tanh(_Activation):
+    """tanh(x)."""
+    fn = staticmethod(F.tanh)
+
+
+class Identity(_Activation):
+    """x unchanged."""
+    fn = staticmethod(tensor_from)
+
+
+ACTIVATIONS = {"softplus": SoftPlus, "relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+
+
+class Sequential(Module):
+    """Modules applied one after another; parameters are named by position ("0.weight")."""
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def children(self):
+        return [(str(i), m) for i, m in enumerate(self.layers)]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+
+def mlp(sizes, activation="relu", seed=None, dtype=np.float64):
+    """A multilayer perceptron: Linear layers of ``sizes`` with ``activation`` between them.
+
+    Example::
+
+        >>> from chainrule.nn import mlp
+        >>> mlp([1, 2, 1], activation="softplus", seed=0)
+        Sequential(
+          (0): Linear(in_features=1, out_features=2, bias=True)
+          (1): SoftPlus()
+          (2): Linear(in_features=2, out_features=1, bias=True)
+        )
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if len(sizes) < 2:
+        raise ValueError(f"mlp: sizes needs at least an input and an output size, got {list(sizes)}")
+    rng = _rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(n_in, n_out, seed=rng, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return Sequential(*layers)
+
+
+class DosageNetwork(Module):
+    """The lessons' network: one input, two SoftPlus hidden nodes, one output.
+
+    predicted = w3 * softplus(x * w1 + b1) + w4 * softplus(x * w2 + b2) + b3
+
+    The top node scaled by w3 is the lessons' blue curve, the bottom node scaled
+    by w4 the orange curve, and their sum plus b3 the green squiggle.
+
+    Example::
+
+        >>> from chainrule.nn import DosageNetwork
+        >>> net = DosageNetwork.from_lesson(b3=0.0)
+        >>> net.b3
+        Parameter(b3=0.0)
+        >>> net([0.0, 0.5, 1.0]).data.round(2)
+        array([-2.61, -1.61, -2.61])
+    """
+
+    NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
+    LESSON = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30, "b3": 2.61}
+
+    def __init__(self, w1, b1, w2, b2, w3, w4, b3, dtype=np.float64):
+        for name, value in zip(self.NAMES, (w1, b1, w2, b2, w3, w4, b3)):
+            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if value.shape != () or value.dtype.kind not in "iuf":
+                raise TypeError(f"DosageNetwork: {name} must be a number, got {value!r}")
+            setattr(self, name, Parameter(value, name=name, dtype=dtype))
+
+    @classmethod
+    def from_lesson(cls, dtype=np.float64, **overrides):
+        """The lessons' optimized values, with any of them overridden (``from_lesson(b3=0.0)``)."""
+        unknown = sorted(set(overrides) - set(cls.NAMES))
+        if unknown:
+            raise ValueError(f"DosageNetwork.from_lesson: unknown parameter(s) {unknown}; "
+                             f"the parameters are {list(cls.NAMES)}")
+        return cls(**{**cls.LESSON, **overrides}, dtype=dtype)
+
+    @classmethod
+    def random(cls, seed=None, dtype=np.float64):
+        """Weights from a standard normal, biases 0, as the lessons start."""
+        w1, w2, w3, w4 = _rng(seed).standard_normal(4)
+        return cls(w1=w1, b1=0.0, w2=w2, b2=0.0, w3=w3, w4=w4, b3=0.0, dtype=dtype)
+
+    def curves(self, x):
+        """The lessons' pieces at inputs ``x``: blue (w3 * top node), orange (w4 * bottom node), green."""
+        x = self._check(x)
+        blue = F.softplus(x * self.w1 + self.b1) * self.w3
+        orange = F.softplus(x * self.w2 + self.b2) * self.w4
+        return {"blue": blue, "orange": orange, "green": blue + orange + self.b3}
+
+    def forward(self, x):
+        x = self._check(x)
+        top = F.softplus(x * self.w1 + self.b1)
+        bottom = F.softplus(x * self.w2 + self.b2)
+        return top * self.w3 + bottom * self.w4 + self.b3
+
+    def _check(self, x):
+        x = tensor_from(x)
+        if x.ndim == 2 and x.shape[1] != 1 or x.ndim > 2:
+            raise ValueError(f"DosageNetwork: takes one input feature (shape (n,) or (n, 1)), got shape {x.shape}")
+        return x
+
+    def extra_repr(self):
+        return ", ".join(f"{n}={getattr(self, n).item():.4g}" for n in self.NAMES)

@@ -1,0 +1,147 @@
+"""Optimizers: one base class, one small update rule each.
+
+An optimizer holds parameters and per-parameter state. ``step()`` computes each
+parameter's step size (the amount subtracted, as in the lessons:
+new value = old value - step size) from its ``.grad`` and applies it; the step
+sizes of the last step stay available in ``step_sizes``.
+
+Example::
+
+    >>> import chainrule as cr
+    >>> from chainrule.optim import GradientDescent
+    >>> b3 = cr.nn.Parameter(0.0, name="b3")
+    >>> b3.grad = cr.tensor(-15.7).data           # the lessons' dSSR/db3 at b3 = 0
+    >>> opt = GradientDescent(lr=0.1, params=[b3])
+    >>> opt.step()
+    >>> opt.step_sizes[0], b3.item()              # step = -15.7 x 0.1; new b3 = 0 - (-1.57)
+    (array(-1.57), 1.57)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check(owner, name, value, low, high, low_open=False, high_open=True):
+    """Raise ValueError unless ``low <= value < high`` (open/closed ends as given)."""
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{owner}: {name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base: holds ``params`` and ``state``; subclasses write only ``update``."""
+
+    def __init__(self, lr, params=None):
+        self.lr = _check(type(self).__name__, "lr", lr, 0, math.inf, low_open=True)
+        self.attach(params or [])
+
+    def attach(self, params):
+        """Optimize these parameters from now on, with fresh state."""
+        self.params = list(params)
+        self.state = [{} for _ in self.params]
+        self.step_sizes = [None] * len(self.params)
+        self.t = 0
+        return self
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        """Apply one update to every parameter that has a gradient."""
+        self.t += 1
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                self.step_sizes[i] = np.zeros_like(p.data)
+                continue
+            step = self.update(p.grad, self.state[i])
+            p.data -= step
+            self.step_sizes[i] = step
+
+    def update(self, g, state):
+        """The step size for gradient ``g``; ``state`` is this parameter's own dict."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self):
+        return f"lr={self.lr}"
+
+
+class GradientDescent(Optimizer):
+    """Plain gradient descent, the lessons' rule.
+
+    step = lr * g;  p <- p - step
+    """
+
+    def update(self, g, state):
+        return self.lr * g
+
+
+class Momentum(Optimizer):
+    """Gradient descent with (heavy-ball) momentum, optionally Nesterov's.
+
+    v <- momentum * v + g;  step = lr * v  (Nesterov: step = lr * (g + momentum * v));
+    p <- p - step. Polyak (1964); Sutskever et al., "On the importance of
+    initialization and momentum in deep learning" (ICML 2013). The same
+    convention as PyTorch's SGD with momentum (no dampening).
+    """
+
+    def __init__(self, lr, momentum=0.9, nesterov=False, params=None):
+        self.momentum = _check("Momentum", "momentum", momentum, 0, 1)
+        if nesterov and self.momentum == 0:
+            raise ValueError("Momentum: nesterov=True needs momentum > 0, got momentum=0")
+        self.nesterov = bool(nesterov)
+        super().__init__(lr, params)
+
+    def update(self, g, state):
+        v = state.get("v")
+        v = g.copy() if v is None else self.momentum * v + g
+        state["v"] = v
+        return self.lr * (g + self.momentum * v if self.nesterov else v)
+
+    def extra_repr(self):
+        return f"lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}"
+
+
+class Adam(Optimizer):
+    """Adam: steps scaled by running estimates of the gradient's first two moments.
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    step = lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps);  p <- p - step.
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
+    """
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, params=None):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check("Adam", "betas[0]", betas[0], 0, 1), _check("Adam", "betas[1]", betas[1], 0, 1))
+        self.eps = _check("Adam", "eps", eps, 0, math.inf)
+        super().__init__(lr, params)
+
+    def update(self, g, state):
+        b1, b2 = self.betas
+        if not state:
+            state["m"], state["v"] = np.zeros_like(g), np.zeros_like(g)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        m_hat = m / (1 - b1 ** self.t)
+        v_hat = v / (1 - b2 ** self.t)
+        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def extra_repr(self):
+        return f"lr={self.lr}, betas={self.betas}, eps={self.eps}"
+
+
+OPTIMIZERS = {"gd": GradientDescent, "momentum": Momentum, "adam": Adam}

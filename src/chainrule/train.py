@@ -1,0 +1,326 @@
+"""Training by the lessons' rules: forward, loss, backward, update, repeat.
+
+:func:`fit` stops when every step size of an iteration is below ``tol`` (the
+lessons' rule), after ``max_iter`` iterations (with a ConvergenceWarning), or
+raises :class:`DivergenceError` when the loss or a derivative stops being finite.
+It returns a :class:`History` of the loss and of each trained parameter's value,
+derivative and step size per iteration.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from .losses import get_loss
+from .nn import Module, Parameter
+from .optim import GradientDescent, Optimizer
+
+# Parameters with at most this many elements get their full value/derivative/step
+# recorded per iteration; larger ones only their norms (memory stays small).
+TRACE_LIMIT = 64
+
+
+class ConvergenceWarning(UserWarning):
+    """Training reached ``max_iter`` before every step size fell below ``tol``."""
+
+
+class DivergenceError(ArithmeticError):
+    """The loss or a derivative became NaN or inf; the parameters were restored to the best seen.
+
+    Attributes: ``iteration``, ``parameter`` (its name) and ``history``.
+    """
+
+    def __init__(self, message, iteration, parameter, history):
+        super().__init__(message)
+        self.iteration, self.parameter, self.history = iteration, parameter, history
+
+
+class Trace:
+    """One parameter's record: per iteration its old value, derivative, step size and new value."""
+
+    def __init__(self, name, shape, full):
+        self.name, self.shape, self.full = name, shape, full
+        self.value, self.derivative, self.step, self.grad_norm, self.step_norm = [], [], [], [], []
+
+    def record(self, old, grad, step):
+        if self.full:
+            self.value.append(old.copy())
+            self.derivative.append(grad.copy())
+            self.step.append(np.array(step, copy=True))
+        self.grad_norm.append(float(np.sqrt(np.sum(grad * grad))))
+        self.step_norm.append(float(np.sqrt(np.sum(step * step))))
+
+    @property
+    def new_value(self):
+        return [v - s for v, s in zip(self.value, self.step)]
+
+
+class History:
+    """What :func:`fit` did: loss per iteration, per-parameter traces, why it stopped.
+
+    ``loss[k]`` is the loss at the start of iteration k + 1 (before its update);
+    ``params[name]`` is a :class:`Trace`; ``n_iter``, ``stop_reason``,
+    ``converged``, ``best_loss`` and ``best_iter`` summarize the run.
+    """
+
+    def __init__(self, names_shapes, tol):
+        self.tol = tol
+        self.loss = []
+        self.params = {n: Trace(n, s, int(np.prod(s)) <= TRACE_LIMIT) for n, s in names_shapes}
+        self.n_iter = 0
+        self.stop_reason = "not started"
+        self.converged = False
+        self.best_loss = math.inf
+        self.best_iter = None
+        self.seconds = 0.0
+
+    @property
+    def final_loss(self):
+        return self.loss[-1] if self.loss else math.nan
+
+    def table(self, name=None, index=None, max_rows=30):
+        """The lessons' table for one parameter (or one element of it by ``index``).
+
+        Columns: iteration, old value, derivative of the loss, step size, new value.
+        ``name`` defaults to the only trained parameter; long runs show the first
+        and last rows.
+        """
+        trace = self._trace(name)
+        pick = (lambda a: np.asarray(a)[index]) if index is not None else (lambda a: np.asarray(a).reshape(-1)[0])
+        if trace.value and np.prod(trace.shape) > 1 and index is None:
+            raise ValueError(f"table: '{trace.name}' has shape {trace.shape}; pass index= to pick an element")
+        label = trace.name + ("" if index is None else str(list(np.atleast_1d(index))))
+        head = ["iteration", f"old {label}", f"d loss/d {label}", "step size", f"new {label}"]
+        rows = [[str(k + 1), *(f"{float(pick(a)):.6g}" for a in (v, d, s, v - s))]
+                for k, (v, d, s) in enumerate(zip(trace.value, trace.derivative, trace.step))]
+        if len(rows) > max_rows:
+            half = max_rows // 2
+            rows = rows[:half] + [["...", "", "", "", ""]] + rows[-half:]
+        return _format_table(head, rows)
+
+    def _trace(self, name):
+        if name is None:
+            if len(self.params) != 1:
+                raise ValueError(f"table: several parameters were trained ({list(self.params)}); name one")
+            name = next(iter(self.params))
+        name = getattr(name, "name", name)
+        if name not in self.params:
+            raise ValueError(f"unknown parameter {name!r}; trained: {list(self.params)}")
+        trace = self.params[name]
+        if not trace.full:
+            raise ValueError(f"'{name}' has more than {TRACE_LIMIT} elements, so only norms were recorded")
+        return trace
+
+    def summary(self):
+        """A few lines: iterations, stop reason, first/final/best loss."""
+        first = self.loss[0] if self.loss else math.nan
+        return (f"{self.n_iter} iterations in {self.seconds:.3g} s; {self.stop_reason}\n"
+                f"loss: first {first:.6g}, final {self.final_loss:.6g}, best {self.best_loss:.6g}"
+                f" (iteration {self.best_iter})")
+
+    def __repr__(self):
+        return f"History(n_iter={self.n_iter}, final_loss={self.final_loss:.6g}, stop_reason={self.stop_reason!r})"
+
+
+def _format_table(head, rows):
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+# ---- fit -----------------------------------------------------------------------------
+
+
+def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_iter=1000,
+        batch_size=None, seed=None):
+    """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
+
+    - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
+    - ``optimizer``: default ``GradientDescent(lr=0.1)``.
+    - ``params``: names or Parameters to train; the others are held fixed, bit for bit.
+    - Stops when every step size of an iteration is below ``tol`` in absolute
+      value, or after ``max_iter`` iterations (a ConvergenceWarning).
+    - ``batch_size``: mini-batches shuffled each epoch from ``seed``; then an
+      iteration is an epoch, and the stopping rule looks at every step of it.
+
+    Example: the lessons' gradient descent on b3 alone, from b3 = 0::
+
+        >>> import chainrule as cr
+        >>> net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+        >>> x, y = cr.data.dosage()
+        >>> h = cr.fit(net, x, y, params=["b3"])
+        >>> h.n_iter, round(net.b3.item(), 3)
+        (10, 2.609)
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
+    tol = _number("tol", tol, 0)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"fit: max_iter must be an integer >= 1, got {max_iter!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"fit: batch_size must be None or an integer >= 1, got {batch_size!r}")
+    loss_fn = get_loss(loss)
+    named = _trained(model, params)
+    dtype = named[0][1].dtype
+    x, y = _data(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+    optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
+    optimizer.attach([p for _, p in named])
+    history = History([(n, p.shape) for n, p in named], tol)
+    frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
+    with _held(frozen):
+        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed)
+    return history
+
+
+def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed):
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    mean_loss = getattr(loss_fn, "reduction", "mean") == "mean"
+    best = None
+    for it in range(1, max_iter + 1):
+        batches = [slice(None)] if batch_size is None or batch_size >= n else _batches(rng, n, batch_size)
+        olds = [p.data.copy() for _, p in named]
+        largest_step = 0.0
+        epoch_loss = 0.0
+        for batch in batches:
+            value, grads = _forward_backward(model, x[batch], y[batch], loss_fn, named)
+            weight = (len(x[batch]) / n) if mean_loss and batch_size else 1.0
+            epoch_loss += value * weight
+            if not (math.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)):
+                _diverged(it, value, grads, named, history, best)
+            optimizer.step()
+            largest_step = max(largest_step, *(float(np.max(np.abs(s))) for s in optimizer.step_sizes))
+        if epoch_loss < history.best_loss:
+            history.best_loss, history.best_iter, best = epoch_loss, it, olds
+        history.loss.append(epoch_loss)
+        for (name, p), old, g, s in zip(named, olds, grads, optimizer.step_sizes):
+            history.params[name].record(old, g, s if batch_size is None else old - p.data)
+        history.n_iter = it
+        if largest_step < tol:
+            history.stop_reason = f"every step size fell below {tol:g} at iteration {it}"
+            history.converged = True
+            break
+    else:
+        history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
+                               f"{largest_step:.3g} (tol = {tol:g})")
+        warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
+                      stacklevel=3)
+    history.seconds = time.perf_counter() - start
+
+
+def _forward_backward(model, x, y, loss_fn, named):
+    for _, p in named:
+        p.grad = None
+    out = loss_fn(model(x), y)
+    out.backward()
+    return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for _, p in named]
+
+
+def _batches(rng, n, batch_size):
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _diverged(it, value, grads, named, history, best):
+    bad = [name for (name, _), g in zip(named, grads) if not np.all(np.isfinite(g))]
+    if best is not None:
+        for (_, p), b in zip(named, best):
+            p.data[...] = b
+    who = f"the derivative of '{bad[0]}' is {_badness(grads[[n for n, _ in named].index(bad[0])])}" if bad \
+        else "every derivative is still finite"
+    history.n_iter = it - 1
+    history.stop_reason = f"diverged at iteration {it}: the loss is {value} and {who}"
+    raise DivergenceError(f"fit: {history.stop_reason}; parameters restored to the best seen "
+                          f"(loss {history.best_loss:.6g} at iteration {history.best_iter}). "
+                          "Try a smaller learning rate.", it, bad[0] if bad else None, history)
+
+
+def _badness(g):
+    return "nan" if np.isnan(g).any() else "inf"
+
+
+class _held:
+    """Turn off requires_grad of the frozen parameters for the run (no gradient, no change)."""
+
+    def __init__(self, frozen):
+        self.frozen = frozen
+
+    def __enter__(self):
+        for p in self.frozen:
+            p.requires_grad = False
+
+    def __exit__(self, *exc):
+        for p in self.frozen:
+            p.requires_grad = True
+
+
+def _trained(model, params):
+    """(name, Parameter) pairs to train, from names or Parameters (None: all)."""
+    named = list(model.named_parameters())
+    if not named:
+        raise ValueError(f"fit: {type(model).__name__} has no parameters to train")
+    if params is None:
+        return named
+    if isinstance(params, (str, Parameter)):
+        params = [params]
+    by_name, chosen = dict(named), []
+    for item in params:
+        if isinstance(item, str):
+            if item not in by_name:
+                raise ValueError(f"fit: params names {item!r}, which is not a parameter of "
+                                 f"{type(model).__name__}; it has {list(by_name)}")
+            chosen.append((item, by_name[item]))
+        elif isinstance(item, Parameter):
+            match = [(n, p) for n, p in named if p is item]
+            if not match:
+                raise ValueError(f"fit: params includes {item!r}, which is not a parameter of this model")
+            chosen.append(match[0])
+        else:
+            raise TypeError(f"fit: params must be parameter names or Parameters, got {type(item).__name__}")
+    if not chosen:
+        raise ValueError("fit: params is empty; name at least one parameter to train (or None for all)")
+    return list(dict((n, (n, p)) for n, p in chosen).values())
+
+
+def _number(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value < low:
+        raise ValueError(f"fit: {name} must be a finite number >= {low}, got {value!r}")
+    return float(value)
+
+
+def _data(x, y, dtype, labels):
+    """Inputs as (n, features) of the model's dtype; targets (n, 1) for 1-D regression targets."""
+    x = _array("x", x)
+    y = _array("y", y)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"fit: x must be 1-D (one feature) or 2-D (rows, features), got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError("fit: x is empty; need at least one row of data")
+    if len(y) != len(x):
+        raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}; they must match")
+    if labels:
+        return x.astype(dtype), y
+    return x.astype(dtype), (y[:, None] if y.ndim == 1 else y).astype(dtype)
+
+
+def _array(name, a):
+    a = np.asarray(getattr(a, "data", a))
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"fit: {name} must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64) if a.dtype.kind in "bf" else a
+    if a.ndim == 0:
+        raise ValueError(f"fit: {name} must be an array of rows, got a single number {a}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        row = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"fit: {name} contains NaN or inf (first at index {tuple(int(i) for i in row)})")
+    return a
