@@ -39,23 +39,40 @@ class DivergenceError(ArithmeticError):
 
 
 class Trace:
-    """One parameter's record: per iteration its old value, derivative, step size and new value."""
+    """One parameter's record per iteration: old value, derivative, step size (new = old - step).
+
+    Parameters with more than ``TRACE_LIMIT`` elements keep only the norms of
+    their derivative and step (``full`` is False).
+    """
 
     def __init__(self, name, shape, full):
         self.name, self.shape, self.full = name, shape, full
-        self.value, self.derivative, self.step, self.grad_norm, self.step_norm = [], [], [], [], []
+        self.value, self.derivative, self.step = [], [], []
+        self._norms = ([], [])
 
     def record(self, old, grad, step):
+        """Keep the arrays (fresh each iteration, so no copy) or, for large parameters, their norms."""
         if self.full:
-            self.value.append(old.copy())
-            self.derivative.append(grad.copy())
-            self.step.append(np.array(step, copy=True))
-        self.grad_norm.append(float(np.sqrt(np.sum(grad * grad))))
-        self.step_norm.append(float(np.sqrt(np.sum(step * step))))
+            self.value.append(old)
+            self.derivative.append(grad)
+            self.step.append(step)
+        else:
+            self._norms[0].append(float(np.sqrt(np.vdot(grad, grad))))
+            self._norms[1].append(float(np.sqrt(np.vdot(step, step))))
 
     @property
     def new_value(self):
         return [v - s for v, s in zip(self.value, self.step)]
+
+    @property
+    def grad_norm(self):
+        """The derivative's Euclidean norm per iteration."""
+        return [float(np.linalg.norm(g)) for g in self.derivative] if self.full else self._norms[0]
+
+    @property
+    def step_norm(self):
+        """The step's Euclidean norm per iteration."""
+        return [float(np.linalg.norm(s)) for s in self.step] if self.full else self._norms[1]
 
 
 class History:
@@ -173,7 +190,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     optimizer.attach([p for _, p in named])
     history = History([(n, p.shape) for n, p in named], tol)
     frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
-    with _held(frozen):
+    with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
         _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed)
     return history
 
@@ -182,45 +199,51 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     n = len(x)
-    mean_loss = getattr(loss_fn, "reduction", "mean") == "mean"
+    full_batch = batch_size is None or batch_size >= n
+    weight = 1.0 if full_batch or getattr(loss_fn, "reduction", "mean") == "sum" else batch_size / n
+    params = [p for _, p in named]
     best = None
     for it in range(1, max_iter + 1):
-        batches = [slice(None)] if batch_size is None or batch_size >= n else _batches(rng, n, batch_size)
-        olds = [p.data.copy() for _, p in named]
-        largest_step = 0.0
-        epoch_loss = 0.0
-        for batch in batches:
-            value, grads = _forward_backward(model, x[batch], y[batch], loss_fn, named)
-            weight = (len(x[batch]) / n) if mean_loss and batch_size else 1.0
-            epoch_loss += value * weight
-            if not (math.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)):
-                _diverged(it, value, grads, named, history, best)
+        olds = [p.data.copy() for p in params]
+        value, largest = 0.0, 0.0
+        for rows in ([slice(None)] if full_batch else _batches(rng, n, batch_size)):
+            loss, grads = _forward_backward(model, x[rows], y[rows], loss_fn, params)
             optimizer.step()
-            largest_step = max(largest_step, *(float(np.max(np.abs(s))) for s in optimizer.step_sizes))
-        if epoch_loss < history.best_loss:
-            history.best_loss, history.best_iter, best = epoch_loss, it, olds
-        history.loss.append(epoch_loss)
-        for (name, p), old, g, s in zip(named, olds, grads, optimizer.step_sizes):
-            history.params[name].record(old, g, s if batch_size is None else old - p.data)
+            sizes = [_largest(s) for s in optimizer.step_sizes]
+            if not math.isfinite(loss + sum(sizes)):  # a NaN or inf loss, derivative or step
+                _diverged(it, loss, grads, optimizer.step_sizes, named, history, olds if best is None else best)
+            value += loss * weight
+            largest = max(largest, *sizes)
+        if value < history.best_loss:
+            history.best_loss, history.best_iter, best = value, it, olds
+        history.loss.append(value)
+        steps = optimizer.step_sizes if full_batch else [old - p.data for old, p in zip(olds, params)]
+        for (name, _), old, g, s in zip(named, olds, grads, steps):
+            history.params[name].record(old, g, s)
         history.n_iter = it
-        if largest_step < tol:
+        if largest < tol:
             history.stop_reason = f"every step size fell below {tol:g} at iteration {it}"
             history.converged = True
             break
     else:
         history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
-                               f"{largest_step:.3g} (tol = {tol:g})")
+                               f"{largest:.3g} (tol = {tol:g})")
         warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
                       stacklevel=3)
     history.seconds = time.perf_counter() - start
 
 
-def _forward_backward(model, x, y, loss_fn, named):
-    for _, p in named:
+def _largest(a):
+    """max |a| as a float (NaN if any element is NaN); quick for the lessons' scalars."""
+    return abs(a.item()) if a.size == 1 else float(np.abs(a).max())
+
+
+def _forward_backward(model, x, y, loss_fn, params):
+    for p in params:
         p.grad = None
     out = loss_fn(model(x), y)
     out.backward()
-    return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for _, p in named]
+    return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
 
 def _batches(rng, n, batch_size):
@@ -228,22 +251,23 @@ def _batches(rng, n, batch_size):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _diverged(it, value, grads, named, history, best):
-    bad = [name for (name, _), g in zip(named, grads) if not np.all(np.isfinite(g))]
-    if best is not None:
-        for (_, p), b in zip(named, best):
-            p.data[...] = b
-    who = f"the derivative of '{bad[0]}' is {_badness(grads[[n for n, _ in named].index(bad[0])])}" if bad \
-        else "every derivative is still finite"
-    history.n_iter = it - 1
-    history.stop_reason = f"diverged at iteration {it}: the loss is {value} and {who}"
+def _diverged(it, loss, grads, steps, named, history, restore):
+    """Put back the best parameters seen and raise, naming the first parameter that blew up."""
+    for (_, p), b in zip(named, restore):
+        p.data[...] = b
+    bad = next((name for (name, _), g, s in zip(named, grads, steps)
+                if not (np.all(np.isfinite(g)) and np.all(np.isfinite(s)))), None)
+    if bad:
+        kind = "nan" if any(np.isnan(g).any() for g in grads) else "inf"
+        who = f"the derivative of '{bad}' became {kind}"
+    else:  # the loss overflowed first: name the parameter with the largest derivative
+        sizes = [float(np.max(np.abs(g))) for g in grads]
+        bad = named[int(np.argmax(sizes))][0]
+        who = f"the loss is {loss} and the largest derivative is that of '{bad}' ({max(sizes):.3g})"
+    history.stop_reason = f"diverged at iteration {it}: {who}"
     raise DivergenceError(f"fit: {history.stop_reason}; parameters restored to the best seen "
                           f"(loss {history.best_loss:.6g} at iteration {history.best_iter}). "
-                          "Try a smaller learning rate.", it, bad[0] if bad else None, history)
-
-
-def _badness(g):
-    return "nan" if np.isnan(g).any() else "inf"
+                          "Try a smaller learning rate.", it, bad, history)
 
 
 class _held:
