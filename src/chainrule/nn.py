@@ -97,12 +97,13 @@ class Module:
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
             raise ValueError(f"load_state_dict: {type(self).__name__} missing {missing}, unexpected {unexpected}")
-        for name, p in own.items():
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
+        values = {name: np.asarray(state[name]) for name in own}
+        for name, p in own.items():  # check every shape first: a failed load changes nothing
+            if values[name].shape != p.shape:
                 raise ValueError(f"load_state_dict: '{name}' has shape {p.shape} in the model "
-                                 f"but {value.shape} in the state")
-            p.data[...] = value
+                                 f"but {values[name].shape} in the state")
+        for name, p in own.items():
+            p.data[...] = values[name]
 
     def extra_repr(self):
         return ""
@@ -255,7 +256,7 @@ class DosageNetwork(Module):
         >>> net.b3
         Parameter(b3=0.0)
         >>> net([0.0, 0.5, 1.0]).data.round(2)
-        array([-2.61, -1.61, -2.61])
+        array([-2.6 , -1.61, -2.61])
     """
 
     NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")

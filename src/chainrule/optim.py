@@ -61,7 +61,7 @@ class Optimizer:
             if p.grad is None:
                 self.step_sizes[i] = np.zeros_like(p.data)
                 continue
-            step = self.update(p.grad, self.state[i])
+            step = np.asarray(self.update(p.grad, self.state[i]))  # 0-d grads give numpy scalars
             p.data -= step
             self.step_sizes[i] = step
 

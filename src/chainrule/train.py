@@ -255,18 +255,22 @@ def _diverged(it, loss, grads, steps, named, history, restore):
     """Put back the best parameters seen and raise, naming the first parameter that blew up."""
     for (_, p), b in zip(named, restore):
         p.data[...] = b
-    bad = next((name for (name, _), g, s in zip(named, grads, steps)
-                if not (np.all(np.isfinite(g)) and np.all(np.isfinite(s)))), None)
-    if bad:
+    names = [name for name, _ in named]
+    bad_grad = next((n for n, g in zip(names, grads) if not np.all(np.isfinite(g))), None)
+    bad_step = next((n for n, s in zip(names, steps) if not np.all(np.isfinite(s))), None)
+    if bad_grad:
         kind = "nan" if any(np.isnan(g).any() for g in grads) else "inf"
-        who = f"the derivative of '{bad}' became {kind}"
+        bad, who = bad_grad, f"the derivative of '{bad_grad}' became {kind}"
+    elif bad_step:
+        bad, who = bad_step, f"the step size of '{bad_step}' overflowed (learning rate x derivative)"
     else:  # the loss overflowed first: name the parameter with the largest derivative
         sizes = [float(np.max(np.abs(g))) for g in grads]
-        bad = named[int(np.argmax(sizes))][0]
+        bad = names[int(np.argmax(sizes))]
         who = f"the loss is {loss} and the largest derivative is that of '{bad}' ({max(sizes):.3g})"
     history.stop_reason = f"diverged at iteration {it}: {who}"
-    raise DivergenceError(f"fit: {history.stop_reason}; parameters restored to the best seen "
-                          f"(loss {history.best_loss:.6g} at iteration {history.best_iter}). "
+    seen = (f"the best seen (loss {history.best_loss:.6g} at iteration {history.best_iter})"
+            if history.best_iter else "their values before this iteration")
+    raise DivergenceError(f"fit: {history.stop_reason}; parameters restored to {seen}. "
                           "Try a smaller learning rate.", it, bad, history)
 
 
@@ -277,12 +281,13 @@ class _held:
         self.frozen = frozen
 
     def __enter__(self):
+        self.before = [p.requires_grad for p in self.frozen]
         for p in self.frozen:
             p.requires_grad = False
 
     def __exit__(self, *exc):
-        for p in self.frozen:
-            p.requires_grad = True
+        for p, before in zip(self.frozen, self.before):
+            p.requires_grad = before
 
 
 def _trained(model, params):

@@ -1,0 +1,190 @@
+"""chainrule.optim: one hand-worked step of each optimizer, and hyperparameter checks."""
+import math
+import re
+
+import numpy as np
+import pytest
+
+from chainrule.nn import Parameter
+from chainrule.optim import OPTIMIZERS, Adam, GradientDescent, Momentum, Optimizer
+
+
+def _param(value, grad):
+    p = Parameter(np.array(value, dtype=float), name="p")
+    p.grad = np.array(grad, dtype=float)
+    return p
+
+
+# ---- hand-worked steps ---------------------------------------------------------------
+
+
+def test_gradient_descent_step_by_hand():
+    p = _param([1.0, -2.0], [0.5, -4.0])
+    opt = GradientDescent(lr=0.1, params=[p])
+    opt.step()
+    # step = lr * g = 0.1 * (0.5, -4) = (0.05, -0.4); new = (1 - 0.05, -2 + 0.4) = (0.95, -1.6)
+    np.testing.assert_allclose(opt.step_sizes[0], [0.05, -0.4])
+    np.testing.assert_allclose(p.data, [0.95, -1.6])
+
+
+def test_gradient_descent_reproduces_the_lessons_first_step():
+    b3 = _param(0.0, -15.7)                           # the lesson's dSSR/db3 at b3 = 0
+    opt = GradientDescent(lr=0.1, params=[b3])
+    opt.step()
+    # step size = -15.7 x 0.1 = -1.57; new b3 = 0 - (-1.57) = 1.57
+    assert isinstance(opt.step_sizes[0], np.ndarray)
+    assert opt.step_sizes[0] == pytest.approx(-1.57)
+    assert b3.item() == pytest.approx(1.57)
+
+
+def test_momentum_two_steps_by_hand():
+    p = _param(1.0, 2.0)
+    opt = Momentum(lr=0.1, momentum=0.9, params=[p])
+    opt.step()
+    # v = g = 2; step = 0.1 * 2 = 0.2; p = 1 - 0.2 = 0.8
+    assert opt.step_sizes[0] == pytest.approx(0.2)
+    assert p.item() == pytest.approx(0.8)
+    p.grad = np.array(1.0)
+    opt.step()
+    # v = 0.9 * 2 + 1 = 2.8; step = 0.1 * 2.8 = 0.28; p = 0.8 - 0.28 = 0.52
+    assert opt.step_sizes[0] == pytest.approx(0.28)
+    assert p.item() == pytest.approx(0.52)
+
+
+def test_nesterov_momentum_two_steps_by_hand():
+    p = _param(1.0, 2.0)
+    opt = Momentum(lr=0.1, momentum=0.9, nesterov=True, params=[p])
+    opt.step()
+    # v = 2; step = 0.1 * (g + 0.9 v) = 0.1 * (2 + 1.8) = 0.38; p = 1 - 0.38 = 0.62
+    assert opt.step_sizes[0] == pytest.approx(0.38)
+    assert p.item() == pytest.approx(0.62)
+    p.grad = np.array(1.0)
+    opt.step()
+    # v = 0.9 * 2 + 1 = 2.8; step = 0.1 * (1 + 0.9 * 2.8) = 0.1 * 3.52 = 0.352; p = 0.62 - 0.352 = 0.268
+    assert opt.step_sizes[0] == pytest.approx(0.352)
+    assert p.item() == pytest.approx(0.268)
+
+
+def test_adam_two_steps_by_hand():
+    p = _param([1.0, 1.0], [2.0, -0.5])
+    opt = Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-8, params=[p])
+    opt.step()
+    # t = 1: m = 0.1 g, v = 0.001 g^2; m_hat = m / 0.1 = g, v_hat = v / 0.001 = g^2
+    # step = 0.1 * g / (|g| + 1e-8) = 0.1 * sign(g) (to 1e-9): (0.1, -0.1)
+    np.testing.assert_allclose(opt.step_sizes[0], [0.1 * 2 / (2 + 1e-8), 0.1 * -0.5 / (0.5 + 1e-8)], rtol=1e-12)
+    np.testing.assert_allclose(p.data, [0.9, 1.1], rtol=1e-7)
+    p.grad = np.array([1.0, -0.5])
+    opt.step()
+    # first element, t = 2: m = 0.9 * 0.2 + 0.1 * 1 = 0.28;  v = 0.999 * 0.004 + 0.001 * 1 = 0.004996
+    # m_hat = 0.28 / (1 - 0.81) = 0.28 / 0.19;  v_hat = 0.004996 / (1 - 0.998001) = 0.004996 / 0.001999
+    # step = 0.1 * m_hat / (sqrt(v_hat) + 1e-8)
+    step0 = 0.1 * (0.28 / 0.19) / (math.sqrt(0.004996 / 0.001999) + 1e-8)
+    # second element: the same gradient twice, so m_hat = g and v_hat = g^2 again: step = -0.1 (to 1e-7)
+    np.testing.assert_allclose(opt.step_sizes[0], [step0, -0.1], rtol=1e-7)
+    assert step0 == pytest.approx(0.0932, abs=1e-4)     # 0.1 * 1.47368 / 1.58090
+    np.testing.assert_allclose(p.data, [0.9 - step0, 1.2], rtol=1e-7)
+
+
+def test_adam_with_default_hyperparameters():
+    opt = Adam()
+    assert (opt.lr, opt.betas, opt.eps) == (0.001, (0.9, 0.999), 1e-8)
+
+
+# ---- bookkeeping -----------------------------------------------------------------------
+
+
+def test_step_sizes_are_available_after_step_with_the_parameters_shapes():
+    a, b = _param([[1.0, 2.0]], [[0.1, 0.2]]), _param(3.0, 1.0)
+    for opt in (GradientDescent(0.5, params=[a, b]), Momentum(0.5, params=[a, b]), Adam(0.5, params=[a, b])):
+        assert opt.step_sizes == [None, None]
+        opt.step()
+        assert [np.shape(s) for s in opt.step_sizes] == [(1, 2), ()]
+        assert all(isinstance(s, np.ndarray) for s in opt.step_sizes)
+
+
+def test_a_parameter_without_a_gradient_does_not_move():
+    p, q = _param([1.0, 2.0], [1.0, 1.0]), Parameter([5.0, 6.0], name="q")
+    opt = Momentum(lr=0.1, params=[p, q])
+    opt.step()
+    np.testing.assert_array_equal(q.data, [5.0, 6.0])
+    np.testing.assert_array_equal(opt.step_sizes[1], [0.0, 0.0])
+
+
+def test_zero_grad_and_attach_reset():
+    p = _param(1.0, 2.0)
+    opt = Momentum(lr=0.1, params=[p])
+    opt.step()
+    assert opt.state[0] and opt.t == 1
+    opt.zero_grad()
+    assert p.grad is None
+    opt.attach([p])
+    assert opt.state == [{}] and opt.t == 0 and opt.step_sizes == [None]
+
+
+def test_float32_parameters_stay_float32():
+    for cls in (GradientDescent, Momentum, Adam):
+        p = Parameter(np.ones(3, dtype=np.float32))
+        p.grad = np.full(3, 0.5, dtype=np.float32)
+        cls(lr=0.1, params=[p]).step()
+        assert p.dtype == np.float32
+
+
+def test_registry_and_repr():
+    assert OPTIMIZERS == {"gd": GradientDescent, "momentum": Momentum, "adam": Adam}
+    assert all(issubclass(cls, Optimizer) for cls in OPTIMIZERS.values())
+    assert repr(GradientDescent(lr=0.1)) == "GradientDescent(lr=0.1)"
+    assert repr(Momentum(lr=0.1, momentum=0.5)) == "Momentum(lr=0.1, momentum=0.5, nesterov=False)"
+    assert repr(Adam(lr=0.01)) == "Adam(lr=0.01, betas=(0.9, 0.999), eps=1e-08)"
+
+
+# ---- invalid hyperparameters -------------------------------------------------------------------
+
+
+def _raises(fn, name, allowed, value):
+    """The error names the parameter, the allowed range and the value received."""
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be a number in {allowed}, got {value!r}")):
+        fn()
+
+
+@pytest.mark.parametrize("cls", [GradientDescent, Momentum, Adam])
+@pytest.mark.parametrize("lr", [0, 0.0, -0.1, math.nan, math.inf, "0.1", None, True])
+def test_invalid_learning_rates(cls, lr):
+    _raises(lambda: cls(lr=lr), "lr", "(0, inf)", lr)
+
+
+@pytest.mark.parametrize("momentum", [1, 1.0, -0.1, 1.5, math.nan])
+def test_invalid_momentum(momentum):
+    _raises(lambda: Momentum(lr=0.1, momentum=momentum), "momentum", "[0, 1)", momentum)
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
+        Momentum(lr=0.1, momentum=0.0, nesterov=True)
+    assert Momentum(lr=0.1, momentum=0.0).momentum == 0.0      # plain gradient descent is allowed
+
+
+@pytest.mark.parametrize("betas, which, value", [
+    ((1.0, 0.999), "betas[0]", 1.0),
+    ((-0.1, 0.999), "betas[0]", -0.1),
+    ((0.9, 1.0), "betas[1]", 1.0),
+    ((0.9, 1.2), "betas[1]", 1.2),
+    ((0.9, math.nan), "betas[1]", math.nan),
+])
+def test_invalid_betas(betas, which, value):
+    _raises(lambda: Adam(betas=betas), which, "[0, 1)", value)
+
+
+@pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.99, 0.999), 0.9])
+def test_betas_must_be_a_pair(betas):
+    with pytest.raises(ValueError, match="betas must be a pair"):
+        Adam(betas=betas)
+
+
+@pytest.mark.parametrize("eps", [-1e-8, math.nan, math.inf])
+def test_invalid_eps(eps):
+    _raises(lambda: Adam(eps=eps), "eps", "[0, inf)", eps)
+
+
+def test_boundary_hyperparameters_are_accepted():
+    assert Adam(lr=1e-12, betas=(0.0, 0.0), eps=0.0).eps == 0.0
+    assert Momentum(lr=5, momentum=0.999).lr == 5.0
