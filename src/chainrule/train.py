@@ -92,6 +92,8 @@ class History:
         self.converged = False
         self.best_loss = math.inf
         self.best_iter = None
+        self.largest_step = math.nan
+        self.best_state = {}  # {name: values} of the trained parameters where the loss was best
         self.seconds = 0.0
 
     @property
@@ -152,7 +154,7 @@ def _format_table(head, rows):
 
 
 def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_iter=1000,
-        batch_size=None, seed=None):
+        batch_size=None, seed=None, callback=None):
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
@@ -162,6 +164,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
       value, or after ``max_iter`` iterations (a ConvergenceWarning).
     - ``batch_size``: mini-batches shuffled each epoch from ``seed``; then an
       iteration is an epoch, and the stopping rule looks at every step of it.
+    - ``callback(history)``: called after every iteration; returning True stops
+      training there (progress bars, Ctrl-C handling, early stopping).
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
@@ -191,11 +195,11 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     history = History([(n, p.shape) for n, p in named], tol)
     frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
-        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed)
+        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback)
     return history
 
 
-def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed):
+def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     n = len(x)
@@ -216,14 +220,19 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
             largest = max(largest, *sizes)
         if value < history.best_loss:
             history.best_loss, history.best_iter, best = value, it, olds
+            history.best_state = dict(zip(history.params, olds))
         history.loss.append(value)
         steps = optimizer.step_sizes if full_batch else [old - p.data for old, p in zip(olds, params)]
         for (name, _), old, g, s in zip(named, olds, grads, steps):
             history.params[name].record(old, g, s)
         history.n_iter = it
+        history.largest_step = largest
         if largest < tol:
             history.stop_reason = f"every step size fell below {tol:g} at iteration {it}"
             history.converged = True
+            break
+        if callback is not None and callback(history):
+            history.stop_reason = f"stopped by the callback at iteration {it}"
             break
     else:
         history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
