@@ -1,0 +1,239 @@
+"""Pictures of backpropagation with matplotlib: the squiggle, loss curves, landscapes, gradients.
+
+Every function returns a matplotlib ``Figure`` made without pyplot (so it works
+headless and leaves the user's pyplot state alone); :func:`save` writes it as
+PNG or SVG, atomically.
+
+Example::
+
+    >>> import chainrule as cr
+    >>> from chainrule import plot
+    >>> net = cr.nn.DosageNetwork.from_lesson()
+    >>> x, y = cr.data.dosage()
+    >>> fig = plot.squiggle(net, x, y)
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['blue curve: w3 x softplus(x w1 + b1)', 'orange curve: w4 x softplus(x w2 + b2)', 'green squiggle (sum + b3)']
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .losses import get_loss
+from .nn import DosageNetwork, Linear, Sequential
+from .tensor import no_grad, tensor
+
+BLUE, ORANGE, GREEN, PINK, DATA = "#1f77b4", "#ff7f0e", "#2ca02c", "#e377c2", "black"
+
+
+def _figure(width=6.4, height=4.4):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def save(fig, path):
+    """Write ``fig`` to ``path`` (.png or .svg), through a temporary file so no half-written file remains."""
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in (".png", ".svg"):
+        raise ValueError(f"save: the file must end in .png or .svg, got {str(path)!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=ext, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=ext[1:], dpi=110)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _predict(model, xs):
+    with no_grad():
+        return np.asarray(model(tensor(xs[:, None])).data).reshape(len(xs), -1)
+
+
+def _contributions(model, xs):
+    """Each hidden node's output scaled by its output weight, and the bias, for one-hidden-layer nets."""
+    with no_grad():
+        if isinstance(model, DosageNetwork):
+            c = model.curves(tensor(xs))
+            return ([(c["blue"].data, BLUE, "blue curve: w3 x softplus(x w1 + b1)"),
+                     (c["orange"].data, ORANGE, "orange curve: w4 x softplus(x w2 + b2)")],
+                    model.b3.item(), "green squiggle (sum + b3)")
+        layers = model.layers if isinstance(model, Sequential) else []
+        if (len(layers) == 3 and isinstance(layers[0], Linear) and isinstance(layers[2], Linear)
+                and layers[0].in_features == 1 and layers[2].out_features == 1):
+            hidden = layers[1](layers[0](tensor(xs[:, None]))).data
+            w = layers[2].weight.data[:, 0]
+            colors = [BLUE, ORANGE, "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
+            curves = [(hidden[:, j] * w[j], colors[j % len(colors)], f"hidden node {j + 1} x its output weight")
+                      for j in range(len(w))]
+            bias = layers[2].bias.item() if layers[2].bias is not None else 0.0
+            return curves, bias, "green squiggle (sum + output bias)"
+    return [], 0.0, "model output"
+
+
+def squiggle(model, x, y, title=None, grid=200):
+    """The lessons' figure: the data, each hidden node's curve scaled by its weight, and their sum.
+
+    Works for :class:`~chainrule.nn.DosageNetwork` and any one-input,
+    one-hidden-layer, one-output ``Sequential``; other one-input models show
+    their output curve.
+    """
+    x, y = np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)
+    span = x.max() - x.min() or 1.0
+    xs = np.linspace(x.min() - 0.05 * span, x.max() + 0.05 * span, grid)
+    fig, ax = _figure()
+    curves, bias, label = _contributions(model, xs)
+    for values, color, name in curves:
+        ax.plot(xs, values, color=color, linestyle="--", label=name)
+    ax.plot(xs, _predict(model, xs)[:, 0], color=GREEN, linewidth=2.5, label=label)
+    ax.scatter(x, y, color=DATA, zorder=3, s=40, label="observed data")
+    ax.set_xlabel("input (dosage)")
+    ax.set_ylabel("output (effectiveness)")
+    ax.set_title(title or "The network's curves and the data")
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    return fig
+
+
+def _loss_at(model, x, y, loss, param, values):
+    """The loss with ``param`` set to each of ``values`` in turn (the others held), then restored."""
+    fn = get_loss(loss)
+    keep = param.data.copy()
+    xt, yt = tensor(np.asarray(x, float).reshape(len(x), -1)), np.asarray(y, float).reshape(len(y), -1)
+    out = []
+    try:
+        with no_grad():
+            for v in values:
+                param.data[...] = v
+                out.append(fn(model(xt), yt).item())
+    finally:
+        param.data[...] = keep
+    return np.array(out)
+
+
+def loss_curve(model, x, y, param, history=None, values=None, loss="ssr"):
+    """The loss against one parameter, the others held (the lessons' pink curve), with the descent steps.
+
+    ``param`` is a name or a scalar Parameter. ``values`` defaults to a range
+    covering the current value and the path in ``history``.
+    """
+    param = _param(model, param)
+    path = _path(history, param)
+    if values is None:
+        lo, hi = _span([param.item(), *path], pad=1.0)
+        values = np.linspace(lo, hi, 200)
+    fig, ax = _figure()
+    ax.plot(values, _loss_at(model, x, y, loss, param, values), color=PINK, linewidth=2, label="loss")
+    if path:
+        steps = _loss_at(model, x, y, loss, param, path)
+        ax.plot(path, steps, color=DATA, marker="o", markersize=4, linewidth=1, label="gradient descent steps")
+        ax.annotate("start", (path[0], steps[0]), textcoords="offset points", xytext=(6, 6))
+    ax.set_xlabel(param.name)
+    ax.set_ylabel(_loss_name(loss))
+    ax.set_title(f"{_loss_name(loss)} against {param.name}, the other parameters held")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def landscape(model, x, y, params, history=None, loss="ssr", grid=60):
+    """Contours of the loss over two parameters, with the path gradient descent took."""
+    if len(params) != 2:
+        raise ValueError(f"landscape: needs exactly two parameters, got {list(params)}")
+    p, q = (_param(model, name) for name in params)
+    path_p, path_q = _path(history, p), _path(history, q)
+    ps = np.linspace(*_span([p.item(), *path_p], pad=1.0), grid)
+    qs = np.linspace(*_span([q.item(), *path_q], pad=1.0), grid)
+    keep = q.data.copy()
+    try:
+        z = np.empty((grid, grid))
+        for j, v in enumerate(qs):
+            q.data[...] = v
+            z[j] = _loss_at(model, x, y, loss, p, ps)
+    finally:
+        q.data[...] = keep
+    fig, ax = _figure(6.4, 5.2)
+    levels = np.quantile(z, np.linspace(0, 1, 25)) if np.ptp(z) > 0 else 10
+    contour = ax.contourf(ps, qs, z, levels=np.unique(levels) if np.ndim(levels) else levels, cmap="viridis")
+    fig.colorbar(contour, ax=ax, label=_loss_name(loss))
+    if path_p and path_q:
+        ax.plot(path_p, path_q, color="white", marker=".", markersize=3, linewidth=1.2, label="descent path")
+        ax.plot(path_p[0], path_q[0], "o", color=PINK, label="start")
+        ax.plot(path_p[-1], path_q[-1], "*", color="red", markersize=12, label="end")
+        ax.legend(fontsize="small")
+    ax.set_xlabel(p.name)
+    ax.set_ylabel(q.name)
+    ax.set_title(f"{_loss_name(loss)} over {p.name} and {q.name}")
+    return fig
+
+
+def training_curve(history, title=None):
+    """The loss per iteration; a log scale when it spans more than two decades."""
+    loss = np.asarray(history.loss)
+    fig, ax = _figure()
+    ax.plot(np.arange(1, len(loss) + 1), loss, color=PINK, linewidth=2)
+    positive = loss[loss > 0]
+    if positive.size and positive.max() / positive.min() > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title or f"Loss per iteration ({history.stop_reason})", fontsize="medium")
+    return fig
+
+
+def gradients(history):
+    """Each parameter's derivative norm and step size per iteration (log scale): vanishing and exploding."""
+    fig = Figure(figsize=(7.5, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name, trace in history.params.items():
+        its = np.arange(1, len(trace.grad_norm) + 1)
+        top.plot(its, np.maximum(trace.grad_norm, 1e-300), label=name)
+        bottom.plot(its, np.maximum(trace.step_norm, 1e-300), label=name)
+    if history.tol > 0:
+        bottom.axhline(history.tol, color="gray", linestyle=":", label=f"tol = {history.tol:g}")
+        bottom.legend(fontsize="small")
+    for ax, what in ((top, "|derivative|"), (bottom, "|step size|")):
+        ax.set_yscale("log")
+        ax.set_ylabel(what)
+    bottom.set_xlabel("iteration")
+    top.set_title("Gradient health: derivatives and step sizes per parameter")
+    top.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def _param(model, param):
+    named = dict(model.named_parameters())
+    name = param if isinstance(param, str) else getattr(param, "name", None)
+    if name not in named:
+        raise ValueError(f"unknown parameter {name!r}; the model has {list(named)}")
+    if named[name].size != 1:
+        raise ValueError(f"'{name}' has shape {named[name].shape}; these plots need a one-element parameter")
+    return named[name]
+
+
+def _path(history, param):
+    if history is None or param.name not in history.params:
+        return []
+    trace = history.params[param.name]
+    return [float(v) for v in trace.value] + ([float(trace.new_value[-1])] if trace.value else [])
+
+
+def _span(values, pad):
+    lo, hi = min(values), max(values)
+    extra = max(pad, 0.15 * (hi - lo))
+    return lo - extra, hi + extra
+
+
+def _loss_name(loss):
+    return loss.upper() if isinstance(loss, str) else getattr(loss, "__name__", "loss")
