@@ -195,8 +195,11 @@ def transpose(x, axes=None):
 
 
 def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    return _apply("concatenate", *_sequence(tensors, "concatenate"), axis=axis)
+    """Join tensors along an existing axis (``axis=None`` flattens them first, as in NumPy)."""
+    tensors = _sequence(tensors, "concatenate")
+    if axis is None:  # flattened here, so the primitive's VJP always has an axis to slice along
+        tensors, axis = [reshape(t, (-1,)) for t in tensors], 0
+    return _apply("concatenate", *tensors, axis=axis)
 
 
 def stack(tensors, axis=0):
