@@ -9,7 +9,7 @@ Each implementation runs the same loop; every repeat is timed whole and
 reported per iteration. The final SSR (at the parameters after the last
 update) must agree across implementations, else the script exits 1.
 
-    .venv/bin/python benchmarks/run.py [--repeats 5] [--iters 1000] [--profile]
+    .venv/bin/python benchmarks/run.py [--repeats 5] [--iters 1000] [--only chainrule,pytorch] [--profile]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -60,7 +61,7 @@ def cr_ssr(predicted, observed):
 
 
 class _Dosage:
-    """The network as a callable with parameters(): what chainrule.nn.DosageNetwork will replace."""
+    """The network on plain tensors, with the interface of chainrule.nn.DosageNetwork (call, parameters())."""
 
     def __init__(self, start):
         self.p = {n: cr.tensor(start[n], requires_grad=True) for n in NAMES}
@@ -73,7 +74,7 @@ class _Dosage:
 
 
 class _GradientDescent:
-    """p <- p - lr dL/dp: what chainrule.optim.GradientDescent will replace."""
+    """p <- p - lr dL/dp on .data, with the interface of chainrule.optim.GradientDescent (zero_grad, step)."""
 
     def __init__(self, params, lr):
         self.params, self.lr = params, lr
@@ -88,7 +89,7 @@ class _GradientDescent:
 
 
 def cr_train(model, opt, x, observed, iters):
-    """The training loop, written against the model/optimizer interface so either can be swapped."""
+    """The training loop, written against the model/optimizer interface: the library's classes drop in."""
     for _ in range(iters):
         opt.zero_grad()
         loss = cr_ssr(model(x), observed)
@@ -135,16 +136,15 @@ def _kwargs_for(fn, wanted):
 
 def _library_model(cls):
     """A DosageNetwork at START, and its parameters by name."""
-    if all(n in inspect.signature(cls).parameters for n in NAMES):
-        model = cls(**START)
-    else:
-        model = cls()
+    given = all(n in inspect.signature(cls).parameters for n in NAMES)
+    model = cls(**START) if given else cls()
     named = dict(model.named_parameters())
     for n in NAMES:
         p = named.get(n)
         if p is None:
             raise AttributeError(f"DosageNetwork has no parameter {n!r} (has {sorted(named)})")
-        p.data = np.asarray(START[n], dtype=np.float64).reshape(np.shape(p.data))
+        if not given:
+            p.data = np.asarray(START[n], dtype=np.float64).reshape(np.shape(p.data))
     return model, named
 
 
@@ -171,13 +171,17 @@ def run_chainrule_nn(iters):
 
 
 def run_chainrule_fit(iters):
-    """chainrule.fit on a DosageNetwork: the library's own training loop, all seven parameters."""
-    network, _, ssr = _library()
+    """chainrule.fit on a DosageNetwork: the library's own loop (with its History), all seven parameters."""
+    network, gradient_descent, ssr = _library()
     x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
     model, named = _library_model(network)
-    kw = _kwargs_for(cr.fit, {("lr", "learning_rate"): LR, ("max_iter", "max_iters", "iterations"): iters,
-                              ("tol", "threshold"): 0.0})
-    cr.fit(model, x, observed, **kw)
+    kw = _kwargs_for(cr.fit, {("max_iter", "max_iters", "iterations"): iters, ("tol", "threshold"): 0.0,
+                              ("loss",): "ssr", ("lr", "learning_rate"): LR})
+    if "optimizer" in inspect.signature(cr.fit).parameters:
+        kw["optimizer"] = gradient_descent(**_kwargs_for(gradient_descent, {("lr", "learning_rate"): LR}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reaching max_iter warns; here it is the point
+        cr.fit(model, x, observed, **kw)
     return _final(model, named, ssr, x, observed)
 
 
@@ -237,28 +241,31 @@ def run_torch(iters):
 
 # ---- timing and report --------------------------------------------------------------------
 
-def implementations():
-    """(row name, run function) for every implementation available here; prints why any is skipped."""
+def implementations(wanted=()):
+    """(row name, run function) for every implementation available here; prints why any is skipped.
+
+    ``wanted``: lower-case parts of row names to keep (all rows when empty).
+    """
     rows = [("chainrule", run_chainrule)]
+    library = []
     if _library() is not None:
-        rows.append(("chainrule nn+optim", run_chainrule_nn))
+        library.append(("chainrule nn+optim", run_chainrule_nn))
         if hasattr(cr, "fit"):
-            rows.append(("chainrule fit", run_chainrule_fit))
+            library.append(("chainrule fit", run_chainrule_fit))
+    for name, run in library:
+        try:
+            run(2)  # these rows call an API that is still growing: skip, don't fail, when it moved
+        except Exception as e:
+            print(f"skipped {name}: {type(e).__name__}: {e}")
+            continue
+        rows.append((name, run))
     rows.append(("NumPy by hand", run_numpy))
     if torch is None:
         print("skipped PyTorch: torch is not importable (make bench installs it from the [bench] extra)")
     else:
         torch.set_num_threads(1)
         rows.append(("PyTorch eager", run_torch))
-    usable = []
-    for name, run in rows:
-        try:
-            run(2)  # the library rows guess an API that is still being written
-        except Exception as e:
-            print(f"skipped {name}: {type(e).__name__}: {e}")
-            continue
-        usable.append((name, run))
-    return usable
+    return [(name, run) for name, run in rows if not wanted or any(w in name.lower() for w in wanted)]
 
 
 def time_once(run, iters):
@@ -306,15 +313,18 @@ def machine_line():
 
 
 def table(results, iters, repeats):
-    ref = statistics.median(results["PyTorch eager"]["us"]) if "PyTorch eager" in results else None
+    torch_row = results.get("PyTorch eager")
+    ref_med = statistics.median(torch_row["us"]) if torch_row else None
+    ref_best = min(torch_row["us"]) if torch_row else None
     lines = [f"W1 lessons: 7 parameters, 3 data points, {iters} full-batch gradient-descent iterations, "
-             f"float64, median and best of {repeats} repeats", "",
-             "| implementation | median us/iter | best us/iter | median / PyTorch median | final SSR |",
-             "|---|---:|---:|---:|---:|"]
+             f"float64, {repeats} repeat{'s' * (repeats != 1)}", "",
+             "| implementation | median us/iter | best us/iter | median / PyTorch median | best / PyTorch best "
+             "| final SSR |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         med, best = statistics.median(r["us"]), min(r["us"])
-        ratio = f"{med / ref:.2f}x" if ref else "n/a"
-        lines.append(f"| {name} | {med:.1f} | {best:.1f} | {ratio} | {r['loss']:.12g} |")
+        ratios = (f"{med / ref_med:.2f}x", f"{best / ref_best:.2f}x") if torch_row else ("n/a", "n/a")
+        lines.append(f"| {name} | {med:.1f} | {best:.1f} | {ratios[0]} | {ratios[1]} | {r['loss']:.6g} |")
     return "\n".join(lines)
 
 
@@ -334,8 +344,40 @@ def check(results):
     return problems
 
 
-def profile(iters):
-    """cProfile of the chainrule row, sorted by own time."""
+def profile(iters, repeats):
+    """Where an iteration of the chainrule row goes: wall-clock phases (best of repeats), then cProfile."""
+    x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
+    model = _Dosage(START)
+    opt = _GradientDescent(model.parameters(), LR)
+
+    def forward():
+        return cr_ssr(model(x), observed)
+
+    def forward_no_grad():
+        with cr.no_grad():
+            return forward()
+
+    def forward_backward():
+        opt.zero_grad()
+        forward().backward()
+
+    def phase(fn):
+        best = float("inf")
+        for _ in range(repeats):
+            gc.disable()
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            best = min(best, time.perf_counter() - t0)
+            gc.enable()
+        return best / iters * 1e6
+
+    fwd, bwd = phase(forward), phase(forward_backward)
+    times = {"forward, recording the graph (13 ops)": fwd, "forward under no_grad": phase(forward_no_grad),
+             "backward (forward + backward - forward)": bwd - fwd, "update of 7 parameters (step)": phase(opt.step)}
+    print(f"chainrule W1 phases, us per iteration, best of {repeats} x {iters}:")
+    for name, us in times.items():
+        print(f"  {name:42s} {us:7.1f}")
     import cProfile
     import pstats
     prof = cProfile.Profile()
@@ -347,14 +389,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation (default 5)")
     parser.add_argument("--iters", type=int, default=1000, help="gradient-descent iterations per run (default 1000)")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the chainrule row and stop")
+    parser.add_argument("--only", default="", metavar="NAMES",
+                        help="comma-separated parts of row names to run, e.g. 'chainrule,pytorch' (default all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="time the phases of the chainrule row (forward, backward, update), print its cProfile, stop")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.iters < 1:
         parser.error(f"--repeats and --iters must be at least 1, got {args.repeats} and {args.iters}")
     if args.profile:
-        profile(args.iters)
+        profile(args.iters, args.repeats)
         return 0
-    rows = implementations()
+    wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+    rows = implementations(wanted)
+    if not rows:
+        parser.error(f"--only {args.only!r} matches no implementation available here")
     results = measure(rows, args.iters, args.repeats)
     print(table(results, args.iters, args.repeats))
     print()

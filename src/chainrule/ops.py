@@ -73,6 +73,8 @@ def unbroadcast(g, shape):
     """Sum ``g`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
     if g.shape == shape:
         return g
+    if not shape:
+        return np.add.reduce(g, axis=None)  # a scalar: the common case of a bias or a lesson's weight
     extra = g.ndim - len(shape)
     if extra:
         g = g.sum(axis=tuple(range(extra)))
@@ -92,8 +94,8 @@ def _norm_axes(axis, ndim):
 
 def _keep(a, ndim, axis, keepdims):
     """Re-insert the reduced axes of a reduction result, so it broadcasts against the input."""
-    if keepdims or ndim == 0:
-        return a
+    if keepdims or ndim == 0 or axis is None:
+        return a  # a full reduction's result is 0-d and broadcasts as it is
     return np.expand_dims(a, _norm_axes(axis, ndim))
 
 
@@ -161,10 +163,10 @@ defop("tanh", np.tanh, "tanh(x) = (e^x - e^-x) / (e^x + e^-x)",
       ("d/dx = 1 - tanh(x)^2", lambda g, out, x: g * (1 - out * out)))
 # Primitive for stability: log(1 + e^x) overflows for large x; logaddexp(0, x) does not.
 # Its derivative e^x / (1 + e^x) is computed as exp(x - softplus(x)), stable both ways.
-defop("softplus", lambda x: np.logaddexp(0, x), "softplus(x) = log(1 + e^x)",
+defop("softplus", lambda x: np.logaddexp(0.0, x), "softplus(x) = log(1 + e^x)",
       ("d/dx = e^x / (1 + e^x) = sigmoid(x)", lambda g, out, x: g * np.exp(x - out)))
 # Primitive for stability: 1 / (1 + e^-x) overflows e^-x for very negative x.
-defop("sigmoid", lambda x: np.exp(-np.logaddexp(0, -x)), "sigmoid(x) = 1 / (1 + e^-x)",
+defop("sigmoid", lambda x: np.exp(-np.logaddexp(0.0, -x)), "sigmoid(x) = 1 / (1 + e^-x)",
       ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
 # NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
 defop("relu", lambda x: np.maximum(x, 0), "relu(x) = max(x, 0)",
@@ -176,7 +178,9 @@ defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
 
 
 def _sum_vjp(g, out, x, axis=None, keepdims=False):
-    return np.broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
+    full = np.empty(x.shape, dtype=g.dtype)
+    full[...] = _keep(g, x.ndim, axis, keepdims)
+    return full
 
 
 def _max_vjp(g, out, x, axis=None, keepdims=False):
@@ -196,7 +200,7 @@ def _log_softmax(x, axis=-1):
     return x - _logsumexp(x, axis=axis, keepdims=True)
 
 
-defop("sum", np.sum, "sum(x) = x_1 + x_2 + ... over axis",
+defop("sum", np.add.reduce, "sum(x) = x_1 + x_2 + ... over axis",
       ("d/dx_i = 1", _sum_vjp))
 defop("max", np.max, "max(x) = the largest x_i over axis; ties share the gradient equally",
       ("d/dx_i = 1 where x_i is the max (1/k for k ties), else 0", _max_vjp))

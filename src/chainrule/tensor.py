@@ -7,6 +7,8 @@ themselves live in :mod:`chainrule.ops`.
 """
 from __future__ import annotations
 
+import itertools
+import operator
 import sys
 from contextlib import contextmanager
 
@@ -39,7 +41,7 @@ class Tensor:
         array(20.)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_site")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_seq", "_site")
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -47,7 +49,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.name = name
-        self._op = self._args = self._kw = self._parents = self._site = None
+        self._op = self._parents = None
 
     # ---- properties and conversions --------------------------------------------
 
@@ -126,30 +128,31 @@ class Tensor:
                 raise ValueError(f"backward(): the output has shape {self.shape}; without grad= only a "
                                  "one-element output can start backward (pass grad= of that shape, "
                                  "or reduce it first, e.g. .sum())")
-            grad = np.ones_like(self.data)
+            grad = np.ones(self.data.shape, self.data.dtype)
         else:
             grad = _to_array(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape} but the output has shape {self.shape}")
-        grads = {id(self): grad}
+        grads = {self: grad}
         for t in _topo_order(self):
-            g = grads.pop(id(t), None)
+            g = grads.pop(t, None)
             if g is None:
                 continue
-            if t._op is None:
+            op = t._op
+            if op is None:
                 _accumulate(t, g)
                 continue
-            op, args, kw = t._op, t._args, t._kw
-            for i, p in enumerate(t._parents):
-                if p is None:
+            out, args, kw = t.data, t._args, t._kw
+            for p, vjp in zip(t._parents, op.vjps):
+                if p is None or not p.requires_grad:
                     continue
-                gi = op.vjps[i](g, t.data, *args, **kw)
+                gi = vjp(g, out, *args, **kw)
                 if gi.shape != p.data.shape:
                     gi = unbroadcast(gi, p.data.shape)
                 if _anomaly:
-                    _check_finite(gi, op, t, f"backward (gradient for input {i})")
-                prev = grads.get(id(p))
-                grads[id(p)] = gi if prev is None else prev + gi
+                    _check_finite(gi, op, t, "backward")
+                prev = grads.get(p)
+                grads[p] = gi if prev is None else prev + gi
             if not retain_graph:
                 t._args = t._kw = t._parents = None  # freed: a second backward raises
 
@@ -276,7 +279,7 @@ _ADD, _SUB, _MUL, _DIV, _POW, _MATMUL, _NEG = (
 def _new(data):
     t = Tensor.__new__(Tensor)
     t.data = data
-    t.grad = t._op = t._args = t._kw = t._parents = t._site = t.name = None
+    t.grad = t.name = t._op = t._parents = None
     t.requires_grad = False
     return t
 
@@ -289,11 +292,18 @@ def apply(op, *inputs, **kw):
     forward and to the VJPs unchanged.
     """
     dtype = None
+    track = constants = False
     for x in inputs:
         if isinstance(x, Tensor):
-            dtype = x.data.dtype
-            break
-    args = tuple(x.data if isinstance(x, Tensor) else _const(x, dtype, op, i) for i, x in enumerate(inputs))
+            if dtype is None:
+                dtype = x.data.dtype
+            track = track or x.requires_grad
+        else:
+            constants = True
+    if constants:
+        args = [x.data if isinstance(x, Tensor) else _const(x, dtype, op, i) for i, x in enumerate(inputs)]
+    else:
+        args = [x.data for x in inputs]
     try:
         out = op.fwd(*args, **kw)
     except (ValueError, IndexError) as e:
@@ -304,33 +314,42 @@ def apply(op, *inputs, **kw):
     if _anomaly:
         t._site = _user_site()
         _check_finite(out, op, t, "forward")
-    if _grad_enabled:
-        parents = tuple(x if isinstance(x, Tensor) and x.requires_grad else None for x in inputs)
-        if any(p is not None for p in parents):
-            t.requires_grad = True
-            t._op, t._args, t._kw, t._parents = op, args, kw, parents
+    if track and _grad_enabled:
+        t.requires_grad = True
+        t._op, t._args, t._kw, t._seq = op, args, kw, next(_clock)
+        # Constant tensors stay as parents (the explainer shows their names); backward skips them.
+        t._parents = tuple([x if isinstance(x, Tensor) else None for x in inputs]) if constants else inputs
     return t
 
 
+_clock = itertools.count()  # creation order of recorded nodes: a node is always newer than its inputs
+
+
 def _topo_order(root):
-    """The graph below ``root``, root first, each node before the nodes it came from."""
-    order, seen, stack = [], set(), [(root, False)]
+    """The graph below ``root`` that needs gradients, each node before the nodes it came from.
+
+    NOTE: no depth-first search is needed: a node is created after its inputs,
+    so newest-first creation order is already a topological order.
+    """
+    nodes, leaves, stack, seen = [], [], [root], {root}
     while stack:
-        t, expanded = stack.pop()
-        if expanded:
-            order.append(t)
+        t = stack.pop()
+        if t._op is None:
+            leaves.append(t)
             continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._op is not None:
-            if t._parents is None:
-                raise ValueError(f"backward(): the graph through op '{t._op.name}' was already freed by "
-                                 "an earlier backward(); pass retain_graph=True to the first one")
-            stack.extend((p, False) for p in t._parents if p is not None and id(p) not in seen)
-    order.reverse()
-    return order
+        if t._parents is None:
+            raise ValueError(f"backward(): the graph through op '{t._op.name}' was already freed by "
+                             "an earlier backward(); pass retain_graph=True to the first one")
+        nodes.append(t)
+        for p in t._parents:
+            if p is not None and p.requires_grad and p not in seen:
+                seen.add(p)
+                stack.append(p)
+    nodes.sort(key=_by_age, reverse=True)
+    return nodes + leaves
+
+
+_by_age = operator.attrgetter("_seq")
 
 
 def _accumulate(t, g):
@@ -363,8 +382,12 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
 
 
 def tensor_from(x):
-    """``x`` itself when it is a Tensor, else a constant tensor of it."""
-    return x if isinstance(x, Tensor) else Tensor(x)
+    """``x`` itself when it is a Tensor, else a constant tensor of it (a float ndarray is not copied)."""
+    if isinstance(x, Tensor):
+        return x
+    if type(x) is np.ndarray and x.dtype in _FLOATS:
+        return _new(x)
+    return Tensor(x)
 
 
 
@@ -444,7 +467,8 @@ def _user_site():
 def _check_finite(arr, op, t, phase):
     if not np.all(np.isfinite(arr)):
         bad = "nan" if np.isnan(arr).any() else "inf"
-        site = f" (op created at {t._site})" if t._site else ""
+        site = getattr(t, "_site", None)
+        site = f" (op created at {site})" if site else ""
         raise AnomalyError(f"detect_anomaly: op '{op.name}' produced {bad} in its {phase}{site}")
 
 

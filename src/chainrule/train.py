@@ -17,6 +17,7 @@ import numpy as np
 from .losses import get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
+from .tensor import tensor_from
 
 # Parameters with at most this many elements get their full value/derivative/step
 # recorded per iteration; larger ones only their norms (memory stays small).
@@ -93,8 +94,13 @@ class History:
         self.best_loss = math.inf
         self.best_iter = None
         self.largest_step = math.nan
-        self.best_state = {}  # {name: values} of the trained parameters where the loss was best
+        self._best = []
         self.seconds = 0.0
+
+    @property
+    def best_state(self):
+        """{name: values} of the trained parameters at the iteration with the best loss."""
+        return dict(zip(self.params, self._best))
 
     @property
     def final_loss(self):
@@ -206,12 +212,14 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
     full_batch = batch_size is None or batch_size >= n
     weight = 1.0 if full_batch or getattr(loss_fn, "reduction", "mean") == "sum" else batch_size / n
     params = [p for _, p in named]
+    traces = list(history.params.values())
+    whole = [(tensor_from(x), y)]
     best = None
     for it in range(1, max_iter + 1):
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
-        for rows in ([slice(None)] if full_batch else _batches(rng, n, batch_size)):
-            loss, grads = _forward_backward(model, x[rows], y[rows], loss_fn, params)
+        for xb, yb in (whole if full_batch else _batches(rng, x, y, batch_size)):
+            loss, grads = _forward_backward(model, xb, yb, loss_fn, params)
             optimizer.step()
             sizes = [_largest(s) for s in optimizer.step_sizes]
             if not math.isfinite(loss + sum(sizes)):  # a NaN or inf loss, derivative or step
@@ -219,12 +227,12 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
             value += loss * weight
             largest = max(largest, *sizes)
         if value < history.best_loss:
-            history.best_loss, history.best_iter, best = value, it, olds
-            history.best_state = dict(zip(history.params, olds))
+            history.best_loss, history.best_iter, history._best = value, it, olds
+            best = olds
         history.loss.append(value)
         steps = optimizer.step_sizes if full_batch else [old - p.data for old, p in zip(olds, params)]
-        for (name, _), old, g, s in zip(named, olds, grads, steps):
-            history.params[name].record(old, g, s)
+        for trace, old, g, s in zip(traces, olds, grads, steps):
+            trace.record(old, g, s)
         history.n_iter = it
         history.largest_step = largest
         if largest < tol:
@@ -255,9 +263,10 @@ def _forward_backward(model, x, y, loss_fn, params):
     return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
 
-def _batches(rng, n, batch_size):
-    order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+def _batches(rng, x, y, batch_size):
+    """(inputs, targets) mini-batches of a fresh random permutation of the rows."""
+    order = rng.permutation(len(x))
+    return [(tensor_from(x[rows]), y[rows]) for rows in (order[i:i + batch_size] for i in range(0, len(x), batch_size))]
 
 
 def _diverged(it, loss, grads, steps, named, history, restore):
