@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor, tensor_from
+from .tensor import Tensor, constant, tensor_from
 
 
 def _same_shape(name, predicted, target):
     predicted = tensor_from(predicted)
-    target = target if isinstance(target, Tensor) else np.asarray(target, dtype=predicted.dtype)
+    if not isinstance(target, Tensor):
+        target = constant(np.asarray(target, dtype=predicted.dtype), "Observed")
     if predicted.shape != target.shape:
         raise ValueError(f"{name}: predicted has shape {predicted.shape} but target has shape "
                          f"{target.shape}; they must match (no broadcasting in a loss)")
@@ -34,13 +35,13 @@ def ssr(predicted, observed):
     dSSR/dpredicted_i = -2 (observed_i - predicted_i).
     """
     predicted, observed = _same_shape("ssr", predicted, observed)
-    return ((observed - predicted) ** 2).sum()
+    return _named(((observed - predicted) ** 2).sum(), "SSR")
 
 
 def mse(predicted, observed):
     """Mean squared error: the SSR divided by the number of elements."""
     predicted, observed = _same_shape("mse", predicted, observed)
-    return ((observed - predicted) ** 2).mean()
+    return _named(((observed - predicted) ** 2).mean(), "MSE")
 
 
 def cross_entropy(logits, labels):
@@ -71,7 +72,7 @@ def cross_entropy(logits, labels):
                          f"{labels.min()} to {labels.max()}")
     onehot = np.zeros(logits.shape, dtype=logits.dtype)
     onehot[np.arange(n), labels] = 1.0
-    return -(F.log_softmax(logits, axis=1) * onehot).sum() * (1.0 / n)
+    return _named(-(F.log_softmax(logits, axis=1) * constant(onehot, "Target")).sum() * (1.0 / n), "CE")
 
 
 def binary_cross_entropy(logits, targets):
@@ -88,7 +89,12 @@ def binary_cross_entropy(logits, targets):
         0.693147
     """
     logits, targets = _same_shape("binary_cross_entropy", logits, targets)
-    return (F.softplus(logits) - logits * targets).mean()
+    return _named((F.softplus(logits) - logits * targets).mean(), "BCE")
+
+
+def _named(t, name):
+    t.name = name
+    return t
 
 
 ssr.reduction = "sum"

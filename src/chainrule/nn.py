@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor, tensor_from
+from .tensor import Tensor, constant, tensor_from
 
 
 class Parameter(Tensor):
@@ -50,7 +50,14 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, Parameter) and value.name is None:
             value.name = name
+        elif isinstance(value, Module):
+            value._prefix_names(name)
         object.__setattr__(self, name, value)
+
+    def _prefix_names(self, prefix):
+        """Give this module's parameters their dotted names as seen from a parent ("0.weight")."""
+        for name, p in self.named_parameters():
+            p.name = f"{prefix}.{name}"
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} must define forward(x)")
@@ -156,6 +163,17 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+def _named(t, name):
+    t.name = name
+    return t
+
+
+def _input(x):
+    """Model input as a tensor; a constant one is labelled "Input" for explanations."""
+    x = tensor_from(x)
+    return constant(x.data, "Input") if not x.requires_grad and x.name is None else x
+
+
 class _Activation(Module):
     fn = None
 
@@ -199,13 +217,19 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
         self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            layer._prefix_names(str(i))
 
     def children(self):
         return [(str(i), m) for i, m in enumerate(self.layers)]
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
+        x = _input(x)
+        for i, layer in enumerate(self.layers):
+            out = layer(x)
+            if out is not x and out.name is None:
+                out.name = f"{type(layer).__name__.lower()}{i}"  # a readable node for explanations
+            x = out
         return x
 
     def __getitem__(self, i):
@@ -293,12 +317,15 @@ class DosageNetwork(Module):
 
     def forward(self, x):
         x = self._check(x)
-        top = F.softplus(x * self.w1 + self.b1)
-        bottom = F.softplus(x * self.w2 + self.b2)
-        return top * self.w3 + bottom * self.w4 + self.b3
+        # Named as in the lessons, so explanations read dSSR/dPredicted_i x dPredicted_i/dy1_i ...
+        x1 = _named(x * self.w1 + self.b1, "x1")
+        y1 = _named(F.softplus(x1), "y1")
+        x2 = _named(x * self.w2 + self.b2, "x2")
+        y2 = _named(F.softplus(x2), "y2")
+        return _named(y1 * self.w3 + y2 * self.w4 + self.b3, "Predicted")
 
     def _check(self, x):
-        x = tensor_from(x)
+        x = _input(x)
         if x.ndim == 2 and x.shape[1] != 1 or x.ndim > 2:
             raise ValueError(f"DosageNetwork: takes one input feature (shape (n,) or (n, 1)), got shape {x.shape}")
         return x

@@ -139,11 +139,11 @@ defop("pow", np.power, "pow(a, b) = a^b",
 defop("neg", np.negative, "neg(x) = -x",
       ("d/dx = -1", lambda g, out, x: -g))
 defop("maximum", np.maximum, "maximum(a, b) = max(a, b) elementwise, ties share the gradient half and half",
-      ("d/da = 1 where a > b, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, a > b, a == b)),
-      ("d/db = 1 where b > a, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, b > a, a == b)))
+      ("d/da = 1 where a > b, 1/2 where a == b, else 0", lambda g, out, a, b: _share(g, a > b, a == b)),
+      ("d/db = 1 where b > a, 1/2 where a == b, else 0", lambda g, out, a, b: _share(g, b > a, a == b)))
 defop("minimum", np.minimum, "minimum(a, b) = min(a, b) elementwise, ties share the gradient half and half",
-      ("d/da = 1 where a < b, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, a < b, a == b)),
-      ("d/db = 1 where b < a, 1/2 where a = b, else 0", lambda g, out, a, b: _share(g, b < a, a == b)))
+      ("d/da = 1 where a < b, 1/2 where a == b, else 0", lambda g, out, a, b: _share(g, a < b, a == b)),
+      ("d/db = 1 where b < a, 1/2 where a == b, else 0", lambda g, out, a, b: _share(g, b < a, a == b)))
 defop("where", np.where, "where(c, a, b) = a where c is true, else b",
       None,
       ("d/da = 1 where c, else 0", lambda g, out, c, a, b: g * c),
@@ -157,8 +157,8 @@ defop("log", np.log, "log(x) = ln x",
       ("d/dx = 1 / x", lambda g, out, x: g / x))
 defop("sqrt", np.sqrt, "sqrt(x) = x^(1/2)",
       ("d/dx = 1 / (2 sqrt(x))", lambda g, out, x: g / (2 * out)))
-defop("abs", np.abs, "abs(x) = |x|",
-      ("d/dx = sign(x), and 0 at x = 0", lambda g, out, x: g * np.sign(x)))
+defop("abs", np.abs, "abs(x) = |x|, with abs'(0) = sign(0) = 0",
+      ("d/dx = sign(x)", lambda g, out, x: g * np.sign(x)))
 defop("tanh", np.tanh, "tanh(x) = (e^x - e^-x) / (e^x + e^-x)",
       ("d/dx = 1 - tanh(x)^2", lambda g, out, x: g * (1 - out * out)))
 # Primitive for stability: log(1 + e^x) overflows for large x; logaddexp(0, x) does not.
@@ -170,9 +170,9 @@ defop("sigmoid", lambda x: np.exp(-np.logaddexp(0.0, -x)), "sigmoid(x) = 1 / (1 
       ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
 # NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
 defop("relu", lambda x: np.maximum(x, 0), "relu(x) = max(x, 0)",
-      ("d/dx = 1 where x > 0, else 0 (0 at x = 0)", lambda g, out, x: g * (x > 0)))
+      ("d/dx = 1 where x > 0, else 0", lambda g, out, x: g * (x > 0)))
 defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
-      ("d/dx = 1 where lo <= x <= hi (bounds included), else 0", _clip_vjp))
+      ("d/dx = 1 where lo <= x <= hi, else 0", _clip_vjp))
 
 # ---- reductions -------------------------------------------------------------------
 

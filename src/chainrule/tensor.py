@@ -381,6 +381,13 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 
+def constant(data, name):
+    """A named constant tensor over ``data`` (no copy): how models label their inputs for explanations."""
+    t = _new(data if isinstance(data, np.ndarray) else np.asarray(data))
+    t.name = name
+    return t
+
+
 def tensor_from(x):
     """``x`` itself when it is a Tensor, else a constant tensor of it (a float ndarray is not copied)."""
     if isinstance(x, Tensor):

@@ -1,0 +1,403 @@
+"""Chain-rule explanations: a derivative written out as its chain of local derivatives, with numbers.
+
+:func:`explain` walks the recorded graph from a scalar loss down to one
+parameter. Every path from the parameter to the loss is one term of the chain
+rule; named nodes (``Predicted``, ``y1``, ...) split a path into factors, each
+written with the op registry's derivative formulas and evaluated per data point.
+The total is checked against what ``backward`` computes.
+
+Example: the lessons' derivative of the SSR with respect to b3 at b3 = 0::
+
+    >>> import chainrule as cr
+    >>> net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+    >>> x, y = cr.data.dosage()
+    >>> e = cr.explain(cr.losses.ssr(net(x), y), net.b3)
+    >>> print(e.chain)
+    dSSR/db3 = sum_i dSSR/dPredicted_i x dPredicted_i/db3
+    >>> round(e.total, 2)
+    -15.66
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .ops import unbroadcast
+from .tensor import Tensor, _topo_order
+
+MAX_PATHS = 6     # paths written out; the rest are added up in one line
+MAX_POINTS = 8    # data points listed; longer tables show the first and last
+MAX_LABEL = 40    # longer expressions are replaced by the op's name and a number
+
+# Ops whose Jacobian is diagonal: along them a derivative is one number per element.
+ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "neg", "maximum", "minimum", "where", "exp", "log",
+               "sqrt", "abs", "tanh", "softplus", "sigmoid", "relu", "clip"}
+INFIX = {"add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} {b}", "div": "{a} / {b}", "pow": "{a}^{b}",
+         "neg": "-{x}"}
+
+
+class Factor:
+    """One link of a chain: d(upper)/d(lower), its formula and its values per data point (or None)."""
+
+    def __init__(self, upper, lower, formula, values):
+        self.upper, self.lower, self.formula, self.values = upper, lower, formula, values
+
+    @property
+    def name(self):
+        return f"d{self.upper}/d{self.lower}"
+
+
+class Term:
+    """One path from the parameter to the loss: its factors, per-point contributions and total."""
+
+    def __init__(self, factors, per_point, total, ops):
+        self.factors, self.per_point, self.total, self.ops = factors, per_point, total, ops
+
+
+class Explanation:
+    """The chain rule for d(loss)/d(param): ``chain``, ``terms``, ``total`` and ``gradient`` (backward's)."""
+
+    def __init__(self, loss_label, param_label, terms, hidden, gradient, n_points):
+        self.loss_label, self.param_label = loss_label, param_label
+        self.terms, self.hidden, self.gradient, self.n_points = terms, hidden, gradient, n_points
+        self.total = float(sum(t.total for t in terms) + sum(t.total for t in hidden))
+
+    @property
+    def chain(self):
+        """The symbolic chain rule, one product per path, added."""
+        sums = []
+        for term in self.terms + self.hidden:
+            product = " x ".join(f.name for f in term.factors)
+            sums.append(f"sum_i {product}" if term.per_point is not None else product)
+        return f"d{self.loss_label}/d{self.param_label} = " + " + ".join(sums)
+
+    def text(self):
+        return "\n".join(self._lines(markdown=False))
+
+    def markdown(self):
+        return "\n".join(self._lines(markdown=True))
+
+    __str__ = text
+
+    def _repr_markdown_(self):
+        return self.markdown()
+
+    def __repr__(self):
+        return f"<Explanation {self.chain.split(' = ')[0]} = {self.total:.6g}>"
+
+    def _lines(self, markdown):
+        code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
+        out = [("**Chain rule**: " if markdown else "") + code(self.chain), ""]
+        many = len(self.terms) + len(self.hidden) > 1
+        for k, term in enumerate(self.terms, 1):
+            if many:
+                out += [f"{'### ' if markdown else ''}Path {k}: via {' -> '.join(term.ops)}", ""]
+            out += [("- " if markdown else "  ") + code(f"{f.name} = {f.formula}") for f in term.factors]
+            out += ["", *_table(term, markdown), ""]
+        if self.hidden:
+            out += [f"... and {len(self.hidden)} more paths, adding {sum(t.total for t in self.hidden):.6g}", ""]
+        out.append(code(f"d{self.loss_label}/d{self.param_label} = {self.total:.6g}") +
+                   f"   (backward computes {self.gradient:.6g})")
+        return out
+
+
+def _table(term, markdown):
+    """Per data point: each factor's value (where it is one number per point), their product; then the sum."""
+    if term.per_point is None:
+        return [f"path total: {term.total:.6g}"]
+    shown = [f for f in term.factors if f.values is not None]
+    head = ["i", *(f.name for f in shown), "contribution" if len(shown) < len(term.factors) else "product"]
+    n = len(term.per_point)
+    half = MAX_POINTS // 2
+    rows = []
+    for i in (range(n) if n <= MAX_POINTS else [*range(half), None, *range(n - half, n)]):
+        if i is None:
+            rows.append(["..."] + [""] * (len(head) - 1))
+        else:
+            rows.append([str(i + 1), *(f"{f.values[i]:.6g}" for f in shown), f"{term.per_point[i]:.6g}"])
+    rows.append(["sum"] + [""] * len(shown) + [f"{term.total:.6g}"])
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+    return ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head, *rows]]
+
+
+# ---- building an explanation ----------------------------------------------------------------
+
+
+def explain(loss, param, index=None):
+    """Explain d(loss)/d(param) as the chain rule over the recorded graph, with numbers.
+
+    ``loss`` is a one-element Tensor whose graph is still there (explain before
+    ``backward()``, or backward with ``retain_graph=True``). ``param`` is a
+    Tensor in that graph; for a tensor with several elements, ``index`` picks
+    one (default: the element with the largest derivative). Name intermediate
+    tensors (``t.name = "hidden"``) to split the chain at them.
+
+    Returns an :class:`Explanation`: ``print`` it for the terminal, ``.markdown()``
+    for notebooks and docs; ``.total`` equals ``.gradient``, the value backward gives.
+    """
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        raise ValueError(f"explain: loss must be a one-element Tensor, got {_describe(loss)}")
+    if not isinstance(param, Tensor):
+        raise TypeError(f"explain: param must be a Tensor (a Parameter of the model), got {type(param).__name__}")
+    if not loss.requires_grad:
+        raise ValueError("explain: the loss does not depend on anything that requires grad")
+    order = _topo_order(loss)
+    if not any(t is param for t in order):
+        raise ValueError(f"explain: {param.name or 'the parameter'} does not affect this loss "
+                         "(it is not in the loss's graph, or does not require grad)")
+    gradient = _backward_gradient(loss, order, param)
+    index = _pick(param, index, gradient)
+    labels = _Labels(order, _n_points(order))
+    paths = _paths(loss, param, order)
+    terms = [_term(path, param, index, labels) for path in paths]
+    return Explanation(labels(loss), labels(param) + _suffix(index), terms[:MAX_PATHS], terms[MAX_PATHS:],
+                       float(gradient[index]), labels.n)
+
+
+def _describe(x):
+    return f"a Tensor of shape {x.shape}" if isinstance(x, Tensor) else type(x).__name__
+
+
+def _pick(param, index, gradient):
+    if param.size == 1:
+        return () if index is None else _check_index(param, index)
+    if index is None:
+        return np.unravel_index(int(np.argmax(np.abs(gradient))), param.shape)
+    return _check_index(param, index)
+
+
+def _check_index(param, index):
+    index = tuple(np.atleast_1d(index).tolist()) if param.ndim else ()
+    if len(index) != param.ndim or any(not 0 <= i < n for i, n in zip(index, param.shape)):
+        raise ValueError(f"explain: index {index} is not an element of a parameter of shape {param.shape}")
+    return index
+
+
+def _suffix(index):
+    return "" if index == () else "[" + ", ".join(map(str, index)) + "]"
+
+
+def _backward_gradient(loss, order, param):
+    """d(loss)/d(param) from backward itself, leaving every .grad as it was."""
+    leaves = [t for t in order if t._op is None]
+    saved = [t.grad for t in leaves]
+    for t in leaves:
+        t.grad = None
+    try:
+        loss.backward(retain_graph=True)
+        return np.array(param.grad if param.grad is not None else np.zeros_like(param.data))
+    finally:
+        for t, g in zip(leaves, saved):
+            t.grad = g
+
+
+def _paths(loss, param, order):
+    """Every path of (node, input position) edges from the loss down to the parameter."""
+    reaches = {id(param)}
+    for t in reversed(order):  # leaves first
+        if t._op is not None and any(p is not None and id(p) in reaches for p in t._parents):
+            reaches.add(id(t))
+    paths, stack = [], [(loss, [])]
+    while stack:
+        t, edges = stack.pop()
+        if t is param:
+            paths.append(edges)
+            continue
+        for i, p in reversed(list(enumerate(t._parents or ()))):
+            if p is not None and id(p) in reaches:
+                stack.append((p, edges + [(t, i)]))
+    return paths
+
+
+def _term(path, param, index, labels):
+    """One path: the factors between named nodes, their values per data point, the contribution."""
+    elementwise = all(t._op.name in ELEMENTWISE for t, _ in path[1:])
+    ops = [t._op.name for t, _ in reversed(path)]
+    groups, current = [], []
+    for t, i in path:
+        if current and labels.is_station(t):
+            groups.append(current)
+            current = []
+        current.append((t, i))
+    groups.append(current)
+    factors = []
+    for group in groups:
+        upper = labels(group[0][0], sub=True)
+        lower_node = group[-1][0]._parents[group[-1][1]]
+        lower = labels(lower_node, sub=True) + (_suffix(index) if lower_node is param else "")
+        formula = _formula([_local(t, i, labels) for t, i in group])
+        factors.append(Factor(upper, lower, formula, None))
+    contributions = _contributions(path, param, index, labels.n)
+    if elementwise and contributions is not None:
+        _fill_values(factors, groups, param, index, labels.n)
+    total = float(np.sum(contributions)) if contributions is not None else _path_total(path, param, index)
+    return Term(factors, contributions, total, ops)
+
+
+def _fill_values(factors, groups, param, index, n):
+    """Values of each factor per data point: the diagonal of its (elementwise) Jacobian."""
+    for factor, group in zip(factors, groups):
+        d = np.ones(())
+        for t, i in group:
+            local = t._op.vjps[i](np.ones_like(t.data), t.data, *t._args, **t._kw)
+            d = d * local if d.ndim or local.ndim else d * local
+            d = _to_points(d, n)
+            if d is None:
+                return
+        parent = group[-1][0]._parents[group[-1][1]]
+        if parent is param and param.ndim and d.ndim > 1:
+            d = d[(slice(None),) + index[-(d.ndim - 1):]] if d.ndim - 1 <= len(index) else None
+            if d is None:
+                return
+        factor.values = np.broadcast_to(d, (n,)) if d.ndim <= 1 else None
+
+
+def _to_points(d, n):
+    """An array with the data points along axis 0, flattened to (n,) where it is one value per point."""
+    if d.ndim == 0 or n is None:
+        return d
+    if d.shape[0] == n and d.size == n:
+        return d.reshape(n)
+    return d if d.shape[0] == n else None
+
+
+def _contributions(path, param, index, n):
+    """Each data point's share of this path's derivative (None when the path has no data axis)."""
+    if n is None:
+        return None
+    g = _adjoint(path[:-1])
+    t, i = path[-1]
+    if t.data.ndim == 0 or t.data.shape[0] != n or (g.ndim and g.shape[0] not in (1, n)):
+        return None
+    g = np.broadcast_to(g, t.data.shape)
+    out = np.empty(n)
+    for k in range(n):
+        masked = np.zeros_like(g)
+        masked[k] = g[k]
+        gi = unbroadcast(t._op.vjps[i](masked, t.data, *t._args, **t._kw), param.shape)
+        out[k] = gi[index]
+    return out
+
+
+def _adjoint(edges):
+    """d(loss)/d(node) along these edges only, starting from 1 at the loss."""
+    g = np.ones(())
+    for t, i in edges:
+        parent = t._parents[i]
+        g = unbroadcast(t._op.vjps[i](np.broadcast_to(g, t.data.shape), t.data, *t._args, **t._kw),
+                        parent.data.shape)
+    return g
+
+
+def _path_total(path, param, index):
+    return float(_adjoint(path)[index])
+
+
+# ---- formulas -----------------------------------------------------------------------------------
+
+
+def _local(t, i, labels):
+    """The registry's derivative formula of ``t``'s op with respect to input ``i``, names filled in."""
+    op = t._op
+    text = op.derivs[i] if op.derivs[i] else "?"
+    text = text.split(" = ")[1] if " = " in text else text  # the first form: e^x / (1 + e^x) = sigmoid(x)
+    names = _arg_names(op)
+    values = [labels.operand(t, k) for k in range(len(t._args))]
+    for name, value in zip(names, values):
+        text = re.sub(rf"\b{name}\b", value.replace("\\", r"\\"), text)
+    return _simplify(text)
+
+
+def _arg_names(op):
+    inside = op.formula.split("(", 1)[1].split(")", 1)[0]
+    return [a.strip() for a in inside.split(",")]
+
+
+def _simplify(text):
+    """Fold the arithmetic a substituted formula leaves behind: 2 - 1, ^1, 1 x ..."""
+    text = re.sub(r"\((-?\d+(?:\.\d+)?) - 1\)", lambda m: _num(float(m.group(1)) - 1), text)
+    text = re.sub(r"\^1\b(?!\.)", "", text)
+    return text
+
+
+def _num(v):
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _formula(parts):
+    """Multiply local derivatives: numbers fold into one coefficient, the rest stays as text."""
+    coef, rest = 1.0, []
+    for p in parts:
+        m = re.fullmatch(r"(-?\d+(?:\.\d+)?)(?: \* (.+))?", p)
+        if m:
+            coef *= float(m.group(1))
+            if m.group(2):
+                rest.append(m.group(2))
+        else:
+            rest.append(p)
+    body = " x ".join(rest)
+    if not body:
+        return _num(coef)
+    return body if coef == 1 else ("-" + body if coef == -1 else f"{_num(coef)} {body}")
+
+
+class _Labels:
+    """Readable names: a node's own name, else an expression of its inputs, else op#k."""
+
+    def __init__(self, order, n):
+        self.n = n
+        self.cache = {}
+        self.count = {}
+        self.order = order
+
+    def is_station(self, t):
+        return bool(t.name)
+
+    def __call__(self, t, sub=False):
+        key = (id(t), sub)
+        if key not in self.cache:
+            self.cache[key] = self._make(t, sub)
+        return self.cache[key]
+
+    def _make(self, t, sub):
+        i = "_i" if sub and self._per_point(t.data) else ""
+        if t.name:
+            return t.name + i
+        if t._op is None:
+            return _value(t.data) or self._numbered("c")
+        parts = [self.operand(t, k) for k in range(len(t._args))]
+        names = _arg_names(t._op)
+        if t._op.name in INFIX and len(parts) == len(names):
+            text = INFIX[t._op.name].format(**dict(zip(names, parts)))
+        else:
+            text = f"{t._op.name}({', '.join(parts)})"
+        return f"({text})" if len(text) <= MAX_LABEL else self._numbered(t._op.name)
+
+    def operand(self, t, k):
+        p = t._parents[k] if t._parents else None
+        if p is not None:
+            return self(p, sub=True)
+        return _value(t._args[k]) or self._numbered("c")
+
+    def _per_point(self, a):
+        return self.n is not None and np.ndim(a) >= 1 and np.shape(a)[0] == self.n
+
+    def _numbered(self, prefix):
+        self.count[prefix] = self.count.get(prefix, 0) + 1
+        return f"{prefix}#{self.count[prefix]}"
+
+
+def _value(a):
+    """A short constant written as a number ('2'), or None."""
+    a = np.asarray(a)
+    return _num(float(a)) if a.size == 1 and a.dtype.kind in "iuf" else None
+
+
+def _n_points(order):
+    """The number of data points: the most common leading size of the constant (data) inputs."""
+    sizes = [np.shape(a)[0] for t in order if t._op is not None
+             for a, p in zip(t._args, t._parents) if (p is None or not p.requires_grad) and np.ndim(a) >= 1]
+    return max(set(sizes), key=sizes.count) if sizes else None
