@@ -9,7 +9,7 @@ Example::
     >>> import chainrule as cr
     >>> from chainrule.losses import ssr
     >>> ssr(cr.tensor([1.0, 2.0]), [0.0, 0.0])     # (0 - 1)^2 + (0 - 2)^2
-    tensor(5.)
+    tensor(5., name='SSR')
 """
 from __future__ import annotations
 
