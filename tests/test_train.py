@@ -406,3 +406,74 @@ def test_binary_cross_entropy_fit_separates_two_blobs():
     net = Linear(2, 1, seed=0)
     quiet_fit(net, x, t, loss="binary_cross_entropy", optimizer=GradientDescent(lr=0.5), max_iter=100)
     assert np.mean((net(x).data[:, 0] > 0) == (t == 1)) >= 0.95
+
+
+# ---- gradient health -------------------------------------------------------------------------
+
+def _health_warnings(record):
+    return [str(w.message) for w in record if issubclass(w.category, cr.GradientHealthWarning)]
+
+
+def test_the_lessons_runs_raise_no_gradient_health_warning():
+    x, y = cr.data.dosage()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cr.GradientHealthWarning)
+        warnings.simplefilter("ignore", cr.ConvergenceWarning)
+        cr.fit(cr.nn.DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"])
+        for lr in (0.01, 0.1):
+            cr.fit(cr.nn.DosageNetwork.from_lesson(w3=0.36, w4=0.63, b3=0.0), x, y,
+                   params=["w3", "w4", "b3"], optimizer=cr.optim.GradientDescent(lr))
+        for seed in range(5):
+            cr.fit(cr.nn.DosageNetwork.random(seed=seed), x, y)
+
+
+def test_a_deep_sigmoid_chain_is_flagged_as_vanishing_once_per_parameter():
+    # Each sigmoid multiplies the gradient by at most sigmoid' <= 1/4, so through 12 of them the first
+    # layer's derivative is below 0.25**11 ~ 2.4e-7 of the last layer's: far under the 1e-4 ratio.
+    layers = []
+    for i in range(12):
+        layers += [cr.nn.Linear(1, 1, seed=i), cr.nn.Sigmoid()]
+    net = cr.nn.Sequential(*layers, cr.nn.Linear(1, 1, seed=99))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        history = cr.fit(net, np.linspace(-1, 1, 8), np.linspace(0, 1, 8), loss="mse", max_iter=30)
+    messages = _health_warnings(record)
+    first = [m for m in messages if "'0.weight'" in m]
+    assert len(first) == 1 and "vanishing" in first[0]
+    assert len(messages) == len(set(messages))
+    assert not any("'24.weight'" in m for m in messages)   # the last layer is the yardstick, never flagged
+    assert "vanishing gradient" in history.health()
+
+
+def test_a_huge_learning_rate_is_flagged_as_exploding_before_it_diverges():
+    x, y = cr.data.dosage()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with pytest.raises(cr.DivergenceError) as info:
+            cr.fit(cr.nn.DosageNetwork.from_lesson(), x, y, optimizer=cr.optim.GradientDescent(lr=100))
+    exploding = [m for m in _health_warnings(record) if "exploding" in m]
+    assert exploding and all(any(f"'{n}'" in m for n in cr.nn.DosageNetwork.NAMES) for m in exploding)
+    assert "exploding gradient" in info.value.history.health()
+
+
+def test_the_monitor_can_be_turned_off_or_tuned():
+    x, y = cr.data.dosage()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with pytest.raises(cr.DivergenceError):
+            cr.fit(cr.nn.DosageNetwork.from_lesson(), x, y, optimizer=cr.optim.GradientDescent(lr=100),
+                   monitor=False)
+    assert not _health_warnings(record)
+    # An exploding threshold of 1 flags the lessons' b3 run at once: |dSSR/db3| = 15.66 at b3 = 0.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        cr.fit(cr.nn.DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"],
+               monitor=cr.GradientMonitor(exploding=1.0))
+    assert any("'b3'" in m and "exploding" in m for m in _health_warnings(record))
+
+
+@pytest.mark.parametrize("kwargs", [{"vanishing": -1}, {"exploding": float("nan")}, {"patience": 0},
+                                    {"patience": 2.5}])
+def test_bad_monitor_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        cr.GradientMonitor(**kwargs)

@@ -16,7 +16,7 @@ from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
 from .tensor import AnomalyError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
-from .train import ConvergenceWarning, DivergenceError, History, fit
+from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, fit
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError",
     "gradcheck", "GradcheckError", "REGISTRY",
     "nn", "losses", "optim", "data", "fit", "History", "ConvergenceWarning", "DivergenceError", "explain",
+    "GradientMonitor", "GradientHealthWarning",
     "add", "sub", "mul", "div", "pow", "neg", "matmul", "maximum", "minimum", "where",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "relu", "clip",
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",

@@ -28,6 +28,10 @@ class ConvergenceWarning(UserWarning):
     """Training reached ``max_iter`` before every step size fell below ``tol``."""
 
 
+class GradientHealthWarning(UserWarning):
+    """A parameter's gradient vanished or exploded during training (see :class:`GradientMonitor`)."""
+
+
 class DivergenceError(ArithmeticError):
     """The loss or a derivative became NaN or inf; the parameters were restored to the best seen.
 
@@ -58,22 +62,35 @@ class Trace:
             self.derivative.append(grad)
             self.step.append(step)
         else:
-            self._norms[0].append(float(np.sqrt(np.vdot(grad, grad))))
-            self._norms[1].append(float(np.sqrt(np.vdot(step, step))))
+            self._norms[0].append(_norm(grad))
+            self._norms[1].append(_norm(step))
 
     @property
     def new_value(self):
         return [v - s for v, s in zip(self.value, self.step)]
 
+    def last_grad_norm(self):
+        if not self.full:
+            return self._norms[0][-1]
+        return _norm(self.derivative[-1])
+
     @property
     def grad_norm(self):
         """The derivative's Euclidean norm per iteration."""
-        return [float(np.linalg.norm(g)) for g in self.derivative] if self.full else self._norms[0]
+        return [_norm(g) for g in self.derivative] if self.full else self._norms[0]
 
     @property
     def step_norm(self):
         """The step's Euclidean norm per iteration."""
-        return [float(np.linalg.norm(s)) for s in self.step] if self.full else self._norms[1]
+        return [_norm(s) for s in self.step] if self.full else self._norms[1]
+
+
+def _norm(a):
+    """Euclidean norm as a float; inf rather than an overflow warning for huge values."""
+    if a.size == 1:
+        return abs(float(a.reshape(-1)[0]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sqrt(np.sum(a * a)))
 
 
 class History:
@@ -95,6 +112,7 @@ class History:
         self.best_iter = None
         self.largest_step = math.nan
         self._best = []
+        self.health_events = []  # what the GradientMonitor flagged, as sentences
         self.seconds = 0.0
 
     @property
@@ -139,6 +157,16 @@ class History:
             raise ValueError(f"'{name}' has more than {TRACE_LIMIT} elements, so only norms were recorded")
         return trace
 
+    def health(self):
+        """Gradient health in a few lines: each parameter's derivative norm (first, smallest, largest, last)."""
+        lines = ["gradient health (derivative norm per parameter: first, smallest, largest, last):"]
+        for name, trace in self.params.items():
+            norms = trace.grad_norm
+            if norms:
+                lines.append(f"  {name}: {norms[0]:.3g}, {min(norms):.3g}, {max(norms):.3g}, {norms[-1]:.3g}")
+        lines += [f"  ! {event}" for event in self.health_events] or ["  no vanishing or exploding gradients seen"]
+        return "\n".join(lines)
+
     def summary(self):
         """A few lines: iterations, stop reason, first/final/best loss."""
         first = self.loss[0] if self.loss else math.nan
@@ -156,11 +184,56 @@ def _format_table(head, rows):
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
+class GradientMonitor:
+    """Watches the derivatives during :func:`fit` and warns once per parameter and kind.
+
+    - **vanishing**: a parameter's derivative norm stays below ``vanishing`` times
+      the largest derivative norm among the trained parameters (or at exactly 0)
+      for ``patience`` iterations in a row. Relative, so a model that simply
+      converges (every derivative small) is not flagged.
+    - **exploding**: a parameter's derivative norm rises above ``exploding``.
+
+    Each event becomes a :class:`GradientHealthWarning` naming the parameter and
+    a sentence in ``History.health_events``.
+    """
+
+    def __init__(self, vanishing=1e-4, exploding=1e6, patience=10):
+        for name, value in (("vanishing", vanishing), ("exploding", exploding)):
+            _number(name, value, 0)
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+            raise ValueError(f"GradientMonitor: patience must be an integer >= 1, got {patience!r}")
+        self.vanishing, self.exploding, self.patience = float(vanishing), float(exploding), int(patience)
+        self.reset()
+
+    def reset(self):
+        self.low, self.flagged = {}, set()
+
+    def __call__(self, history):
+        norms = {name: trace.last_grad_norm() for name, trace in history.params.items()}
+        top = max(norms.values())
+        for name, norm in norms.items():
+            if norm > self.exploding:
+                self._flag(history, name, "exploding", f"exploding gradient: the derivative of '{name}' reached "
+                           f"{norm:.3g} at iteration {history.n_iter} (threshold {self.exploding:g})")
+            small = norm == 0 or norm < self.vanishing * top
+            self.low[name] = self.low.get(name, 0) + 1 if small else 0
+            if self.low[name] >= self.patience:
+                self._flag(history, name, "vanishing", f"vanishing gradient: the derivative of '{name}' stayed "
+                           f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
+                           f"(iteration {history.n_iter}: {norm:.3g} against {top:.3g})")
+
+    def _flag(self, history, name, kind, message):
+        if (name, kind) not in self.flagged:
+            self.flagged.add((name, kind))
+            history.health_events.append(message)
+            warnings.warn(message, GradientHealthWarning, stacklevel=6)  # the caller of fit
+
+
 # ---- fit -----------------------------------------------------------------------------
 
 
 def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_iter=1000,
-        batch_size=None, seed=None, callback=None):
+        batch_size=None, seed=None, callback=None, monitor=True):
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
@@ -172,6 +245,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
       iteration is an epoch, and the stopping rule looks at every step of it.
     - ``callback(history)``: called after every iteration; returning True stops
       training there (progress bars, Ctrl-C handling, early stopping).
+    - ``monitor``: a :class:`GradientMonitor` warning of vanishing and exploding
+      gradients (True: the default thresholds; False: none).
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
@@ -201,8 +276,28 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     history = History([(n, p.shape) for n, p in named], tol)
     frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
-        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback)
+        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
+              _after_iteration(monitor, callback))
     return history
+
+
+def _after_iteration(monitor, callback):
+    """One hook for the loop: the gradient monitor, then the user's callback (True stops)."""
+    if monitor is True:
+        monitor = GradientMonitor()
+    if monitor is not None and monitor is not False and not isinstance(monitor, GradientMonitor):
+        raise TypeError(f"fit: monitor must be True, False or a GradientMonitor, got {type(monitor).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
+    if monitor:
+        monitor.reset()
+    if not monitor:
+        return callback
+
+    def hook(history):
+        monitor(history)
+        return callback(history) if callback is not None else False
+    return hook
 
 
 def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
@@ -235,11 +330,12 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
             trace.record(old, g, s)
         history.n_iter = it
         history.largest_step = largest
+        stop = callback is not None and callback(history)
         if largest < tol:
             history.stop_reason = f"every step size fell below {tol:g} at iteration {it}"
             history.converged = True
             break
-        if callback is not None and callback(history):
+        if stop:
             history.stop_reason = f"stopped by the callback at iteration {it}"
             break
     else:
