@@ -1,9 +1,8 @@
 """The lessons, reproduced in the terminal with the true numbers (``chainrule demo``)."""
 from __future__ import annotations
 
+import os
 import warnings
-
-import numpy as np
 
 from .data import dosage
 from .losses import ssr
@@ -47,8 +46,8 @@ def _f(v, digits=4):
     return f"{float(v):.{digits}f}"
 
 
-def run(seed=0):
-    """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven."""
+def run(seed=0, out="chainrule-demo"):
+    """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven; draw them into ``out``."""
     show = _printer()
     x, y = dosage()
     show("The data: drug dosage -> effectiveness", ["dosage", "observed"],
@@ -74,7 +73,41 @@ def run(seed=0):
         _three(show, x, y, lr)
 
     # Lesson 3: every parameter from a random start.
-    _all_seven(show, x, y, seed)
+    seven = _all_seven(show, x, y, seed)
+    if out:
+        _pictures(out, x, y, history, seven)
+
+
+def _pictures(out, x, y, b3_history, runs):
+    """The lessons' figures as PNG files in ``out``; says where (or why not)."""
+    try:
+        from . import plot
+    except ImportError:
+        print("\nPictures skipped: matplotlib is not installed (pip install 'chainrule[demo]').")
+        return
+    os.makedirs(out, exist_ok=True)
+    before = DosageNetwork.from_lesson(b3=0.0)
+    after = DosageNetwork.from_lesson(b3=float(b3_history.params["b3"].new_value[-1]))
+    pair = DosageNetwork.from_lesson(w3=0.36, w4=0.63)
+    pair_history = fit(pair, x, y, params=["w3", "w4"])
+    seed, net, history, loss = runs[0]
+    best_seed, best, best_history, best_loss = min(runs, key=lambda run: run[3])
+    figures = {
+        "squiggle_before.png": plot.squiggle(before, x, y, title="Before: b3 = 0, the green squiggle sits too low"),
+        "squiggle_after.png": plot.squiggle(after, x, y, title=f"After gradient descent on b3: b3 = "
+                                                              f"{after.b3.item():.3f}"),
+        "ssr_vs_b3.png": plot.loss_curve(before, x, y, "b3", history=b3_history),
+        "landscape_w3_w4.png": plot.landscape(pair, x, y, ("w3", "w4"), history=pair_history),
+        "squiggle_all_seven.png": plot.squiggle(net, x, y, title=f"All seven parameters from random start "
+                                                                 f"{seed}: SSR {loss:.3g}"),
+        "squiggle_best_start.png": plot.squiggle(best, x, y, title=f"The best of the random starts (seed "
+                                                                   f"{best_seed}): SSR {best_loss:.3g}"),
+        "loss_best_start.png": plot.training_curve(best_history),
+        "gradients_best_start.png": plot.gradients(best_history),
+    }
+    for name, fig in figures.items():
+        plot.save(fig, os.path.join(out, name))
+    print(f"\nPictures written to {out}{os.sep}: {', '.join(figures)}")
 
 
 def _three(show, x, y, lr):
@@ -91,26 +124,27 @@ def _three(show, x, y, lr):
 
 
 def _all_seven(show, x, y, seed):
-    net = DosageNetwork.random(seed=seed)
-    start = {n: getattr(net, n).item() for n in DosageNetwork.NAMES}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        history = fit(net, x, y, optimizer=GradientDescent(lr=0.1))
-    final = ssr(net(x), y).item()
-    rows = [[n, _f(start[n]), _f(getattr(net, n).item())] for n in DosageNetwork.NAMES]
+    """Lesson 3; returns [(seed, network, history, SSR)] of this start and, after a poor one, of others."""
+    runs = [_random_start(x, y, seed)]
+    _, net, history, final = runs[0]
+    start = DosageNetwork.random(seed=seed)
+    rows = [[n, _f(getattr(start, n).item()), _f(getattr(net, n).item())] for n in DosageNetwork.NAMES]
     verdict = (f"SSR {final:.3g}: the squiggle goes through the data." if final < POOR_FIT else
                f"SSR {final:.3g}: a poor local minimum (or a flat plateau): the steps became tiny far from a "
                "good fit, so gradient descent stopped there. Other random starts:")
     show(f"Lesson 3: all seven parameters from a random start (seed {seed}; weights standard normal, biases 0)",
          ["parameter", "start", "final"], rows, f"Stopped: {history.stop_reason}. {verdict}")
     if final >= POOR_FIT:
-        rows = []
-        for s in range(seed + 1, seed + 6):
-            other = DosageNetwork.random(seed=s)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                h = fit(other, x, y)
-            loss = ssr(other(x), y).item()
-            rows.append([str(s), str(h.n_iter), f"{loss:.3g}", "fits" if loss < POOR_FIT else "poor local minimum"])
+        runs += [_random_start(x, y, s) for s in range(seed + 1, seed + 6)]
+        rows = [[str(s), str(h.n_iter), f"{loss:.3g}", "fits" if loss < POOR_FIT else "poor local minimum"]
+                for s, _, h, loss in runs[1:]]
         show("Other random starts", ["seed", "iterations", "final SSR", "verdict"], rows)
-    return np.array([getattr(net, n).item() for n in DosageNetwork.NAMES])
+    return runs
+
+
+def _random_start(x, y, seed):
+    net = DosageNetwork.random(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        history = fit(net, x, y, optimizer=GradientDescent(lr=0.1))
+    return seed, net, history, ssr(net(x), y).item()
