@@ -19,6 +19,7 @@ Example: the lessons' derivative of the SSR with respect to b3 at b3 = 0::
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -27,6 +28,7 @@ from .ops import unbroadcast
 from .tensor import Tensor, _topo_order
 
 MAX_PATHS = 6     # paths written out; the rest are added up in one line
+MAX_WALKED = 200  # paths computed one by one; beyond, the rest is backward's total minus those
 MAX_POINTS = 8    # data points listed; longer tables show the first and last
 MAX_LABEL = 40    # longer expressions are replaced by the op's name and a number
 
@@ -58,18 +60,23 @@ class Term:
 class Explanation:
     """The chain rule for d(loss)/d(param): ``chain``, ``terms``, ``total`` and ``gradient`` (backward's)."""
 
-    def __init__(self, loss_label, param_label, terms, hidden, gradient, n_points):
+    def __init__(self, loss_label, param_label, terms, hidden, rest, gradient, n_points):
         self.loss_label, self.param_label = loss_label, param_label
         self.terms, self.hidden, self.gradient, self.n_points = terms, hidden, gradient, n_points
-        self.total = float(sum(t.total for t in terms) + sum(t.total for t in hidden))
+        self.rest = rest  # (number, sum) of the paths beyond MAX_WALKED, or None
+        walked = sum(t.total for t in terms) + sum(t.total for t in hidden)
+        self.total = float(walked + (rest[1] if rest else 0.0))
 
     @property
     def chain(self):
-        """The symbolic chain rule, one product per path, added."""
+        """The symbolic chain rule, one product per path, added (the first MAX_PATHS paths written out)."""
         sums = []
-        for term in self.terms + self.hidden:
+        for term in self.terms:
             product = " x ".join(f.name for f in term.factors)
             sums.append(f"sum_i {product}" if term.per_point is not None else product)
+        more = len(self.hidden) + (self.rest[0] if self.rest else 0)
+        if more:
+            sums.append(f"... ({more} more paths)")
         return f"d{self.loss_label}/d{self.param_label} = " + " + ".join(sums)
 
     def text(self):
@@ -95,8 +102,10 @@ class Explanation:
                 out += [f"{'### ' if markdown else ''}Path {k}: via {' -> '.join(term.ops)}", ""]
             out += [("- " if markdown else "  ") + code(f"{f.name} = {f.formula}") for f in term.factors]
             out += ["", *_table(term, markdown), ""]
-        if self.hidden:
-            out += [f"... and {len(self.hidden)} more paths, adding {sum(t.total for t in self.hidden):.6g}", ""]
+        if self.hidden or self.rest:
+            count = len(self.hidden) + (self.rest[0] if self.rest else 0)
+            added = sum(t.total for t in self.hidden) + (self.rest[1] if self.rest else 0.0)
+            out += [f"... and {count} more paths, adding {added:.6g}", ""]
         out.append(code(f"d{self.loss_label}/d{self.param_label} = {self.total:.6g}") +
                    f"   (backward computes {self.gradient:.6g})")
         return out
@@ -144,17 +153,24 @@ def explain(loss, param, index=None):
         raise TypeError(f"explain: param must be a Tensor (a Parameter of the model), got {type(param).__name__}")
     if not loss.requires_grad:
         raise ValueError("explain: the loss does not depend on anything that requires grad")
-    order = _topo_order(loss)
+    try:
+        order = _topo_order(loss)
+    except ValueError as e:
+        raise ValueError(f"explain: the loss's graph is gone ({e}); call explain before backward(), "
+                         "or run backward(retain_graph=True)") from None
     if not any(t is param for t in order):
         raise ValueError(f"explain: {param.name or 'the parameter'} does not affect this loss "
                          "(it is not in the loss's graph, or does not require grad)")
     gradient = _backward_gradient(loss, order, param)
     index = _pick(param, index, gradient)
     labels = _Labels(order, _n_points(order))
-    paths = _paths(loss, param, order)
-    terms = [_term(path, param, index, labels) for path in paths]
+    count, paths = _paths(loss, param, order)
+    terms = [_term(path, param, index, labels) for path in itertools.islice(paths, MAX_WALKED)]
+    rest = None
+    if count > len(terms):  # too many to walk: the rest is what backward found beyond the walked paths
+        rest = (count - len(terms), float(gradient[index]) - sum(t.total for t in terms))
     return Explanation(labels(loss), labels(param) + _suffix(index), terms[:MAX_PATHS], terms[MAX_PATHS:],
-                       float(gradient[index]), labels.n)
+                       rest, float(gradient[index]), labels.n)
 
 
 def _describe(x):
@@ -162,7 +178,7 @@ def _describe(x):
 
 
 def _pick(param, index, gradient):
-    if param.size == 1:
+    if param.ndim == 0:
         return () if index is None else _check_index(param, index)
     if index is None:
         return np.unravel_index(int(np.argmax(np.abs(gradient))), param.shape)
@@ -170,8 +186,9 @@ def _pick(param, index, gradient):
 
 
 def _check_index(param, index):
-    index = tuple(np.atleast_1d(index).tolist()) if param.ndim else ()
-    if len(index) != param.ndim or any(not 0 <= i < n for i, n in zip(index, param.shape)):
+    index = tuple(np.atleast_1d(index).tolist())
+    if len(index) != param.ndim or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
+                                       for i, n in zip(index, param.shape)):
         raise ValueError(f"explain: index {index} is not an element of a parameter of shape {param.shape}")
     return index
 
@@ -195,21 +212,25 @@ def _backward_gradient(loss, order, param):
 
 
 def _paths(loss, param, order):
-    """Every path of (node, input position) edges from the loss down to the parameter."""
-    reaches = {id(param)}
+    """How many paths lead from the loss down to the parameter, and a generator of them as edge lists."""
+    count = {param: 1}
     for t in reversed(order):  # leaves first
-        if t._op is not None and any(p is not None and id(p) in reaches for p in t._parents):
-            reaches.add(id(t))
-    paths, stack = [], [(loss, [])]
-    while stack:
-        t, edges = stack.pop()
-        if t is param:
-            paths.append(edges)
-            continue
-        for i, p in reversed(list(enumerate(t._parents or ()))):
-            if p is not None and id(p) in reaches:
-                stack.append((p, edges + [(t, i)]))
-    return paths
+        if t._op is not None:
+            n = sum(count.get(p, 0) for p in t._parents if p is not None)
+            if n:
+                count[t] = n
+
+    def walk():
+        stack = [(loss, [])]
+        while stack:
+            t, edges = stack.pop()
+            if t is param:
+                yield edges
+                continue
+            for i, p in reversed(list(enumerate(t._parents or ()))):
+                if p is not None and p in count:
+                    stack.append((p, edges + [(t, i)]))
+    return count.get(loss, 0), walk()
 
 
 def _term(path, param, index, labels):
@@ -367,7 +388,7 @@ class _Labels:
         if t.name:
             return t.name + i
         if t._op is None:
-            return _value(t.data) or self._numbered("c")
+            return "param" if t.requires_grad else _value(t.data) or self._numbered("c")
         parts = [self.operand(t, k) for k in range(len(t._args))]
         names = _arg_names(t._op)
         if t._op.name in INFIX and len(parts) == len(names):
