@@ -1,32 +1,527 @@
-"""The ``chainrule`` command: ``chainrule demo`` walks through the lessons."""
+"""The ``chainrule`` command: ``demo`` walks through the lessons; ``fit``, ``predict``,
+``evaluate`` and ``plot`` work on your own CSV data.
+
+Each command is one ``_<name>_command(sub)`` function that adds its parser and
+sets ``run`` to the function doing the work. A user's mistake (a ValueError,
+TypeError or OSError) becomes one line on stderr, ``chainrule: error: ...``,
+and exit status 2, with no output file written.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+import math
+import os
+import signal
 import sys
+import threading
+import time
+import warnings
+
+EXAMPLES = """examples:
+  chainrule demo
+  chainrule fit data.csv --target y --out model.json
+  chainrule predict model.json new.csv --out predictions.csv
+  chainrule evaluate model.json test.csv
+  chainrule plot model.json data.csv --out fit.png"""
+
+FIT_EXAMPLE = """examples:
+  chainrule fit dosage.csv --target effect --out model.json
+  chainrule fit houses.csv --target price --features area,rooms --hidden 16,16 \\
+      --activation relu --optimizer adam --lr 0.01 --standardize --out houses.json
+  chainrule fit flowers.csv --target species --loss cross-entropy --hidden 8 --out flowers.json
+
+Ctrl-C stops training at the end of the current iteration and saves the best
+model seen so far."""
+
+LOSSES = {"ssr": "ssr", "mse": "mse", "cross-entropy": "cross_entropy"}
+ACTIVATIONS = ("softplus", "relu", "sigmoid", "tanh")
+IMAGE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+class _Help(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal; keeps the examples (the epilog) line for line."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith(("example", "Example")):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _parser():
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Neural networks trained by backpropagation, with every derivative shown.",
-        epilog="Example: chainrule demo")
+        epilog=EXAMPLES, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="reproduce the three lessons with the true numbers",
-                          description="Walk through the lessons: SSR against b3, gradient descent on b3, "
-                                      "on w3, w4, b3 together, and on all seven parameters.")
-    demo.add_argument("--seed", type=int, default=0,
-                      help="seed of the random start for the all-parameter fit (default 0)")
+    for add in (_demo_command, _fit_command, _predict_command, _evaluate_command, _plot_command):
+        add(sub)
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import run
-        run(seed=args.seed)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # outside training, where Ctrl-C means "stop and save"
+        print("\nchainrule: interrupted; nothing written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`chainrule predict ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, TypeError, OSError) as e:
+        print(f"chainrule: error: {_message(e)}", file=sys.stderr)
+        return 2
+
+
+def _message(e):
+    """One line: what went wrong, where."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# ---- demo ---------------------------------------------------------------------------------
+
+
+def _demo_command(sub):
+    demo = sub.add_parser("demo", help="reproduce the three lessons with the true numbers",
+                          description="Walk through the lessons: SSR against b3, gradient descent on b3, "
+                                      "on w3, w4, b3 together, and on all seven parameters.")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of the random start for the all-parameter fit (default 0)")
+    demo.set_defaults(run=_demo)
+
+
+def _demo(args):
+    from .demo import run
+    run(seed=args.seed)
+    return 0
+
+
+# ---- fit ------------------------------------------------------------------------------------
+
+
+def _fit_command(sub):
+    p = sub.add_parser("fit", help="train a network on a CSV file and save it to a model file",
+                       description="Train a multilayer perceptron on the columns of a CSV file (header line "
+                                   "first) to predict one column, and write the trained model to a file. "
+                                   "Regression by default; --loss cross-entropy makes a classifier.",
+                       epilog=FIT_EXAMPLE, formatter_class=_Help)
+    p.add_argument("data", metavar="DATA.csv", help="the training data: a CSV file with a header line")
+    p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    p.add_argument("--features", metavar="A,B,C",
+                   help="the input columns, comma-separated (default: every column but the target)")
+    p.add_argument("--hidden", default="2", metavar="SIZES",
+                   help="hidden layer sizes, comma-separated: 2 is the lessons' network, 16,16 two layers "
+                        "of 16 (default 2)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="softplus",
+                   help="activation of the hidden layers (default softplus, the lessons')")
+    p.add_argument("--loss", choices=list(LOSSES), default="mse",
+                   help="mse (mean squared error) or ssr (sum of squared residuals, the lessons') for numbers; "
+                        "cross-entropy treats the target as class labels, numbers or text (default mse: "
+                        "unlike the SSR, its derivatives do not grow with the number of rows)")
+    p.add_argument("--optimizer", choices=("gd", "momentum", "adam"), default="gd",
+                   help="gd (gradient descent, the lessons'), momentum or adam (default gd)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate, > 0 (default 0.1)")
+    p.add_argument("--tol", type=float, default=0.001,
+                   help="stop when every step size of an iteration is below this (default 0.001)")
+    p.add_argument("--max-iter", type=int, default=1000, help="stop after this many iterations (default 1000)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="train on shuffled mini-batches of N rows; an iteration is then a pass over the data "
+                        "(default: all rows at once)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffling (default 0)")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale each feature (and a numeric target) to mean 0 and standard deviation 1 "
+                        "before training; the model file keeps the scaling, so predictions come out in "
+                        "the original units (the loss shown while training is on the scaled target)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
+    p.add_argument("--out", required=True, metavar="MODEL", help="the model file to write (JSON)")
+    p.set_defaults(run=_fit)
+
+
+def _fit(args):
+    from .data import read_csv
+    from .modelfile import Model, Scaling, save
+    from .nn import mlp
+    from .optim import OPTIMIZERS
+
+    hidden, features = _hyperparameters(args)
+    _check_out(args.out)
+    optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    classify = args.loss == "cross-entropy"
+    data = read_csv(args.data, target=args.target, features=features)
+    x, y, classes = data.for_training(classify)
+    network = mlp([x.shape[1], *hidden, len(classes) if classify else 1], args.activation, seed=args.seed)
+    scaling = Scaling.fit(x, None if classify else y) if args.standardize else None
+    model = Model(network, data.features, args.target, classes, scaling, loss=LOSSES[args.loss])
+    _say(args, f"fitting {args.target!r} from {', '.join(data.features)} ({len(data)} rows): network "
+               f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer} lr {args.lr:g}")
+    history, interrupted = _train(model, x, y, optimizer, args)
+    if history is None:
+        return 2
+    model.training = _record(model, data, history, interrupted, args)
+    save(args.out, model)
+    _summary(args, model, history)
+    return 0
+
+
+# (option, attribute, what it must be, the check); checked before any data is read
+LIMITS = (("--lr", "lr", "a number > 0", lambda v: math.isfinite(v) and v > 0),
+          ("--tol", "tol", "a number >= 0", lambda v: math.isfinite(v) and v >= 0),
+          ("--max-iter", "max_iter", "an integer >= 1", lambda v: v >= 1),
+          ("--batch-size", "batch_size", "an integer >= 1", lambda v: v is None or v >= 1))
+
+
+def _hyperparameters(args):
+    """(hidden sizes, feature names) from their text; every number checked, naming the option."""
+    hidden = _integers("--hidden", args.hidden)
+    features = None if args.features is None else [f.strip() for f in args.features.split(",")]
+    if features is not None and not all(features):
+        raise ValueError(f"--features must be column names separated by commas, got {args.features!r}")
+    for flag, name, limit, ok in LIMITS:
+        if not ok(getattr(args, name)):
+            raise ValueError(f"{flag} must be {limit}, got {getattr(args, name)!r}")
+    return hidden, features
+
+
+def _integers(flag, text):
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"{flag} must be positive integers separated by commas (e.g. 2 or 16,16), got {text!r}")
+    return sizes
+
+
+def _check_out(path):
+    """Fail now, not after training, when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {path}: no permission to write in {folder}")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {path}: it is a directory")
+
+
+def _train(model, x, y, optimizer, args):
+    """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted), or (None, False)
+    after a divergence. After Ctrl-C the network holds the best parameters seen."""
+    from .train import DivergenceError, fit
+
+    progress = _Progress(args.max_iter, args.quiet)
+    with progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            history = fit(model.network, model.network_inputs(x), model.network_targets(y), loss=model.loss,
+                          optimizer=optimizer, tol=args.tol, max_iter=args.max_iter, batch_size=args.batch_size,
+                          seed=args.seed, callback=progress)
+        except DivergenceError as e:
+            print(f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
+                  f"{_divergence_hint(args, len(x))}", file=sys.stderr)
+            return None, False
+        progress.finish(history)
+    _warn(caught, history)
+    if progress.interrupted:
+        model.network.load_state_dict(history.best_state)
+    return history, progress.interrupted
+
+
+def _warn(caught, history):
+    """Each warning as one line, not Python's two-line dump with the source file."""
+    from .train import ConvergenceWarning
+    for w in caught:
+        text = (f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
+                if issubclass(w.category, ConvergenceWarning) else str(w.message).splitlines()[0])
+        print(f"chainrule: warning: {text}", file=sys.stderr)
+
+
+def _divergence_hint(args, rows):
+    hint = f"try a smaller --lr (it was {args.lr:g})"
+    if args.loss == "ssr" and rows > 3:  # the SSR and its derivatives grow with the number of rows
+        hint += f", e.g. {args.lr / rows:.2g}, or --loss mse, whose size does not grow with the {rows} rows"
+    return hint + ("" if args.standardize else "; --standardize helps when columns have large values")
+
+
+def _record(model, data, history, interrupted, args):
+    """The model file's training section (final_loss: the saved model's loss on the training data)."""
+    return {"data": os.path.basename(data.path), "rows": len(data), "optimizer": args.optimizer, "lr": args.lr,
+            "tol": args.tol, "max_iter": args.max_iter, "batch_size": args.batch_size, "seed": args.seed,
+            "n_iter": history.n_iter, "stop_reason": history.stop_reason,
+            "interrupted": interrupted,
+            "final_loss": model.evaluate(data).loss, "seconds": round(history.seconds, 6)}
+
+
+def _summary(args, model, history):
+    t = model.training
+    if t["interrupted"]:
+        _say(args, f"interrupted at iteration {history.n_iter}: saved the best model seen, from iteration "
+                   f"{history.best_iter}")
+    else:
+        _say(args, f"stopped: {history.stop_reason}")
+    _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
+    _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
+    _say(args, f"wrote {args.out}")
+
+
+def _say(args, text):
+    if not args.quiet:
+        print(text, flush=True)
+
+
+class _Progress:
+    """fit's callback: shows the progress and, after Ctrl-C, asks fit to stop.
+
+    A rich progress bar when stdout is a terminal (and rich is installed), a
+    plain line every tenth of ``max_iter`` otherwise, nothing when quiet. While
+    it is active, Ctrl-C sets a flag instead of raising KeyboardInterrupt; a
+    second Ctrl-C aborts at once.
+    """
+
+    def __init__(self, max_iter, quiet):
+        self.max_iter, self.quiet = max_iter, quiet
+        self.every = max(1, max_iter // 10)
+        self.interrupted = self.told = False
+        self.bar = self.previous = None
+        self.shown = 0.0
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        if not self.quiet and sys.stdout.isatty():
+            self.bar = _rich_bar(self.max_iter)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _interrupt(self, signum, frame):
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self, history):
+        self.show(history)
+        if self.interrupted and not self.told:
+            self.told = True
+            print(f"\nCtrl-C: stopping after iteration {history.n_iter}", file=sys.stderr, flush=True)
+        return self.interrupted
+
+    def show(self, history, force=False):
+        if self.quiet:
+            return
+        n, loss, step = history.n_iter, history.final_loss, history.largest_step
+        if self.bar is not None:
+            if force or time.monotonic() - self.shown > 0.05:  # redrawing every iteration costs more than one
+                self.shown = time.monotonic()
+                self.bar.update(self.bar.task_ids[0], completed=n, loss=f"{loss:.6g}", step=f"{step:.3g}")
+        elif n % self.every == 0:
+            print(f"iteration {n}/{self.max_iter}  loss {loss:.6g}  largest step {step:.3g}", flush=True)
+
+    def finish(self, history):
+        if self.bar is not None:
+            self.show(history, force=True)
+
+
+def _rich_bar(total):
+    """A started rich Progress with one task, or None without rich."""
+    try:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return None
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("iteration {task.completed}/{task.total}"),
+                   TextColumn("loss {task.fields[loss]}"), TextColumn("largest step {task.fields[step]}"),
+                   TimeElapsedColumn())
+    bar.add_task("fit", total=total, loss="-", step="-")
+    bar.start()
+    return bar
+
+
+# ---- predict, evaluate ------------------------------------------------------------------------
+
+
+def _predict_command(sub):
+    p = sub.add_parser("predict", help="add the model's predictions to the rows of a CSV file",
+                       description="Write the rows of DATA.csv with the model's prediction as a new last "
+                                   "column (for a classifier: the predicted label). The file needs the "
+                                   "model's feature columns; other columns are copied as they are.",
+                       epilog="example:\n  chainrule predict model.json new.csv --out predictions.csv",
+                       formatter_class=_Help)
+    p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
+    p.add_argument("data", metavar="DATA.csv", help="rows to predict, with the model's feature columns")
+    p.add_argument("--out", metavar="PREDICTIONS.csv", help="the CSV file to write (default: print to stdout)")
+    p.add_argument("--proba", action="store_true",
+                   help="classifiers: also write one column per class with its probability")
+    p.set_defaults(run=_predict)
+
+
+def _predict(args):
+    from .modelfile import atomic_open, load
+
+    if args.out:
+        _check_out(args.out)
+    model = load(args.model)
+    if args.proba and model.classes is None:
+        raise ValueError(f"--proba needs a classifier; {args.model} does regression")
+    data = model.read_csv(args.data)
+    header, columns = _prediction_columns(model, data, args.proba)
+    rows = [cells + [_text(c[i]) for c in columns] for i, cells in enumerate(data.rows)]
+    if not args.out:
+        _write_csv(sys.stdout, data.columns + header, rows)
         return 0
-    _parser().print_help()
-    return 2
+    with atomic_open(args.out) as f:
+        _write_csv(f, data.columns + header, rows)
+    return 0
+
+
+def _prediction_columns(model, data, proba):
+    """(names, value columns) to append: the prediction, then the class probabilities if asked."""
+    names, columns = [f"predicted_{model.target or 'value'}"], [model.predict(data)]
+    if proba:
+        p = model.predict_proba(data)
+        names += [f"probability_{label}" for label in model.classes]
+        columns += [p[:, k] for k in range(p.shape[1])]
+    return names, columns
+
+
+def _text(value):
+    """A CSV cell: floats written exactly (shortest repr that reads back the same)."""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _write_csv(f, header, rows):
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def _evaluate_command(sub):
+    p = sub.add_parser("evaluate", help="print a model's loss (and accuracy) on a CSV file",
+                       description="Print the model's loss on the rows of DATA.csv, and the accuracy for a "
+                                   "classifier. The file needs the feature columns and the target column.",
+                       epilog="example:\n  chainrule evaluate model.json test.csv",
+                       formatter_class=_Help)
+    p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
+    p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
+    p.set_defaults(run=_evaluate)
+
+
+def _evaluate(args):
+    from .modelfile import load
+
+    model = load(args.model)
+    result = model.evaluate(model.read_csv(args.data, with_target=True))
+    print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} rows")
+    if result.accuracy is not None:
+        right = round(result.accuracy * result.rows)
+        print(f"accuracy: {result.accuracy:.2%} ({right} of {result.rows} rows)")
+    return 0
+
+
+# ---- plot -------------------------------------------------------------------------------------
+
+
+def _plot_command(sub):
+    p = sub.add_parser("plot", help="draw the fitted model against the data",
+                       description="Draw the model against DATA.csv: with one feature, the fitted curve "
+                                   "over the data points (a classifier: each class's probability); with "
+                                   "more, predicted against observed with the diagonal (a classifier: the "
+                                   "table of observed against predicted classes).",
+                       epilog="example:\n  chainrule plot model.json data.csv --out fit.png",
+                       formatter_class=_Help)
+    p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
+    p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
+    p.add_argument("--out", required=True, metavar="FIG.png", help="the image to write: .png, .svg or .pdf")
+    p.set_defaults(run=_plot)
+
+
+def _plot(args):
+    from .modelfile import atomic_open, load
+
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"--out must end in one of {', '.join(IMAGE_FORMATS)}, got {args.out!r}")
+    _check_out(args.out)
+    model = load(args.model)
+    figure = _figure(model, model.read_csv(args.data, with_target=True))
+    with atomic_open(args.out, "wb") as f:
+        figure.savefig(f, format=IMAGE_FORMATS[ext])
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _figure(model, data):
+    """A matplotlib Figure (Agg canvas, no pyplot: nothing global changes) of the model against the data."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    one = len(model.features) == 1
+    draw = {(False, True): _curve, (False, False): _diagonal, (True, True): _class_curves,
+            (True, False): _class_table}[(model.classes is not None, one)]
+    draw(ax, model, data)
+    return figure
+
+
+def _grid(data):
+    """300 inputs spanning the one feature's range, 5% beyond each end."""
+    import numpy as np
+    lo, hi = data.x[:, 0].min(), data.x[:, 0].max()
+    pad = 0.05 * (hi - lo or 1.0)
+    return np.linspace(lo - pad, hi + pad, 300)[:, None]
+
+
+def _curve(ax, model, data):
+    xs = _grid(data)
+    ax.scatter(data.x[:, 0], data.target_numbers(), color="tab:blue", label="observed", zorder=3)
+    ax.plot(xs[:, 0], model.predict(xs), color="tab:green", label="fitted")
+    ax.set(xlabel=model.features[0], ylabel=model.target, title=f"{model.target} against {model.features[0]}")
+    ax.legend()
+
+
+def _diagonal(ax, model, data):
+    observed, predicted = data.target_numbers(), model.predict(data)
+    lo, hi = min(observed.min(), predicted.min()), max(observed.max(), predicted.max())
+    ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", label="predicted = observed")
+    ax.scatter(observed, predicted, color="tab:blue", zorder=3)
+    ax.set(xlabel=f"observed {model.target}", ylabel=f"predicted {model.target}",
+           title=f"{model.target}: predicted against observed ({len(data)} rows)")
+    ax.legend()
+
+
+def _class_curves(ax, model, data):
+    xs, observed = _grid(data), data.target_indices(model.classes)
+    p = model.predict_proba(xs)
+    for k, label in enumerate(model.classes):
+        line, = ax.plot(xs[:, 0], p[:, k], label=f"P({label})")
+        rows = observed == k  # each observed row as a tick at the top (its class's colour)
+        ax.scatter(data.x[rows, 0], [1.03] * int(rows.sum()), marker="|", s=200, color=line.get_color())
+    ax.set(xlabel=model.features[0], ylabel="probability", ylim=(-0.02, 1.08),
+           title=f"{model.target}: class probabilities (ticks: observed rows)")
+    ax.legend()
+
+
+def _class_table(ax, model, data):
+    import numpy as np
+    k = len(model.classes)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (data.target_indices(model.classes), model.outputs(data).argmax(axis=1)), 1)
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
+    ticks = list(range(k))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=model.classes, yticklabels=model.classes,
+           xlabel=f"predicted {model.target}", ylabel=f"observed {model.target}",
+           title=f"{model.target}: observed against predicted ({len(data)} rows)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""chainrule fit / predict / evaluate / plot: your own data from the command line.
+
+Bad input gives one line on stderr and exit status 2, and writes nothing.
+(The demo command is tested in test_demo.py.)
+"""
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chainrule import cli, modelfile
+from chainrule.nn import mlp
+
+# A fast, reliable set-up for the 30-row curve (the lessons' defaults, ssr with lr 0.1, are tuned for 3 rows).
+QUICK = ["--hidden", "8", "--loss", "mse", "--optimizer", "adam", "--lr", "0.05", "--max-iter", "300"]
+
+
+@pytest.fixture
+def curve(tmp_path):
+    """30 rows of y = sin(2x) on [0, 3], plus a column the model ignores."""
+    x = np.linspace(0, 3, 30)
+    rows = "".join(f"{float(a)!r},row{i},{float(np.sin(2 * a))!r}\n" for i, a in enumerate(x))
+    path = tmp_path / "curve.csv"
+    path.write_text("x,name,y\n" + rows)
+    return path
+
+
+@pytest.fixture
+def flowers(tmp_path):
+    """40 rows, two features, text labels 'small' / 'large'."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=40), rng.normal(size=40)
+    labels = np.where(a + b > 0, "large", "small")
+    path = tmp_path / "flowers.csv"
+    path.write_text("a,b,size\n" + "".join(f"{float(p)!r},{float(q)!r},{s}\n" for p, q, s in zip(a, b, labels)))
+    return path
+
+
+def _run(capsys, *args):
+    """cli.main(args) -> (exit status, stdout, stderr); argparse's SystemExit becomes its status."""
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _fit(capsys, data, out, *extra):
+    code, stdout, err = _run(capsys, "fit", data, "--out", out, *extra)
+    assert code == 0, err
+    return stdout, err
+
+
+# ---- end to end ---------------------------------------------------------------------------
+
+
+def test_fit_predict_evaluate_plot_end_to_end(tmp_path, capsys, curve):
+    model_path, predictions, figure = tmp_path / "model.json", tmp_path / "predictions.csv", tmp_path / "fit.png"
+    out, _ = _fit(capsys, curve, model_path, "--target", "y", "--features", "x", *QUICK)
+    assert "fitting 'y' from x (30 rows)" in out and f"wrote {model_path}" in out
+    assert "final loss: mse" in out and "stopped:" in out and "time:" in out
+
+    assert _run(capsys, "predict", model_path, curve, "--out", predictions)[0] == 0
+    with open(predictions, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["x", "name", "y", "predicted_y"] and rows[5][:3] == ["0.41379310344827586", "row4",
+                                                                              rows[5][2]]
+    model = modelfile.load(model_path)
+    assert [float(r[3]) for r in rows[1:]] == model.predict(curve).tolist()      # written exactly
+
+    code, out, _ = _run(capsys, "evaluate", model_path, curve)
+    assert code == 0 and out.startswith("loss: mse ") and "on 30 rows" in out
+    assert np.sqrt(model.evaluate(curve).loss) < 0.5                            # it learned the curve
+
+    assert _run(capsys, "plot", model_path, curve, "--out", figure)[0] == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 1000
+
+
+def test_fit_prints_the_same_final_loss_that_evaluate_gives(tmp_path, capsys, curve):
+    out, _ = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--standardize", *QUICK)
+    final = next(line for line in out.splitlines() if line.startswith("final loss"))
+    _, evaluated, _ = _run(capsys, "evaluate", tmp_path / "m.json", curve)
+    assert final.split()[3] == evaluated.split()[2]
+
+
+def test_predict_prints_csv_to_stdout_without_out(tmp_path, capsys, curve):
+    _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--quiet", *QUICK)
+    code, out, err = _run(capsys, "predict", tmp_path / "m.json", curve)
+    rows = list(csv.reader(io.StringIO(out)))
+    assert code == 0 and err == "" and len(rows) == 31 and rows[0][-1] == "predicted_y"
+
+
+def test_a_classifier_with_text_labels(tmp_path, capsys, flowers):
+    model_path = tmp_path / "flowers.json"
+    _fit(capsys, flowers, model_path, "--target", "size", "--loss", "cross-entropy", "--max-iter", "200")
+    assert modelfile.load(model_path).classes == ["large", "small"]
+    code, out, _ = _run(capsys, "predict", model_path, flowers, "--proba")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["a", "b", "size", "predicted_size", "probability_large", "probability_small"]
+    assert {r[3] for r in rows[1:]} <= {"large", "small"}
+    assert all(abs(float(r[4]) + float(r[5]) - 1) < 1e-12 for r in rows[1:])
+    code, out, _ = _run(capsys, "evaluate", model_path, flowers)
+    assert code == 0 and "loss: cross_entropy" in out and "accuracy:" in out and "of 40 rows" in out
+    assert _run(capsys, "plot", model_path, flowers, "--out", tmp_path / "table.svg")[0] == 0
+    assert b"<svg" in (tmp_path / "table.svg").read_bytes()[:400]
+
+
+@pytest.mark.parametrize("target, kind", [("y", "curve"), ("band", "probabilities")])
+def test_plot_with_one_feature(tmp_path, capsys, target, kind):
+    x = np.linspace(-3, 3, 24)
+    band = np.where(x < -1, "low", np.where(x < 1, "mid", "high"))
+    path = tmp_path / "one.csv"
+    path.write_text("x,y,band\n" + "".join(f"{float(a)!r},{float(a * a)!r},{b}\n" for a, b in zip(x, band)))
+    other = "band" if target == "y" else "y"
+    loss = ["--loss", "cross-entropy"] if kind == "probabilities" else ["--loss", "mse"]
+    _fit(capsys, path, tmp_path / "m.json", "--target", target, "--features", "x", *loss, "--max-iter", "50",
+         "--quiet")
+    assert other not in modelfile.load(tmp_path / "m.json").features
+    assert _run(capsys, "plot", tmp_path / "m.json", path, "--out", tmp_path / "f.png")[0] == 0
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+# ---- progress, warnings, divergence, Ctrl-C -------------------------------------------------
+
+
+def test_progress_is_plain_lines_when_not_a_terminal_and_nothing_when_quiet(tmp_path, capsys, curve):
+    out, _ = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", *QUICK[:-2],
+                  "--max-iter", "50", "--tol", "0")
+    lines = [line for line in out.splitlines() if line.startswith("iteration ")]
+    assert [line.split()[1] for line in lines] == [f"{k}/50" for k in range(5, 55, 5)]
+    assert "loss" in lines[0] and "largest step" in lines[0]
+    out, err = _fit(capsys, curve, tmp_path / "q.json", "--target", "y", "--features", "x", *QUICK, "--quiet")
+    assert out == ""
+
+
+def test_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch, curve):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    out, _ = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", *QUICK)
+    assert "training" in out and "largest step" in out and (tmp_path / "m.json").exists()
+
+
+def test_not_converging_is_one_warning_line_and_the_model_is_still_written(tmp_path, capsys, curve):
+    _, err = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--loss", "mse",
+                  "--max-iter", "3")
+    assert err.count("\n") == 1 and err.startswith("chainrule: warning: did not converge: reached max_iter = 3")
+    assert "raise --max-iter" in err and "ConvergenceWarning" not in err
+    assert (tmp_path / "m.json").exists()
+
+
+def test_divergence_is_one_error_line_and_writes_nothing(tmp_path, capsys, curve):
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--lr", "50",
+                        "--out", tmp_path / "m.json")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("chainrule: error: training diverged: diverged at iteration")
+    assert "Nothing was written; try a smaller --lr (it was 50)" in err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_ctrl_c_stops_after_the_iteration_and_saves_the_best_model(tmp_path, capsys, monkeypatch, curve):
+    show = cli._Progress.show
+
+    def press_ctrl_c_at_iteration_5(self, history, force=False):
+        show(self, history, force)
+        if history.n_iter == 5:
+            signal.raise_signal(signal.SIGINT)               # goes to the handler fit's callback installed
+
+    monkeypatch.setattr(cli._Progress, "show", press_ctrl_c_at_iteration_5)
+    out, err = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--loss", "mse",
+                    "--tol", "0", "--max-iter", "100000")
+    assert "Ctrl-C: stopping after iteration 5" in err
+    assert "interrupted at iteration 5: saved the best model seen, from iteration" in out
+    training = modelfile.load(tmp_path / "m.json").training
+    assert training["n_iter"] == 5 and training["interrupted"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # put back afterwards
+
+
+# ---- bad input: one line, exit 2, nothing written ---------------------------------------------
+
+FILES = {
+    "empty.csv": "",
+    "header.csv": "x,y\n",
+    "one.csv": "x,y\n1,2\n",
+    "text.csv": "x,y\n1,2\nten,3\n",
+    "nan.csv": "x,y\n1,2\nnan,3\n",
+    "inf.csv": "x,y\n1,2\n2,inf\n",
+    "labels.csv": "x,y\n1,a\n2,b\n",
+    "same.csv": "x,y\n1,a\n2,a\n",
+    "ragged.csv": "x,y\n1,2\n3\n",
+    "good.csv": "x,y\n1,2\n2,3\n3,5\n",
+    "notamodel.json": '{"hello": "world"}',
+    "v2.json": '{"format": "chainrule-model", "version": 2}',
+    "garbage.json": "\x00\x01 not json",
+}
+
+FIT = ["fit", "{good.csv}", "--target", "y"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "{missing.csv}", "--target", "y"], r"missing.csv: No such file or directory"),
+    (["fit", "{empty.csv}", "--target", "y"], r"empty.csv is empty"),
+    (["fit", "{header.csv}", "--target", "y"], r"header.csv has a header line but no data rows"),
+    (["fit", "{good.csv}", "--target", "z"], r"has no column 'z' \(the target\); its columns are \['x', 'y'\]"),
+    (FIT + ["--features", "x,w"], r"has no column 'w' \(a feature\); its columns are \['x', 'y'\]"),
+    (["fit", "{text.csv}", "--target", "y"], r"text.csv line 3, column 'x': 'ten' is not a number"),
+    (["fit", "{nan.csv}", "--target", "y"], r"nan.csv line 3, column 'x': 'nan' is not a finite number"),
+    (["fit", "{inf.csv}", "--target", "y"], r"inf.csv line 3, column 'y': 'inf' is not a finite number"),
+    (["fit", "{ragged.csv}", "--target", "y"], r"ragged.csv line 3 has 1 cells but the header has 2 columns"),
+    (["fit", "{one.csv}", "--target", "y"], r"one.csv has 1 data row; training needs at least 2"),
+    (["fit", "{same.csv}", "--target", "y", "--loss", "cross-entropy"], r"single value \('a'\).*at least 2 classes"),
+    (["fit", "{labels.csv}", "--target", "y"], r"line 2, column 'y': 'a' is not a number; a regression target"),
+    (FIT + ["--lr", "0"], r"--lr must be a number > 0, got 0.0"),
+    (FIT + ["--lr", "-0.1"], r"--lr must be a number > 0, got -0.1"),
+    (FIT + ["--lr", "nan"], r"--lr must be a number > 0, got nan"),
+    (FIT + ["--tol", "-1"], r"--tol must be a number >= 0, got -1.0"),
+    (FIT + ["--max-iter", "0"], r"--max-iter must be an integer >= 1, got 0"),
+    (FIT + ["--batch-size", "0"], r"--batch-size must be an integer >= 1, got 0"),
+    (FIT + ["--hidden", "4,zero"], r"--hidden must be positive integers separated by commas .* got '4,zero'"),
+    (FIT + ["--hidden", "0"], r"--hidden must be positive integers"),
+    (FIT + ["--features", "x,,y"], r"--features must be column names separated by commas"),
+    (FIT + ["--features", "y"], r"column 'y' is the target and cannot also be a feature"),
+    (["predict", "{good.csv}", "{good.csv}"], r"good.csv is not a chainrule model file \(not JSON"),
+    (["predict", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file \(format None"),
+    (["predict", "{v2.json}", "{good.csv}"], r"version 2 is not supported; this chainrule reads version 1"),
+    (["predict", "{garbage.json}", "{good.csv}"], r"garbage.json is not a chainrule model file"),
+    (["predict", "{missing.json}", "{good.csv}"], r"missing.json: No such file or directory"),
+    (["predict", "{model.json}", "{missing.csv}"], r"missing.csv: No such file or directory"),
+    (["predict", "{model.json}", "{text.csv}"], r"text.csv line 3, column 'x': 'ten' is not a number"),
+    (["predict", "{model.json}", "{good.csv}", "--proba"], r"--proba needs a classifier; .*model.json does regression"),
+    (["evaluate", "{model.json}", "{labels.csv}"], r"labels.csv line 2, column 'y': 'a' is not a number"),
+    (["evaluate", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file"),
+    (["plot", "{model.json}", "{good.csv}", "--out", "{fig.jpg}"], r"--out must end in one of .png, .svg, .pdf"),
+    (["plot", "{model.json}", "{header.csv}"], r"header.csv has a header line but no data rows"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, message):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    modelfile.save(tmp_path / "model.json", mlp([1, 2, 1], seed=0), features=["x"], target="y")
+    before = set(os.listdir(tmp_path))
+    out_name = "fig.png" if args[0] == "plot" else "out.json" if args[0] == "fit" else "out.csv"
+    if "--out" not in args and args[0] != "evaluate":
+        args = args + ["--out", "{" + out_name + "}"]
+    code, _, err = _run(capsys, *[_fill(a, tmp_path) for a in args])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("chainrule: error: "), err
+    assert re.search(message, err), err
+    assert set(os.listdir(tmp_path)) == before                   # no output file, no temp file
+
+
+def _fill(arg, folder):
+    """"{name}" in an argument -> the path of name in the test's folder."""
+    return re.sub(r"\{([^}]+)\}", lambda m: str(folder / m.group(1)), arg)
+
+
+def test_an_output_folder_that_does_not_exist_is_reported_before_training(tmp_path, capsys):
+    (tmp_path / "good.csv").write_text(FILES["good.csv"])
+    code, out, err = _run(capsys, "fit", tmp_path / "good.csv", "--target", "y", "--out", tmp_path / "no" / "m.json")
+    assert code == 2 and "the directory" in err and "does not exist" in err and out == ""
+
+
+def test_argparse_mistakes_exit_2(capsys):
+    code, _, err = _run(capsys, "fit", "data.csv", "--target", "y", "--out", "m.json", "--optimizer", "sgd")
+    assert code == 2 and "invalid choice: 'sgd'" in err
+
+
+# ---- help -------------------------------------------------------------------------------------
+
+
+def test_fit_help_explains_every_option_with_an_example(capsys):
+    code, out, _ = _run(capsys, "fit", "--help")
+    assert code == 0
+    for option in ("--target", "--features", "--hidden", "--activation", "--loss", "--optimizer", "--lr", "--tol",
+                   "--max-iter", "--batch-size", "--seed", "--standardize", "--quiet", "--out"):
+        assert option in out, option
+    assert "examples:" in out and "chainrule fit dosage.csv --target effect --out model.json" in out
+    assert "Ctrl-C" in out
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "plot"])
+def test_every_command_has_help_with_an_example(capsys, command):
+    code, out, _ = _run(capsys, command, "--help")
+    assert code == 0 and f"chainrule {command} model.json" in out
+
+
+def test_the_console_script_exits_2_on_bad_input(tmp_path):
+    script = Path(sys.executable).parent / "chainrule"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "chainrule.cli"]
+    done = subprocess.run(command + ["evaluate", str(tmp_path / "none.json"), "x.csv"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().endswith("none.json: No such file or directory")

@@ -1,0 +1,269 @@
+"""modelfile: save and load bit for bit, atomically, and refuse anything that is not a valid model file."""
+import base64
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from chainrule import modelfile
+from chainrule.data import read_csv
+from chainrule.losses import ssr
+from chainrule.modelfile import Model, Scaling, atomic_open, load, save
+from chainrule.nn import DosageNetwork, mlp
+
+
+def _regressor(dtype=np.float64, scaling=True):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (20, 2))
+    y = x[:, 0] * 10 - x[:, 1]
+    scale = Scaling.fit(x, y) if scaling else None
+    model = Model(mlp([2, 5, 3, 1], "tanh", seed=1, dtype=dtype), ["a", "b"], "y", scaling=scale,
+                  training={"n_iter": 7})
+    return model, x, y
+
+
+def _classifier():
+    return Model(mlp([1, 4, 3], "relu", seed=2), ["x"], "kind", classes=["ant", "bee", "cat"], loss="cross_entropy")
+
+
+def _content(tmp_path, model=None):
+    path = tmp_path / "m.json"
+    save(path, model or _regressor()[0])
+    return json.loads(path.read_text())
+
+
+def _load_dict(tmp_path, content):
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(content))
+    return load(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_saved_and_loaded_model_predicts_bit_for_bit_the_same(tmp_path, dtype):
+    model, x, _ = _regressor(dtype)
+    save(tmp_path / "m.json", model)
+    loaded = load(tmp_path / "m.json")
+    assert np.array_equal(loaded.predict(x), model.predict(x))
+    for (name, p), (_, q) in zip(model.network.named_parameters(), loaded.network.named_parameters()):
+        assert q.dtype == dtype and p.data.tobytes() == q.data.tobytes(), name
+    assert loaded.scaling == model.scaling and loaded.training == {"n_iter": 7}
+
+
+def test_classifier_keeps_its_labels_and_probabilities(tmp_path):
+    model = _classifier()
+    save(tmp_path / "c.json", model)
+    loaded = load(tmp_path / "c.json")
+    x = np.linspace(-3, 3, 11)[:, None]
+    assert loaded.classes == ["ant", "bee", "cat"] and loaded.task == "classification"
+    assert np.array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert np.allclose(loaded.predict_proba(x).sum(axis=1), 1.0)
+    assert set(loaded.predict(x)) <= {"ant", "bee", "cat"}
+
+
+def test_numeric_class_labels_come_back_as_the_numbers_they_were(tmp_path):
+    model = Model(mlp([1, 2, 2], seed=0), ["x"], "k", classes=[0, 2.5])
+    save(tmp_path / "n.json", model)
+    labels = load(tmp_path / "n.json").predict([[0.0], [1.0]])
+    assert all(type(v) in (int, float) and v in (0, 2.5) for v in labels)
+
+
+def test_predicts_from_an_array_a_csv_table_or_a_csv_path(tmp_path):
+    model, x, _ = _regressor()
+    path = tmp_path / "rows.csv"
+    path.write_text("b,id,a\n" + "".join(f"{float(r[1])!r},{i},{float(r[0])!r}\n" for i, r in enumerate(x)))  # another order
+    from_array = model.predict(x)
+    assert np.array_equal(model.predict(path), from_array)
+    assert np.array_equal(model.predict(model.read_csv(path)), from_array)
+
+
+def test_one_feature_models_take_a_flat_array_too():
+    model = Model(mlp([1, 2, 1], seed=0), ["x"])
+    assert np.array_equal(model.predict([0.0, 1.0]), model.predict([[0.0], [1.0]]))
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(rows, 1\).*got shape \(2, 2\)"):
+        model.predict(np.zeros((2, 2)))
+
+
+def test_evaluate_gives_the_training_loss_on_the_original_scale(tmp_path):
+    model, x, y = _regressor()
+    result = model.evaluate(x, y)
+    assert result.loss_name == "ssr" and result.rows == 20 and result.accuracy is None
+    assert result.loss == ssr(model.predict(x), y).item()
+
+
+def test_evaluate_a_classifier_counts_the_right_labels(tmp_path):
+    model = _classifier()
+    x = np.array([[-2.0], [0.0], [2.0]])
+    labels = model.predict(x)
+    assert model.evaluate(x, labels).accuracy == 1.0
+    with pytest.raises(ValueError, match=r"label 'zebra' is not one of the model's classes"):
+        model.evaluate(x, ["zebra"] * 3)
+
+
+def test_regression_has_no_probabilities():
+    with pytest.raises(ValueError, match="does regression"):
+        _regressor()[0].predict_proba(np.zeros((1, 2)))
+
+
+def test_scaling_leaves_constant_columns_at_zero_instead_of_dividing_by_zero():
+    s = Scaling.fit([[1.0, 5.0], [3.0, 5.0]], [2.0, 2.0])
+    assert s.feature_std == [1.0, 1.0] and s.target_std == 1.0 and s.feature_mean == [2.0, 5.0]
+
+
+def test_the_file_is_documented_json_without_temp_files_left(tmp_path):
+    content = _content(tmp_path)
+    assert list(content) == ["format", "version", "written_by", "architecture", "parameters",
+                             "preprocessing", "training"]
+    assert content["format"] == "chainrule-model" and content["version"] == 1
+    assert content["architecture"] == {"kind": "mlp", "sizes": [2, 5, 3, 1], "activation": "tanh",
+                                       "task": "regression"}
+    weight = content["parameters"]["0.weight"]
+    assert weight["shape"] == [2, 5] and weight["dtype"] == "float64"
+    assert len(base64.b64decode(weight["data"])) == 2 * 5 * 8
+    assert content["preprocessing"]["features"] == ["a", "b"] and content["training"]["loss"] == "ssr"
+    assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_the_file_gets_an_ordinary_mode_not_a_private_temp_files(tmp_path):
+    save(tmp_path / "m.json", _regressor()[0])
+    mode = stat.S_IMODE(os.stat(tmp_path / "m.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(path) as f:
+        f.write("half of the new")
+        raise RuntimeError("disk on fire")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_model_that_cannot_be_encoded_writes_nothing(tmp_path):
+    model = _regressor()[0]
+    model.training["final_loss"] = float("nan")           # not JSON: refused before any file exists
+    with pytest.raises(ValueError):
+        save(tmp_path / "m.json", model)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_takes_a_bare_mlp_with_keywords_and_refuses_other_networks(tmp_path):
+    save(tmp_path / "m.json", mlp([3, 1], seed=0), features=["p", "q", "r"], target="s")
+    assert load(tmp_path / "m.json").features == ["p", "q", "r"]
+    with pytest.raises(ValueError, match="networks made by chainrule.nn.mlp"):
+        save(tmp_path / "d.json", DosageNetwork.from_lesson())
+    with pytest.raises(TypeError, match="given by the Model itself"):
+        save(tmp_path / "x.json", _classifier(), target="other")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"features": ["a"]}, r"features must be 2 distinct names"),
+    ({"features": ["a", "a"]}, r"features must be 2 distinct names"),
+    ({"classes": ["only"]}, r"one network output per class"),
+    ({"loss": "hinge"}, r"loss must be one of"),
+])
+def test_model_checks_its_parts(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Model(mlp([2, 3, 1], seed=0), **{"features": ["a", "b"], **kwargs})
+
+
+# ---- loading refuses what is not a valid model file -------------------------------------
+
+
+def _edit(path, value):
+    """A function setting content[path...] = value (or deleting it when value is DELETE)."""
+    def apply(content):
+        *keys, last = path
+        target = content
+        for k in keys:
+            target = target[k]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+        return content
+    return apply
+
+
+DELETE = object()
+ZEROS_2x5_F4 = base64.b64encode(np.zeros((2, 5), "<f4").tobytes()).decode()
+NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).decode()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_edit(["format"], "keras"), r"not a chainrule model file \(format 'keras', expected 'chainrule-model'\)"),
+    (_edit(["version"], 2), r"version 2 is not supported; this chainrule reads version 1"),
+    (_edit(["architecture"], DELETE), r"has no 'architecture'"),
+    (_edit(["parameters"], []), r"'parameters' must be dict"),
+    (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
+    (_edit(["architecture", "sizes"], [2, 0, 1]), r"sizes must be at least 2 positive integers, got \[2, 0, 1\]"),
+    (_edit(["architecture", "activation"], "swish"), r"activation must be one of .* got 'swish'"),
+    (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
+    (_edit(["architecture", "sizes"], [2, 5, 4, 1]), r"parameter '2.weight' has shape \[5, 3\], the architecture needs \[5, 4\]"),
+    (_edit(["parameters", "0.weight", "shape"], [5, 2]), r"'0.weight' has shape \[5, 2\], the architecture needs \[2, 5\]"),
+    (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
+    (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
+    (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),
+    (_edit(["parameters", "0.weight", "data"], NAN_2x5), r"'0.weight' contains NaN or inf"),
+    (_edit(["parameters", "0.bias"], DELETE), r"the parameters for sizes \[2, 5, 3, 1\] are \['0.weight', '0.bias'"),
+    (_edit(["parameters", "9.weight"], {"shape": [1], "dtype": "float64", "data": ""}), r"the file has .*'9.weight'"),
+    (_edit(["preprocessing", "features"], ["a"]), r"features must be 2 distinct names"),
+    (_edit(["preprocessing", "features"], "ab"), r"'features' must be list"),
+    (_edit(["preprocessing", "target"], 3), r"target must be a column name or null"),
+    (_edit(["preprocessing", "classes"], ["p", "q"]), r"task is 'regression' but preprocessing.classes is \['p', 'q'\]"),
+    (_edit(["preprocessing", "feature_std"], [1.0, 0.0]), r"feature_std must be positive"),
+    (_edit(["preprocessing", "feature_mean"], [1.0]), r"feature_mean must be 2 finite numbers"),
+    (_edit(["preprocessing", "target_std"], -1.0), r"target_mean/target_std must be finite numbers"),
+    (_edit(["training", "loss"], "hinge"), r"loss must be one of"),
+])
+def test_load_names_what_is_wrong(tmp_path, edit, message):
+    content = edit(_content(tmp_path))
+    with pytest.raises(ValueError, match=message) as info:
+        _load_dict(tmp_path, content)
+    assert "edited.json" in str(info.value)
+
+
+def test_classifier_labels_must_match_the_outputs(tmp_path):
+    content = _content(tmp_path, _classifier())
+    content["preprocessing"]["classes"] = ["ant", "bee"]
+    with pytest.raises(ValueError, match=r"one network output per class"):
+        _load_dict(tmp_path, content)
+    content["preprocessing"]["classes"] = ["ant", 1, "cat"]
+    with pytest.raises(ValueError, match=r"all text or all numbers"):
+        _load_dict(tmp_path, content)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not json at all", r"is not a chainrule model file \(not JSON"),
+    ('{"format": "chainrule-model", "version": NaN}', r"NaN is not allowed in a model file"),
+    ("[1, 2]", r"not a chainrule model file \(format 'list'"),
+])
+def test_load_refuses_files_that_are_not_model_files(tmp_path, text, message):
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load(tmp_path / "bad.json")
+
+
+def test_load_refuses_binary_files(tmp_path):
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    with pytest.raises(ValueError, match="not a chainrule model file"):
+        load(tmp_path / "image.png")
+
+
+def test_loading_executes_nothing(tmp_path):
+    content = _content(tmp_path)
+    content["training"]["note"] = "__import__('os').system('touch pwned')"   # stays a string
+    loaded = _load_dict(tmp_path, content)
+    assert loaded.training["note"].startswith("__import__") and not (tmp_path / "pwned").exists()
+
+
+def test_evaluate_and_predict_read_csv_columns_by_name(tmp_path):
+    model = _classifier()
+    path = tmp_path / "rows.csv"
+    path.write_text("kind,x\nant,-2\nbee,0\ncat,2\n")
+    data = read_csv(path, target="kind", features=["x"])
+    assert model.evaluate(path) == model.evaluate(data)
+    assert modelfile.Evaluation._fields == ("loss_name", "loss", "accuracy", "rows")
