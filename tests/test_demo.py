@@ -21,9 +21,12 @@ def _check_lesson_numbers(out):
         assert not ("0.46" in line and "2.61" in line), line
 
 
-def test_demo_prints_the_lessons_numbers(capsys, monkeypatch):
+PICTURES = ["squiggle_before.png", "squiggle_after.png", "ssr_vs_b3.png", "landscape_w3_w4.png"]
+
+
+def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("COLUMNS", "120")          # rich shortens numbers ("-15.6…") in very narrow terminals
-    assert cli.main(["demo"]) == 0
+    assert cli.main(["demo", "--out", str(tmp_path / "pictures")]) == 0
     out = capsys.readouterr().out
     _check_lesson_numbers(out)
     text = " ".join(out.split())                  # rich wraps long lines at the terminal's width
@@ -31,11 +34,21 @@ def test_demo_prints_the_lessons_numbers(capsys, monkeypatch):
         assert title in text
     assert "every step size fell below 0.001 at iteration 10" in text
     assert "learning rate 0.01" in text and "learning rate 0.1" in text
+    for name in PICTURES:                         # the lessons' pictures, said where
+        assert (tmp_path / "pictures" / name).stat().st_size > 10_000
+        assert name in text
+    assert str(tmp_path / "pictures") in text
+
+
+def test_demo_out_empty_draws_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--out", ""]) == 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_without_rich_prints_plain_tables(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "rich.console", None)       # makes `from rich.console import ...` fail
-    assert cli.main(["demo", "--seed", "3"]) == 0
+    assert cli.main(["demo", "--seed", "3", "--out", ""]) == 0
     out = capsys.readouterr().out
     _check_lesson_numbers(out)
     assert "┃" not in out and "iteration" in out
@@ -53,10 +66,37 @@ def test_unknown_command_exits_with_usage(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_console_script_runs_the_demo():
+def test_console_script_runs_the_demo(tmp_path):
     script = Path(sys.executable).parent / "chainrule"
     command = [str(script), "demo"] if script.exists() else [sys.executable, "-m", "chainrule.cli", "demo"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+    done = subprocess.run(command + ["--out", str(tmp_path)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "COLUMNS": "120"})
     assert done.returncode == 0, done.stderr
     _check_lesson_numbers(done.stdout)
+
+
+# ---- chainrule explain ----------------------------------------------------------------------
+
+def test_explain_b3_at_the_first_lesson_shows_the_lesson_derivative(capsys):
+    assert cli.main(["explain", "--param", "b3"]) == 0
+    out = capsys.readouterr().out
+    assert "dSSR/db3 = sum_i dSSR/dPredicted_i x dPredicted_i/db3" in out
+    assert "-2 (Observed_i - Predicted_i)" in out
+    # MISSION.md: dSSR/db3 at b3 = 0 is -15.66 (the lesson rounds it to -15.7).
+    total = float(out.strip().splitlines()[-1].split("=")[1].split()[0])
+    assert round(total, 2) == -15.66
+
+
+def test_explain_w1_follows_the_chain_through_the_top_node(capsys):
+    assert cli.main(["explain", "--param", "w1", "--set", "b3=2.61", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "`dSSR/dw1 = sum_i dSSR/dPredicted_i x dPredicted_i/dy1_i x dy1_i/dx1_i x dx1_i/dw1`" in out
+    assert "e^x1_i / (1 + e^x1_i)" in out and "| i |" in out
+
+
+@pytest.mark.parametrize("argv", [["explain", "--set", "q=1"], ["explain", "--set", "b3=x"],
+                                  ["explain", "--set", "b3"]])
+def test_explain_bad_values_give_one_line_and_exit_2(capsys, argv):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("chainrule: error:") and len(err.splitlines()) == 1

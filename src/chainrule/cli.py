@@ -20,6 +20,7 @@ import warnings
 
 EXAMPLES = """examples:
   chainrule demo
+  chainrule explain --param w1
   chainrule fit data.csv --target y --out model.json
   chainrule predict model.json new.csv --out predictions.csv
   chainrule evaluate model.json test.csv
@@ -54,7 +55,7 @@ def _parser():
         description="Neural networks trained by backpropagation, with every derivative shown.",
         epilog=EXAMPLES, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_demo_command, _fit_command, _predict_command, _evaluate_command, _plot_command):
+    for add in (_demo_command, _explain_command, _fit_command, _predict_command, _evaluate_command, _plot_command):
         add(sub)
     return parser
 
@@ -90,15 +91,62 @@ def _message(e):
 def _demo_command(sub):
     demo = sub.add_parser("demo", help="reproduce the three lessons with the true numbers",
                           description="Walk through the lessons: SSR against b3, gradient descent on b3, "
-                                      "on w3, w4, b3 together, and on all seven parameters.")
+                                      "on w3, w4, b3 together, and on all seven parameters; then draw the "
+                                      "lessons' pictures into a folder.")
     demo.add_argument("--seed", type=int, default=0,
                       help="seed of the random start for the all-parameter fit (default 0)")
+    demo.add_argument("--out", default="chainrule-demo", metavar="FOLDER",
+                      help="folder for the pictures (default chainrule-demo); --out '' draws none")
     demo.set_defaults(run=_demo)
 
 
 def _demo(args):
     from .demo import run
-    run(seed=args.seed)
+    run(seed=args.seed, out=args.out)
+    return 0
+
+
+# ---- explain ------------------------------------------------------------------------------
+
+
+def _explain_command(sub):
+    p = sub.add_parser(
+        "explain", help="write one derivative of the lessons' network out as the chain rule, with numbers",
+        description="Explain dSSR/dPARAM for the lessons' network on the dosage data as the chain rule: "
+                    "the chain of local derivatives, each factor's value per data point, and the total, "
+                    "which is the number backward computes. The network starts as in the first lesson: "
+                    "the lessons' optimized values with b3 = 0 (change any with --set).",
+        epilog="examples:\n  chainrule explain --param b3\n  chainrule explain --param w1 --set b3=2.61"
+               "\n  chainrule explain --param w3 --set w3=0.36 --set w4=0.63 --markdown",
+        formatter_class=_Help)
+    p.add_argument("--param", default="b3", choices=("w1", "b1", "w2", "b2", "w3", "w4", "b3"),
+                   help="the parameter to differentiate with respect to (default b3)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter's value, e.g. --set b3=2.61 (repeatable; default: the lessons' values, "
+                        "b3 = 0)")
+    p.add_argument("--markdown", action="store_true", help="print Markdown (for notebooks and docs)")
+    p.set_defaults(run=_explain)
+
+
+def _explain(args):
+    from .data import dosage
+    from .explain import explain
+    from .losses import ssr
+    from .nn import DosageNetwork
+    values = {"b3": 0.0}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--set takes NAME=VALUE with a number, got {item!r}") from None
+        if not sep:
+            raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
+    net = DosageNetwork.from_lesson(**values)
+    x, y = dosage()
+    e = explain(ssr(net(x), y), getattr(net, args.param))
+    print(f"The lessons' network at {net.extra_repr()}, on dosages 0, 0.5, 1 -> observed 0, 1, 0\n")
+    print(e.markdown() if args.markdown else e.text())
     return 0
 
 
