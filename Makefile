@@ -24,8 +24,9 @@ $(VENV)/.bench: $(VENV)/.test
 demo: $(VENV)/.demo
 	$(VENV)/bin/chainrule demo
 
+# One BLAS thread: these networks are small, and a busy machine makes threaded BLAS much slower.
 test: $(VENV)/.test
-	$(PY) -m pytest
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
 
 bench: $(VENV)/.bench
 	$(PY) benchmarks/run.py
