@@ -88,7 +88,7 @@ class Trace:
 def _norm(a):
     """Euclidean norm as a float; inf rather than an overflow warning for huge values."""
     if a.size == 1:
-        return abs(float(a.reshape(-1)[0]))
+        return abs(a.item())
     with np.errstate(over="ignore", invalid="ignore"):
         return float(np.sqrt(np.sum(a * a)))
 
@@ -211,13 +211,13 @@ class GradientMonitor:
     def __call__(self, history):
         norms = {name: trace.last_grad_norm() for name, trace in history.params.items()}
         top = max(norms.values())
+        small = self.vanishing * top
         for name, norm in norms.items():
             if norm > self.exploding:
                 self._flag(history, name, "exploding", f"exploding gradient: the derivative of '{name}' reached "
                            f"{norm:.3g} at iteration {history.n_iter} (threshold {self.exploding:g})")
-            small = norm == 0 or norm < self.vanishing * top
-            self.low[name] = self.low.get(name, 0) + 1 if small else 0
-            if self.low[name] >= self.patience:
+            low = self.low[name] = self.low.get(name, 0) + 1 if norm < small or norm == 0 else 0
+            if low >= self.patience:
                 self._flag(history, name, "vanishing", f"vanishing gradient: the derivative of '{name}' stayed "
                            f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
                            f"(iteration {history.n_iter}: {norm:.3g} against {top:.3g})")
