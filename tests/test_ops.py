@@ -41,6 +41,12 @@ def _away(rng, *shape, points=(0.0,), margin=0.1):
     return cr.tensor(x, requires_grad=True)
 
 
+def _probabilities(rng, *shape):
+    """Target rows that sum to 1 (soft labels; the loss is differentiable in them too)."""
+    p = rng.uniform(0.1, 1.0, size=shape)
+    return cr.tensor(p / p.sum(axis=-1, keepdims=True), requires_grad=True)
+
+
 def _distinct(rng, *shape):
     """Values 0.25 apart in random order: no ties for max, however the axes are reduced."""
     n = int(np.prod(shape))
@@ -96,6 +102,11 @@ CASES = {
                          ((_t(r, 3), _t(r, 2, 3, 4)), {}),
                          ((_t(r, 2, 4, 3), _t(r, 3)), {}),
                          ((_t(r, 2, 1, 3, 4), _t(r, 5, 4, 2)), {})],
+    # fused primitives
+    "linear": lambda r: [((_t(r, 5, 3), _t(r, 3, 4), _t(r, 4)), {}), ((_t(r, 3), _t(r, 3, 2), _t(r, 2)), {}),
+                         ((_t(r, 5, 3), _t(r, 2, 3, 4), _t(r, 2, 1, 4)), {})],
+    "softmax_cross_entropy": lambda r: [((_t(r, 5, 3), _probabilities(r, 5, 3)), {}),
+                                        ((_t(r, 2, 4, 3), _probabilities(r, 2, 4, 3)), {})],
     # shape and indexing
     "reshape": lambda r: [((_t(r, 2, 3),), {"shape": (3, 2)}), ((_t(r, 2, 3),), {"shape": (-1,)}),
                           ((_t(r),), {"shape": (1, 1)})],

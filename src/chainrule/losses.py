@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor, constant, tensor_from
+from .ops import REGISTRY
+from .tensor import Tensor, apply, constant, tensor_from
+
+_SOFTMAX_XENT = REGISTRY["softmax_cross_entropy"]
 
 
 def _same_shape(name, predicted, target):
@@ -47,7 +50,8 @@ def mse(predicted, observed):
 def cross_entropy(logits, labels):
     """Mean over rows of -log softmax(logits)[label], from raw logits, stable for large logits.
 
-    ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes).
+    ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes),
+    or is an (n, classes) array of target probabilities (one-hot rows, or soft labels).
 
     Example::
 
@@ -57,22 +61,31 @@ def cross_entropy(logits, labels):
         0.693147
     """
     logits = tensor_from(logits)
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
+    target = _targets(logits, labels.data if isinstance(labels, Tensor) else labels)
+    return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
+
+
+def _targets(logits, labels):
+    """Labels as (n, classes) target probabilities of the logits' dtype, checked."""
+    labels = np.asarray(labels)
     n, classes = logits.shape
+    if labels.shape == logits.shape and labels.dtype.kind == "f":
+        return labels.astype(logits.dtype, copy=False)
     if labels.shape != (n,):
-        raise ValueError(f"cross_entropy: labels must have shape ({n},) to match logits {logits.shape}, "
-                         f"got {labels.shape}")
+        raise ValueError(f"cross_entropy: labels must have shape ({n},) (class indices) or {logits.shape} "
+                         f"(probabilities) to match logits {logits.shape}, got {labels.shape}")
     if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
-        raise TypeError(f"cross_entropy: labels must be integer class indices, got dtype {labels.dtype}")
+        raise TypeError(f"cross_entropy: labels must be integer class indices, got dtype {labels.dtype} "
+                        f"(e.g. {labels.reshape(-1)[:3].tolist()})")
     labels = labels.astype(np.intp)
     if n and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), got values from "
                          f"{labels.min()} to {labels.max()}")
     onehot = np.zeros(logits.shape, dtype=logits.dtype)
     onehot[np.arange(n), labels] = 1.0
-    return _named(-(F.log_softmax(logits, axis=1) * constant(onehot, "Target")).sum() * (1.0 / n), "CE")
+    return onehot
 
 
 def binary_cross_entropy(logits, targets):

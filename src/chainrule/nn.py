@@ -15,7 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor, constant, tensor_from
+from .ops import REGISTRY
+from .tensor import Tensor, apply, constant, tensor_from
+
+_LINEAR = REGISTRY["linear"]
 
 
 class Parameter(Tensor):
@@ -156,8 +159,9 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected inputs with {self.in_features} features in the last "
                              f"dimension, got shape {x.shape}")
-        out = x @ self.weight
-        return out if self.bias is None else out + self.bias
+        if self.bias is None:
+            return x @ self.weight
+        return apply(_LINEAR, x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

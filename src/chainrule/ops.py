@@ -245,6 +245,33 @@ defop("matmul", np.matmul, "matmul(a, b) = a @ b",
       ("d/da = g @ b^T", _matmul_vjp_a),
       ("d/db = a^T @ g", _matmul_vjp_b))
 
+# ---- fused primitives ----------------------------------------------------------------
+
+
+def _linear(x, w, b):
+    out = np.matmul(x, w)
+    out += b  # in place: one output array instead of two
+    return out
+
+
+def _softmax_xent(z, t):
+    return np.asarray(-np.sum(t * _log_softmax(z)) / (z.size // z.shape[-1]))
+
+
+# Primitive for speed: every Linear layer is one node, and its output is written once.
+defop("linear", _linear, "linear(x, w, b) = x @ w + b",
+      ("d/dx = g @ w^T", lambda g, out, x, w, b: _matmul_vjp_a(g, out, x, w)),
+      ("d/dw = x^T @ g", lambda g, out, x, w, b: _matmul_vjp_b(g, out, x, w)),
+      ("d/db = 1", lambda g, out, x, w, b: g))
+# Primitive for stability and speed: the classifier loss in one node, its derivative the familiar
+# (softmax(z) - t) / n, with no log of 0 anywhere. t holds target probabilities (one-hot labels),
+# so n, the number of rows, is the size of z over its last axis.
+defop("softmax_cross_entropy", _softmax_xent,
+      "softmax_cross_entropy(z, t) = -sum(t log_softmax(z)) / n, over rows of z",
+      ("d/dz = (softmax(z) - t) / n",
+       lambda g, out, z, t: g * ((np.exp(_log_softmax(z)) - t) / (z.size // z.shape[-1]))),
+      ("d/dt = -log_softmax(z) / n", lambda g, out, z, t: g * (-_log_softmax(z) / (z.size // z.shape[-1]))))
+
 # ---- shape and indexing -----------------------------------------------------------
 
 
