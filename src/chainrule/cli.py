@@ -18,6 +18,8 @@ import threading
 import time
 import warnings
 
+import numpy as np
+
 EXAMPLES = """examples:
   chainrule demo
   chainrule explain --param w1
@@ -182,6 +184,9 @@ def _fit_command(sub):
                    help="train on shuffled mini-batches of N rows; an iteration is then a pass over the data "
                         "(default: all rows at once)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffling (default 0)")
+    p.add_argument("--restarts", type=int, metavar="N",
+                   help="train N random starts at once (one vectorized run) and keep the best: a guard "
+                        "against poor local minima (default: one start)")
     p.add_argument("--standardize", action="store_true",
                    help="scale each feature (and a numeric target) to mean 0 and standard deviation 1 "
                         "before training; the model file keeps the scaling, so predictions come out in "
@@ -221,7 +226,8 @@ def _fit(args):
 LIMITS = (("--lr", "lr", "a number > 0", lambda v: math.isfinite(v) and v > 0),
           ("--tol", "tol", "a number >= 0", lambda v: math.isfinite(v) and v >= 0),
           ("--max-iter", "max_iter", "an integer >= 1", lambda v: v >= 1),
-          ("--batch-size", "batch_size", "an integer >= 1", lambda v: v is None or v >= 1))
+          ("--batch-size", "batch_size", "an integer >= 1", lambda v: v is None or v >= 1),
+          ("--restarts", "restarts", "an integer >= 1", lambda v: v is None or v >= 1))
 
 
 def _hyperparameters(args):
@@ -268,7 +274,7 @@ def _train(model, x, y, optimizer, args):
         try:
             history = fit(model.network, model.network_inputs(x), model.network_targets(y), loss=model.loss,
                           optimizer=optimizer, tol=args.tol, max_iter=args.max_iter, batch_size=args.batch_size,
-                          seed=args.seed, callback=progress)
+                          seed=args.seed, callback=progress, restarts=args.restarts)
         except DivergenceError as e:
             print(f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
                   f"{_divergence_hint(args, len(x))}", file=sys.stderr)
@@ -300,6 +306,7 @@ def _record(model, data, history, interrupted, args):
     """The model file's training section (final_loss: the saved model's loss on the training data)."""
     return {"data": os.path.basename(data.path), "rows": len(data), "optimizer": args.optimizer, "lr": args.lr,
             "tol": args.tol, "max_iter": args.max_iter, "batch_size": args.batch_size, "seed": args.seed,
+            "restarts": args.restarts,
             "n_iter": history.n_iter, "stop_reason": history.stop_reason,
             "interrupted": interrupted,
             "final_loss": model.evaluate(data).loss, "seconds": round(history.seconds, 6)}
@@ -312,6 +319,10 @@ def _summary(args, model, history):
                    f"{history.best_iter}")
     else:
         _say(args, f"stopped: {history.stop_reason}")
+    if getattr(history, "restart_losses", None) is not None:
+        losses = history.restart_losses
+        _say(args, f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
+                   f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})")
     _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
     _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
     _say(args, f"wrote {args.out}")

@@ -91,6 +91,15 @@ class Module:
         """Every Parameter of the model, each once."""
         return [p for _, p in self.named_parameters()]
 
+    def reset_parameters(self, rng=None):
+        """Draw fresh starting values (each layer's own initialization) from ``rng`` (a seed or Generator)."""
+        rng = _rng(rng)
+        if any(isinstance(v, Parameter) for v in vars(self).values()):
+            raise NotImplementedError(f"{type(self).__name__} has parameters of its own: define "
+                                      "reset_parameters(rng) to draw them (fit(..., restarts=N) needs it)")
+        for _, child in self.children():
+            child.reset_parameters(rng)
+
     def zero_grad(self):
         """Forget the accumulated gradients (set every ``.grad`` to None)."""
         for p in self.parameters():
@@ -150,9 +159,15 @@ class Linear(Module):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Linear: {arg} must be a positive integer, got {value!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        scale = 1.0 / np.sqrt(in_features)
-        self.weight = Parameter(_rng(seed).normal(0.0, scale, (in_features, out_features)), dtype=dtype)
+        self.weight = Parameter(np.empty((in_features, out_features)), dtype=dtype)
         self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, rng=None):
+        """weight ~ N(0, 1/in_features), bias = 0."""
+        self.weight.data[...] = _rng(rng).normal(0.0, 1.0 / np.sqrt(self.in_features), self.weight.shape)
+        if self.bias is not None:
+            self.bias.data[...] = 0.0
 
     def forward(self, x):
         x = tensor_from(x)
@@ -309,8 +324,16 @@ class DosageNetwork(Module):
     @classmethod
     def random(cls, seed=None, dtype=np.float64):
         """Weights from a standard normal, biases 0, as the lessons start."""
-        w1, w2, w3, w4 = _rng(seed).standard_normal(4)
-        return cls(w1=w1, b1=0.0, w2=w2, b2=0.0, w3=w3, w4=w4, b3=0.0, dtype=dtype)
+        net = cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, dtype=dtype)
+        net.reset_parameters(seed)
+        return net
+
+    def reset_parameters(self, rng=None):
+        """w1, w2, w3, w4 from a standard normal (in that order), the biases 0."""
+        for name, value in zip(("w1", "w2", "w3", "w4"), _rng(rng).standard_normal(4)):
+            getattr(self, name).data[...] = value
+        for name in ("b1", "b2", "b3"):
+            getattr(self, name).data[...] = 0.0
 
     def curves(self, x):
         """The lessons' pieces at inputs ``x``: blue (w3 * top node), orange (w4 * bottom node), green."""

@@ -233,7 +233,7 @@ class GradientMonitor:
 
 
 def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_iter=1000,
-        batch_size=None, seed=None, callback=None, monitor=True):
+        batch_size=None, seed=None, callback=None, monitor=True, restarts=None):
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
@@ -247,6 +247,12 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
       training there (progress bars, Ctrl-C handling, early stopping).
     - ``monitor``: a :class:`GradientMonitor` warning of vanishing and exploding
       gradients (True: the default thresholds; False: none).
+    - ``restarts=N``: train N starts drawn from ``seed`` with the model's
+      ``reset_parameters`` in one vectorized run (see :mod:`chainrule.restarts`),
+      then keep the best: the model ends where a single run from that start
+      ends, and the History (of that run) also holds ``restart_losses`` (the final
+      loss of every start), ``restart_iterations``, ``restart_converged`` and
+      ``best_restart``.
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
@@ -272,13 +278,35 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
+    frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
+    population = _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed,
+                           restarts)
     optimizer.attach([p for _, p in named])
     history = History([(n, p.shape) for n, p in named], tol)
-    frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
+    if population is not None:
+        history.restart_losses, history.restart_iterations, history.restart_converged, history.best_restart = \
+            population
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
         _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
               _after_iteration(monitor, callback))
     return history
+
+
+def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed, restarts):
+    """Train ``restarts`` starts at once and set the model to the best one's start (None: no restarts)."""
+    if restarts is None:
+        return None
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
+        raise ValueError(f"fit: restarts must be None or an integer >= 1, got {restarts!r}")
+    from .restarts import draw_starts, train_population
+    starts = draw_starts(model, named, int(restarts), seed)
+    with _held(frozen), np.errstate(all="ignore"):
+        final, iterations, converged = train_population(model, x, y, loss_fn, optimizer, named, starts, tol,
+                                                        max_iter, batch_size, seed)
+    best = int(np.argmin(final))
+    for (_, p), start in zip(named, starts):
+        p.data[...] = start[best]
+    return final, iterations, converged, best
 
 
 def _after_iteration(monitor, callback):

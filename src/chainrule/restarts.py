@@ -1,0 +1,126 @@
+"""Many random starts in one run: a leading population dimension on every trained parameter.
+
+``fit(..., restarts=N, seed=s)`` draws N starting points with the model's own
+``reset_parameters`` and trains them together: a parameter of shape ``(a, b)``
+becomes ``(N, a, b)``, a scalar ``(N, 1, 1)``, so one forward and one backward
+pass serve every start (the ops broadcast over the new leading axis). Each start
+follows the lessons' rules on its own: it stops (is frozen) when every one of its
+step sizes is below ``tol``, and one that diverges is frozen at its last finite
+values without stopping the others. The best start is then trained once more
+alone, which gives its full :class:`~chainrule.train.History` and leaves the
+model exactly where a single run from that start ends.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .losses import binary_cross_entropy, cross_entropy, mse, ssr
+from .ops import _log_softmax
+from .tensor import constant, no_grad, tensor_from
+from .train import _batches
+
+
+def draw_starts(model, named, n, seed):
+    """N starting points of the trained parameters: the k-th is the k-th ``reset_parameters`` draw from ``seed``.
+
+    Returns one array per trained parameter with the starts stacked on axis 0.
+    The model's own values are left as they were.
+    """
+    rng = np.random.default_rng(seed)
+    everything = model.parameters()
+    keep = [p.data.copy() for p in everything]
+    starts = []
+    try:
+        for _ in range(n):
+            model.reset_parameters(rng)
+            starts.append([p.data.copy() for _, p in named])
+    finally:
+        for p, value in zip(everything, keep):
+            p.data[...] = value
+    return [np.stack([s[j] for s in starts]) for j in range(len(named))]
+
+
+def _population_shape(n, shape, data_ndim):
+    """(N, 1, ..., *shape): the population axis first, then padding so it broadcasts past the data's axes."""
+    return (n,) + (1,) * max(data_ndim - len(shape), 0) + tuple(shape)
+
+
+# ---- losses over a population --------------------------------------------------------------
+# The loss to differentiate is the sum over starts of each start's loss, so every start's
+# gradient is exactly its own. The per-start values are computed without the graph.
+
+
+def _classes(pred, y):
+    return np.eye(pred.shape[-1], dtype=pred.dtype)[np.asarray(y, dtype=np.intp)]
+
+
+POPULATION = {
+    ssr: (lambda pred, y, n: ssr(pred, constant(np.broadcast_to(y, pred.shape), "Observed")),
+          lambda pred, y: ((y - pred) ** 2).sum(axis=(1, 2))),
+    mse: (lambda pred, y, n: mse(pred, constant(np.broadcast_to(y, pred.shape), "Observed")) * n,
+          lambda pred, y: ((y - pred) ** 2).mean(axis=(1, 2))),
+    binary_cross_entropy: (
+        lambda pred, y, n: binary_cross_entropy(pred, constant(np.broadcast_to(y, pred.shape), "Target")) * n,
+        lambda pred, y: (np.logaddexp(0.0, pred) - pred * y).mean(axis=(1, 2))),
+    cross_entropy: (
+        lambda pred, y, n: cross_entropy(pred.reshape((-1, pred.shape[-1])), np.tile(_classes(pred, y), (n, 1))) * n,
+        lambda pred, y: -(_classes(pred, y) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1]),
+}
+
+
+def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_iter, batch_size, seed):
+    """Train every start at once; return (final loss, iterations, converged) per start.
+
+    Restores the parameters' single shapes (and their values) afterwards.
+    """
+    if loss_fn not in POPULATION:
+        raise ValueError("fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
+                         f"binary_cross_entropy), got {getattr(loss_fn, '__name__', loss_fn)!r}")
+    differentiable, per_start = POPULATION[loss_fn]
+    n = len(starts[0])
+    params = [p for _, p in named]
+    singles = [p.data for p in params]
+    try:
+        for p, start in zip(params, starts):
+            p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
+        optimizer.attach(params)
+        return _loop(model, x, y, differentiable, per_start, optimizer, params, n, tol, max_iter, batch_size, seed)
+    finally:
+        for p, single in zip(params, singles):
+            p.data = single
+
+
+def _loop(model, x, y, differentiable, per_start, optimizer, params, n, tol, max_iter, batch_size, seed):
+    rng = np.random.default_rng(seed)
+    full_batch = batch_size is None or batch_size >= len(x)
+    xt = tensor_from(x)
+    done = np.zeros(n, dtype=bool)
+    converged = np.zeros(n, dtype=bool)
+    iterations = np.full(n, max_iter)
+    for it in range(1, max_iter + 1):
+        olds = [p.data.copy() for p in params]
+        largest = np.zeros(n)
+        finite = np.ones(n, dtype=bool)
+        for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
+            for p in params:
+                p.grad = None
+            pred = model(xb)
+            differentiable(pred, yb, n).backward()
+            optimizer.step()
+            for s in optimizer.step_sizes:
+                largest = np.maximum(largest, np.abs(s).reshape(n, -1).max(axis=1))
+            finite &= np.isfinite(per_start(pred.data, yb)) & np.isfinite(largest)
+        stop = ~done & (~finite | (largest < tol))
+        converged |= stop & finite
+        iterations[stop] = it
+        frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
+        for p, old in zip(params, olds):
+            p.data[frozen] = old[frozen]
+        done |= stop
+        if done.all():
+            break
+    with no_grad():
+        final = per_start(model(xt).data, y)
+    return np.where(np.isfinite(final), final, math.inf), iterations, converged
