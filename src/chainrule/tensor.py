@@ -533,4 +533,8 @@ def is_grad_enabled():
     return _grad_enabled
 
 
+def is_anomaly_enabled():
+    return _anomaly
+
+
 from . import functional as F  # noqa: E402  (composites used by the methods above)

@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 
-from .losses import get_loss
+from .losses import cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
-from .tensor import tensor_from
+from .tensor import no_grad, tensor_from
 
 # Parameters with at most this many elements get their full value/derivative/step
 # recorded per iteration; larger ones only their norms (memory stays small).
@@ -233,7 +233,7 @@ class GradientMonitor:
 
 
 def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_iter=1000,
-        batch_size=None, seed=None, callback=None, monitor=True, restarts=None):
+        batch_size=None, seed=None, callback=None, monitor=True, restarts=None, compile=False):
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
@@ -253,6 +253,9 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
       ends, and the History (of that run) also holds ``restart_losses`` (the final
       loss of every start), ``restart_iterations``, ``restart_converged`` and
       ``best_restart``.
+    - ``compile=True``: record one step's graph and replay it as a flat list of
+      NumPy calls (see :mod:`chainrule.trace`): the same numbers, less Python
+      overhead. Falls back to eager with a ``CompileWarning`` where it cannot apply.
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
@@ -287,9 +290,24 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
         history.restart_losses, history.restart_iterations, history.restart_converged, history.best_restart = \
             population
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
-        _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
+        step = _forward_backward
+        if compile:
+            from .trace import CompiledStep
+            y = _one_hot(model, x, y) if loss_fn is cross_entropy else y
+            step = CompiledStep(model, loss_fn, [p for _, p in named], _forward_backward)
+        _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
               _after_iteration(monitor, callback))
     return history
+
+
+def _one_hot(model, x, labels):
+    """Class labels as one-hot rows, made once (a replayed step needs its targets as data, not built per step)."""
+    with no_grad():
+        classes = model(tensor_from(x[:1])).shape[-1]
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"fit: labels must lie in [0, {classes}) for a model with {classes} outputs, got values "
+                         f"from {labels.min()} to {labels.max()}")
+    return np.eye(classes, dtype=x.dtype)[labels.astype(np.intp)]
 
 
 def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed, restarts):
@@ -328,7 +346,7 @@ def _after_iteration(monitor, callback):
     return hook
 
 
-def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
+def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     n = len(x)
@@ -342,7 +360,7 @@ def _loop(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, batch_
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
         for xb, yb in (whole if full_batch else _batches(rng, x, y, batch_size)):
-            loss, grads = _forward_backward(model, xb, yb, loss_fn, params)
+            loss, grads = step(model, xb, yb, loss_fn, params)
             optimizer.step()
             sizes = [_largest(s) for s in optimizer.step_sizes]
             if not math.isfinite(loss + sum(sizes)):  # a NaN or inf loss, derivative or step

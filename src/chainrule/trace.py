@@ -1,0 +1,152 @@
+"""Trace once, replay many times: a training step as a flat list of NumPy calls.
+
+``fit(..., compile=True)`` records the graph of one forward pass (model and
+loss) and replays it on later iterations: each primitive's forward, then its
+VJPs in reverse, read from a fixed table of array slots. No Tensor objects, no
+graph walking, no per-op checks: the same NumPy calls as the eager path, in the
+same order, so the numbers are the same.
+
+It applies when the model does the same ops on every batch of a given shape
+and everything that varies reaches the graph through the parameters, the inputs
+or the targets. It is checked: the first replay of every shape is compared with
+an eager step, and on any difference that shape falls back to eager training
+with a :class:`CompileWarning` saying why.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .ops import unbroadcast
+from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
+
+
+class CompileWarning(UserWarning):
+    """``compile=True`` could not replay this model; training goes on eagerly."""
+
+
+class Tape:
+    """One recorded step, turned into a Python function of straight-line NumPy calls.
+
+    Variables: ``v0 .. v{P-1}`` the parameters, ``v{P}`` the inputs, ``v{P+1}``
+    the targets, ``v{k}`` each node's output and ``C{k}`` each constant; ``g{k}``
+    is the gradient of ``v{k}``. The generated source is kept in ``source``.
+    """
+
+    def __init__(self, loss, params, x, y):
+        nodes = sorted((t for t in _topo_order(loss) if t._op is not None), key=lambda t: t._seq)
+        self.names = {"ones_like": np.ones_like, "zeros_like": np.zeros_like, "asarray": np.asarray,
+                      "unbroadcast": unbroadcast}
+        self.slot, self.shapes, self.variables = {}, [], set()
+        for a in [p.data for p in params] + [x, y]:
+            self._variable(a)
+        needs = {id(p.data) for p in params}  # arrays whose gradient is wanted or flows to a parameter
+        forward, backward_steps = [], []
+        for j, t in enumerate(nodes):
+            args = ", ".join(self._name(a) for a in t._args) + (f", **K{j}" if t._kw else "")
+            self.names[f"F{j}"], self.names[f"K{j}"] = t._op.fwd, t._kw
+            out = self._variable(t.data)
+            call = f"F{j}({args})"
+            forward.append(f"    v{out} = {'asarray(' + call + ')' if t.data.ndim == 0 else call}")
+            edges = [i for i, a in enumerate(t._args) if id(a) in needs and t._op.vjps[i] is not None]
+            if edges:
+                needs.add(id(t.data))
+                backward_steps.append((j, t, out, args, edges))
+        self.source = self._source(len(params), forward, backward_steps, self.slot[id(loss.data)])
+        exec(compile(self.source, "<chainrule trace>", "exec"), self.names)  # our own generated code
+        self.run_step = self.names["step"]
+
+    def _variable(self, array):
+        self.slot[id(array)] = k = len(self.shapes)
+        self.shapes.append(array.shape)
+        self.variables.add(k)
+        return k
+
+    def _name(self, array):
+        """The variable holding ``array``, or a new constant fixed at its recorded value."""
+        if id(array) not in self.slot:
+            self.slot[id(array)] = k = len(self.shapes)
+            self.shapes.append(np.shape(array))
+            self.names[f"C{k}"] = array
+        k = self.slot[id(array)]
+        return f"v{k}" if k in self.variables else f"C{k}"
+
+    def _source(self, n, forward, backward_steps, loss):
+        lines = ["def step(params, x, y):", *(f"    v{k} = params[{k}].data" for k in range(n)),
+                 f"    v{n} = x", f"    v{n + 1} = y", *forward, f"    g{loss} = ones_like(v{loss})"]
+        has = {loss}
+        for j, t, out, args, edges in reversed(backward_steps):
+            if out not in has:
+                continue
+            for i in edges:
+                src = self.slot[id(t._args[i])]
+                self.names[f"V{j}_{i}"] = t._op.vjps[i]
+                value = f"V{j}_{i}(g{out}, v{out}, {args})"
+                probe = t._op.vjps[i](np.ones_like(t.data), t.data, *t._args, **t._kw)
+                if np.shape(probe) != self.shapes[src]:  # broadcasting stretched this input: sum it back
+                    value = f"unbroadcast({value}, {self.shapes[src]!r})"
+                lines.append(f"    g{src} = g{src} + {value}" if src in has else f"    g{src} = {value}")
+                has.add(src)
+        grads = ", ".join(f"g{k}" if k in has else f"zeros_like(v{k})" for k in range(n))
+        return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
+
+    def run(self, params, x, y):
+        """Forward and backward on new parameter values and data: (loss, gradients)."""
+        loss, grads = self.run_step(params, x, y)
+        return loss.item(), [np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
+
+
+class CompiledStep:
+    """Forward and backward of ``loss_fn(model(x), y)``, replayed per input shape, checked on first use."""
+
+    def __init__(self, model, loss_fn, params, eager):
+        self.model, self.loss_fn, self.params, self.eager = model, loss_fn, params, eager
+        self.tapes = {}      # shape -> Tape, or None where replay was refused
+        self.checked = set()
+
+    def __call__(self, model, x, y, loss_fn, params):
+        """The step for fit's loop (same signature as the eager one; model, loss and params are fixed)."""
+        key = (x.shape, y.shape)
+        if is_anomaly_enabled():  # anomaly mode checks every op as it runs: only the eager path does
+            return self.eager(self.model, x, y, self.loss_fn, self.params)
+        if key not in self.tapes:
+            return self._record(key, x, y)
+        tape = self.tapes[key]
+        if tape is None:
+            return self.eager(self.model, x, y, self.loss_fn, self.params)
+        if key not in self.checked:
+            return self._check(key, tape, x, y)
+        loss, grads = tape.run(self.params, x.data, y)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        return loss, grads
+
+    def _record(self, key, x, y):
+        """An eager step whose graph becomes the tape for this shape."""
+        for p in self.params:
+            p.grad = None
+        out = self.loss_fn(self.model(x), y)
+        try:
+            self.tapes[key] = Tape(out, self.params, x.data, y) if is_grad_enabled() else None
+        except Exception as e:  # noqa: BLE001  (anything the tape cannot hold means: stay eager)
+            self._refuse(key, f"the graph could not be recorded ({e})")
+        out.backward()
+        return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in self.params]
+
+    def _check(self, key, tape, x, y):
+        """The first replay of a shape against an eager step on the same data and parameters."""
+        replayed = tape.run(self.params, x.data, y)  # reads the parameters, changes nothing
+        loss, grads = self.eager(self.model, x, y, self.loss_fn, self.params)
+        same = np.isclose(replayed[0], loss, rtol=1e-12, atol=0) and all(
+            np.allclose(a, b, rtol=1e-12, atol=1e-300) for a, b in zip(replayed[1], grads))
+        if not same:
+            self._refuse(key, "a replayed step differs from the eager one: the model does different work per "
+                              "batch, or builds constants from its data or parameters outside the graph")
+        self.checked.add(key)
+        return loss, grads
+
+    def _refuse(self, key, why):
+        self.tapes[key] = None
+        warnings.warn(f"fit(compile=True): {why}; training eagerly for inputs of shape {key[0]}",
+                      CompileWarning, stacklevel=5)
