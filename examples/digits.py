@@ -42,7 +42,7 @@ def main(epochs=40, batch_size=64, lr=1e-3, seed=0, dtype=np.float32):
     with warnings.catch_warnings():  # tol=0: a fixed number of epochs, so max_iter is the plan, not a failure
         warnings.simplefilter("ignore", cr.ConvergenceWarning)
         history = cr.fit(model, x_train, y_train, loss="cross_entropy", optimizer=Adam(lr=lr),
-                         batch_size=batch_size, max_iter=epochs, tol=0, seed=seed)
+                         batch_size=batch_size, max_iter=epochs, tol=0, seed=seed, compile=True)
     seconds = time.perf_counter() - start
 
     with cr.no_grad():

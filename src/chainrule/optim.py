@@ -136,9 +136,14 @@ class Adam(Optimizer):
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * (g * g)
-        m_hat = m / (1 - b1 ** self.t)
-        v_hat = v / (1 - b2 ** self.t)
-        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        # The same quantity as the formula above, arranged as PyTorch does, in place:
+        # (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+        step = np.sqrt(v, out=np.empty_like(v))  # an array even for a 0-d parameter
+        step /= np.sqrt(1 - b2 ** self.t)
+        step += self.eps
+        np.divide(m, step, out=step)
+        step *= self.lr / (1 - b1 ** self.t)
+        return step
 
     def extra_repr(self):
         return f"lr={self.lr}, betas={self.betas}, eps={self.eps}"
