@@ -19,7 +19,8 @@ import numpy as np
 from .losses import binary_cross_entropy, cross_entropy, mse, ssr
 from .ops import _log_softmax
 from .tensor import constant, no_grad, tensor_from
-from .train import _batches
+from .trace import CompiledStep
+from .train import _batches, _forward_backward
 
 
 def draw_starts(model, named, n, seed):
@@ -70,7 +71,8 @@ POPULATION = {
 }
 
 
-def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_iter, batch_size, seed):
+def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_iter, batch_size, seed,
+                     compile=False):
     """Train every start at once; return (final loss, iterations, converged) per start.
 
     Restores the parameters' single shapes (and their values) afterwards.
@@ -86,13 +88,17 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
         for p, start in zip(params, starts):
             p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
         optimizer.attach(params)
-        return _loop(model, x, y, differentiable, per_start, optimizer, params, n, tol, max_iter, batch_size, seed)
+        step = _forward_backward
+        if compile:
+            step = CompiledStep(model, lambda pred, yb: differentiable(pred, yb, n), params, _forward_backward)
+        return _loop(model, x, y, step, lambda pred, yb: differentiable(pred, yb, n), per_start, optimizer,
+                     params, n, tol, max_iter, batch_size, seed)
     finally:
         for p, single in zip(params, singles):
             p.data = single
 
 
-def _loop(model, x, y, differentiable, per_start, optimizer, params, n, tol, max_iter, batch_size, seed):
+def _loop(model, x, y, step, loss_fn, per_start, optimizer, params, n, tol, max_iter, batch_size, seed):
     rng = np.random.default_rng(seed)
     full_batch = batch_size is None or batch_size >= len(x)
     xt = tensor_from(x)
@@ -104,23 +110,36 @@ def _loop(model, x, y, differentiable, per_start, optimizer, params, n, tol, max
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
         for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
-            for p in params:
-                p.grad = None
-            pred = model(xb)
-            differentiable(pred, yb, n).backward()
+            total, _ = step(model, xb, yb, loss_fn, params)
             optimizer.step()
             for s in optimizer.step_sizes:
                 largest = np.maximum(largest, np.abs(s).reshape(n, -1).max(axis=1))
-            finite &= np.isfinite(per_start(pred.data, yb)) & np.isfinite(largest)
+            if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
+                finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
+            finite &= np.isfinite(largest)
         stop = ~done & (~finite | (largest < tol))
         converged |= stop & finite
         iterations[stop] = it
         frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
-        for p, old in zip(params, olds):
-            p.data[frozen] = old[frozen]
+        if frozen.any():
+            for p, old in zip(params, olds):
+                np.copyto(p.data, old, where=frozen.reshape((n,) + (1,) * (p.data.ndim - 1)))
         done |= stop
         if done.all():
             break
     with no_grad():
         final = per_start(model(xt).data, y)
     return np.where(np.isfinite(final), final, math.inf), iterations, converged
+
+
+def _losses_before_step(model, x, y, per_start, params, optimizer):
+    """Each start's loss at its values before the last step (new value + step size)."""
+    after = [p.data for p in params]
+    try:
+        for p, s in zip(params, optimizer.step_sizes):
+            p.data = p.data + s
+        with no_grad():
+            return per_start(model(x).data, y)
+    finally:
+        for p, value in zip(params, after):
+            p.data = value

@@ -283,7 +283,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
         raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
     frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
     population = _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed,
-                           restarts)
+                           restarts, compile)
     optimizer.attach([p for _, p in named])
     history = History([(n, p.shape) for n, p in named], tol)
     if population is not None:
@@ -310,7 +310,7 @@ def _one_hot(model, x, labels):
     return np.eye(classes, dtype=x.dtype)[labels.astype(np.intp)]
 
 
-def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed, restarts):
+def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed, restarts, compile):
     """Train ``restarts`` starts at once and set the model to the best one's start (None: no restarts)."""
     if restarts is None:
         return None
@@ -320,7 +320,7 @@ def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, bat
     starts = draw_starts(model, named, int(restarts), seed)
     with _held(frozen), np.errstate(all="ignore"):
         final, iterations, converged = train_population(model, x, y, loss_fn, optimizer, named, starts, tol,
-                                                        max_iter, batch_size, seed)
+                                                        max_iter, batch_size, seed, compile)
     best = int(np.argmin(final))
     for (_, p), start in zip(named, starts):
         p.data[...] = start[best]
