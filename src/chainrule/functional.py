@@ -136,6 +136,7 @@ def relu(x):
 
 def clip(x, lo=None, hi=None):
     """x limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
+    lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
     return _apply("clip", x, lo=lo, hi=hi)
@@ -151,8 +152,9 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: the sum divided by the count, so its gradient is 1/count."""
     x = tensor_from(x)
-    count = x.data.size if axis is None else int(np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
-    return sum(x, axis, keepdims) * (1.0 / count) if count else sum(x, axis, keepdims) * np.nan
+    total = sum(x, axis, keepdims)  # checks the axis, naming the op and the shape
+    count = x.data.size // total.data.size if x.data.size else 0
+    return total * (1.0 / count) if count else total * np.nan
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001

@@ -35,8 +35,10 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         True
     """
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if not (isinstance(value, (int, float)) and value >= 0) or (name == "eps" and value == 0):
-            raise ValueError(f"gradcheck: {name} must be a number > 0 (>= 0 for tolerances), got {value!r}")
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not (number and np.isfinite(value) and value >= 0) or (name == "eps" and value == 0):
+            raise ValueError(f"gradcheck: {name} must be a finite number > 0 (>= 0 for tolerances), "
+                             f"got {value!r}")
     checked = [i for i, x in enumerate(inputs) if _is_checked(x)]
     if not checked:
         raise ValueError("gradcheck: no input to check; pass Tensors with requires_grad=True or float arrays")

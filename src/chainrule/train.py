@@ -240,7 +240,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     - ``optimizer``: default ``GradientDescent(lr=0.1)``.
     - ``params``: names or Parameters to train; the others are held fixed, bit for bit.
     - Stops when every step size of an iteration is below ``tol`` in absolute
-      value, or after ``max_iter`` iterations (a ConvergenceWarning).
+      value, or after ``max_iter`` iterations (a ConvergenceWarning, unless
+      ``tol=0`` asked for exactly ``max_iter`` iterations).
     - ``batch_size``: mini-batches shuffled each epoch from ``seed``; then an
       iteration is an epoch, and the stopping rule looks at every step of it.
     - ``callback(history)``: called after every iteration; returning True stops
@@ -385,10 +386,13 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             history.stop_reason = f"stopped by the callback at iteration {it}"
             break
     else:
-        history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
-                               f"{largest:.3g} (tol = {tol:g})")
-        warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
-                      stacklevel=3)
+        if tol == 0:  # no stopping rule was asked for: max_iter iterations are the plan, not a failure
+            history.stop_reason = f"ran the max_iter = {max_iter} iterations asked for (tol = 0)"
+        else:
+            history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
+                                   f"{largest:.3g} (tol = {tol:g})")
+            warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
+                          stacklevel=3)
     history.seconds = time.perf_counter() - start
 
 
