@@ -134,13 +134,14 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape} but the output has shape {self.shape}")
         grads = {self: grad}
+        borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
         for t in _topo_order(self):
             g = grads.pop(t, None)
             if g is None:
                 continue
             op = t._op
             if op is None:
-                _accumulate(t, g)
+                _accumulate(t, g, id(g) not in borrowed)
                 continue
             out, args, kw = t.data, t._args, t._kw
             for p, vjp in zip(t._parents, op.vjps):
@@ -152,7 +153,12 @@ class Tensor:
                 if _anomaly:
                     _check_finite(gi, op, t, "backward")
                 prev = grads.get(p)
-                grads[p] = gi if prev is None else prev + gi
+                if prev is None:
+                    grads[p] = gi
+                    if gi is g or gi.base is not None or type(gi) is not np.ndarray:
+                        borrowed.add(id(gi))
+                else:
+                    grads[p] = prev + gi
             if not retain_graph:
                 t._args = t._kw = t._parents = None  # freed: a second backward raises
 
@@ -352,11 +358,12 @@ def _topo_order(root):
 _by_age = operator.attrgetter("_seq")
 
 
-def _accumulate(t, g):
+def _accumulate(t, g, owned=False):
+    """Add ``g`` to ``t.grad``; the first gradient is stored as it is only when backward made it for ``t`` alone."""
     if g.dtype != t.data.dtype:
-        g = g.astype(t.data.dtype)
+        g, owned = g.astype(t.data.dtype), True
     if t.grad is None:
-        t.grad = np.array(g, copy=True)  # owned: g may be shared with another gradient
+        t.grad = g if owned else np.array(g, copy=True)
     else:
         t.grad += g
 

@@ -363,11 +363,11 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
         for xb, yb in (whole if full_batch else _batches(rng, x, y, batch_size)):
             loss, grads = step(model, xb, yb, loss_fn, params)
             optimizer.step()
-            sizes = [_largest(s) for s in optimizer.step_sizes]
-            if not math.isfinite(loss + sum(sizes)):  # a NaN or inf loss, derivative or step
+            top = optimizer.largest_step()
+            if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
                 _diverged(it, loss, grads, optimizer.step_sizes, named, history, olds if best is None else best)
             value += loss * weight
-            largest = max(largest, *sizes)
+            largest = max(largest, top)
         if value < history.best_loss:
             history.best_loss, history.best_iter, history._best = value, it, olds
             best = olds
@@ -396,11 +396,6 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
     history.seconds = time.perf_counter() - start
 
 
-def _largest(a):
-    """max |a| as a float (NaN if any element is NaN); quick for the lessons' scalars."""
-    return abs(a.item()) if a.size == 1 else float(np.abs(a).max())
-
-
 def _forward_backward(model, x, y, loss_fn, params):
     for p in params:
         p.grad = None
@@ -410,9 +405,11 @@ def _forward_backward(model, x, y, loss_fn, params):
 
 
 def _batches(rng, x, y, batch_size):
-    """(inputs, targets) mini-batches of a fresh random permutation of the rows."""
+    """(inputs, targets) mini-batches of a fresh random permutation of the rows, gathered one at a time."""
     order = rng.permutation(len(x))
-    return [(tensor_from(x[rows]), y[rows]) for rows in (order[i:i + batch_size] for i in range(0, len(x), batch_size))]
+    for i in range(0, len(x), batch_size):
+        rows = order[i:i + batch_size]
+        yield tensor_from(x[rows]), y[rows]
 
 
 def _diverged(it, loss, grads, steps, named, history, restore):
@@ -502,8 +499,8 @@ def _data(x, y, dtype, labels):
     if len(y) != len(x):
         raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}; they must match")
     if labels:
-        return x.astype(dtype), y
-    return x.astype(dtype), (y[:, None] if y.ndim == 1 else y).astype(dtype)
+        return x.astype(dtype, copy=False), y
+    return x.astype(dtype, copy=False), (y[:, None] if y.ndim == 1 else y).astype(dtype, copy=False)
 
 
 def _array(name, a):
