@@ -507,10 +507,11 @@ def _array(name, a):
     a = np.asarray(getattr(a, "data", a))
     if a.dtype.kind not in "biuf":
         raise TypeError(f"fit: {name} must hold numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64) if a.dtype.kind in "bf" else a
+    a = a.astype(np.float64) if a.dtype.kind == "b" else a  # floats keep their precision: no copy
     if a.ndim == 0:
         raise ValueError(f"fit: {name} must be an array of rows, got a single number {a}")
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+    # min and max carry any NaN or inf through without a temporary array the size of the data
+    if a.dtype.kind == "f" and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
         row = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"fit: {name} contains NaN or inf (first at index {tuple(int(i) for i in row)})")
     return a
