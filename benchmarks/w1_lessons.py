@@ -156,7 +156,7 @@ def run_chainrule_nn(iters):
     return _final(model, named, ssr, x, observed)
 
 
-def run_chainrule_fit(iters):
+def run_chainrule_fit(iters, compile=False):
     """chainrule.fit on a DosageNetwork: the library's own loop (with its History), all seven parameters."""
     network, gradient_descent, ssr = _library()
     x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
@@ -165,6 +165,8 @@ def run_chainrule_fit(iters):
                               ("loss",): "ssr", ("lr", "learning_rate"): LR})
     if "optimizer" in inspect.signature(cr.fit).parameters:
         kw["optimizer"] = gradient_descent(**_kwargs_for(gradient_descent, {("lr", "learning_rate"): LR}))
+    if compile:
+        kw["compile"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reaching max_iter warns; here it is the point
         cr.fit(model, x, observed, **kw)
@@ -238,6 +240,8 @@ def implementations(wanted=()):
         library.append(("chainrule nn+optim", run_chainrule_nn))
         if hasattr(cr, "fit"):
             library.append(("chainrule fit", run_chainrule_fit))
+            if "compile" in inspect.signature(cr.fit).parameters:
+                library.append(("chainrule fit compile=True", lambda iters: run_chainrule_fit(iters, compile=True)))
     for name, run in library:
         try:
             run(2)  # these rows call an API that is still growing: skip, don't fail, when it moved
