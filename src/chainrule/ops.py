@@ -197,7 +197,11 @@ def _logsumexp(x, axis=None, keepdims=False):
 
 
 def _log_softmax(x, axis=-1):
-    return x - _logsumexp(x, axis=axis, keepdims=True)
+    # NOTE: shift by the max, then subtract log(sum(exp)): five NumPy calls, no overflow. (A row of
+    # all -inf has no log-softmax; it comes out NaN, which detect_anomaly and fit report.)
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return shifted
 
 
 defop("sum", np.add.reduce, "sum(x) = x_1 + x_2 + ... over axis",
