@@ -17,7 +17,7 @@ import numpy as np
 
 from . import functional as F
 from .ops import REGISTRY
-from .tensor import Tensor, apply, constant, tensor_from
+from .tensor import Tensor, apply, constant, named as _named, tensor_from
 
 _SOFTMAX_XENT = REGISTRY["softmax_cross_entropy"]
 
@@ -103,11 +103,6 @@ def binary_cross_entropy(logits, targets):
     """
     logits, targets = _same_shape("binary_cross_entropy", logits, targets)
     return _named((F.softplus(logits) - logits * targets).mean(), "BCE")
-
-
-def _named(t, name):
-    t.name = name
-    return t
 
 
 ssr.reduction = "sum"

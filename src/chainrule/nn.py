@@ -16,7 +16,7 @@ import numpy as np
 
 from . import functional as F
 from .ops import REGISTRY
-from .tensor import Tensor, apply, constant, tensor_from
+from .tensor import Tensor, apply, constant, named as _named, tensor_from
 
 _LINEAR = REGISTRY["linear"]
 
@@ -180,11 +180,6 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-def _named(t, name):
-    t.name = name
-    return t
 
 
 def _input(x):

@@ -94,7 +94,12 @@ class Tensor:
         return _new(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        if copy:
+            return self.data.astype(dtype or self.data.dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype)
+
+    def __bool__(self):
+        return bool(self.data)
 
     def __len__(self):
         return len(self.data)
@@ -120,6 +125,23 @@ class Tensor:
         ``zero_grad()`` or set ``.grad = None`` between steps. The graph is freed
         afterwards unless ``retain_graph=True``.
         """
+        grads = {self: self._seed(grad)}
+        borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
+        for t in _topo_order(self):
+            g = grads.pop(t, None)
+            if g is None:
+                continue
+            if t._op is None:
+                _accumulate(t, g, id(g) not in borrowed)
+                continue
+            for p, vjp in zip(t._parents, t._op.vjps):
+                if p is not None and p.requires_grad:
+                    _send(grads, borrowed, p, vjp(g, t.data, *t._args, **t._kw), g, t)
+            if not retain_graph:
+                t._args = t._kw = t._parents = None  # freed: a second backward raises
+
+    def _seed(self, grad):
+        """The gradient that starts backward: 1 for a one-element output, else the ``grad`` given."""
         if not self.requires_grad:
             raise ValueError("backward(): this tensor does not require grad, so no graph leads to it; "
                              "create the leaves with requires_grad=True")
@@ -128,39 +150,11 @@ class Tensor:
                 raise ValueError(f"backward(): the output has shape {self.shape}; without grad= only a "
                                  "one-element output can start backward (pass grad= of that shape, "
                                  "or reduce it first, e.g. .sum())")
-            grad = np.ones(self.data.shape, self.data.dtype)
-        else:
-            grad = _to_array(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward(): grad has shape {grad.shape} but the output has shape {self.shape}")
-        grads = {self: grad}
-        borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
-        for t in _topo_order(self):
-            g = grads.pop(t, None)
-            if g is None:
-                continue
-            op = t._op
-            if op is None:
-                _accumulate(t, g, id(g) not in borrowed)
-                continue
-            out, args, kw = t.data, t._args, t._kw
-            for p, vjp in zip(t._parents, op.vjps):
-                if p is None or not p.requires_grad:
-                    continue
-                gi = vjp(g, out, *args, **kw)
-                if gi.shape != p.data.shape:
-                    gi = unbroadcast(gi, p.data.shape)
-                if _anomaly:
-                    _check_finite(gi, op, t, "backward")
-                prev = grads.get(p)
-                if prev is None:
-                    grads[p] = gi
-                    if gi is g or gi.base is not None or type(gi) is not np.ndarray:
-                        borrowed.add(id(gi))
-                else:
-                    grads[p] = prev + gi
-            if not retain_graph:
-                t._args = t._kw = t._parents = None  # freed: a second backward raises
+            return np.ones(self.data.shape, self.data.dtype)
+        grad = _to_array(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward(): grad has shape {grad.shape} but the output has shape {self.shape}")
+        return grad
 
     # ---- operators ---------------------------------------------------------------
 
@@ -312,7 +306,7 @@ def apply(op, *inputs, **kw):
         args = [x.data for x in inputs]
     try:
         out = op.fwd(*args, **kw)
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, TypeError) as e:
         raise _shape_error(op, args, kw, e) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
@@ -358,6 +352,21 @@ def _topo_order(root):
 _by_age = operator.attrgetter("_seq")
 
 
+def _send(grads, borrowed, p, gi, g, t):
+    """Add the gradient ``gi`` flowing to input ``p`` (summed back to p's shape) to what ``p`` has."""
+    if gi.shape != p.data.shape:
+        gi = unbroadcast(gi, p.data.shape)
+    if _anomaly:
+        _check_finite(gi, t._op, t, "backward")
+    prev = grads.get(p)
+    if prev is not None:
+        grads[p] = prev + gi
+        return
+    grads[p] = gi
+    if gi is g or gi.base is not None or type(gi) is not np.ndarray:
+        borrowed.add(id(gi))
+
+
 def _accumulate(t, g, owned=False):
     """Add ``g`` to ``t.grad``; the first gradient is stored as it is only when backward made it for ``t`` alone."""
     if g.dtype != t.data.dtype:
@@ -386,6 +395,12 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
         tensor([1., 2.], dtype=float32, requires_grad=True)
     """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+def named(t, name):
+    """``t`` with its ``name`` set (explanations show it), returned for chaining."""
+    t.name = name
+    return t
 
 
 def constant(data, name):
@@ -466,6 +481,8 @@ def _index(index):
 def _shape_error(op, args, kw, err):
     shapes = " and ".join(str(np.shape(a)) for a in args)
     where = f" with {', '.join(f'{k}={v!r}' for k, v in kw.items())}" if kw else ""
+    if isinstance(err, TypeError):
+        return TypeError(f"{op.name}: bad argument for inputs of shapes {shapes}{where}: {err}")
     cls = IndexError if isinstance(err, IndexError) and not isinstance(err, ValueError) else ValueError
     return cls(f"{op.name}: cannot apply to shapes {shapes}{where}: {err}")
 
