@@ -117,3 +117,21 @@ def test_a_custom_loss_is_refused_with_restarts():
     x, y = cr.data.dosage()
     with pytest.raises(ValueError, match="built-in losses"):
         cr.fit(DosageNetwork.random(seed=0), x, y, restarts=2, loss=lambda p, t: ((p - t) ** 2).sum())
+
+
+def test_compiled_restarts_with_mini_batches_read_each_batch_s_targets():
+    # The population's targets are spread over the starts before the step: a replayed step must see
+    # every batch's own targets, so compiled and eager restarts end alike.
+    x = np.linspace(-1, 1, 8)[:, None]
+    y = (x[:, 0] > 0).astype(float)
+    runs = [cr.fit(mlp([1, 4, 1], activation="tanh", seed=0), x, y, loss="mse", restarts=3, batch_size=1,
+                   seed=2, max_iter=50, tol=0, compile=c).restart_losses for c in (False, True)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_restarts_of_only_an_output_bias_broadcast_over_the_population():
+    # Only 2.bias gets the population axis: its (3, 1, 1) values widen the linear layer's (8, 1) output.
+    x = np.linspace(-1, 1, 8)[:, None]
+    history = cr.fit(mlp([1, 3, 1], activation="tanh", seed=0), x, x[:, 0] ** 2, restarts=3, params=["2.bias"])
+    assert history.restart_losses.shape == (3,)
+    np.testing.assert_allclose(history.restart_losses, history.restart_losses[0])   # a bias starts at 0 each time

@@ -20,7 +20,7 @@ from .losses import binary_cross_entropy, cross_entropy, mse, ssr
 from .ops import _log_softmax
 from .tensor import constant, no_grad, tensor_from
 from .trace import CompiledStep
-from .train import _batches, _forward_backward
+from .train import _batches, _forward_backward, _one_hot
 
 
 def draw_starts(model, named, n, seed):
@@ -50,24 +50,30 @@ def _population_shape(n, shape, data_ndim):
 
 # ---- losses over a population --------------------------------------------------------------
 # The loss to differentiate is the sum over starts of each start's loss, so every start's
-# gradient is exactly its own. The per-start values are computed without the graph.
+# gradient is exactly its own. Targets are spread over the starts (``spread``) before the step,
+# so a replayed step (compile=True) reads them as data, not as a constant of its first batch.
+# Each entry: (spread(y, n), loss(pred, spread targets, n), per-start losses without the graph).
 
 
-def _classes(pred, y):
-    return np.eye(pred.shape[-1], dtype=pred.dtype)[np.asarray(y, dtype=np.intp)]
+def _broadcast(y, n):
+    return np.broadcast_to(y, (n,) + y.shape)
 
 
 POPULATION = {
-    ssr: (lambda pred, y, n: ssr(pred, constant(np.broadcast_to(y, pred.shape), "Observed")),
-          lambda pred, y: ((y - pred) ** 2).sum(axis=(1, 2))),
-    mse: (lambda pred, y, n: mse(pred, constant(np.broadcast_to(y, pred.shape), "Observed")) * n,
-          lambda pred, y: ((y - pred) ** 2).mean(axis=(1, 2))),
+    ssr: (_broadcast,
+          lambda pred, t, n: ssr(pred, constant(t, "Observed")),
+          lambda pred, t: ((t - pred) ** 2).sum(axis=(1, 2))),
+    mse: (_broadcast,
+          lambda pred, t, n: mse(pred, constant(t, "Observed")) * n,
+          lambda pred, t: ((t - pred) ** 2).mean(axis=(1, 2))),
     binary_cross_entropy: (
-        lambda pred, y, n: binary_cross_entropy(pred, constant(np.broadcast_to(y, pred.shape), "Target")) * n,
-        lambda pred, y: (np.logaddexp(0.0, pred) - pred * y).mean(axis=(1, 2))),
-    cross_entropy: (
-        lambda pred, y, n: cross_entropy(pred.reshape((-1, pred.shape[-1])), np.tile(_classes(pred, y), (n, 1))) * n,
-        lambda pred, y: -(_classes(pred, y) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1]),
+        _broadcast,
+        lambda pred, t, n: binary_cross_entropy(pred, constant(t, "Target")) * n,
+        lambda pred, t: (np.logaddexp(0.0, pred) - pred * t).mean(axis=(1, 2))),
+    cross_entropy: (  # targets arrive one-hot (fit makes them once); the starts' rows are stacked
+        lambda y, n: np.tile(y, (n, 1)),
+        lambda pred, t, n: cross_entropy(pred.reshape((-1, pred.shape[-1])), t) * n,
+        lambda pred, t: -(t.reshape(pred.shape) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1]),
 }
 
 
@@ -80,25 +86,26 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
     if loss_fn not in POPULATION:
         raise ValueError("fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
                          f"binary_cross_entropy), got {getattr(loss_fn, '__name__', loss_fn)!r}")
-    differentiable, per_start = POPULATION[loss_fn]
+    spread, differentiable, per_start = POPULATION[loss_fn]
     n = len(starts[0])
     params = [p for _, p in named]
     singles = [p.data for p in params]
+    if loss_fn is cross_entropy:
+        y = _one_hot(model, x, y)
+    loss = lambda pred, t: differentiable(pred, t, n)  # noqa: E731
     try:
         for p, start in zip(params, starts):
             p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
         optimizer.attach(params)
-        step = _forward_backward
-        if compile:
-            step = CompiledStep(model, lambda pred, yb: differentiable(pred, yb, n), params, _forward_backward)
-        return _loop(model, x, y, step, lambda pred, yb: differentiable(pred, yb, n), per_start, optimizer,
-                     params, n, tol, max_iter, batch_size, seed)
+        step = CompiledStep(model, loss, params, _forward_backward) if compile else _forward_backward
+        return _loop(model, x, y, step, loss, lambda pred, yb: per_start(pred, spread(yb, n)), spread,
+                     optimizer, params, n, tol, max_iter, batch_size, seed)
     finally:
         for p, single in zip(params, singles):
             p.data = single
 
 
-def _loop(model, x, y, step, loss_fn, per_start, optimizer, params, n, tol, max_iter, batch_size, seed):
+def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, tol, max_iter, batch_size, seed):
     rng = np.random.default_rng(seed)
     full_batch = batch_size is None or batch_size >= len(x)
     xt = tensor_from(x)
@@ -110,7 +117,7 @@ def _loop(model, x, y, step, loss_fn, per_start, optimizer, params, n, tol, max_
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
         for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
-            total, _ = step(model, xb, yb, loss_fn, params)
+            total, _ = step(model, xb, spread(yb, n), loss_fn, params)
             optimizer.step()
             for s in optimizer.step_sizes:
                 largest = np.maximum(largest, np.abs(s).reshape(n, -1).max(axis=1))

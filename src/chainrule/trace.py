@@ -8,9 +8,12 @@ same order, so the numbers are the same.
 
 It applies when the model does the same ops on every batch of a given shape
 and everything that varies reaches the graph through the parameters, the inputs
-or the targets. It is checked: the first replay of every shape is compared with
-an eager step, and on any difference that shape falls back to eager training
-with a :class:`CompileWarning` saying why.
+or the targets. It is spot-checked: the first replay of every shape, and every
+``RECHECK``-th after it, is compared with an eager step; on any difference that
+shape falls back to eager training with a :class:`CompileWarning` saying why.
+A model whose ops change between checks (a branch on a parameter's value, say)
+can train up to ``RECHECK`` replayed steps on the old graph before the check
+sees it: do not compile such a model.
 """
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ import numpy as np
 
 from .ops import unbroadcast
 from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
+
+
+# A replayed shape is compared with an eager step on its first replay and every RECHECK-th after.
+RECHECK = 100
 
 
 class CompileWarning(UserWarning):
@@ -92,9 +99,16 @@ class Tape:
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
     def run(self, params, x, y):
-        """Forward and backward on new parameter values and data: (loss, gradients)."""
+        """Forward and backward on new parameter values and data: (loss, gradients, each its own array)."""
         loss, grads = self.run_step(params, x, y)
-        return loss.item(), [np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
+        owned, seen = [], set()
+        for p, g in zip(params, grads):
+            g = np.asarray(g, dtype=p.data.dtype)
+            if id(g) in seen or g.base is not None:  # a pass-through VJP can hand one array to two parameters
+                g = g.copy()
+            seen.add(id(g))
+            owned.append(g)
+        return loss.item(), owned
 
 
 class CompiledStep:
@@ -103,7 +117,7 @@ class CompiledStep:
     def __init__(self, model, loss_fn, params, eager):
         self.model, self.loss_fn, self.params, self.eager = model, loss_fn, params, eager
         self.tapes = {}      # shape -> Tape, or None where replay was refused
-        self.checked = set()
+        self.replays = {}    # shape -> how many steps were replayed
 
     def __call__(self, model, x, y, loss_fn, params):
         """The step for fit's loop (same signature as the eager one; model, loss and params are fixed)."""
@@ -115,7 +129,8 @@ class CompiledStep:
         tape = self.tapes[key]
         if tape is None:
             return self.eager(self.model, x, y, self.loss_fn, self.params)
-        if key not in self.checked:
+        self.replays[key] = self.replays.get(key, 0) + 1
+        if self.replays[key] % RECHECK == 1:  # the first replay, then every RECHECK-th one
             return self._check(key, tape, x, y)
         loss, grads = tape.run(self.params, x.data, y)
         for p, g in zip(self.params, grads):
@@ -143,7 +158,6 @@ class CompiledStep:
         if not same:
             self._refuse(key, "a replayed step differs from the eager one: the model does different work per "
                               "batch, or builds constants from its data or parameters outside the graph")
-        self.checked.add(key)
         return loss, grads
 
     def _refuse(self, key, why):

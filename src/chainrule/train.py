@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from .losses import cross_entropy, get_loss
+from .losses import _targets, cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
 from .tensor import no_grad, tensor_from
@@ -302,13 +302,10 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
 
 
 def _one_hot(model, x, labels):
-    """Class labels as one-hot rows, made once (a replayed step needs its targets as data, not built per step)."""
+    """Class labels as one-hot rows, made and checked once (a replayed step needs its targets as data)."""
     with no_grad():
         classes = model(tensor_from(x[:1])).shape[-1]
-    if labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(f"fit: labels must lie in [0, {classes}) for a model with {classes} outputs, got values "
-                         f"from {labels.min()} to {labels.max()}")
-    return np.eye(classes, dtype=x.dtype)[labels.astype(np.intp)]
+    return _targets(np.empty((len(labels), classes), dtype=x.dtype), labels)
 
 
 def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed, restarts, compile):
