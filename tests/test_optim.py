@@ -188,3 +188,29 @@ def test_invalid_eps(eps):
 def test_boundary_hyperparameters_are_accepted():
     assert Adam(lr=1e-12, betas=(0.0, 0.0), eps=0.0).eps == 0.0
     assert Momentum(lr=5, momentum=0.999).lr == 5.0
+
+
+# ---- parameters packed into one buffer ------------------------------------------------------
+
+@pytest.mark.parametrize("make", [lambda ps: Momentum(0.1, params=ps), lambda ps: Adam(0.1, params=ps)])
+def test_packing_changes_nothing_even_when_a_gradient_is_missing(make):
+    # Reference: each parameter with its own optimizer (never packed). A step without b's gradient
+    # must leave b and its state alone in both.
+    def run(packed):
+        a, b = Parameter(1.0, name="a"), Parameter(1.0, name="b")
+        opts = [make([a, b])] if packed else [make([a]), make([b])]
+        for has_b in (True, False, True):
+            a.grad, b.grad = np.array(1.0), (np.array(1.0) if has_b else None)
+            for opt in opts:
+                opt.step()
+        return a.item(), b.item()
+    assert run(packed=True) == run(packed=False)
+
+
+def test_a_parameter_given_a_new_array_is_still_optimized():
+    a, b = Parameter(1.0, name="a"), Parameter(2.0, name="b")
+    opt = GradientDescent(0.5, params=[a, b])
+    a.data = np.array(10.0)                      # as a user might reset a value
+    a.grad, b.grad = np.array(2.0), np.array(2.0)
+    opt.step()
+    assert (a.item(), b.item()) == (9.0, 1.0)   # 10 - 0.5 x 2 and 2 - 0.5 x 2

@@ -479,3 +479,32 @@ def test_the_monitor_can_be_turned_off_or_tuned():
 def test_bad_monitor_settings_raise(kwargs):
     with pytest.raises(ValueError):
         cr.GradientMonitor(**kwargs)
+
+
+def test_the_history_keeps_its_derivatives_when_backward_runs_again_after_fit():
+    x, y = dosage()
+    net = DosageNetwork.from_lesson(b3=0.0)
+    history = cr.fit(net, x, y, params=["b3"])
+    last = float(history.params["b3"].derivative[-1])
+    ssr(net(x), y).backward()                    # accumulates into net.b3.grad
+    assert float(history.params["b3"].derivative[-1]) == last
+
+
+def test_a_mini_batch_epoch_loss_weighs_each_batch_by_its_rows():
+    # With a learning rate of 1e-300 nothing moves, so the epoch's running MSE must equal the MSE of
+    # the whole data: 10 rows in batches of 4, 4 and 2, each batch's mean weighed by its rows / 10.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=10), rng.normal(size=10)
+    net = mlp([1, 3, 1], activation="tanh", seed=0)
+    with cr.no_grad():
+        whole = cr.losses.mse(net(x[:, None]), y[:, None]).item()
+    history = cr.fit(net, x, y, loss="mse", optimizer=GradientDescent(1e-300), batch_size=4, seed=0,
+                     max_iter=1, tol=0)
+    assert history.loss[0] == pytest.approx(whole, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", ["a", -1, 1.5, True])
+def test_bad_seed_raises(seed):
+    x, y = dosage()
+    with pytest.raises(ValueError, match="seed"):
+        cr.fit(DosageNetwork.from_lesson(), x, y, seed=seed)

@@ -136,7 +136,10 @@ def relu(x):
 
 def clip(x, lo=None, hi=None):
     """x limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
-    lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
+    try:
+        lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
+    except (TypeError, ValueError):
+        raise TypeError(f"clip: lo and hi must be numbers or None, got lo={lo!r} and hi={hi!r}") from None
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
     return _apply("clip", x, lo=lo, hi=hi)

@@ -39,6 +39,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         if not (number and np.isfinite(value) and value >= 0) or (name == "eps" and value == 0):
             raise ValueError(f"gradcheck: {name} must be a finite number > 0 (>= 0 for tolerances), "
                              f"got {value!r}")
+    if not callable(fn):
+        raise TypeError(f"gradcheck: fn must be a function of the inputs, got {type(fn).__name__}")
     checked = [i for i, x in enumerate(inputs) if _is_checked(x)]
     if not checked:
         raise ValueError("gradcheck: no input to check; pass Tensors with requires_grad=True or float arrays")

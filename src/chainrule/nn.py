@@ -117,6 +117,9 @@ class Module:
         if missing or unexpected:
             raise ValueError(f"load_state_dict: {type(self).__name__} missing {missing}, unexpected {unexpected}")
         values = {name: np.asarray(state[name]) for name in own}
+        for name, value in values.items():
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: '{name}' must hold numbers, got {value.dtype} ({state[name]!r:.40})")
         for name, p in own.items():  # check every shape first: a failed load changes nothing
             if values[name].shape != p.shape:
                 raise ValueError(f"load_state_dict: '{name}' has shape {p.shape} in the model "
@@ -268,6 +271,8 @@ def mlp(sizes, activation="relu", seed=None, dtype=np.float64):
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"mlp: sizes must be a list of layer sizes such as [1, 2, 1], got {sizes!r}")
     if len(sizes) < 2:
         raise ValueError(f"mlp: sizes needs at least an input and an output size, got {list(sizes)}")
     rng = _rng(seed)

@@ -43,7 +43,12 @@ class Optimizer:
         self.attach(params or [])
 
     def attach(self, params):
-        """Optimize these parameters from now on, with fresh state."""
+        """Optimize these parameters from now on, with fresh state.
+
+        Several parameters of one dtype are packed into one buffer: afterwards each
+        ``.data`` is a view of it, so an array taken from ``.data`` before
+        ``attach`` no longer follows the parameter (take it again afterwards).
+        """
         self.params = list(params)
         self.step_sizes = [None] * len(self.params)
         self.t = 0
@@ -56,7 +61,8 @@ class Optimizer:
 
         NOTE: then every step is a few NumPy calls on one array rather than a few
         per parameter, which is most of an update's cost for small networks. The
-        rules are elementwise, so the numbers are the same.
+        rules are elementwise, so the numbers are the same, and a parameter with
+        no gradient keeps its values and its state, as when unpacked.
         """
         self._flat = None
         if len(self.params) < 2 or len({p.dtype for p in self.params}) != 1:
@@ -85,12 +91,17 @@ class Optimizer:
             self.step_sizes[i] = step
 
     def _step_packed(self):
+        if any(p.data.base is not self._flat for p in self.params):  # someone gave a parameter a new array
+            self._pack()
         g = np.concatenate([np.zeros(p.size, self._flat.dtype) if p.grad is None else p.grad.ravel()
                             for p in self.params])
+        idle = [(a, b) for p, (a, b) in zip(self.params, self._spans) if p.grad is None]
+        kept = [{k: v[a:b].copy() for k, v in self.state[0].items()} for a, b in idle]
         step = np.asarray(self.update(g, self.state[0]))
-        for p, (a, b) in zip(self.params, self._spans):
-            if p.grad is None:
-                step[a:b] = 0.0
+        for (a, b), saved in zip(idle, kept):  # a parameter without a gradient neither moves nor ages
+            step[a:b] = 0.0
+            for k, v in saved.items():
+                self.state[0][k][a:b] = v
         self._flat -= step
         self.step_sizes = [step[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self._spans)]
         self._last = step

@@ -96,9 +96,13 @@ def _norm(a):
 class History:
     """What :func:`fit` did: loss per iteration, per-parameter traces, why it stopped.
 
-    ``loss[k]`` is the loss at the start of iteration k + 1 (before its update);
-    ``params[name]`` is a :class:`Trace`; ``n_iter``, ``stop_reason``,
-    ``converged``, ``best_loss`` and ``best_iter`` summarize the run.
+    ``loss[k]`` is the loss at the start of iteration k + 1 (before its update),
+    so ``final_loss`` is the loss before the last update; with mini-batches it
+    is the running loss of the epoch (each batch's loss at the values it saw,
+    weighed by its rows), and a trace's derivative is the last batch's while
+    its step is the epoch's whole change. ``params[name]`` is a :class:`Trace`;
+    ``n_iter``, ``stop_reason``, ``converged``, ``best_loss`` and ``best_iter``
+    summarize the run.
     """
 
     def __init__(self, names_shapes, tol):
@@ -237,7 +241,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
-    - ``optimizer``: default ``GradientDescent(lr=0.1)``.
+    - ``optimizer``: default ``GradientDescent(lr=0.1)``; fit attaches it to the
+      trained parameters with fresh state.
     - ``params``: names or Parameters to train; the others are held fixed, bit for bit.
     - Stops when every step size of an iteration is below ``tol`` in absolute
       value, or after ``max_iter`` iterations (a ConvergenceWarning, unless
@@ -251,9 +256,9 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     - ``restarts=N``: train N starts drawn from ``seed`` with the model's
       ``reset_parameters`` in one vectorized run (see :mod:`chainrule.restarts`),
       then keep the best: the model ends where a single run from that start
-      ends, and the History (of that run) also holds ``restart_losses`` (the final
-      loss of every start), ``restart_iterations``, ``restart_converged`` and
-      ``best_restart``.
+      ends, and the History (of that run) also holds ``restart_losses`` (every
+      start's loss at its final values, after its last update),
+      ``restart_iterations``, ``restart_converged`` and ``best_restart``.
     - ``compile=True``: record one step's graph and replay it as a flat list of
       NumPy calls (see :mod:`chainrule.trace`): the same numbers, less Python
       overhead. Falls back to eager with a ``CompileWarning`` where it cannot apply.
@@ -275,6 +280,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"fit: batch_size must be None or an integer >= 1, got {batch_size!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"fit: seed must be None or an integer >= 0, got {seed!r}")
     loss_fn = get_loss(loss)
     named = _trained(model, params)
     dtype = named[0][1].dtype
@@ -298,6 +305,9 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
             step = CompiledStep(model, loss_fn, [p for _, p in named], _forward_backward)
         _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
               _after_iteration(monitor, callback))
+    for _, p in named:  # the last gradients are in the History too: give .grad its own copy to accumulate into
+        if p.grad is not None:
+            p.grad = p.grad.copy()
     return history
 
 
@@ -349,7 +359,7 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
     rng = np.random.default_rng(seed)
     n = len(x)
     full_batch = batch_size is None or batch_size >= n
-    weight = 1.0 if full_batch or getattr(loss_fn, "reduction", "mean") == "sum" else batch_size / n
+    averaged = not full_batch and getattr(loss_fn, "reduction", "mean") == "mean"  # weigh batches by their rows
     params = [p for _, p in named]
     traces = list(history.params.values())
     whole = [(tensor_from(x), y)]
@@ -363,7 +373,7 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             top = optimizer.largest_step()
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
                 _diverged(it, loss, grads, optimizer.step_sizes, named, history, olds if best is None else best)
-            value += loss * weight
+            value += loss * (len(xb) / n if averaged else 1.0)
             largest = max(largest, top)
         if value < history.best_loss:
             history.best_loss, history.best_iter, history._best = value, it, olds
