@@ -91,18 +91,33 @@ class Optimizer:
             self.step_sizes[i] = step
 
     def _step_packed(self):
-        if any(p.data.base is not self._flat for p in self.params):  # someone gave a parameter a new array
-            self._pack()
-        g = np.concatenate([np.zeros(p.size, self._flat.dtype) if p.grad is None else p.grad.ravel()
-                            for p in self.params])
-        idle = [(a, b) for p, (a, b) in zip(self.params, self._spans) if p.grad is None]
+        flat, grads = self._flat, [p.grad for p in self.params]
+        for p in self.params:
+            if p.data.base is not flat:  # someone gave a parameter a new array: take it in
+                self._pack()
+                flat = self._flat
+                break
+        if any(g is None for g in grads):
+            return self._step_packed_some(grads)
+        step = np.asarray(self.update(np.concatenate([g.ravel() for g in grads]), self.state[0]))
+        flat -= step
+        self._finish(step)
+
+    def _step_packed_some(self, grads):
+        """A packed step where some parameters have no gradient: they neither move nor age."""
+        idle = [span for g, span in zip(grads, self._spans) if g is None]
         kept = [{k: v[a:b].copy() for k, v in self.state[0].items()} for a, b in idle]
+        g = np.concatenate([np.zeros(p.size, self._flat.dtype) if g is None else g.ravel()
+                            for p, g in zip(self.params, grads)])
         step = np.asarray(self.update(g, self.state[0]))
-        for (a, b), saved in zip(idle, kept):  # a parameter without a gradient neither moves nor ages
+        for (a, b), saved in zip(idle, kept):
             step[a:b] = 0.0
             for k, v in saved.items():
                 self.state[0][k][a:b] = v
         self._flat -= step
+        self._finish(step)
+
+    def _finish(self, step):
         self.step_sizes = [step[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self._spans)]
         self._last = step
 

@@ -99,16 +99,13 @@ class Tape:
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
     def run(self, params, x, y):
-        """Forward and backward on new parameter values and data: (loss, gradients, each its own array)."""
+        """Forward and backward on new parameter values and data: (loss, gradients).
+
+        NOTE: a pass-through VJP can hand one array to two parameters; fit never
+        adds into these in place, and gives every ``.grad`` its own copy when it ends.
+        """
         loss, grads = self.run_step(params, x, y)
-        owned, seen = [], set()
-        for p, g in zip(params, grads):
-            g = np.asarray(g, dtype=p.data.dtype)
-            if id(g) in seen or g.base is not None:  # a pass-through VJP can hand one array to two parameters
-                g = g.copy()
-            seen.add(id(g))
-            owned.append(g)
-        return loss.item(), owned
+        return loss.item(), [np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
 
 
 class CompiledStep:

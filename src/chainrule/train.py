@@ -356,34 +356,20 @@ def _after_iteration(monitor, callback):
 
 def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
     start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    full_batch = batch_size is None or batch_size >= n
-    averaged = not full_batch and getattr(loss_fn, "reduction", "mean") == "mean"  # weigh batches by their rows
+    batches = _Batches(x, y, batch_size, seed, getattr(loss_fn, "reduction", "mean") == "mean")
     params = [p for _, p in named]
-    traces = list(history.params.values())
-    whole = [(tensor_from(x), y)]
-    best = None
     for it in range(1, max_iter + 1):
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
-        for xb, yb in (whole if full_batch else _batches(rng, x, y, batch_size)):
+        for xb, yb, weight in batches:
             loss, grads = step(model, xb, yb, loss_fn, params)
             optimizer.step()
             top = optimizer.largest_step()
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
-                _diverged(it, loss, grads, optimizer.step_sizes, named, history, olds if best is None else best)
-            value += loss * (len(xb) / n if averaged else 1.0)
-            largest = max(largest, top)
-        if value < history.best_loss:
-            history.best_loss, history.best_iter, history._best = value, it, olds
-            best = olds
-        history.loss.append(value)
-        steps = optimizer.step_sizes if full_batch else [old - p.data for old, p in zip(olds, params)]
-        for trace, old, g, s in zip(traces, olds, grads, steps):
-            trace.record(old, g, s)
-        history.n_iter = it
-        history.largest_step = largest
+                _diverged(it, loss, grads, optimizer.step_sizes, named, history, history._best or olds)
+            value, largest = value + loss * weight, max(largest, top)
+        steps = optimizer.step_sizes if batches.whole else [old - p.data for old, p in zip(olds, params)]
+        _record(history, it, value, largest, olds, grads, steps)
         stop = callback is not None and callback(history)
         if largest < tol:
             history.stop_reason = f"every step size fell below {tol:g} at iteration {it}"
@@ -393,14 +379,49 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             history.stop_reason = f"stopped by the callback at iteration {it}"
             break
     else:
-        if tol == 0:  # no stopping rule was asked for: max_iter iterations are the plan, not a failure
-            history.stop_reason = f"ran the max_iter = {max_iter} iterations asked for (tol = 0)"
-        else:
-            history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
-                                   f"{largest:.3g} (tol = {tol:g})")
-            warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
-                          stacklevel=3)
+        _ran_out(history, max_iter, largest, tol)
     history.seconds = time.perf_counter() - start
+
+
+class _Batches:
+    """The (inputs, targets, weight) of each step of an epoch: the whole data, or fresh mini-batches.
+
+    A batch's weight turns its loss into its share of the epoch's: its rows / n for a mean loss.
+    """
+
+    def __init__(self, x, y, batch_size, seed, mean):
+        self.x, self.y, self.size, self.mean = x, y, batch_size, mean
+        self.whole = batch_size is None or batch_size >= len(x)
+        self.rng = np.random.default_rng(seed)
+        self.all = [(tensor_from(x), y, 1.0)]
+
+    def __iter__(self):
+        if self.whole:
+            return iter(self.all)
+        n = len(self.x)
+        return ((xb, yb, len(yb) / n if self.mean else 1.0)
+                for xb, yb in _batches(self.rng, self.x, self.y, self.size))
+
+
+def _record(history, it, value, largest, olds, grads, steps):
+    """One iteration into the History: loss, best so far, each parameter's old value, derivative, step."""
+    if value < history.best_loss:
+        history.best_loss, history.best_iter, history._best = value, it, olds
+    history.loss.append(value)
+    for trace, old, g, s in zip(history.params.values(), olds, grads, steps):
+        trace.record(old, g, s)
+    history.n_iter, history.largest_step = it, largest
+
+
+def _ran_out(history, max_iter, largest, tol):
+    """max_iter reached: say so, and warn unless tol = 0 asked for exactly that."""
+    if tol == 0:
+        history.stop_reason = f"ran the max_iter = {max_iter} iterations asked for (tol = 0)"
+        return
+    history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
+                           f"{largest:.3g} (tol = {tol:g})")
+    warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
+                  stacklevel=4)
 
 
 def _forward_backward(model, x, y, loss_fn, params):
