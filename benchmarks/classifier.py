@@ -388,6 +388,20 @@ def rows(problem, warm_batches, wanted=(), quiet=False):
     return harness.keep(out, wanted), notes
 
 
+def measure(problem, name, warm_batches, wanted, repeats):
+    """Time the rows that match ``wanted`` and score their final parameters: (results, notes), or None."""
+    candidates, notes = rows(problem, warm_batches, wanted)
+    timed = harness.try_rows(candidates)
+    if not timed:
+        print(f"{name}: no implementation matches {', '.join(wanted)}")
+        return None
+    results = harness.measure(timed, repeats)
+    for row in timed:
+        results[row.name]["unchecked"] = getattr(row, "unchecked", False)
+    score(problem, results)
+    return results, notes
+
+
 def check(problem, results, rtol, gap_limit):
     """Final losses (float64 referee) and parameter gaps against the first checked row; mismatch messages."""
     checked = [n for n, r in results.items() if not r.get("unchecked")]

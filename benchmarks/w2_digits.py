@@ -35,15 +35,10 @@ def run(wanted, repeats):
         print(f"{NAME}: skipped: scikit-learn is not installed (it ships the data)")
         return []
     # NOTE: the warm-up is a whole run: JAX compiles once per batch shape, and the last batch is shorter.
-    candidates, notes = classifier.rows(p, p.batches, wanted)
-    rows = harness.try_rows(candidates)
-    if not rows:
-        print(f"{NAME}: no implementation matches {', '.join(wanted)}")
+    measured = classifier.measure(p, NAME, p.batches, wanted, repeats or REPEATS)
+    if measured is None:
         return []
-    results = harness.measure(rows, repeats or REPEATS)
-    for row in rows:
-        results[row.name]["unchecked"] = getattr(row, "unchecked", False)
-    classifier.score(p, results)
+    results, notes = measured
     print(table(p, results, repeats or REPEATS))
     for note in notes:
         print(f"Note: {note}.")

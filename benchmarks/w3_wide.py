@@ -138,15 +138,10 @@ def memory(names):
 
 def run(wanted, repeats, with_memory=True):
     p = problem()
-    candidates, notes = classifier.rows(p, p.batches[:2], wanted)
-    rows = harness.try_rows(candidates)
-    if not rows:
-        print(f"{NAME}: no implementation matches {', '.join(wanted)}")
+    measured = classifier.measure(p, NAME, p.batches[:2], wanted, repeats or REPEATS)
+    if measured is None:
         return []
-    results = harness.measure(rows, repeats or REPEATS)
-    for row in rows:
-        results[row.name]["unchecked"] = getattr(row, "unchecked", False)
-    classifier.score(p, results)
+    results, notes = measured
     top, parts = limit(p)
     mem = memory(list(results)) if with_memory else {}
     print(table(p, results, repeats or REPEATS, top, mem))
