@@ -99,7 +99,7 @@ class Optimizer:
                 break
         if any(g is None for g in grads):
             return self._step_packed_some(grads)
-        step = np.asarray(self.update(np.concatenate([g.ravel() for g in grads]), self.state[0]))
+        step = np.asarray(self._update_owned(np.concatenate([g.ravel() for g in grads]), self.state[0]))
         flat -= step
         self._finish(step)
 
@@ -132,6 +132,10 @@ class Optimizer:
         """The step size for gradient ``g``; ``state`` is this parameter's own dict."""
         raise NotImplementedError
 
+    def _update_owned(self, g, state):
+        """``update`` for a gradient array the optimizer made itself (a rule may overwrite it)."""
+        return self.update(g, state)
+
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
 
@@ -147,6 +151,9 @@ class GradientDescent(Optimizer):
 
     def update(self, g, state):
         return self.lr * g
+
+    def _update_owned(self, g, state):
+        return np.multiply(g, self.lr, out=g)  # the packed gradient is the optimizer's own: no new array
 
 
 class Momentum(Optimizer):
