@@ -100,3 +100,33 @@ def test_explain_bad_values_give_one_line_and_exit_2(capsys, argv):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("chainrule: error:") and len(err.splitlines()) == 1
+
+
+def test_explain_a_saved_model_on_its_csv_equals_backward(tmp_path, capsys):
+    import numpy as np
+    import chainrule as cr
+    from chainrule.modelfile import load
+    rows = ["x,y"] + [f"{v:.2f},{np.sin(3 * v):.4f}" for v in np.linspace(-1, 1, 9)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    model_path = str(tmp_path / "m.json")
+    assert cli.main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--hidden", "3", "--activation", "tanh",
+                     "--max-iter", "50", "--quiet", "--out", model_path]) == 0
+    capsys.readouterr()
+    assert cli.main(["explain", "--model", model_path, "--data", str(tmp_path / "d.csv"),
+                     "--param", "0.weight", "--index", "0,2"]) == 0
+    out = capsys.readouterr().out
+    assert "dMSE/d0.weight[0, 2] = sum_i dMSE/dlinear2_i" in out
+    printed = float(out.strip().splitlines()[-1].split("=")[1].split()[0])
+    # Independently: backward on the same loss (mse of the saved network on the 9 rows).
+    model = load(model_path)
+    x = np.linspace(-1, 1, 9)[:, None].round(2)
+    y = np.sin(3 * x).round(4)
+    cr.losses.mse(model.network(cr.tensor(x)), y).backward()
+    assert printed == pytest.approx(model.network.layers[0].weight.grad[0, 2], rel=1e-5)
+
+
+@pytest.mark.parametrize("argv", [["explain", "--model", "m.json"], ["explain", "--param", "0.weight"],
+                                  ["explain", "--index", "a"]])
+def test_explain_misuse_gives_one_line(capsys, argv):
+    assert cli.main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -113,26 +113,46 @@ def _demo(args):
 
 def _explain_command(sub):
     p = sub.add_parser(
-        "explain", help="write one derivative of the lessons' network out as the chain rule, with numbers",
-        description="Explain dSSR/dPARAM for the lessons' network on the dosage data as the chain rule: "
-                    "the chain of local derivatives, each factor's value per data point, and the total, "
-                    "which is the number backward computes. The network starts as in the first lesson: "
-                    "the lessons' optimized values with b3 = 0 (change any with --set).",
+        "explain", help="write one derivative out as the chain rule, with numbers",
+        description="Explain dLOSS/dPARAM as the chain rule: the chain of local derivatives, each factor's "
+                    "value per data point, and the total, which is the number backward computes. Without "
+                    "--model it is the lessons' network on the dosage data, starting as in the first lesson "
+                    "(the lessons' optimized values with b3 = 0; change any with --set). With --model and "
+                    "--data it is a saved model's loss on a CSV file.",
         epilog="examples:\n  chainrule explain --param b3\n  chainrule explain --param w1 --set b3=2.61"
-               "\n  chainrule explain --param w3 --set w3=0.36 --set w4=0.63 --markdown",
+               "\n  chainrule explain --param w3 --set w3=0.36 --set w4=0.63 --markdown"
+               "\n  chainrule explain --model model.json --data data.csv --param 0.weight --index 0,1",
         formatter_class=_Help)
-    p.add_argument("--param", default="b3", choices=("w1", "b1", "w2", "b2", "w3", "w4", "b3"),
-                   help="the parameter to differentiate with respect to (default b3)")
+    p.add_argument("--param", default="b3",
+                   help="the parameter: w1, b1, w2, b2, w3, w4 or b3 for the lessons' network (default b3); a "
+                        "dotted name such as 0.weight for a saved model")
+    p.add_argument("--index", metavar="I,J",
+                   help="the element of a matrix parameter (default: the one with the largest derivative)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a parameter's value, e.g. --set b3=2.61 (repeatable; default: the lessons' values, "
-                        "b3 = 0)")
+                   help="a lessons' parameter value, e.g. --set b3=2.61 (repeatable; default: the lessons' "
+                        "values, b3 = 0)")
+    p.add_argument("--model", metavar="MODEL", help="a model file written by chainrule fit (needs --data)")
+    p.add_argument("--data", metavar="DATA.csv", help="rows with the model's feature and target columns")
     p.add_argument("--markdown", action="store_true", help="print Markdown (for notebooks and docs)")
     p.set_defaults(run=_explain)
 
 
 def _explain(args):
-    from .data import dosage
     from .explain import explain
+    if (args.model is None) != (args.data is None):
+        raise ValueError("--model and --data go together: a saved model is explained on rows of a CSV file")
+    loss, params, where = _saved_model_loss(args) if args.model else _lesson_loss(args)
+    if args.param not in params:
+        raise ValueError(f"--param {args.param!r} is not a parameter here; choose one of {list(params)}")
+    index = None if args.index is None else tuple(_integers_or_zero("--index", args.index))
+    e = explain(loss, params[args.param], index=index)
+    print(f"{where}\n")
+    print(e.markdown() if args.markdown else e.text())
+    return 0
+
+
+def _lesson_loss(args):
+    from .data import dosage
     from .losses import ssr
     from .nn import DosageNetwork
     values = {"b3": 0.0}
@@ -146,10 +166,37 @@ def _explain(args):
             raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
     net = DosageNetwork.from_lesson(**values)
     x, y = dosage()
-    e = explain(ssr(net(x), y), getattr(net, args.param))
-    print(f"The lessons' network at {net.extra_repr()}, on dosages 0, 0.5, 1 -> observed 0, 1, 0\n")
-    print(e.markdown() if args.markdown else e.text())
-    return 0
+    where = f"The lessons' network at {net.extra_repr()}, on dosages 0, 0.5, 1 -> observed 0, 1, 0"
+    return ssr(net(x), y), dict(net.named_parameters()), where
+
+
+def _saved_model_loss(args):
+    from .losses import get_loss
+    from .modelfile import load
+    from .tensor import tensor
+    if args.set:
+        raise ValueError("--set changes the lessons' network; with --model the saved values are explained")
+    model = load(args.model)
+    data = model.read_csv(args.data, with_target=True)
+    if model.classes is not None:
+        targets = data.target_indices(model.classes)
+    else:
+        targets = np.asarray(model.network_targets(data.target_numbers()), dtype=np.float64)[:, None]
+    dtype = model.network.parameters()[0].dtype
+    outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
+    loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
+    where = f"{args.model} ({'-'.join(map(str, model.sizes))} network, {model.loss}) on the {len(targets)} rows of {args.data}"
+    return loss, dict(model.network.named_parameters()), where
+
+
+def _integers_or_zero(flag, text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise ValueError(f"{flag} must be integers >= 0 separated by commas (e.g. 0,1), got {text!r}")
+    return values
 
 
 # ---- fit ------------------------------------------------------------------------------------
