@@ -78,10 +78,24 @@ def unbroadcast(g, shape):
     extra = g.ndim - len(shape)
     if extra:
         g = g.sum(axis=tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if stretched:
-        g = g.sum(axis=stretched, keepdims=True)
+    for axis in [i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1]:
+        g = _sum_axis(g, axis)
     return np.asarray(g).reshape(shape)
+
+
+def _sum_axis(g, axis):
+    """Sum over one axis, keeping it. NOTE: a short axis inside a large array (a population of starts
+    over the data's rows) is summed slice by slice: NumPy's reduce runs one tiny loop per outer row."""
+    n = g.shape[axis]
+    if n > 8 or g.size < 512 or axis == 0:
+        return g.sum(axis=axis, keepdims=True)
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(0, 1)
+    total = g[tuple(index)].copy()
+    for k in range(1, n):
+        index[axis] = slice(k, k + 1)
+        total += g[tuple(index)]
+    return total
 
 
 def _norm_axes(axis, ndim):

@@ -119,8 +119,7 @@ def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, t
         for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
             total, _ = step(model, xb, spread(yb, n), loss_fn, params)
             optimizer.step()
-            for s in optimizer.step_sizes:
-                largest = np.maximum(largest, np.abs(s).reshape(n, -1).max(axis=1))
+            largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
             if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
                 finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
             finite &= np.isfinite(largest)
@@ -150,3 +149,10 @@ def _losses_before_step(model, x, y, per_start, params, optimizer):
     finally:
         for p, value in zip(params, after):
             p.data = value
+
+
+def _largest_per_start(steps, n):
+    """max |step| of each start over every parameter: (n,). One stack when each start's parameters are scalars."""
+    if all(s.size == n for s in steps):
+        return np.abs(np.stack([s.reshape(n) for s in steps])).max(axis=0)
+    return np.max([np.abs(s).reshape(n, -1).max(axis=1) for s in steps], axis=0)
