@@ -268,8 +268,8 @@ defop("matmul", np.matmul, "matmul(a, b) = a @ b",
 
 def _linear(x, w, b):
     out = np.matmul(x, w)
-    if np.ndim(b) > out.ndim or np.broadcast_shapes(out.shape, np.shape(b)) != out.shape:
-        return out + b  # the bias widens the result (a population of biases): a new array
+    if b.shape != out.shape[out.ndim - b.ndim:]:
+        return out + b  # the bias may widen the result (a population of biases): a new array
     out += b  # in place: one output array instead of two
     return out
 
