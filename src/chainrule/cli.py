@@ -144,7 +144,7 @@ def _explain(args):
     loss, params, where = _saved_model_loss(args) if args.model else _lesson_loss(args)
     if args.param not in params:
         raise ValueError(f"--param {args.param!r} is not a parameter here; choose one of {list(params)}")
-    index = None if args.index is None else tuple(_integers_or_zero("--index", args.index))
+    index = None if args.index is None else tuple(_integers("--index", args.index, low=0, example="0,1"))
     e = explain(loss, params[args.param], index=index)
     print(f"{where}\n")
     print(e.markdown() if args.markdown else e.text())
@@ -187,16 +187,6 @@ def _saved_model_loss(args):
     loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
     where = f"{args.model} ({'-'.join(map(str, model.sizes))} network, {model.loss}) on the {len(targets)} rows of {args.data}"
     return loss, dict(model.network.named_parameters()), where
-
-
-def _integers_or_zero(flag, text):
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise ValueError(f"{flag} must be integers >= 0 separated by commas (e.g. 0,1), got {text!r}")
-    return values
 
 
 # ---- fit ------------------------------------------------------------------------------------
@@ -289,14 +279,15 @@ def _hyperparameters(args):
     return hidden, features
 
 
-def _integers(flag, text):
+def _integers(flag, text, low=1, example="2 or 16,16"):
+    """Comma-separated integers >= ``low``, or a ValueError naming the option and what was given."""
     try:
-        sizes = [int(s) for s in text.split(",")]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"{flag} must be positive integers separated by commas (e.g. 2 or 16,16), got {text!r}")
-    return sizes
+        values = []
+    if not values or min(values) < low:
+        raise ValueError(f"{flag} must be integers >= {low} separated by commas (e.g. {example}), got {text!r}")
+    return values
 
 
 def _check_out(path):
