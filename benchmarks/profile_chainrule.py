@@ -148,7 +148,7 @@ def profile_classifier(label, problem, w3=None):
                                     else "NO: " + "; ".join(ups + audit)))
     prof = cProfile.Profile()
     prof.runcall(phases, problem)
-    print(f"\ncProfile of one run (top 15 by own time):")
+    print("\ncProfile of one run (top 15 by own time):")
     pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 

@@ -1,6 +1,5 @@
 """chainrule.fit and History: the lessons' gradient descent, stopping rules, input checks."""
 import math
-import re
 import warnings
 
 import numpy as np
