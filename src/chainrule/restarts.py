@@ -9,6 +9,17 @@ step sizes is below ``tol``, and one that diverges is frozen at its last finite
 values without stopping the others. The best start is then trained once more
 alone, which gives its full :class:`~chainrule.train.History` and leaves the
 model exactly where a single run from that start ends.
+
+Example: the lessons' network from 20 random starts; one of them fits the data::
+
+    >>> import chainrule as cr
+    >>> x, y = cr.data.dosage()
+    >>> net = cr.nn.DosageNetwork.random(seed=0)
+    >>> history = cr.fit(net, x, y, restarts=20, seed=0)
+    >>> len(history.restart_losses), bool(history.restart_losses.min() < 0.01)
+    (20, True)
+    >>> bool(cr.losses.ssr(net(x), y).item() < 0.01)    # the model holds the best start's fit
+    True
 """
 from __future__ import annotations
 

@@ -14,6 +14,16 @@ shape falls back to eager training with a :class:`CompileWarning` saying why.
 A model whose ops change between checks (a branch on a parameter's value, say)
 can train up to ``RECHECK`` replayed steps on the old graph before the check
 sees it: do not compile such a model.
+
+Example: the same numbers as the eager engine, in a fraction of the time::
+
+    >>> import chainrule as cr
+    >>> x, y = cr.data.dosage()
+    >>> eager, compiled = (cr.nn.DosageNetwork.random(seed=3) for _ in range(2))
+    >>> h1 = cr.fit(eager, x, y)
+    >>> h2 = cr.fit(compiled, x, y, compile=True)
+    >>> h1.loss == h2.loss and eager.state_dict()["w1"] == compiled.state_dict()["w1"]
+    True
 """
 from __future__ import annotations
 
