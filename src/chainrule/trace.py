@@ -22,7 +22,7 @@ Example: the same numbers as the eager engine, in a fraction of the time::
     >>> eager, compiled = (cr.nn.DosageNetwork.random(seed=3) for _ in range(2))
     >>> h1 = cr.fit(eager, x, y)
     >>> h2 = cr.fit(compiled, x, y, compile=True)
-    >>> h1.loss == h2.loss and eager.state_dict()["w1"] == compiled.state_dict()["w1"]
+    >>> bool(h1.loss == h2.loss and eager.state_dict()["w1"] == compiled.state_dict()["w1"])
     True
 """
 from __future__ import annotations
