@@ -81,7 +81,12 @@ class Tape:
         return k
 
     def _name(self, array):
-        """The variable holding ``array``, or a new constant fixed at its recorded value."""
+        """The variable holding ``array``, or a new constant fixed at its recorded value.
+
+        NOTE: arrays are matched by identity, so an op that received a parameter's
+        own ``.data`` (``x * w.data``, meant as a constant) is replayed with the
+        current values; the eager check then sees the difference and falls back.
+        """
         if id(array) not in self.slot:
             self.slot[id(array)] = k = len(self.shapes)
             self.shapes.append(np.shape(array))
