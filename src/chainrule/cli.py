@@ -250,6 +250,9 @@ def _fit(args):
     model = Model(network, data.features, args.target, classes, scaling, loss=LOSSES[args.loss])
     _say(args, f"fitting {args.target!r} from {', '.join(data.features)} ({len(data)} rows): network "
                f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer} lr {args.lr:g}")
+    if args.restarts:
+        _say(args, f"training {args.restarts} random starts at once (no progress shown), then the best one "
+                   "again alone ...")
     history, interrupted = _train(model, x, y, optimizer, args)
     if history is None:
         return 2
