@@ -245,8 +245,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
       trained parameters with fresh state.
     - ``params``: names or Parameters to train; the others are held fixed, bit for bit.
     - Stops when every step size of an iteration is below ``tol`` in absolute
-      value, or after ``max_iter`` iterations (a ConvergenceWarning, unless
-      ``tol=0`` asked for exactly ``max_iter`` iterations).
+      value, or after ``max_iter`` iterations (a ConvergenceWarning; with
+      ``tol=0`` that is the plan, so filter the warning).
     - ``batch_size``: mini-batches shuffled each epoch from ``seed``; then an
       iteration is an epoch, and the stopping rule looks at every step of it.
     - ``callback(history)``: called after every iteration; returning True stops
@@ -414,10 +414,7 @@ def _record(history, it, value, largest, olds, grads, steps):
 
 
 def _ran_out(history, max_iter, largest, tol):
-    """max_iter reached: say so, and warn unless tol = 0 asked for exactly that."""
-    if tol == 0:
-        history.stop_reason = f"ran the max_iter = {max_iter} iterations asked for (tol = 0)"
-        return
+    """max_iter reached: say so, with a ConvergenceWarning (with tol = 0 no step can be small enough)."""
     history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
                            f"{largest:.3g} (tol = {tol:g})")
     warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
