@@ -32,8 +32,11 @@ class GradientHealthWarning(UserWarning):
     """A parameter's gradient vanished or exploded during training (see :class:`GradientMonitor`)."""
 
 
-class DivergenceError(ArithmeticError):
+class DivergenceError(FloatingPointError, ValueError):
     """The loss or a derivative became NaN or inf; the parameters were restored to the best seen.
+
+    A numeric failure that a hyperparameter value (most often the learning rate)
+    usually causes: it is both a FloatingPointError and a ValueError.
 
     Attributes: ``iteration``, ``parameter`` (its name) and ``history``.
     """
