@@ -41,13 +41,13 @@ class Problem:
     seed: int
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
-    init: list = field(default=None)      # [(W (in, out), b)], float32, from chainrule.nn.mlp
+    init: list = field(default=None)      # [(W (in, out), b)], float32, from chainrule.nn.mlp (transposed)
     batches: list = field(default=None)   # row indices of every batch, all epochs, in order
 
     def __post_init__(self):
         model = mlp(list(self.sizes), activation="relu", seed=self.seed, dtype=np.float32)
         linears = [m for m in model.layers if hasattr(m, "weight")]
-        self.init = [(m.weight.data.copy(), m.bias.data.copy()) for m in linears]
+        self.init = [(m.weight.data.T.copy(), m.bias.data.copy()) for m in linears]  # chainrule's are (out, in)
         self.batches = fit_order(len(self.x), self.batch_size, self.epochs, self.seed)
 
     @property
@@ -97,7 +97,7 @@ def _cr_model(problem):
     model = mlp(list(problem.sizes), activation="relu", seed=problem.seed, dtype=np.float32)
     linears = [m for m in model.layers if hasattr(m, "weight")]
     for m, (W, b) in zip(linears, problem.init):
-        m.weight.data[...] = W
+        m.weight.data[...] = W.T
         m.bias.data[...] = b
     return model, linears
 
@@ -110,7 +110,7 @@ def _cr_optimizer(problem, params=None):
 
 
 def _cr_params(linears):
-    return [(m.weight.data.copy(), m.bias.data.copy()) for m in linears]
+    return [(m.weight.data.T.copy(), m.bias.data.copy()) for m in linears]
 
 
 def run_chainrule(problem, batches):

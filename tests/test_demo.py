@@ -113,16 +113,16 @@ def test_explain_a_saved_model_on_its_csv_equals_backward(tmp_path, capsys):
                      "--max-iter", "50", "--quiet", "--out", model_path]) == 0
     capsys.readouterr()
     assert cli.main(["explain", "--model", model_path, "--data", str(tmp_path / "d.csv"),
-                     "--param", "0.weight", "--index", "0,2"]) == 0
+                     "--param", "0.weight", "--index", "2,0"]) == 0
     out = capsys.readouterr().out
-    assert "dMSE/d0.weight[0, 2] = sum_i dMSE/dlinear2_i" in out
+    assert "dMSE/d0.weight[2, 0] = sum_i dMSE/dlinear2_i" in out
     printed = float(out.strip().splitlines()[-1].split("=")[1].split()[0])
     # Independently: backward on the same loss (mse of the saved network on the 9 rows).
     model = load(model_path)
     x = np.linspace(-1, 1, 9)[:, None].round(2)
     y = np.sin(3 * x).round(4)
     cr.losses.mse(model.network(cr.tensor(x)), y).backward()
-    assert printed == pytest.approx(model.network.layers[0].weight.grad[0, 2], rel=1e-5)
+    assert printed == pytest.approx(model.network.layers[0].weight.grad[2, 0], rel=1e-5)
 
 
 @pytest.mark.parametrize("argv", [["explain", "--model", "m.json"], ["explain", "--param", "0.weight"],

@@ -207,7 +207,7 @@ def ag_gradients(values, x, target, activation, loss_name):
     def f(ps):
         h = x
         for k in range(0, len(ps), 2):
-            h = anp.dot(h, ps[k]) + ps[k + 1]
+            h = anp.dot(h, ps[k].T) + ps[k + 1]   # Linear weights are (out_features, in_features)
             if k + 2 < len(ps):
                 h = AG_ACTIVATIONS[activation](h)
         return ag_loss(loss_name, h, target)
@@ -275,10 +275,10 @@ def test_index_forms_agree():
     loss = losses.ssr(net(x), np.zeros((6, 2)))
     w = net[0].weight
     [g] = backward_grads(loss, [w])
-    for index in [(2, 3), [2, 3], np.array([2, 3]), (np.int64(2), np.int64(3))]:
+    for index in [(3, 2), [3, 2], np.array([3, 2]), (np.int64(3), np.int64(2))]:   # w is (5, 3)
         e = cr.explain(loss, w, index)
-        assert e.param_label == "0.weight[2, 3]"
-        assert close(e.total, float(g[2, 3]), scale=float(np.abs(g).max()))
+        assert e.param_label == "0.weight[3, 2]"
+        assert close(e.total, float(g[3, 2]), scale=float(np.abs(g).max()))
     b = net[0].bias
     [gb] = backward_grads(loss, [b])
     assert close(cr.explain(loss, b, 4).total, float(gb[4]))
@@ -332,7 +332,7 @@ def test_shared_layer_gives_two_paths_that_add_to_autograd():
     W, b = lin.weight, lin.bias
 
     def f(W_, b_):
-        return anp.sum((y - (anp.dot(anp.tanh(anp.dot(x, W_) + b_), W_) + b_)) ** 2)
+        return anp.sum((y - (anp.dot(anp.tanh(anp.dot(x, W_.T) + b_), W_.T) + b_)) ** 2)
     ref_W, ref_b = autograd.grad(f, (0, 1))(W.data, b.data)
     for p, ref in ((W, ref_W), (b, ref_b)):
         scale = float(np.abs(ref).max())
@@ -499,11 +499,11 @@ def test_param_that_is_not_a_tensor_raises_type_error():
         cr.explain(losses.ssr(net(x), y), "w1")
 
 
-@pytest.mark.parametrize("index", [(2, 0), (0, 5), (-1, 0), (0,), (0, 0, 0), (0, 1.5), ("a", "b")])
+@pytest.mark.parametrize("index", [(3, 0), (0, 5), (-1, 0), (0,), (0, 0, 0), (0, 1.5), ("a", "b")])
 def test_bad_index_raises(index):
-    net = mlp([2, 3, 1], seed=0)
+    net = mlp([2, 3, 1], seed=0)                         # 0.weight is (3, 2): (out_features, in_features)
     loss = losses.ssr(net(np.ones((4, 2))), np.zeros((4, 1)))
-    with pytest.raises(ValueError, match=r"index .* shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"index .* shape \(3, 2\)"):
         cr.explain(loss, net[0].weight, index)
 
 

@@ -119,7 +119,7 @@ def test_the_file_is_documented_json_without_temp_files_left(tmp_path):
     assert content["architecture"] == {"kind": "mlp", "sizes": [2, 5, 3, 1], "activation": "tanh",
                                        "task": "regression"}
     weight = content["parameters"]["0.weight"]
-    assert weight["shape"] == [2, 5] and weight["dtype"] == "float64"
+    assert weight["shape"] == [5, 2] and weight["dtype"] == "float64"
     assert len(base64.b64decode(weight["data"])) == 2 * 5 * 8
     assert content["preprocessing"]["features"] == ["a", "b"] and content["training"]["loss"] == "ssr"
     assert os.listdir(tmp_path) == ["m.json"]
@@ -202,8 +202,8 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
     (_edit(["architecture", "sizes"], [2, 0, 1]), r"sizes must be at least 2 positive integers, got \[2, 0, 1\]"),
     (_edit(["architecture", "activation"], "swish"), r"activation must be one of .* got 'swish'"),
     (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
-    (_edit(["architecture", "sizes"], [2, 5, 4, 1]), r"parameter '2.weight' has shape \[5, 3\], the architecture needs \[5, 4\]"),
-    (_edit(["parameters", "0.weight", "shape"], [5, 2]), r"'0.weight' has shape \[5, 2\], the architecture needs \[2, 5\]"),
+    (_edit(["architecture", "sizes"], [2, 5, 4, 1]), r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]"),
+    (_edit(["parameters", "0.weight", "shape"], [2, 5]), r"'0.weight' has shape \[2, 5\], the architecture needs \[5, 2\]"),
     (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
     (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
     (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),

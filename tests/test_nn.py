@@ -143,8 +143,9 @@ def test_dosage_network_accepts_a_column_and_rejects_several_features():
 def _sequential_from_lesson(p):
     seq = Sequential(Linear(1, 2), SoftPlus(), Linear(2, 1))
     # Linear.weight is (in_features, out_features): the hidden layer's is [[w1, w2]].
-    seq.load_state_dict({"0.weight": [[p["w1"], p["w2"]]], "0.bias": [p["b1"], p["b2"]],
-                         "2.weight": [[p["w3"]], [p["w4"]]], "2.bias": [p["b3"]]})
+    # Linear weights are (out_features, in_features), as in PyTorch.
+    seq.load_state_dict({"0.weight": [[p["w1"]], [p["w2"]]], "0.bias": [p["b1"], p["b2"]],
+                         "2.weight": [[p["w3"], p["w4"]]], "2.bias": [p["b3"]]})
     return seq
 
 
@@ -160,7 +161,7 @@ def test_sequential_with_the_lessons_values_is_the_dosage_network(b3):
     ssr(seq(col), y[:, None]).backward()
     want = backward_gradients(net, x, y)
     w0, b0, w2, b2 = (q.grad for q in seq.parameters())
-    got = {"w1": w0[0, 0], "w2": w0[0, 1], "b1": b0[0], "b2": b0[1], "w3": w2[0, 0], "w4": w2[1, 0], "b3": b2[0]}
+    got = {"w1": w0[0, 0], "w2": w0[1, 0], "b1": b0[0], "b2": b0[1], "w3": w2[0, 0], "w4": w2[0, 1], "b3": b2[0]}
     for name in NAMES:
         assert got[name] == pytest.approx(want[name], rel=1e-12, abs=1e-12), name
     if b3 == 0.0:
@@ -205,7 +206,7 @@ def test_parameters_take_their_attribute_names():
     assert [getattr(DosageNetwork.from_lesson(), n).name for n in NAMES] == list(NAMES)
     assert Parameter(1.0, name="given").name == "given"
     assert repr(Parameter(2.61, name="b3")) == "Parameter(b3=2.61)"
-    assert "shape (2, 3)" in repr(lin.weight)
+    assert "shape (3, 2)" in repr(lin.weight)      # (out_features, in_features)
 
 
 def test_zero_grad_forgets_every_gradient():
@@ -278,8 +279,8 @@ def test_linear_computes_x_at_weight_plus_bias():
     lin = Linear(3, 2, seed=0)
     lin.bias.data[...] = [0.5, -1.0]
     x = np.arange(6.0).reshape(2, 3)
-    np.testing.assert_allclose(lin(x).data, x @ lin.weight.data + [0.5, -1.0])
-    assert lin.weight.shape == (3, 2) and lin.bias.shape == (2,)
+    np.testing.assert_allclose(lin(x).data, x @ lin.weight.data.T + [0.5, -1.0])
+    assert lin.weight.shape == (2, 3) and lin.bias.shape == (2,)     # (out_features, in_features)
     np.testing.assert_array_equal(Linear(3, 2, seed=0).bias.data, [0.0, 0.0])
     with pytest.raises(ValueError, match="3 features.*\\(2, 4\\)"):
         lin(np.zeros((2, 4)))

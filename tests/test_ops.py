@@ -103,8 +103,8 @@ CASES = {
                          ((_t(r, 2, 4, 3), _t(r, 3)), {}),
                          ((_t(r, 2, 1, 3, 4), _t(r, 5, 4, 2)), {})],
     # fused primitives
-    "linear": lambda r: [((_t(r, 5, 3), _t(r, 3, 4), _t(r, 4)), {}), ((_t(r, 3), _t(r, 3, 2), _t(r, 2)), {}),
-                         ((_t(r, 5, 3), _t(r, 2, 3, 4), _t(r, 2, 1, 4)), {})],
+    "linear": lambda r: [((_t(r, 5, 3), _t(r, 4, 3), _t(r, 4)), {}), ((_t(r, 3), _t(r, 2, 3), _t(r, 2)), {}),
+                         ((_t(r, 5, 3), _t(r, 2, 4, 3), _t(r, 2, 1, 4)), {})],
     "softmax_cross_entropy": lambda r: [((_t(r, 5, 3), _probabilities(r, 5, 3)), {}),
                                         ((_t(r, 2, 4, 3), _probabilities(r, 2, 4, 3)), {})],
     # shape and indexing

@@ -116,11 +116,12 @@ def test_squiggle_of_a_one_hidden_layer_sequential():
     assert len(ax.lines) == 3 + 1                        # a dashed curve per hidden node, then the sum
     *nodes, total = ax.lines
     assert all(line.get_linestyle() == "--" for line in nodes)
-    # by hand: node j's curve is softplus(x W0[0, j] + b0[j]) W1[j, 0]; the output adds them and b1
+    # by hand: node j's curve is softplus(x W0[j, 0] + b0[j]) W1[0, j] (weights are (out, in));
+    # the output adds them and b1
     W0, b0, W1, b1 = (p.data for p in net.parameters())
     xs = total.get_xdata()
     for j, line in enumerate(nodes):
-        np.testing.assert_allclose(line.get_ydata(), softplus(xs * W0[0, j] + b0[j]) * W1[j, 0], rtol=1e-12)
+        np.testing.assert_allclose(line.get_ydata(), softplus(xs * W0[j, 0] + b0[j]) * W1[0, j], rtol=1e-12)
     np.testing.assert_allclose(total.get_ydata(), sum(n.get_ydata() for n in nodes) + b1[0], rtol=1e-12)
     assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())
 

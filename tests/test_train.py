@@ -125,11 +125,11 @@ def test_table_needs_an_index_for_a_vector_and_a_name_for_several():
     history = quiet_fit(net, x, y, max_iter=3)
     with pytest.raises(ValueError, match="several parameters"):
         history.table()
-    with pytest.raises(ValueError, match=r"shape \(1, 2\); pass index="):
+    with pytest.raises(ValueError, match=r"shape \(2, 1\); pass index="):   # (out_features, in_features)
         history.table("0.weight")
-    rows = history.table("0.weight", index=(0, 1)).splitlines()
+    rows = history.table("0.weight", index=(1, 0)).splitlines()
     assert len(rows) == 2 + 3
-    assert float(rows[2].split()[1]) == pytest.approx(history.params["0.weight"].value[0][0, 1], rel=1e-5)
+    assert float(rows[2].split()[1]) == pytest.approx(history.params["0.weight"].value[0][1, 0], rel=1e-5)
 
 
 # ---- the lessons: several parameters and all seven ---------------------------------------------
@@ -245,7 +245,7 @@ def test_divergence_restores_the_best_parameters_seen_mid_run():
     x = np.array([[1.0, 0.0], [0.0, 10.0]])
     y = np.array([[10.0], [0.0]])
     net = Linear(2, 1, bias=False)
-    net.weight.data[...] = [[0.0], [1e-11]]
+    net.weight.data[...] = [[0.0, 1e-11]]                 # (out_features, in_features) = (1, 2)
     with pytest.raises(cr.DivergenceError) as info:
         cr.fit(net, x, y, optimizer=GradientDescent(lr=0.02), max_iter=10_000)
     history = info.value.history

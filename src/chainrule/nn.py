@@ -143,12 +143,11 @@ def _rng(seed):
 
 
 class Linear(Module):
-    """y = x @ weight + bias, with ``weight`` of shape (in_features, out_features).
+    """y = x @ weight^T + bias, with ``weight`` of shape (out_features, in_features), as in PyTorch.
 
-    NOTE: the weight is stored (in, out), the transpose of PyTorch's layout, so
-    the forward needs no transpose. Weights are drawn from N(0, 1/in_features)
-    (LeCun normal: each unit's input starts with variance about 1) through
-    ``seed`` (an int or a numpy Generator); biases start at 0.
+    Weights are drawn from N(0, 1/in_features) (LeCun normal: each unit's input
+    starts with variance about 1) through ``seed`` (an int or a numpy
+    Generator); biases start at 0.
 
     Example::
 
@@ -162,7 +161,7 @@ class Linear(Module):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Linear: {arg} must be a positive integer, got {value!r}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.weight = Parameter(np.zeros((in_features, out_features)), dtype=dtype)
+        self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
         self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
         self.reset_parameters(seed)
 
@@ -178,7 +177,7 @@ class Linear(Module):
             raise ValueError(f"Linear: expected inputs with {self.in_features} features in the last "
                              f"dimension, got shape {x.shape}")
         if self.bias is None:
-            return x @ self.weight
+            return x @ self.weight.T
         return apply(_LINEAR, x, self.weight, self.bias)
 
     def extra_repr(self):

@@ -267,21 +267,28 @@ defop("matmul", np.matmul, "matmul(a, b) = a @ b",
 
 
 def _linear(x, w, b):
-    out = np.matmul(x, w)
+    out = np.matmul(x, np.swapaxes(w, -1, -2))  # a transposed view: BLAS reads it as it is, no copy
     if b.shape != out.shape[out.ndim - b.ndim:]:
         return out + b  # the bias may widen the result (a population of biases): a new array
     out += b  # in place: one output array instead of two
     return out
 
 
+def _linear_vjp_w(g, out, x, w, b):
+    if x.ndim >= 2:
+        return np.matmul(np.swapaxes(g, -1, -2), x)  # g^T @ x: C-ordered like w, so no copy later
+    return np.swapaxes(_matmul_vjp_b(g, out, x, np.swapaxes(w, -1, -2)), -1, -2)
+
+
 def _softmax_xent(z, t):
     return np.asarray(-np.sum(t * _log_softmax(z)) / (z.size // z.shape[-1]))
 
 
-# Primitive for speed: every Linear layer is one node, and its output is written once.
-defop("linear", _linear, "linear(x, w, b) = x @ w + b",
-      ("d/dx = g @ w^T", lambda g, out, x, w, b: _matmul_vjp_a(g, out, x, w)),
-      ("d/dw = x^T @ g", lambda g, out, x, w, b: _matmul_vjp_b(g, out, x, w)),
+# Primitive for speed: every Linear layer is one node, and its output is written once. The weight is
+# (out_features, in_features), as in PyTorch.
+defop("linear", _linear, "linear(x, w, b) = x @ w^T + b",
+      ("d/dx = g @ w", lambda g, out, x, w, b: _matmul_vjp_a(g, out, x, np.swapaxes(w, -1, -2))),
+      ("d/dw = g^T @ x", _linear_vjp_w),
       ("d/db = 1", lambda g, out, x, w, b: g))
 # Primitive for stability and speed: the classifier loss in one node, its derivative the familiar
 # (softmax(z) - t) / n, with no log of 0 anywhere. t holds target probabilities (one-hot labels),

@@ -75,7 +75,7 @@ def _contributions(model, xs):
         if (len(layers) == 3 and isinstance(layers[0], Linear) and isinstance(layers[2], Linear)
                 and layers[0].in_features == 1 and layers[2].out_features == 1):
             hidden = layers[1](layers[0](tensor(xs[:, None]))).data
-            w = layers[2].weight.data[:, 0]
+            w = layers[2].weight.data[0]
             colors = [BLUE, ORANGE, "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
             curves = [(hidden[:, j] * w[j], colors[j % len(colors)], f"hidden node {j + 1} x its output weight")
                       for j in range(len(w))]
