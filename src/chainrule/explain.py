@@ -163,7 +163,7 @@ def explain(loss, param, index=None):
                          "(it is not in the loss's graph, or does not require grad)")
     gradient = _backward_gradient(loss, order, param)
     index = _pick(param, index, gradient)
-    labels = _Labels(order, _n_points(order))
+    labels = _Labels(_n_points(order))
     count, paths = _paths(loss, param, order)
     terms = [_term(path, param, index, labels) for path in itertools.islice(paths, MAX_WALKED)]
     rest = None
@@ -368,11 +368,10 @@ def _formula(parts):
 class _Labels:
     """Readable names: a node's own name, else an expression of its inputs, else op#k."""
 
-    def __init__(self, order, n):
+    def __init__(self, n):
         self.n = n
         self.cache = {}
         self.count = {}
-        self.order = order
 
     def is_station(self, t):
         return bool(t.name)

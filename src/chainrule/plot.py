@@ -17,12 +17,12 @@ Example::
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .losses import get_loss
+from .modelfile import atomic_open
 from .nn import DosageNetwork, Linear, Sequential
 from .tensor import no_grad, tensor
 
@@ -39,23 +39,9 @@ def save(fig, path):
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg"):
         raise ValueError(f"save: the file must end in .png or .svg, got {str(path)!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=ext, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=ext[1:], dpi=110)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format=ext[1:], dpi=110)
     return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _predict(model, xs):

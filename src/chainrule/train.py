@@ -205,11 +205,9 @@ class GradientMonitor:
     """
 
     def __init__(self, vanishing=1e-4, exploding=1e6, patience=10):
-        for name, value in (("vanishing", vanishing), ("exploding", exploding)):
-            _number(name, value, 0)
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-            raise ValueError(f"GradientMonitor: patience must be an integer >= 1, got {patience!r}")
-        self.vanishing, self.exploding, self.patience = float(vanishing), float(exploding), int(patience)
+        self.vanishing = _number("GradientMonitor", "vanishing", vanishing, 0)
+        self.exploding = _number("GradientMonitor", "exploding", exploding, 0)
+        self.patience = _whole("GradientMonitor", "patience", patience, 1)
         self.reset()
 
     def reset(self):
@@ -277,14 +275,11 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     """
     if not isinstance(model, Module):
         raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
-    tol = _number("tol", tol, 0)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"fit: max_iter must be an integer >= 1, got {max_iter!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"fit: batch_size must be None or an integer >= 1, got {batch_size!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"fit: seed must be None or an integer >= 0, got {seed!r}")
+    tol = _number("fit", "tol", tol, 0)
+    max_iter = _whole("fit", "max_iter", max_iter, 1)
+    batch_size = _whole("fit", "batch_size", batch_size, 1, optional=True)
+    seed = _whole("fit", "seed", seed, 0, optional=True)
+    restarts = _whole("fit", "restarts", restarts, 1, optional=True)
     loss_fn = get_loss(loss)
     named = _trained(model, params)
     dtype = named[0][1].dtype
@@ -325,10 +320,8 @@ def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, bat
     """Train ``restarts`` starts at once and set the model to the best one's start (None: no restarts)."""
     if restarts is None:
         return None
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
-        raise ValueError(f"fit: restarts must be None or an integer >= 1, got {restarts!r}")
     from .restarts import draw_starts, train_population
-    starts = draw_starts(model, named, int(restarts), seed)
+    starts = draw_starts(model, named, restarts, seed)
     with _held(frozen), np.errstate(all="ignore"):
         final, iterations, converged = train_population(model, x, y, loss_fn, optimizer, named, starts, tol,
                                                         max_iter, batch_size, seed, compile)
@@ -507,11 +500,22 @@ def _trained(model, params):
     return list(dict((n, (n, p)) for n, p in chosen).values())
 
 
-def _number(name, value, low):
+def _number(owner, name, value, low):
+    """``value`` as a float, or a ValueError naming ``owner``'s argument, its range and what was given."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value) or value < low:
-        raise ValueError(f"fit: {name} must be a finite number >= {low}, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be a finite number >= {low}, got {value!r}")
     return float(value)
+
+
+def _whole(owner, name, value, low, optional=False):
+    """``value`` as an int >= ``low`` (or None when ``optional``), or a ValueError saying so."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        allowed = f"{'None or ' if optional else ''}an integer >= {low}"
+        raise ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
+    return int(value)
 
 
 def _data(x, y, dtype, labels):
