@@ -78,6 +78,8 @@ def unbroadcast(g, shape):
     extra = g.ndim - len(shape)
     if extra:
         g = g.sum(axis=tuple(range(extra)))
+        if g.shape == shape:  # a bias under a batch of rows
+            return g
     for axis in [i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1]:
         g = _sum_axis(g, axis)
     return np.asarray(g).reshape(shape)
@@ -213,8 +215,8 @@ def _logsumexp(x, axis=None, keepdims=False):
 def _log_softmax(x, axis=-1):
     # NOTE: shift by the max, then subtract log(sum(exp)): five NumPy calls, no overflow. (A row of
     # all -inf has no log-softmax; it comes out NaN, which detect_anomaly and fit report.)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
 
 
@@ -235,6 +237,11 @@ defop("log_softmax", _log_softmax, "log_softmax(x)_i = x_i - logsumexp(x) over a
 # ---- linear algebra ---------------------------------------------------------------
 
 
+def _t(a):
+    """``a`` with its last two axes swapped: a view (``.T`` for a matrix skips NumPy's Python wrapper)."""
+    return a.T if a.ndim == 2 else a.swapaxes(-1, -2)
+
+
 def _as_matrices(g, a, b):
     """Promote 1-D operands as matmul does (a to a row, b to a column) and g to match.
 
@@ -249,13 +256,13 @@ def _as_matrices(g, a, b):
 
 def _matmul_vjp_a(g, out, a, b):
     g, _, b2 = _as_matrices(g, a, b)
-    ga = g @ np.swapaxes(b2, -1, -2)
+    ga = g @ _t(b2)
     return ga[..., 0, :] if a.ndim == 1 else ga
 
 
 def _matmul_vjp_b(g, out, a, b):
     g, a2, _ = _as_matrices(g, a, b)
-    gb = np.swapaxes(a2, -1, -2) @ g
+    gb = _t(a2) @ g
     return gb[..., 0] if b.ndim == 1 else gb
 
 
@@ -267,7 +274,7 @@ defop("matmul", np.matmul, "matmul(a, b) = a @ b",
 
 
 def _linear(x, w, b):
-    out = np.matmul(x, np.swapaxes(w, -1, -2))  # a transposed view: BLAS reads it as it is, no copy
+    out = np.matmul(x, _t(w))  # a transposed view: BLAS reads it as it is, no copy
     if b.shape != out.shape[out.ndim - b.ndim:]:
         return out + b  # the bias may widen the result (a population of biases): a new array
     out += b  # in place: one output array instead of two
@@ -276,18 +283,38 @@ def _linear(x, w, b):
 
 def _linear_vjp_w(g, out, x, w, b):
     if x.ndim >= 2:
-        return np.matmul(np.swapaxes(g, -1, -2), x)  # g^T @ x: C-ordered like w, so no copy later
-    return np.swapaxes(_matmul_vjp_b(g, out, x, np.swapaxes(w, -1, -2)), -1, -2)
+        return np.matmul(_t(g), x)  # g^T @ x: C-ordered like w, so no copy later
+    return _t(_matmul_vjp_b(g, out, x, _t(w)))
+
+
+def _linear_vjp_x(g, out, x, w, b):
+    if x.ndim >= 2 and w.ndim == 2:
+        return g @ w
+    return _matmul_vjp_a(g, out, x, _t(w))
+
+
+# The log-softmax of the last softmax_cross_entropy forward, keyed by the loss array it returned
+# (fresh per call, so a later forward can never be mistaken for it): its VJP reuses it.
+_last_xent = (None, None)
 
 
 def _softmax_xent(z, t):
-    return np.asarray(-np.sum(t * _log_softmax(z)) / (z.size // z.shape[-1]))
+    global _last_xent
+    log_p = _log_softmax(z)
+    out = np.asarray(-(t * log_p).sum() / (z.size // z.shape[-1]))
+    _last_xent = (out, log_p)
+    return out
+
+
+def _xent_log_p(out, z):
+    """log_softmax(z) as the forward that returned ``out`` computed it (recomputed if that was not the last)."""
+    return _last_xent[1] if _last_xent[0] is out else _log_softmax(z)
 
 
 # Primitive for speed: every Linear layer is one node, and its output is written once. The weight is
 # (out_features, in_features), as in PyTorch.
 defop("linear", _linear, "linear(x, w, b) = x @ w^T + b",
-      ("d/dx = g @ w", lambda g, out, x, w, b: _matmul_vjp_a(g, out, x, np.swapaxes(w, -1, -2))),
+      ("d/dx = g @ w", _linear_vjp_x),
       ("d/dw = g^T @ x", _linear_vjp_w),
       ("d/db = 1", lambda g, out, x, w, b: g))
 # Primitive for stability and speed: the classifier loss in one node, its derivative the familiar
@@ -296,8 +323,8 @@ defop("linear", _linear, "linear(x, w, b) = x @ w^T + b",
 defop("softmax_cross_entropy", _softmax_xent,
       "softmax_cross_entropy(z, t) = -sum(t log_softmax(z)) / n, over rows of z",
       ("d/dz = (softmax(z) - t) / n",
-       lambda g, out, z, t: g * ((np.exp(_log_softmax(z)) - t) / (z.size // z.shape[-1]))),
-      ("d/dt = -log_softmax(z) / n", lambda g, out, z, t: g * (-_log_softmax(z) / (z.size // z.shape[-1]))))
+       lambda g, out, z, t: g * ((np.exp(_xent_log_p(out, z)) - t) / (z.size // z.shape[-1]))),
+      ("d/dt = -log_softmax(z) / n", lambda g, out, z, t: g * (-_xent_log_p(out, z) / (z.size // z.shape[-1]))))
 
 # ---- shape and indexing -----------------------------------------------------------
 

@@ -118,8 +118,31 @@ class Optimizer:
         self._finish(step)
 
     def _finish(self, step):
-        self.step_sizes = [step[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self._spans)]
-        self._last = step
+        self._last, self._sizes = step, None  # the per-parameter views are made when asked for
+
+    @property
+    def step_sizes(self):
+        """Each parameter's step size of the last step (new value = old value - step size)."""
+        if self._sizes is None:
+            self._sizes = [self._last[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self._spans)]
+        return self._sizes
+
+    @step_sizes.setter
+    def step_sizes(self, sizes):
+        self._sizes = sizes
+
+    def _load(self, t, steps, state):
+        """Stand as after ``t`` steps: the last step sizes and the state, flat in parameter order."""
+        self.t = t
+        if self._flat is not None:
+            self._finish(steps)
+            self.state = [dict(state)]
+            return
+        ends = np.cumsum([p.size for p in self.params])
+        spans = list(zip(ends - [p.size for p in self.params], ends))
+        self.step_sizes = [steps[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, spans)]
+        self.state = [{k: v[a:b].reshape(p.shape).copy() for k, v in state.items()} for p, (a, b) in
+                      zip(self.params, spans)]
 
     def largest_step(self):
         """max |step size| over every parameter in the last step (NaN if any step is NaN)."""
@@ -200,19 +223,21 @@ class Adam(Optimizer):
     def update(self, g, state):
         b1, b2 = self.betas
         if not state:
-            state["m"], state["v"] = np.zeros_like(g), np.zeros_like(g)
-        m, v = state["m"], state["v"]
+            state["m"], state["v"], state["scratch"] = (np.zeros_like(g) for _ in range(3))
+        m, v, scratch = state["m"], state["v"], state["scratch"]
         m *= b1
-        m += (1 - b1) * g
+        m += np.multiply(g, 1 - b1, out=scratch)
         v *= b2
-        v += (1 - b2) * (g * g)
-        # The same quantity as the formula above, arranged as PyTorch does, in place:
-        # (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+        np.multiply(g, g, out=scratch)
+        scratch *= 1 - b2
+        v += scratch
+        # The formula above with both bias corrections moved into scalars, in place (ten passes over
+        # the parameters): (lr sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps sqrt(1 - b2^t)).
+        root = math.sqrt(1 - b2 ** self.t)
         step = np.sqrt(v, out=np.empty_like(v))  # an array even for a 0-d parameter
-        step /= np.sqrt(1 - b2 ** self.t)
-        step += self.eps
+        step += self.eps * root
         np.divide(m, step, out=step)
-        step *= self.lr / (1 - b1 ** self.t)
+        step *= self.lr * root / (1 - b1 ** self.t)
         return step
 
     def extra_repr(self):

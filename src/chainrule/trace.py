@@ -33,6 +33,7 @@ import numpy as np
 
 from .ops import unbroadcast
 from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
+from .train import outside_stacklevel
 
 
 # A replayed shape is compared with an eager step on its first replay and every RECHECK-th after.
@@ -175,4 +176,4 @@ class CompiledStep:
     def _refuse(self, key, why):
         self.tapes[key] = None
         warnings.warn(f"fit(compile=True): {why}; training eagerly for inputs of shape {key[0]}",
-                      CompileWarning, stacklevel=5)
+                      CompileWarning, stacklevel=outside_stacklevel())

@@ -9,6 +9,8 @@ derivative and step size per iteration.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import warnings
 
@@ -67,6 +69,17 @@ class Trace:
         else:
             self._norms[0].append(_norm(grad))
             self._norms[1].append(_norm(step))
+
+    def extend(self, old, grad, step):
+        """A block of iterations at once: arrays with the iteration as their first axis."""
+        if self.full:
+            self.value.extend(old)
+            self.derivative.extend(grad)
+            self.step.extend(step)
+        else:
+            k = len(grad)
+            self._norms[0].extend(np.sqrt(np.sum(np.reshape(grad * grad, (k, -1)), axis=1)).tolist())
+            self._norms[1].extend(np.sqrt(np.sum(np.reshape(step * step, (k, -1)), axis=1)).tolist())
 
     @property
     def new_value(self):
@@ -214,24 +227,36 @@ class GradientMonitor:
         self.low, self.flagged = {}, set()
 
     def __call__(self, history):
-        norms = {name: trace.last_grad_norm() for name, trace in history.params.items()}
+        self.observe(history, {name: trace.last_grad_norm() for name, trace in history.params.items()},
+                     history.n_iter)
+
+    def observe(self, history, norms, iteration):
+        """Look at one iteration's derivative norms ({parameter name: norm})."""
         top = max(norms.values())
         small = self.vanishing * top
         for name, norm in norms.items():
             if norm > self.exploding:
                 self._flag(history, name, "exploding", f"exploding gradient: the derivative of '{name}' reached "
-                           f"{norm:.3g} at iteration {history.n_iter} (threshold {self.exploding:g})")
+                           f"{norm:.3g} at iteration {iteration} (threshold {self.exploding:g})")
             low = self.low[name] = self.low.get(name, 0) + 1 if norm < small or norm == 0 else 0
             if low >= self.patience:
                 self._flag(history, name, "vanishing", f"vanishing gradient: the derivative of '{name}' stayed "
                            f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
-                           f"(iteration {history.n_iter}: {norm:.3g} against {top:.3g})")
+                           f"(iteration {iteration}: {norm:.3g} against {top:.3g})")
 
     def _flag(self, history, name, kind, message):
         if (name, kind) not in self.flagged:
             self.flagged.add((name, kind))
             history.health_events.append(message)
-            warnings.warn(message, GradientHealthWarning, stacklevel=6)  # the caller of fit
+            warnings.warn(message, GradientHealthWarning, stacklevel=outside_stacklevel())
+
+
+def outside_stacklevel():
+    """The ``stacklevel`` that makes a warning point at the first caller outside chainrule."""
+    here, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ---- fit -----------------------------------------------------------------------------
@@ -287,6 +312,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
+    watcher, hook = _after_iteration(monitor, callback)
     frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
     population = _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, batch_size, seed,
                            restarts, compile)
@@ -295,14 +321,23 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     if population is not None:
         history.restart_losses, history.restart_iterations, history.restart_converged, history.best_restart = \
             population
+    start = time.perf_counter()
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
-        step = _forward_backward
+        step, done, ended = _forward_backward, 0, False
         if compile:
+            from .scalar import train as train_written_out
             from .trace import CompiledStep
             y = _one_hot(model, x, y) if loss_fn is cross_entropy else y
+            if batch_size is None or batch_size >= len(x):  # tiny float64 models: plain Python arithmetic
+                done, ended = train_written_out(model, x, y, loss_fn, optimizer, named, history, tol, max_iter,
+                                                watcher, callback, _forward_backward)
             step = CompiledStep(model, loss_fn, [p for _, p in named], _forward_backward)
-        _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed,
-              _after_iteration(monitor, callback))
+        if not ended and done == max_iter:
+            _ran_out(history, max_iter, history.largest_step, tol)
+        elif not ended:
+            _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, hook,
+                  done + 1)
+    history.seconds = time.perf_counter() - start
     for _, p in named:  # the last gradients are in the History too: give .grad its own copy to accumulate into
         if p.grad is not None:
             p.grad = p.grad.copy()
@@ -332,7 +367,7 @@ def _restarts(model, x, y, loss_fn, optimizer, named, frozen, tol, max_iter, bat
 
 
 def _after_iteration(monitor, callback):
-    """One hook for the loop: the gradient monitor, then the user's callback (True stops)."""
+    """(the GradientMonitor or None, one hook for the loop: the monitor, then the user's callback)."""
     if monitor is True:
         monitor = GradientMonitor()
     if monitor is not None and monitor is not False and not isinstance(monitor, GradientMonitor):
@@ -342,28 +377,35 @@ def _after_iteration(monitor, callback):
     if monitor:
         monitor.reset()
     if not monitor:
-        return callback
+        return None, callback
 
     def hook(history):
         monitor(history)
         return callback(history) if callback is not None else False
-    return hook
+    return monitor, hook
 
 
-def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback):
-    start = time.perf_counter()
+def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, batch_size, seed, callback,
+          first=1):
     batches = _Batches(x, y, batch_size, seed, getattr(loss_fn, "reduction", "mean") == "mean")
     params = [p for _, p in named]
-    for it in range(1, max_iter + 1):
+    watch = tol > 0 or batches.whole  # measure every step's size (else only each epoch's last)
+    for it in range(first, max_iter + 1):
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
         for xb, yb, weight in batches:
             loss, grads = step(model, xb, yb, loss_fn, params)
             optimizer.step()
-            top = optimizer.largest_step()
+            # NOTE: with tol = 0 no step is small enough to stop, so only the epoch's last step is measured
+            # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
+            top = optimizer.largest_step() if watch else 0.0
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
                 _diverged(it, loss, grads, optimizer.step_sizes, named, history, history._best or olds)
             value, largest = value + loss * weight, max(largest, top)
+        if not watch:
+            largest = optimizer.largest_step()
+            if not math.isfinite(largest):
+                _diverged(it, loss, grads, optimizer.step_sizes, named, history, history._best or olds)
         steps = optimizer.step_sizes if batches.whole else [old - p.data for old, p in zip(olds, params)]
         _record(history, it, value, largest, olds, grads, steps)
         stop = callback is not None and callback(history)
@@ -376,7 +418,6 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             break
     else:
         _ran_out(history, max_iter, largest, tol)
-    history.seconds = time.perf_counter() - start
 
 
 class _Batches:
@@ -414,7 +455,7 @@ def _ran_out(history, max_iter, largest, tol):
     history.stop_reason = (f"reached max_iter = {max_iter} iterations; the largest step size was still "
                            f"{largest:.3g} (tol = {tol:g})")
     warnings.warn(f"fit: {history.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
-                  stacklevel=4)
+                  stacklevel=outside_stacklevel())
 
 
 def _forward_backward(model, x, y, loss_fn, params):

@@ -1,0 +1,506 @@
+"""Tiny graphs as plain Python arithmetic: the lessons' network trained without NumPy calls.
+
+A NumPy call costs about half a microsecond however small its arrays; a Python
+float operation costs a few tens of nanoseconds. For a network the size of the
+lessons' (7 parameters, 3 data points) the whole training step is a few hundred
+float operations, so ``fit(..., compile=True)`` writes it out element by element
+as Python source: forward, backward and the optimizer's update, inside the loop
+over iterations, recording the History as it goes.
+
+It applies to full-batch float64 training of graphs whose arrays have at most
+``MAX_ELEMENTS`` elements, built from the ops in ``FORWARD`` (elementwise
+arithmetic and functions, sums, linear layers, reshapes and transposes), with
+:class:`~chainrule.optim.GradientDescent`, :class:`~chainrule.optim.Momentum`
+or :class:`~chainrule.optim.Adam`. Anything else trains through the NumPy
+replay of :mod:`chainrule.trace`.
+
+The numbers agree with the eager engine to rounding (sums are added in another
+order; not bit for bit): every block of iterations starts with an eager step
+that its first replayed step must match to 1e-12, else training goes on with
+the NumPy replay and a :class:`~chainrule.trace.CompileWarning`. A math error
+(an overflow, a log of 0) hands the iteration to the NumPy path, which reports
+it as the eager engine does.
+
+Example: the lessons' network, every parameter, compiled::
+
+    >>> import chainrule as cr
+    >>> x, y = cr.data.dosage()
+    >>> net = cr.nn.DosageNetwork.random(seed=3)
+    >>> from chainrule.scalar import program_source
+    >>> "exp(" in program_source(net, x, y)     # softplus, written out per data point
+    True
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .tensor import _topo_order
+
+# The largest array (in elements) and the longest step (in lines) that are written out.
+MAX_ELEMENTS = 64
+MAX_LINES = 5000
+
+
+class Unsupported(Exception):
+    """This graph, optimizer or data cannot be written out as scalar code (the reason is the message)."""
+
+
+# ---- one element of each op ----------------------------------------------------------------
+# Operands are always names or float literals (atoms), so no template needs parentheses around them.
+# The formulas are the registry's (chainrule.ops), operation for operation.
+
+def _softplus(z):
+    # log(1 + e^z) as NumPy's logaddexp(0, z) computes it: no overflow either way
+    return f"({z} + log1p(exp(-{z})) if {z} > 0 else log1p(exp({z})))"
+
+
+FORWARD = {
+    "add": lambda a, b: f"{a} + {b}",
+    "sub": lambda a, b: f"{a} - {b}",
+    "mul": lambda a, b: f"{a} * {b}",
+    "div": lambda a, b: f"{a} / {b}",
+    "pow": lambda a, b: f"{a} * {a}" if b == "2.0" else f"pow({a}, {b})",  # NumPy squares by multiplying
+    "neg": lambda a: f"-{a}",
+    "exp": lambda a: f"exp({a})",
+    "log": lambda a: f"log({a})",
+    "sqrt": lambda a: f"sqrt({a})",
+    "abs": lambda a: f"abs({a})",
+    "tanh": lambda a: f"tanh({a})",
+    "softplus": _softplus,
+    "sigmoid": lambda a: f"exp(-{_softplus('(-' + a + ')')})",
+    "relu": lambda a: f"({a} if {a} > 0 else 0.0)",
+}
+
+# VJP of one output element (gradient g, value o) for each input element.
+BACKWARD = {
+    "add": (lambda g, o, a, b: g, lambda g, o, a, b: g),
+    "sub": (lambda g, o, a, b: g, lambda g, o, a, b: f"-{g}"),
+    "mul": (lambda g, o, a, b: f"{g} * {b}", lambda g, o, a, b: f"{g} * {a}"),
+    "div": (lambda g, o, a, b: f"{g} / {b}", lambda g, o, a, b: f"-{g} * {o} / {b}"),
+    "pow": (lambda g, o, a, b: f"{g} * {b} * pow({a}, {b} - 1)",
+            lambda g, o, a, b: f"{g} * {o} * log({a} if {a} != 0 else 1.0)"),
+    "neg": (lambda g, o, a: f"-{g}",),
+    "exp": (lambda g, o, a: f"{g} * {o}",),
+    "log": (lambda g, o, a: f"{g} / {a}",),
+    "sqrt": (lambda g, o, a: f"{g} / (2 * {o})",),
+    "abs": (lambda g, o, a: f"{g} * (({a} > 0) - ({a} < 0))",),
+    "tanh": (lambda g, o, a: f"{g} * (1 - {o} * {o})",),
+    "softplus": (lambda g, o, a: f"{g} * exp({a} - {o})",),
+    "sigmoid": (lambda g, o, a: f"{g} * {o} * (1 - {o})",),
+    "relu": (lambda g, o, a: f"({g} if {a} > 0 else 0.0)",),
+}
+
+# Ops that only move elements: replayed on an array of indices, they say where each output element comes from.
+STRUCTURAL = {"reshape", "transpose"}
+MATRIX = {"linear", "matmul"}
+NAMESPACE = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "tanh": math.tanh,
+             "pow": math.pow, "inf": math.inf, "nan": math.nan}
+
+
+def _literal(v):
+    v = float(v)
+    return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+
+
+class _Writer:
+    """Lines of the step, each a new local name."""
+
+    def __init__(self):
+        self.lines, self.count = [], 0
+
+    def let(self, expr, prefix="t"):
+        self.count += 1
+        if len(self.lines) >= MAX_LINES:
+            raise Unsupported(f"the step is longer than {MAX_LINES} lines")
+        name = f"{prefix}{self.count}"
+        self.lines.append(f"{name} = {expr}")
+        return name
+
+
+class Step:
+    """Forward and backward of one recorded graph, as scalar source lines.
+
+    ``names[k]`` are the element names of parameter k (flat, C order); ``loss``
+    the loss's name; ``grads[k]`` the names (or "0.0") of parameter k's gradient.
+    """
+
+    def __init__(self, loss, params, x, y):
+        if loss.data.size != 1:
+            raise Unsupported("the loss is not a single number")
+        for a in [p.data for p in params] + [x, y]:
+            if a.dtype != np.float64:
+                raise Unsupported(f"float64 only (got {a.dtype})")
+            if a.size > MAX_ELEMENTS:
+                raise Unsupported(f"an array has {a.size} elements (at most {MAX_ELEMENTS} are written out)")
+        self.w = _Writer()
+        self.values = {}  # id(array) -> object array of element names
+        self.params = [self._inputs(p.data, f"p{k}_") for k, p in enumerate(params)]
+        self.x, self.y = self._inputs(x, "x_"), self._inputs(y, "y_")
+        nodes = sorted((t for t in _topo_order(loss) if t._op is not None), key=lambda t: t._seq)
+        for t in nodes:
+            self.values[id(t.data)] = self._forward(t)
+        self.loss = self.values[id(loss.data)].flat[0]
+        self.grads = self._backward(nodes, loss, params)
+        self.lines = self.w.lines
+
+    def _inputs(self, array, prefix):
+        names = np.array([f"{prefix}{i}" for i in range(array.size)], dtype=object).reshape(array.shape)
+        self.values[id(array)] = names
+        return names
+
+    def _names(self, a):
+        """Element names of an op's argument: a variable's, or literals of a constant."""
+        if id(a) in self.values:
+            return self.values[id(a)]
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiub" or a.size > MAX_ELEMENTS:
+            raise Unsupported(f"a constant of dtype {a.dtype} and shape {a.shape}")
+        names = np.array([_literal(v) for v in a.ravel()], dtype=object).reshape(a.shape)
+        self.values[id(a)] = names
+        return names
+
+    def _forward(self, t):
+        name, args = t._op.name, [self._names(a) for a in t._args]
+        if name in FORWARD:
+            rule = FORWARD[name]
+            out = np.empty(t.data.shape, dtype=object)
+            for j, operands in enumerate(zip(*(np.broadcast_to(a, out.shape).flat for a in args))):
+                out.flat[j] = self.w.let(rule(*operands))
+            return out
+        if name in STRUCTURAL:
+            return t._op.fwd(args[0], **t._kw)
+        if name == "sum":
+            return self._sum(t, args[0])
+        if name in MATRIX:
+            return self._matrix(t, args)
+        raise Unsupported(f"op '{name}' is not written out")
+
+    def _sum(self, t, a):
+        out = np.empty(t.data.shape, dtype=object)
+        for j, group in enumerate(self._groups(t, a.shape)):
+            terms = [a.flat[i] for i in group]
+            # NumPy adds the first element to the sum of the rest
+            out.flat[j] = self.w.let(_added(terms)) if terms else "0.0"
+        return out
+
+    @staticmethod
+    def _groups(t, shape):
+        """For each output element of a sum, the flat indices of the input elements it adds."""
+        index = np.arange(int(np.prod(shape))).reshape(shape)
+        axis, keepdims = t._kw.get("axis"), t._kw.get("keepdims", False)
+        axes = tuple(range(len(shape))) if axis is None else tuple(
+            a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis))
+        moved = np.moveaxis(index, axes, tuple(range(len(shape) - len(axes), len(shape))))
+        return moved.reshape(-1, int(np.prod([shape[a] for a in axes], dtype=int)))
+
+    def _matrix(self, t, args):
+        a, w = args[0], args[1]
+        if a.ndim != 2 or w.ndim != 2:
+            raise Unsupported(f"'{t._op.name}' of {a.ndim}-D by {w.ndim}-D arrays")
+        wt = w.T if t._op.name == "linear" else w  # linear: x @ w^T + b
+        bias = None
+        if t._op.name == "linear":
+            bias = np.broadcast_to(args[2], t.data.shape)
+        out = np.empty(t.data.shape, dtype=object)
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                terms = " + ".join(f"{a[i, k]} * {wt[k, j]}" for k in range(a.shape[1]))
+                out[i, j] = self.w.let(terms if bias is None else f"{terms} + {bias[i, j]}")
+        return out
+
+    # ---- backward: contributions per input element, added up once all are in -----------------
+
+    def _backward(self, nodes, loss, params):
+        wanted = {id(p.data) for p in params}
+        for t in nodes:  # which arrays lead to a parameter
+            if any(id(a) in wanted for a in t._args):
+                wanted.add(id(t.data))
+        parts = {id(loss.data): [["1.0"]]}  # id(array) -> per flat element, list of contributions
+        for t in reversed(nodes):
+            if id(t.data) not in parts:
+                continue
+            g = self._total(parts.pop(id(t.data)), t.data.shape)
+            for i, a in enumerate(t._args):
+                if id(a) in wanted:
+                    into = parts.setdefault(id(a), [[] for _ in range(np.size(a))])
+                    self._vjp(t, i, g, into)
+        out = []
+        for p in params:
+            total = parts.get(id(p.data))
+            out.append(self._total(total, p.shape).ravel().tolist() if total else ["0.0"] * p.size)
+        return out
+
+    def _total(self, contributions, shape):
+        names = np.empty(len(contributions), dtype=object)
+        for j, terms in enumerate(contributions):
+            names[j] = None if not terms else terms[0] if len(terms) == 1 and _atom(terms[0]) else \
+                self.w.let(_added(terms), "g")
+        return names.reshape(shape)
+
+    def _vjp(self, t, i, g, into):
+        name, args = t._op.name, [self._names(a) for a in t._args]
+        out = self.values[id(t.data)]
+        source = np.arange(np.size(t._args[i])).reshape(np.shape(t._args[i]))
+        if name in BACKWARD:
+            rule = BACKWARD[name][i]
+            spread = [np.broadcast_to(a, out.shape) for a in args]
+            where = np.broadcast_to(source, out.shape)
+            for j in range(out.size):
+                if g.flat[j] is not None:
+                    into[where.flat[j]].append(rule(g.flat[j], out.flat[j], *(a.flat[j] for a in spread)))
+        elif name in STRUCTURAL:
+            where = t._op.fwd(source, **t._kw)
+            for j in range(out.size):
+                if g.flat[j] is not None:
+                    into[where.flat[j]].append(g.flat[j])
+        elif name == "sum":
+            for j, group in enumerate(self._groups(t, source.shape)):
+                if g.flat[j] is not None:
+                    for k in group:
+                        into[k].append(g.flat[j])
+        else:  # linear, matmul
+            self._matrix_vjp(t, i, g, args, into)
+
+    @staticmethod
+    def _matrix_vjp(t, i, g, args, into):
+        a, w = args[0], args[1]
+        linear = t._op.name == "linear"
+        n, m = g.shape
+        for r in range(n):
+            for c in range(m):
+                gc = g[r, c]
+                if gc is None:
+                    continue
+                if i == 0:  # d/da[r, k] += g[r, c] w^T[k, c]
+                    for k in range(a.shape[1]):
+                        into[r * a.shape[1] + k].append(f"{gc} * {w[c, k] if linear else w[k, c]}")
+                elif i == 1:  # linear: d/dw[c, k] += g[r, c] a[r, k]; matmul: d/dw[k, c] += a[r, k] g[r, c]
+                    for k in range(a.shape[1]):
+                        into[(c * a.shape[1] + k) if linear else (k * m + c)].append(f"{gc} * {a[r, k]}")
+                else:  # the bias, broadcast over rows
+                    b = np.broadcast_to(np.arange(np.size(t._args[2])).reshape(np.shape(t._args[2])), g.shape)
+                    into[b[r, c]].append(gc)
+
+
+def _added(terms):
+    """A sum, left to right (NumPy's order for fewer than 8 terms; longer sums may differ by rounding)."""
+    return " + ".join(terms)
+
+
+def _atom(expr):
+    return expr.replace("_", "").replace(".", "").isalnum() or _is_number(expr)
+
+
+def _is_number(expr):
+    try:
+        float(expr)
+    except ValueError:
+        return False
+    return True
+
+
+# ---- the loop: step, optimizer update, History records -------------------------------------------
+
+def _update_rules(optimizer, P, G):
+    """(state names, lines computing the steps s{e} and new state, state assignments) per element."""
+    from .optim import Adam, GradientDescent, Momentum
+    kind, lr = type(optimizer), _literal(optimizer.lr)
+    steps = [f"s{e}" for e in range(len(P))]
+    if kind is GradientDescent:
+        return [], [f"{s} = {g} * {lr}" for s, g in zip(steps, G)], []
+    if kind is Momentum:
+        mom = _literal(optimizer.momentum)
+        v = [f"b{e}" for e in range(len(P))]
+        lines = [f"u{e} = ({mom} * {v[e]} + {g} if t else {g})" for e, g in enumerate(G)]
+        lines += [f"{s} = {lr} * ({g} + {mom} * u{e})" if optimizer.nesterov else f"{s} = {lr} * u{e}"
+                  for e, (s, g) in enumerate(zip(steps, G))]
+        return v, lines, [f"{v[e]} = u{e}" for e in range(len(P))]
+    if kind is Adam:
+        (b1, b2), eps = optimizer.betas, optimizer.eps
+        m, v = [f"m{e}" for e in range(len(P))], [f"v{e}" for e in range(len(P))]
+        lines = [f"root = sqrt(1 - {_literal(b2)} ** (t + 1))", f"scale = {lr} * root / (1 - {_literal(b1)} ** (t + 1))",
+                 f"shift = {_literal(eps)} * root"]
+        for e, g in enumerate(G):
+            lines += [f"m_{e} = {m[e]} * {_literal(b1)} + {g} * {_literal(1 - b1)}",
+                      f"v_{e} = {v[e]} * {_literal(b2)} + {g} * {g} * {_literal(1 - b2)}",
+                      f"s{e} = m_{e} / (sqrt(v_{e}) + shift) * scale"]
+        return m + v, lines, [f"{m[e]} = m_{e}; {v[e]} = v_{e}" for e in range(len(P))]
+    raise Unsupported(f"optimizer {kind.__name__} (GradientDescent, Momentum and Adam are written out)")
+
+
+def _tuple(names):
+    return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+
+class Program:
+    """``run(n, P, X, Y, S, t, L, V, D, Z)``: up to n iterations from parameter values P and optimizer
+    state S after t steps; appends each iteration's loss to L and its old values, gradients and steps
+    (tuples, parameters flat in order) to V, D, Z. Returns (iterations done, why it stopped,
+    values, state, t, extra): why is "ran", "converged", "diverged" (extra: that iteration's loss,
+    gradients and steps; nothing applied) or "error" (a math error; nothing of that iteration applied).
+    """
+
+    def __init__(self, step, optimizer, tol):
+        P = [n for names in step.params for n in names.ravel()]
+        G = [g for grads in step.grads for g in grads]
+        state, update, assign = _update_rules(optimizer, P, G)
+        steps = [f"s{e}" for e in range(len(P))]
+        given = ["x_" + str(i) for i in range(step.x.size)], ["y_" + str(i) for i in range(step.y.size)]
+        back = f"{_tuple(P)}, {_tuple(state)}, t"
+        body = [*step.lines, *update]
+        src = ["def run(n, P, X, Y, S, t, L, V, D, Z):", f"    {_tuple(P)} = P",
+               *(f"    {_tuple(g)} = {a}" for g, a in zip(given, "XY") if g),
+               *([f"    {_tuple(state)} = S"] if state else []),
+               "    for it in range(n):", "        try:", *("            " + line for line in body),
+               "        except (ArithmeticError, ValueError):", f"            return it, 'error', {back}, None",
+               f"        check = {step.loss} + {' + '.join(steps)}",
+               "        if check - check != 0.0:",
+               f"            return it, 'diverged', {back}, ({step.loss}, {_tuple(G)}, {_tuple(steps)})",
+               f"        L.append({step.loss}); V.append({_tuple(P)}); D.append({_tuple(G)}); Z.append({_tuple(steps)})",
+               *(f"        {p} = {p} - {s}" for p, s in zip(P, steps)), *("        " + a for a in assign),
+               "        t = t + 1"]
+        if tol > 0:
+            largest = f"max({', '.join(f'abs({s})' for s in steps)})" if len(steps) > 1 else f"abs({steps[0]})"
+            src += [f"        if {largest} < {_literal(tol)}:",
+                    f"            return it + 1, 'converged', {back}, None"]
+        src.append(f"    return n, 'ran', {back}, None")
+        self.source = "\n".join(src) + "\n"
+        namespace = dict(NAMESPACE)
+        exec(compile(self.source, "<chainrule scalar step>", "exec"), namespace)  # our own generated code
+        self.run = namespace["run"]
+        self.n_state = len(state) // max(len(P), 1)
+
+
+def program_source(model, x, y, loss="ssr", optimizer=None, tol=0.001):
+    """The Python source ``fit(model, x, y, compile=True)`` runs for a tiny float64 model (for reading)."""
+    from .losses import get_loss
+    from .optim import GradientDescent
+    from .tensor import tensor_from
+    from .train import _data
+    params = list(model.parameters())
+    x, y = _data(x, y, params[0].dtype, False)
+    out = get_loss(loss)(model(tensor_from(x)), y)
+    optimizer = optimizer or GradientDescent(lr=0.1)
+    return Program(Step(out, params, x, y), optimizer, tol).source
+
+
+# ---- fit's iterations through a Program ------------------------------------------------------------
+
+# Iterations per call of the program when no callback asks to see each one (the gradient monitor
+# looks at a block's iterations when it ends), and how often a replayed step is checked against an
+# eager one (in iterations; every block that starts after RECHECK more iterations is).
+BLOCK = 100
+RECHECK = 100
+
+
+def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monitor, callback, eager):
+    """Run fit's full-batch iterations as a Program: (iterations done, whether training ended here).
+
+    (0, False) when the model, data or optimizer cannot be written out: nothing was done. Stops early,
+    with ``done`` < max_iter and False, when the check against the eager step fails (a CompileWarning)
+    or a math error needs the NumPy path; raises DivergenceError as fit does.
+    """
+    from .tensor import is_anomaly_enabled, is_grad_enabled, tensor_from
+    params = [p for _, p in named]
+    if is_anomaly_enabled() or not is_grad_enabled():
+        return 0, False
+    xt = tensor_from(x)
+    try:
+        program = Program(Step(loss_fn(model(xt), y), params, x, y), optimizer, tol)
+    except Unsupported:
+        return 0, False
+    ends = np.cumsum([p.size for p in params])
+    spans = list(zip(ends - [p.size for p in params], ends))
+    P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
+    X, Y, S, t = x.ravel().tolist(), y.ravel().tolist(), (0.0,) * (program.n_state * len(P)), optimizer.t
+    done, since_check = 0, RECHECK
+    while done < max_iter:
+        checking = since_check >= RECHECK
+        if checking:
+            expected = eager(model, xt, y, loss_fn, params)
+            expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
+        L, V, D, Z = [], [], [], []
+        n, why, P, S, t, extra = program.run(1 if callback else min(BLOCK, max_iter - done), P, X, Y, S, t,
+                                             L, V, D, Z)
+        if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
+                                   and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
+            import warnings
+            from .trace import CompileWarning
+            from .train import outside_stacklevel
+            warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager "
+                          "one (the model does different work per step); training goes on replaying NumPy "
+                          "calls", CompileWarning, stacklevel=outside_stacklevel())
+            return done, False
+        since_check = 0 if checking else since_check
+        since_check += n
+        if n:
+            _extend(history, done + 1, (L, V, D, Z), params, spans)
+            _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program.n_state)
+            for k in range(n):
+                stop = _after(history, done + 1 + k, D[k], spans, monitor, callback)
+            done += n
+            if callback and stop:
+                history.stop_reason = f"stopped by the callback at iteration {done}"
+                return done, True
+        if why == "converged":
+            history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
+            history.converged = True
+            return done, True
+        if why == "diverged":
+            from .train import _diverged
+            _load(optimizer, params, spans, P, S, t, extra[2], extra[1], program.n_state)
+            loss, grads, steps = extra[0], *(_split(np.array(a), params, spans) for a in extra[1:])
+            _diverged(done + 1, loss, grads, steps, named, history,
+                      history._best or _split(np.array(P), params, spans))
+        if why == "error":  # an overflow or a log of 0 in pure Python: the NumPy path takes over here
+            return done, False
+    return done, False
+
+
+def _split(flat, params, spans):
+    return [flat[a:b].reshape(p.shape) for p, (a, b) in zip(params, spans)]
+
+
+def _extend(history, first, records, params, spans):
+    """A block of iterations into the History, as fit's ``_record`` puts one."""
+    L = records[0]
+    k = len(L)
+    old, grad, step = (np.array(r, dtype=float).reshape(k, -1) for r in records[1:])
+    best = int(np.argmin(L))
+    if L[best] < history.best_loss:
+        history.best_loss, history.best_iter = L[best], first + best
+        history._best = [a.copy() for a in _split(old[best], params, spans)]
+    history.loss.extend(L)
+    for trace, p, (a, b) in zip(history.params.values(), params, spans):
+        shape = (k,) + p.shape
+        trace.extend(old[:, a:b].reshape(shape), grad[:, a:b].reshape(shape), step[:, a:b].reshape(shape))
+    history.n_iter = first + k - 1
+    history.largest_step = float(np.max(np.abs(step[-1]))) if step.size else 0.0
+
+
+def _load(optimizer, params, spans, P, S, t, steps, grads, n_state):
+    """Parameters, gradients and optimizer state as the program left them."""
+    values, steps, grads = np.array(P), np.array(steps, dtype=float), np.array(grads, dtype=float)
+    for p, v, g in zip(params, _split(values, params, spans), _split(grads, params, spans)):
+        p.data[...] = v
+        p.grad = g
+    e = len(values)
+    state = {}
+    if n_state == 2:  # Adam
+        state = {"m": np.array(S[:e]), "v": np.array(S[e:]), "scratch": np.zeros(e)}
+    elif n_state == 1 and t:  # Momentum (its velocity exists after the first step)
+        state = {"v": np.array(S)}
+    optimizer._load(t, steps, state)
+
+
+def _after(history, iteration, grads, spans, monitor, callback):
+    """The gradient monitor and the callback for one iteration of a block."""
+    if monitor:
+        norms = {}
+        for name, (a, b) in zip(history.params, spans):
+            g = grads[a:b]
+            norms[name] = abs(g[0]) if b - a == 1 else math.sqrt(sum(v * v for v in g))
+        monitor.observe(history, norms, iteration)
+    return callback(history) if callback else False
