@@ -7,8 +7,9 @@ float operations, so ``fit(..., compile=True)`` writes it out element by element
 as Python source: forward, backward and the optimizer's update, inside the loop
 over iterations, recording the History as it goes.
 
-It applies to full-batch float64 training of graphs whose arrays have at most
-``MAX_ELEMENTS`` elements, built from the ops in ``FORWARD`` (elementwise
+It applies to full-batch float64 training of graphs of at most ``MAX_OPERATIONS``
+float operations a step (beyond that, NumPy's calls on whole arrays are the
+faster), built from the ops in ``FORWARD`` (elementwise
 arithmetic and functions, sums, linear layers, reshapes and transposes), with
 :class:`~chainrule.optim.GradientDescent`, :class:`~chainrule.optim.Momentum`
 or :class:`~chainrule.optim.Adam`. Anything else trains through the NumPy
@@ -33,14 +34,17 @@ Example: the lessons' network, every parameter, compiled::
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
 from .tensor import _topo_order
 
-# The largest array (in elements) and the longest step (in lines) that are written out.
-MAX_ELEMENTS = 64
-MAX_LINES = 5000
+# The largest array (in elements) and the longest step (in float operations) that are written out.
+# NOTE: about 2000 operations (40-100 us a step) is where replaying NumPy calls starts to win.
+MAX_ELEMENTS = 1024
+MAX_OPERATIONS = 2000
+_OPERATION = re.compile(r" [-+*/] |\(")
 
 
 class Unsupported(Exception):
@@ -108,12 +112,13 @@ class _Writer:
     """Lines of the step, each a new local name."""
 
     def __init__(self):
-        self.lines, self.count = [], 0
+        self.lines, self.count, self.operations = [], 0, 0
 
     def let(self, expr, prefix="t"):
         self.count += 1
-        if len(self.lines) >= MAX_LINES:
-            raise Unsupported(f"the step is longer than {MAX_LINES} lines")
+        self.operations += len(_OPERATION.findall(expr)) + 1
+        if self.operations > MAX_OPERATIONS:
+            raise Unsupported(f"the step takes more than {MAX_OPERATIONS} float operations")
         name = f"{prefix}{self.count}"
         self.lines.append(f"{name} = {expr}")
         return name
@@ -438,10 +443,10 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
         if n:
             _extend(history, done + 1, (L, V, D, Z), params, spans)
             _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program.n_state)
-            for k in range(n):
-                stop = _after(history, done + 1 + k, D[k], spans, monitor, callback)
+            if monitor:
+                monitor.observe_block(history, _norms(D, spans), done + 1)
             done += n
-            if callback and stop:
+            if callback and callback(history):
                 history.stop_reason = f"stopped by the callback at iteration {done}"
                 return done, True
         if why == "converged":
@@ -495,12 +500,8 @@ def _load(optimizer, params, spans, P, S, t, steps, grads, n_state):
     optimizer._load(t, steps, state)
 
 
-def _after(history, iteration, grads, spans, monitor, callback):
-    """The gradient monitor and the callback for one iteration of a block."""
-    if monitor:
-        norms = {}
-        for name, (a, b) in zip(history.params, spans):
-            g = grads[a:b]
-            norms[name] = abs(g[0]) if b - a == 1 else math.sqrt(sum(v * v for v in g))
-        monitor.observe(history, norms, iteration)
-    return callback(history) if callback else False
+def _norms(grads, spans):
+    """Each parameter's derivative norm per iteration: (iterations, parameters)."""
+    g = np.array(grads, dtype=float)
+    return np.stack([np.abs(g[:, a]) if b - a == 1 else np.sqrt(np.sum(g[:, a:b] ** 2, axis=1))
+                     for a, b in spans], axis=1)
