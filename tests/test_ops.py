@@ -228,6 +228,14 @@ def test_unbroadcast_matches_reference(shapes, data):
     np.testing.assert_allclose(out, _unbroadcast_ref(g, small), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("big, small", [((1000, 3, 1), (1000, 1, 1)), ((200, 5, 4), (200, 1, 4)),
+                                        ((7, 100, 3, 2), (100, 1, 1)), ((600, 9), (600, 1)), ((2, 600, 3), ())])
+def test_unbroadcast_of_a_population_matches_reference(big, small):
+    # sizes of 512 and more with a short stretched axis take the slice-by-slice plan (or, over 8, the reduce)
+    g = np.random.default_rng(0).normal(size=big)
+    np.testing.assert_allclose(unbroadcast(g, small), _unbroadcast_ref(g, small), rtol=1e-12, atol=1e-12)
+
+
 # ---- properties on random shapes: binary ops ------------------------------------------------
 
 # op -> (forward, d/da, d/db), written independently of chainrule.ops

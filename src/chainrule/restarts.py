@@ -123,23 +123,32 @@ def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, t
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
     iterations = np.full(n, max_iter)
+    # NOTE: with tol = 0 no start converges, so the steps are not measured and the values before an
+    # iteration are not kept: a start that blows up is found by its loss (one iteration later for a NaN
+    # step), set back to its values before the step (new value + step, to rounding) and scores inf.
+    watch = tol > 0
+    spread_y = spread(y, n)
     for it in range(1, max_iter + 1):
-        olds = [p.data.copy() for p in params]
+        olds = [p.data.copy() for p in params] if watch else None
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
         for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
-            total, _ = step(model, xb, spread(yb, n), loss_fn, params)
+            total, _ = step(model, xb, spread_y if full_batch else spread(yb, n), loss_fn, params)
             optimizer.step()
-            largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
+            if watch:
+                largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
             if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
                 finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
             finite &= np.isfinite(largest)
+        if not watch and finite.all():  # nothing stops this iteration
+            continue
         stop = ~done & (~finite | (largest < tol))
         converged |= stop & finite
         iterations[stop] = it
         frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
         if frozen.any():
-            for p, old in zip(params, olds):
+            befores = olds or [p.data + s for p, s in zip(params, optimizer.step_sizes)]
+            for p, old in zip(params, befores):
                 np.copyto(p.data, old, where=frozen.reshape((n,) + (1,) * (p.data.ndim - 1)))
         done |= stop
         if done.all():

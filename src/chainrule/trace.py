@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from .ops import unbroadcast
+from .ops import UNBROADCAST_NAMES, unbroadcast_lines
 from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
 from .train import outside_stacklevel
 
@@ -54,8 +54,7 @@ class Tape:
 
     def __init__(self, loss, params, x, y):
         nodes = sorted((t for t in _topo_order(loss) if t._op is not None), key=lambda t: t._seq)
-        self.names = {"ones_like": np.ones_like, "zeros_like": np.zeros_like, "asarray": np.asarray,
-                      "unbroadcast": unbroadcast}
+        self.names = {"ones_like": np.ones_like, "zeros_like": np.zeros_like, **UNBROADCAST_NAMES}
         self.slot, self.shapes, self.variables = {}, [], set()
         for a in [p.data for p in params] + [x, y]:
             self._variable(a)
@@ -108,7 +107,9 @@ class Tape:
                 value = f"V{j}_{i}(g{out}, v{out}, {args})"
                 probe = t._op.vjps[i](np.ones_like(t.data), t.data, *t._args, **t._kw)
                 if np.shape(probe) != self.shapes[src]:  # broadcasting stretched this input: sum it back
-                    value = f"unbroadcast({value}, {self.shapes[src]!r})"
+                    lines.append(f"    r = {value}")
+                    lines += ["    " + line for line in unbroadcast_lines("r", np.shape(probe), self.shapes[src])]
+                    value = "r"
                 lines.append(f"    g{src} = g{src} + {value}" if src in has else f"    g{src} = {value}")
                 has.add(src)
         grads = ", ".join(f"g{k}" if k in has else f"zeros_like(v{k})" for k in range(n))
