@@ -92,7 +92,10 @@ def unbroadcast_lines(var, src, dst):
         return [f"{var} = add_reduce({var}, axis=None)"]
     lines, shape = [], tuple(src)
     extra = len(src) - len(dst)
-    if extra:
+    if extra == 1 and len(src) == 2 and src[0] >= 16:  # a bias under a batch of rows: ones @ g, one BLAS call
+        lines.append(f"{var} = ones({src[0]}, {var}.dtype) @ {var}")
+        shape = shape[1:]
+    elif extra:
         lines.append(f"{var} = {var}.sum(axis={tuple(range(extra))!r})")
         shape = shape[extra:]
     for axis in [i for i, n in enumerate(dst) if n == 1 and shape[i] != 1]:
@@ -108,7 +111,7 @@ def unbroadcast_lines(var, src, dst):
     return lines
 
 
-UNBROADCAST_NAMES = {"add": np.add, "add_reduce": np.add.reduce, "asarray": np.asarray}
+UNBROADCAST_NAMES = {"add": np.add, "add_reduce": np.add.reduce, "asarray": np.asarray, "ones": np.ones}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -206,7 +209,7 @@ defop("sigmoid", lambda x: np.exp(-np.logaddexp(0.0, -x)), "sigmoid(x) = 1 / (1 
       ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
 # NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
 defop("relu", lambda x: np.maximum(x, 0), "relu(x) = max(x, 0)",
-      ("d/dx = 1 where x > 0, else 0", lambda g, out, x: g * (x > 0)))
+      ("d/dx = 1 where x > 0, else 0", lambda g, out, x: g * np.sign(out)))  # sign(relu(x)): 1 or 0, in g's type
 defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
       ("d/dx = 1 where lo <= x <= hi, else 0", _clip_vjp))
 

@@ -122,7 +122,8 @@ class Tape:
         adds into these in place, and gives every ``.grad`` its own copy when it ends.
         """
         loss, grads = self.run_step(params, x, y)
-        return loss.item(), [np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
+        return loss.item(), [g if type(g) is np.ndarray and g.dtype == p.data.dtype else
+                             np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
 
 
 class CompiledStep:
