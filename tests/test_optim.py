@@ -214,3 +214,51 @@ def test_a_parameter_given_a_new_array_is_still_optimized():
     a.grad, b.grad = np.array(2.0), np.array(2.0)
     opt.step()
     assert (a.item(), b.item()) == (9.0, 1.0)   # 10 - 0.5 x 2 and 2 - 0.5 x 2
+
+
+# ---- large parameters: not packed, steps applied and let go -----------------------------------
+
+@pytest.mark.parametrize("make", [lambda ps: GradientDescent(0.5, params=ps), lambda ps: Momentum(0.5, params=ps),
+                                  lambda ps: Adam(0.5, params=ps)])
+def test_a_large_parameter_keeps_no_step_but_moves_as_a_small_one_does(make):
+    from chainrule import optim
+    rng = np.random.default_rng(0)
+    n = optim.KEEP_LIMIT + 5  # more than one piece of the in-place update
+    big, twin = Parameter(rng.normal(size=(n,))), Parameter(np.zeros(n))
+    twin.data[...] = big.data
+    g = rng.normal(size=(n,))
+    kept = make([twin])
+    kept.keep_limit = math.inf  # the reference: the same rule with its step kept
+    opt = make([big])
+    for _ in range(2):
+        big.grad, twin.grad = g.copy(), g.copy()
+        opt.step()
+        kept.step()
+    assert opt.step_sizes == [None] and kept.step_sizes[0].shape == (n,)
+    np.testing.assert_array_equal(big.data, twin.data)
+    assert opt.largest_step() == kept.largest_step() == np.max(np.abs(kept.step_sizes[0]))
+
+
+def test_gradient_descent_on_a_large_parameter_by_hand():
+    from chainrule import optim
+    n = optim.KEEP_LIMIT + 3
+    p = Parameter(np.full((n,), 1.0))
+    p.grad = np.arange(n, dtype=float)
+    opt = GradientDescent(0.5, params=[p])
+    opt.step()
+    # new = 1 - 0.5 k for element k; the largest step is 0.5 (n - 1)
+    np.testing.assert_array_equal(p.data, 1.0 - 0.5 * np.arange(n))
+    assert opt.largest_step() == 0.5 * (n - 1)
+    p.grad[7] = np.nan
+    opt.step()
+    assert math.isnan(opt.largest_step())
+
+
+def test_parameters_beyond_the_pack_limit_are_not_packed():
+    from chainrule import optim
+    small = [Parameter(np.zeros(3)), Parameter(np.zeros(4))]
+    large = [Parameter(np.zeros(optim.PACK_LIMIT)), Parameter(np.zeros(2))]
+    GradientDescent(0.1, params=small)
+    GradientDescent(0.1, params=large)
+    assert small[0].data.base is small[1].data.base is not None
+    assert large[0].data.base is None and large[1].data.base is None

@@ -490,3 +490,28 @@ def test_concatenate_wants_a_sequence():
         cr.concatenate(cr.tensor([1.0]))
     with pytest.raises(ValueError, match="at least one"):
         cr.stack([])
+
+
+def test_backward_lets_go_of_each_node_once_past_it():
+    # While exp's derivative is computed, the product node after it (already done) must be freed.
+    import weakref
+    from chainrule.ops import REGISTRY
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    a = cr.exp(x)
+    b = a * 3.0
+    c = b.sum()
+    gone = weakref.ref(b.data)
+    del a, b
+    seen, op = [], REGISTRY["exp"]
+    original = op.vjps
+
+    def watching(g, out, x):
+        seen.append(gone() is None)
+        return original[0](g, out, x)
+    op.vjps = (watching,)
+    try:
+        c.backward()
+    finally:
+        op.vjps = original
+    assert seen == [True]
+    np.testing.assert_allclose(x.grad, 3.0 * np.exp([1.0, 2.0]))  # d(3 e^x)/dx = 3 e^x

@@ -142,6 +142,15 @@ def _share(g, wins, ties):
     return g * np.where(ties, 0.5, wins).astype(g.dtype, copy=False)
 
 
+def _relu_vjp(g, out):
+    """g where relu(x) > 0, else 0: g times sign(relu(x)), made in the sign's array (one array, not two)."""
+    mask = np.sign(out)
+    if mask.shape != np.shape(g) or mask.dtype != np.result_type(g, mask):
+        return g * mask
+    mask *= g
+    return mask
+
+
 def _clip(x, lo=None, hi=None):
     return np.clip(x, lo, hi)
 
@@ -209,7 +218,7 @@ defop("sigmoid", lambda x: np.exp(-np.logaddexp(0.0, -x)), "sigmoid(x) = 1 / (1 
       ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
 # NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
 defop("relu", lambda x: np.maximum(x, 0), "relu(x) = max(x, 0)",
-      ("d/dx = 1 where x > 0, else 0", lambda g, out, x: g * np.sign(out)))  # sign(relu(x)): 1 or 0, in g's type
+      ("d/dx = 1 where x > 0, else 0", lambda g, out, x: _relu_vjp(g, out)))
 defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
       ("d/dx = 1 where lo <= x <= hi, else 0", _clip_vjp))
 

@@ -35,8 +35,24 @@ def _check(owner, name, value, low, high, low_open=False, high_open=True):
     return float(value)
 
 
+# Parameters are packed into one buffer (one update call for all) only up to this many elements in all:
+# beyond it the per-call overhead packing saves is small, and a packed gradient is one more copy of them.
+PACK_LIMIT = 1 << 16
+# A parameter with more elements than this keeps no step sizes after a step (``step_sizes[i]`` is None;
+# ``largest_step()`` still knows its largest): its memory stays at PyTorch's, no extra copy of the weights.
+KEEP_LIMIT = 1 << 16
+_CHUNK = 1 << 15  # elements per piece of an in-place update of a large parameter
+
+
 class Optimizer:
-    """Base: holds ``params`` and ``state``; subclasses write only ``update``."""
+    """Base: holds ``params`` and ``state``; subclasses write only ``update``.
+
+    ``step_sizes[i]`` is parameter i's step of the last step, except for a parameter
+    of more than ``keep_limit`` elements (default ``KEEP_LIMIT``), whose step is
+    applied and let go (None there): set ``keep_limit = math.inf`` to keep them all.
+    """
+
+    keep_limit = KEEP_LIMIT
 
     def __init__(self, lr, params=None):
         self.lr = _check(type(self).__name__, "lr", lr, 0, math.inf, low_open=True)
@@ -51,6 +67,7 @@ class Optimizer:
         """
         self.params = list(params)
         self.step_sizes = [None] * len(self.params)
+        self._largest = [0.0] * len(self.params)
         self.t = 0
         self._pack()
         self.state = [{} for _ in (range(1) if self._flat is not None else self.params)]
@@ -65,7 +82,8 @@ class Optimizer:
         no gradient keeps its values and its state, as when unpacked.
         """
         self._flat = None
-        if len(self.params) < 2 or len({p.dtype for p in self.params}) != 1:
+        if len(self.params) < 2 or len({p.dtype for p in self.params}) != 1 or \
+                sum(p.size for p in self.params) > PACK_LIMIT:
             return
         ends = np.cumsum([p.size for p in self.params])
         self._spans = list(zip(ends - [p.size for p in self.params], ends))
@@ -83,12 +101,21 @@ class Optimizer:
         if self._flat is not None:
             return self._step_packed()
         for i, p in enumerate(self.params):
+            large = p.size > self.keep_limit
             if p.grad is None:
-                self.step_sizes[i] = np.zeros_like(p.data)
-                continue
-            step = np.asarray(self.update(p.grad, self.state[i]))  # 0-d grads give numpy scalars
-            p.data -= step
-            self.step_sizes[i] = step
+                self.step_sizes[i], self._largest[i] = (None, 0.0) if large else (np.zeros_like(p.data), 0.0)
+            elif large:
+                self.step_sizes[i], self._largest[i] = None, self._apply_let_go(p, p.grad, self.state[i])
+            else:
+                step = np.asarray(self.update(p.grad, self.state[i]))  # 0-d grads give numpy scalars
+                p.data -= step
+                self.step_sizes[i] = step
+
+    def _apply_let_go(self, p, g, state):
+        """Apply the step of a large parameter without keeping it; return its largest |step|."""
+        step = self.update(g, state)
+        p.data -= step
+        return float(np.max(np.abs(step, out=step))) if step.size else 0.0  # NaN stays NaN
 
     def _step_packed(self):
         flat, grads = self._flat, [p.grad for p in self.params]
@@ -148,7 +175,8 @@ class Optimizer:
         """max |step size| over every parameter in the last step (NaN if any step is NaN)."""
         if self._flat is not None:
             return float(np.maximum(self._last.max(), -self._last.min())) if self._last.size else 0.0
-        sizes = [float(np.max(np.abs(s))) if s.size else 0.0 for s in self.step_sizes]
+        sizes = [top if s is None else float(np.max(np.abs(s))) if s.size else 0.0
+                 for s, top in zip(self.step_sizes, self._largest)]
         return float(np.max(sizes)) if sizes else 0.0
 
     def update(self, g, state):
@@ -177,6 +205,20 @@ class GradientDescent(Optimizer):
 
     def _update_owned(self, g, state):
         return np.multiply(g, self.lr, out=g)  # the packed gradient is the optimizer's own: no new array
+
+    def _apply_let_go(self, p, g, state):
+        """p -= lr g in pieces through one small buffer: no array the size of the parameter is made."""
+        if not p.data.flags.c_contiguous:
+            return super()._apply_let_go(p, g, state)
+        values, grads = p.data.reshape(-1), g.reshape(-1)  # a view of the parameter (it is contiguous)
+        buffer = np.empty(min(_CHUNK, values.size), dtype=np.result_type(grads, self.lr))
+        tops = []
+        for a in range(0, values.size, _CHUNK):
+            piece = buffer[:min(values.size - a, _CHUNK)]
+            np.multiply(grads[a:a + _CHUNK], self.lr, out=piece)
+            values[a:a + _CHUNK] -= piece
+            tops.append(np.abs(piece, out=piece).max())
+        return float(np.max(tops)) if tops else 0.0
 
 
 class Momentum(Optimizer):

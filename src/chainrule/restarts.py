@@ -107,11 +107,13 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
     try:
         for p, start in zip(params, starts):
             p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
+        optimizer.keep_limit = math.inf  # each start's largest step is read from the step arrays
         optimizer.attach(params)
         step = CompiledStep(model, loss, params, _forward_backward) if compile else _forward_backward
         return _loop(model, x, y, step, loss, lambda pred, yb: per_start(pred, spread(yb, n)), spread,
                      optimizer, params, n, tol, max_iter, batch_size, seed)
     finally:
+        vars(optimizer).pop("keep_limit", None)
         for p, single in zip(params, singles):
             p.data = single
 

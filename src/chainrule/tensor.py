@@ -127,7 +127,10 @@ class Tensor:
         """
         grads = {self: self._seed(grad)}
         borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
-        for t in _topo_order(self):
+        order = _topo_order(self)
+        for i, t in enumerate(order):
+            if not retain_graph:
+                order[i] = None  # a node (and its values) is freed as soon as backward is past it
             g = grads.pop(t, None)
             if g is None:
                 continue

@@ -442,7 +442,8 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             largest = optimizer.largest_step()
             if not math.isfinite(largest):
                 _diverged(it, loss, grads, optimizer.step_sizes, named, history, history._best or olds)
-        steps = optimizer.step_sizes if batches.whole else [old - p.data for old, p in zip(olds, params)]
+        steps = [old - p.data if s is None or not batches.whole else s  # a let-go step: new - old
+                 for old, p, s in zip(olds, params, optimizer.step_sizes)]
         _record(history, it, value, largest, olds, grads, steps)
         stop = callback is not None and callback(history)
         if largest < tol:
@@ -516,7 +517,7 @@ def _diverged(it, loss, grads, steps, named, history, restore):
         p.data[...] = b
     names = [name for name, _ in named]
     bad_grad = next((n for n, g in zip(names, grads) if not np.all(np.isfinite(g))), None)
-    bad_step = next((n for n, s in zip(names, steps) if not np.all(np.isfinite(s))), None)
+    bad_step = next((n for n, s in zip(names, steps) if s is not None and not np.all(np.isfinite(s))), None)
     if bad_grad:
         kind = "nan" if any(np.isnan(g).any() for g in grads) else "inf"
         bad, who = bad_grad, f"the derivative of '{bad_grad}' became {kind}"
