@@ -309,30 +309,41 @@ def _is_number(expr):
 # ---- the loop: step, optimizer update, History records -------------------------------------------
 
 def _update_rules(optimizer, P, G):
-    """(state names, lines computing the steps s{e} and new state, state assignments) per element."""
+    """(state names, lines computing the steps s{e} and new state, state assignments) per element.
+
+    The hyperparameters are the program's arguments (``hyperparameters``), read again on every call:
+    a callback may change them between iterations.
+    """
     from .optim import Adam, GradientDescent, Momentum
-    kind, lr = type(optimizer), _literal(optimizer.lr)
+    kind = type(optimizer)
     steps = [f"s{e}" for e in range(len(P))]
     if kind is GradientDescent:
-        return [], [f"{s} = {g} * {lr}" for s, g in zip(steps, G)], []
+        return [], [f"{s} = {g} * lr" for s, g in zip(steps, G)], []
     if kind is Momentum:
-        mom = _literal(optimizer.momentum)
         v = [f"b{e}" for e in range(len(P))]
-        lines = [f"u{e} = ({mom} * {v[e]} + {g} if t else {g})" for e, g in enumerate(G)]
-        lines += [f"{s} = {lr} * ({g} + {mom} * u{e})" if optimizer.nesterov else f"{s} = {lr} * u{e}"
+        lines = [f"u{e} = (mom * {v[e]} + {g} if t else {g})" for e, g in enumerate(G)]
+        lines += [f"{s} = lr * ({g} + mom * u{e})" if optimizer.nesterov else f"{s} = lr * u{e}"
                   for e, (s, g) in enumerate(zip(steps, G))]
         return v, lines, [f"{v[e]} = u{e}" for e in range(len(P))]
     if kind is Adam:
-        (b1, b2), eps = optimizer.betas, optimizer.eps
         m, v = [f"m{e}" for e in range(len(P))], [f"v{e}" for e in range(len(P))]
-        lines = [f"root = sqrt(1 - {_literal(b2)} ** (t + 1))", f"scale = {lr} * root / (1 - {_literal(b1)} ** (t + 1))",
-                 f"shift = {_literal(eps)} * root"]
+        lines = ["root = sqrt(1 - b2 ** (t + 1))", "scale = lr * root / (1 - b1 ** (t + 1))", "shift = eps * root"]
         for e, g in enumerate(G):
-            lines += [f"m_{e} = {m[e]} * {_literal(b1)} + {g} * {_literal(1 - b1)}",
-                      f"v_{e} = {v[e]} * {_literal(b2)} + {g} * {g} * {_literal(1 - b2)}",
+            lines += [f"m_{e} = {m[e]} * b1 + {g} * c1",
+                      f"v_{e} = {v[e]} * b2 + {g} * {g} * c2",
                       f"s{e} = m_{e} / (sqrt(v_{e}) + shift) * scale"]
         return m + v, lines, [f"{m[e]} = m_{e}; {v[e]} = v_{e}" for e in range(len(P))]
     raise Unsupported(f"optimizer {kind.__name__} (GradientDescent, Momentum and Adam are written out)")
+
+
+HYPERPARAMETERS = "lr, mom, b1, b2, c1, c2, eps"
+
+
+def hyperparameters(optimizer):
+    """The optimizer's numbers as the program reads them (unused ones are 0)."""
+    b1, b2 = getattr(optimizer, "betas", (0.0, 0.0))
+    return (optimizer.lr, getattr(optimizer, "momentum", 0.0), b1, b2, 1 - b1, 1 - b2,
+            getattr(optimizer, "eps", 0.0))
 
 
 def _tuple(names):
@@ -340,8 +351,8 @@ def _tuple(names):
 
 
 class Program:
-    """``run(n, P, X, Y, S, t, L, V, D, Z)``: up to n iterations from parameter values P and optimizer
-    state S after t steps; appends each iteration's loss to L and its old values, gradients and steps
+    """``run(n, P, X, Y, S, t, H, L, V, D, Z)``: up to n iterations from parameter values P and optimizer
+    state S after t steps, with hyperparameters H (see :func:`hyperparameters`); appends each iteration's loss to L and its old values, gradients and steps
     (tuples, parameters flat in order) to V, D, Z. Returns (iterations done, why it stopped,
     values, state, t, extra): why is "ran", "converged", "diverged" (extra: that iteration's loss,
     gradients and steps; nothing applied) or "error" (a math error; nothing of that iteration applied).
@@ -355,13 +366,14 @@ class Program:
         given = ["x_" + str(i) for i in range(step.x.size)], ["y_" + str(i) for i in range(step.y.size)]
         back = f"{_tuple(P)}, {_tuple(state)}, t"
         body = [*step.lines, *update]
-        src = ["def run(n, P, X, Y, S, t, L, V, D, Z):", f"    {_tuple(P)} = P",
+        src = ["def run(n, P, X, Y, S, t, H, L, V, D, Z):", f"    {_tuple(P)} = P", f"    {HYPERPARAMETERS} = H",
                *(f"    {_tuple(g)} = {a}" for g, a in zip(given, "XY") if g),
                *([f"    {_tuple(state)} = S"] if state else []),
                "    for it in range(n):", "        try:", *("            " + line for line in body),
                "        except (ArithmeticError, ValueError):", f"            return it, 'error', {back}, None",
-               f"        check = {step.loss} + {' + '.join(steps)}",
-               "        if check - check != 0.0:",
+               # x - x is 0 for a finite x and NaN for NaN or inf: no sum of large finite steps overflows
+               f"        check = {' + '.join(f'({v} - {v})' for v in [step.loss, *steps])}",
+               "        if check != 0.0:",
                f"            return it, 'diverged', {back}, ({step.loss}, {_tuple(G)}, {_tuple(steps)})",
                f"        L.append({step.loss}); V.append({_tuple(P)}); D.append({_tuple(G)}); Z.append({_tuple(steps)})",
                *(f"        {p} = {p} - {s}" for p, s in zip(P, steps)), *("        " + a for a in assign),
@@ -421,14 +433,17 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
     P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
     X, Y, S, t = x.ravel().tolist(), y.ravel().tolist(), (0.0,) * (program.n_state * len(P)), optimizer.t
     done, since_check = 0, RECHECK
+    history.engine = "python"
     while done < max_iter:
+        if callback and done:  # the callback may have set parameters: take their values again
+            P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
         checking = since_check >= RECHECK
         if checking:
             expected = eager(model, xt, y, loss_fn, params)
             expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
         L, V, D, Z = [], [], [], []
         n, why, P, S, t, extra = program.run(1 if callback else min(BLOCK, max_iter - done), P, X, Y, S, t,
-                                             L, V, D, Z)
+                                             hyperparameters(optimizer), L, V, D, Z)
         if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
                                    and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
             import warnings
@@ -446,12 +461,13 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
             if monitor:
                 monitor.observe_block(history, _norms(D, spans), done + 1)
             done += n
-            if callback and callback(history):
-                history.stop_reason = f"stopped by the callback at iteration {done}"
-                return done, True
-        if why == "converged":
+        stop = bool(n and callback and callback(history))
+        if why == "converged":  # as in fit's loop: convergence is said before the callback's stop
             history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
             history.converged = True
+            return done, True
+        if stop:
+            history.stop_reason = f"stopped by the callback at iteration {done}"
             return done, True
         if why == "diverged":
             from .train import _diverged

@@ -19,7 +19,7 @@ import numpy as np
 from .losses import _targets, cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
-from .tensor import no_grad, tensor_from
+from .tensor import is_anomaly_enabled, no_grad, tensor_from
 
 # Parameters with at most this many elements get their full value/derivative/step
 # recorded per iteration; larger ones only their norms (memory stays small).
@@ -316,7 +316,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     - ``compile=True``: record one step's graph and replay it as a flat list of
       NumPy calls (see :mod:`chainrule.trace`): the same numbers, less Python
       overhead. A tiny float64 model trained on the full batch (the lessons'
-      size: arrays of at most 64 elements) is written out as plain Python
+      size: at most about 2000 float operations a step) is written out as plain Python
       arithmetic instead, loop and update included (see :mod:`chainrule.scalar`):
       the same numbers to rounding, ten times faster than PyTorch. Falls back
       to eager with a ``CompileWarning`` where it cannot apply; ``History.engine``
@@ -357,6 +357,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     start = time.perf_counter()
     with _held(frozen), np.errstate(over="ignore", invalid="ignore"):  # blow-ups are caught, and named
         step, done, ended = _forward_backward, 0, False
+        history.engine = "numpy" if compile and not is_anomaly_enabled() else "eager"
         if compile:
             from .scalar import train as train_written_out
             from .trace import CompiledStep
@@ -365,9 +366,8 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
                 done, ended = train_written_out(model, x, y, loss_fn, optimizer, named, history, tol, max_iter,
                                                 watcher, callback, _forward_backward)
             step = CompiledStep(model, loss_fn, [p for _, p in named], _forward_backward)
-        history.engine = "python" if ended or done == max_iter else "python+numpy" if done else "numpy"
-        if not compile:
-            history.engine = "eager"
+        if history.engine == "python" and not ended and done < max_iter:  # handed over to the NumPy replay
+            history.engine = "python+numpy" if done else "numpy"
         if not ended and done == max_iter:
             _ran_out(history, max_iter, history.largest_step, tol)
         elif not ended:
