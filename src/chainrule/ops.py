@@ -19,6 +19,7 @@ passes the gradient at its bounds.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -111,7 +112,15 @@ def unbroadcast_lines(var, src, dst):
     return lines
 
 
-UNBROADCAST_NAMES = {"add": np.add, "add_reduce": np.add.reduce, "asarray": np.asarray, "ones": np.ones}
+@functools.lru_cache(maxsize=256)
+def _ones(n, dtype):
+    """A vector of n ones, made once per size and dtype (read only: it is shared)."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+UNBROADCAST_NAMES = {"add": np.add, "add_reduce": np.add.reduce, "asarray": np.asarray, "ones": _ones}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,11 +254,23 @@ def _logsumexp(x, axis=None, keepdims=False):
 
 
 def _log_softmax(x, axis=-1):
-    # NOTE: shift by the max, then subtract log(sum(exp)): five NumPy calls, no overflow. (A row of
-    # all -inf has no log-softmax; it comes out NaN, which detect_anomaly and fit report.)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    # NOTE: shift by the largest element of the whole array (one fast reduce, where a max per row is a
+    # slow reduce over a short axis), then subtract log(sum(exp)): no exp exceeds 1, so no overflow. A
+    # row whose largest element is so far below that its sum loses precision (or a NaN) is shifted by
+    # its own max instead. (A row of all -inf has no log-softmax; it comes out NaN, which
+    # detect_anomaly and fit report.)
+    shifted = x - x.max() if x.size else x - 0
+    total = np.exp(shifted).sum(axis=axis, keepdims=True)
+    if total.size and not total.min() >= _FULL_PRECISION.get(x.dtype.type, math.inf):
+        shifted = x - x.max(axis=axis, keepdims=True)
+        total = np.exp(shifted).sum(axis=axis, keepdims=True)
+    shifted -= np.log(total)
     return shifted
+
+
+# The smallest sum of exps that keeps a float's full precision: terms lost below the smallest normal
+# number are then under one ulp of it.
+_FULL_PRECISION = {t: float(np.finfo(t).tiny / np.finfo(t).eps) for t in (np.float16, np.float32, np.float64)}
 
 
 defop("sum", np.add.reduce, "sum(x) = x_1 + x_2 + ... over axis",
