@@ -36,6 +36,7 @@ Example: the same numbers as the eager engine, in a fraction of the time::
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -122,6 +123,7 @@ class Tape:
                 lines.append(f"    g{src} = g{src} + {value}" if src in has else f"    g{src} = {value}")
                 has.add(src)
         grads = ", ".join(f"g{k}" if k in has else f"zeros_like(v{k})" for k in range(n))
+        lines = _freed_early(lines, {f"v{loss}", *(f"g{k}" for k in range(n))})
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
     def run(self, params, x, y):
@@ -133,6 +135,28 @@ class Tape:
         loss, grads = self.run_step(params, x, y)
         return loss.item(), [g if type(g) is np.ndarray and g.dtype == p.data.dtype else
                              np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
+
+
+_LOCAL = re.compile(r"\b([vgr]\d*|_s)\b")
+
+
+def _freed_early(lines, keep):
+    """``del`` each local after the line that uses it last (but those in ``keep``): as eager's backward
+    lets go of each value once past it, so the replay's peak memory is the eager step's."""
+    last = {}
+    for i, line in enumerate(lines):
+        for name in _LOCAL.findall(line):
+            last[name] = i
+    after = {}
+    for name, i in last.items():
+        if name not in keep:
+            after.setdefault(i, []).append(name)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i in after:
+            out.append("    del " + ", ".join(sorted(after[i])))
+    return out
 
 
 class CompiledStep:

@@ -103,10 +103,23 @@ class Trace:
 
 def _norm(a):
     """Euclidean norm as a float; inf rather than an overflow warning for huge values."""
+    if isinstance(a, float):  # already a norm (see _distance)
+        return a
     if a.size == 1:
         return abs(a.item())
     with np.errstate(over="ignore", invalid="ignore"):
         return float(np.sqrt(np.sum(a * a)))
+
+
+def _distance(a, b, piece=1 << 15):
+    """The Euclidean norm of a - b, a piece at a time: no array of their size is made."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, a.size, piece):
+            d = a[i:i + piece] - b[i:i + piece]
+            total += float(np.dot(d, d))
+    return math.sqrt(total)
 
 
 class History:
@@ -442,8 +455,8 @@ def _loop(model, x, y, step, loss_fn, optimizer, named, history, tol, max_iter, 
             largest = optimizer.largest_step()
             if not math.isfinite(largest):
                 _diverged(it, loss, grads, optimizer.step_sizes, named, history, history._best or olds)
-        steps = [old - p.data if s is None or not batches.whole else s  # a let-go step: new - old
-                 for old, p, s in zip(olds, params, optimizer.step_sizes)]
+        steps = [s if batches.whole and s is not None else old - p.data if trace.full else _distance(old, p.data)
+                 for old, p, s, trace in zip(olds, params, optimizer.step_sizes, history.params.values())]
         _record(history, it, value, largest, olds, grads, steps)
         stop = callback is not None and callback(history)
         if largest < tol:
