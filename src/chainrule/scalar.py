@@ -15,9 +15,10 @@ arithmetic and functions, sums, linear layers, reshapes and transposes), with
 or :class:`~chainrule.optim.Adam`. Anything else trains through the NumPy
 replay of :mod:`chainrule.trace`.
 
-The numbers agree with the eager engine to rounding (sums are added in another
-order; not bit for bit): every block of iterations starts with an eager step
-that its first replayed step must match to 1e-12, else training goes on with
+The numbers agree with the eager engine to rounding (long sums and matrix
+products are added in another order; not promised bit for bit): every 100
+iterations an eager step is taken beside the written-out one, which must match
+it to 1e-9 (relative), else training goes on with
 the NumPy replay and a :class:`~chainrule.trace.CompileWarning`. A math error
 (an overflow, a log of 0) hands the iteration to the NumPy path, which reports
 it as the eager engine does.
@@ -41,6 +42,7 @@ import numpy as np
 from .tensor import _topo_order
 
 # The largest array (in elements) and the longest step (in float operations) that are written out.
+# (The operation count is the real limit; the element cap only stops a huge array early.)
 # NOTE: about 2000 operations (40-100 us a step) is where replaying NumPy calls starts to win.
 MAX_ELEMENTS = 1024
 MAX_OPERATIONS = 2000
@@ -127,8 +129,9 @@ class _Writer:
 class Step:
     """Forward and backward of one recorded graph, as scalar source lines.
 
-    ``names[k]`` are the element names of parameter k (flat, C order); ``loss``
-    the loss's name; ``grads[k]`` the names (or "0.0") of parameter k's gradient.
+    ``params[k]`` holds the element names of parameter k (an object array of its
+    shape); ``loss`` is the loss's name; ``grads[k]`` the names (or "0.0") of
+    parameter k's gradient, flat in C order; ``lines`` the source.
     """
 
     def __init__(self, loss, params, x, y):
@@ -186,7 +189,6 @@ class Step:
         out = np.empty(t.data.shape, dtype=object)
         for j, group in enumerate(self._groups(t, a.shape)):
             terms = [a.flat[i] for i in group]
-            # NumPy adds the first element to the sum of the rest
             out.flat[j] = self.w.let(_added(terms)) if terms else "0.0"
         return out
 
