@@ -628,3 +628,26 @@ def test_program_source_for_each_optimizer():
     assert "s0 = lr * u0" in heavy and "s0 = lr * (g" in nesterov and "+ mom * u0)" in nesterov
     single = program_source(_Slope(), x, y)
     assert "(p0_0,) = P" in single and "if abs(s0) < 0.001:" in single
+
+
+def test_a_callback_sees_the_optimizer_count_and_leaves_the_same_state_as_eager():
+    # a schedule reads opt.t in the callback: lr = 0.05 / (1 + t / 10), with Adam on all seven parameters
+    x, y = dosage()
+    runs = []
+    for compiled in (False, True):
+        net, opt, seen = _lessons_net(), Adam(0.05), []
+
+        def schedule(history, opt=opt, seen=seen):
+            seen.append(opt.t)
+            opt.lr = 0.05 / (1 + opt.t / 10)
+
+        history = cr.fit(net, x, y, optimizer=opt, tol=0, max_iter=40, callback=schedule, compile=compiled)
+        runs.append((net, opt, seen, history))
+    (net_e, opt_e, seen_e, h_e), (net_c, opt_c, seen_c, h_c) = runs
+    assert h_c.engine == "python" and seen_e == seen_c == list(range(1, 41))
+    np.testing.assert_allclose(h_c.loss, h_e.loss, rtol=RTOL, atol=ATOL)
+    for key in ("m", "v"):
+        np.testing.assert_allclose(opt_c.state[0][key], opt_e.state[0][key], rtol=RTOL, atol=ATOL)
+    for a, b in zip(net_c.parameters(), net_e.parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(a.grad, b.grad, rtol=RTOL, atol=ATOL)

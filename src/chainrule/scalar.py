@@ -436,28 +436,46 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
     X, Y, S, t = x.ravel().tolist(), y.ravel().tolist(), (0.0,) * (program.n_state * len(P)), optimizer.t
     done, since_check = 0, RECHECK
     history.engine = "python"
+    light = callback is not None  # one iteration a call: records, parameters and gradients kept lightly
+    pending = None  # with a callback: the optimizer's state after the last iteration, loaded when leaving
+
+    def settle():
+        if pending is not None:
+            _load(optimizer, params, spans, *pending, program.n_state)
+
     while done < max_iter:
-        if callback and done:  # the callback may have set parameters: take their values again
+        if light and done:  # the callback may have set parameters: take their values again
             P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
         checking = since_check >= RECHECK
         if checking:
             expected = eager(model, xt, y, loss_fn, params)
             expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
         L, V, D, Z = [], [], [], []
-        n, why, P, S, t, extra = program.run(1 if callback else min(BLOCK, max_iter - done), P, X, Y, S, t,
+        before = P
+        n, why, P, S, t, extra = program.run(1 if light else min(BLOCK, max_iter - done), P, X, Y, S, t,
                                              hyperparameters(optimizer), L, V, D, Z)
         if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
                                    and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
             import warnings
             from .trace import CompileWarning
             from .train import outside_stacklevel
+            settle()
+            for p, v in zip(params, _split(np.array(before), params, spans)):
+                p.data[...] = v  # the eager check ran at these values; the NumPy path goes on from them
             warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager "
                           "one (the model does different work per step); training goes on replaying NumPy "
                           "calls", CompileWarning, stacklevel=outside_stacklevel())
             return done, False
         since_check = 0 if checking else since_check
         since_check += n
-        if n:
+        if n and light:
+            _record_one(history, done + 1, L[0], V[0], D[0], Z[0], params, spans)
+            pending = (P, S, t, Z[0], D[0])
+            optimizer.t = t  # a schedule in the callback may read it (the state arrays settle when leaving)
+            if monitor:
+                monitor.observe(history, _norms_one(history, D[0], spans), done + 1)
+            done += 1
+        elif n:
             _extend(history, done + 1, (L, V, D, Z), params, spans)
             _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program.n_state)
             if monitor:
@@ -465,10 +483,12 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
             done += n
         stop = bool(n and callback and callback(history))
         if why == "converged":  # as in fit's loop: convergence is said before the callback's stop
+            settle()
             history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
             history.converged = True
             return done, True
         if stop:
+            settle()
             history.stop_reason = f"stopped by the callback at iteration {done}"
             return done, True
         if why == "diverged":
@@ -478,8 +498,35 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
             _diverged(done + 1, loss, grads, steps, named, history,
                       history._best or _split(np.array(P), params, spans))
         if why == "error":  # an overflow or a log of 0 in pure Python: the NumPy path takes over here
+            settle()
             return done, False
+    settle()
     return done, False
+
+
+def _record_one(history, iteration, loss, old, grad, step, params, spans):
+    """One iteration into the History (and the parameters and gradients as it leaves them), cheaply."""
+    if loss < history.best_loss:
+        history.best_loss, history.best_iter = loss, iteration
+        history._best = _split(np.array(old), params, spans)
+    history.loss.append(loss)
+    for trace, p, (a, b) in zip(history.params.values(), params, spans):
+        if b - a == 1:
+            o, g, s = np.float64(old[a]), np.float64(grad[a]), np.float64(step[a])
+            p.data[...] = o - s
+            p.grad = np.array(g).reshape(p.shape)
+        else:
+            o, g, s = (np.array(r[a:b]).reshape(p.shape) for r in (old, grad, step))
+            p.data[...] = o - s
+            p.grad = g.copy()
+        trace.record(o, g, s)
+    history.n_iter = iteration
+    history.largest_step = max(abs(v) for v in step) if step else 0.0
+
+
+def _norms_one(history, grad, spans):
+    return {name: abs(grad[a]) if b - a == 1 else math.sqrt(sum(v * v for v in grad[a:b]))
+            for name, (a, b) in zip(history.params, spans)}
 
 
 def _split(flat, params, spans):
