@@ -422,9 +422,11 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
     or a math error needs the NumPy path; raises DivergenceError as fit does.
     """
     from .tensor import is_anomaly_enabled, is_grad_enabled, tensor_from
+    from .optim import Adam, GradientDescent, Momentum
     params = [p for _, p in named]
-    if is_anomaly_enabled() or not is_grad_enabled():
-        return 0, False
+    if is_anomaly_enabled() or not is_grad_enabled() or type(optimizer) not in (GradientDescent, Momentum, Adam) \
+            or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in [x, y, *(p.data for p in params)]):
+        return 0, False  # (before any forward pass: a large model or data set is never written out)
     xt = tensor_from(x)
     try:
         program = Program(Step(loss_fn(model(xt), y), params, x, y), optimizer, tol)
