@@ -554,3 +554,10 @@ def test_concatenate_with_axis_none_flattens_by_hand():
     (out * np.array([1.0, 2.0, 3.0])).sum().backward()
     np.testing.assert_array_equal(a.grad, [[1.0, 2.0]])
     np.testing.assert_array_equal(b.grad, [3.0])
+
+
+@pytest.mark.parametrize("gap", [20.0, 100.0, 600.0])
+def test_log_softmax_keeps_the_precision_of_rows_far_below_the_others(gap):
+    # Row [0, -25]: log p_0 = -log(1 + e^-25), about -1.4e-11, whatever the other rows hold.
+    got = cr.log_softmax(cr.tensor([[0.0, -25.0], [gap, 0.0]])).data[0, 0]
+    assert got == pytest.approx(-math.log1p(math.exp(-25.0)), rel=1e-12)

@@ -135,3 +135,16 @@ def test_restarts_of_only_an_output_bias_broadcast_over_the_population():
     history = cr.fit(mlp([1, 3, 1], activation="tanh", seed=0), x, x[:, 0] ** 2, restarts=3, params=["2.bias"])
     assert history.restart_losses.shape == (3,)
     np.testing.assert_allclose(history.restart_losses, history.restart_losses[0])   # a bias starts at 0 each time
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_a_start_that_blows_up_is_kept_at_its_values_before_the_blow_up_also_with_tol_0(batch_size):
+    # The reviewer's case: at lr 5 most starts diverge. Each frozen start keeps the values it had before
+    # the iteration that blew up, so its loss is finite there, whatever tol is.
+    x, y = cr.data.dosage()
+    runs = [cr.fit(DosageNetwork.random(seed=0), x, y, restarts=40, seed=3, optimizer=GradientDescent(lr=5.0),
+                   max_iter=30, tol=tol, batch_size=batch_size) for tol in (0.0, 1e-12)]
+    for h in runs:
+        assert np.isfinite(h.restart_losses).sum() > 20
+        assert h.best_restart == int(np.argmin(h.restart_losses))
+    np.testing.assert_array_equal(runs[0].restart_losses, runs[1].restart_losses)

@@ -651,3 +651,113 @@ def test_a_callback_sees_the_optimizer_count_and_leaves_the_same_state_as_eager(
     for a, b in zip(net_c.parameters(), net_e.parameters()):
         np.testing.assert_allclose(a.data, b.data, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(a.grad, b.grad, rtol=RTOL, atol=ATOL)
+
+
+# ---- found in review ---------------------------------------------------------------------------
+
+
+class _Spare(Module):
+    """predicted = x w; ``unused`` is trained but the loss never reaches it."""
+
+    def __init__(self):
+        self.w, self.unused = Parameter(0.5), Parameter(1.0)
+
+    def forward(self, x):
+        return x * self.w
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_a_trained_parameter_without_a_gradient(batch_size):
+    # full batch: written out; mini-batches: the NumPy replay (its tape must keep the parameter it zeroes)
+    x, y = dosage()
+    runs = _both(_Spare, x, y, loss="ssr", tol=0, max_iter=5, batch_size=batch_size, seed=0)
+    assert runs[1][1].engine == ("python" if batch_size is None else "numpy")
+    _close(runs)
+    assert runs[1][0].unused.item() == 1.0 and runs[1][0].unused.grad is None and runs[0][0].unused.grad is None
+
+
+def test_derivative_norms_of_scalar_parameters_are_never_negative():
+    x, y = dosage()
+    h = cr.fit(_lessons_net(), x, y, tol=0, max_iter=50, compile=True)
+    assert h.engine == "python"
+    for trace in h.params.values():
+        assert min(trace.grad_norm) >= 0 and min(trace.step_norm) >= 0
+        # |derivative|, worked from the recorded derivative itself
+        np.testing.assert_array_equal(trace.grad_norm, np.abs(_fields(h, trace.name, "derivative")))
+
+
+def test_a_projection_in_the_callback_holds_on_the_last_iteration():
+    x, y = dosage()
+    ends = []
+    for compiled in (False, True):
+        net = DosageNetwork.from_lesson(b3=0.0)
+
+        def clamp(history, net=net):
+            net.b3.data[...] = min(net.b3.item(), 1.0)
+
+        h = cr.fit(net, x, y, params=["b3"], tol=0, max_iter=5, callback=clamp, compile=compiled)
+        ends.append(net.b3.item())
+    assert ends == [1.0, 1.0] and h.engine == "python"
+
+
+class _ReluNet(Module):
+    """predicted = tanh(relu(x1 w - x2 w)): a huge w makes the pre-activation inf - inf = NaN."""
+
+    def __init__(self):
+        self.w = Parameter(2.0)
+
+    def forward(self, x):
+        return cr.tanh(cr.relu(x[:, :1] * self.w - x[:, 1:] * self.w))
+
+
+def test_a_nan_inside_relu_is_a_divergence_as_in_eager():
+    # x w - x w with x = 1e308 and w = 2: inf - inf = NaN before the relu; NumPy's maximum keeps the NaN
+    x, y = np.array([[1e308, 1e308]]), np.array([0.2])
+    errors = []
+    for compiled in (False, True):
+        with pytest.raises(DivergenceError) as caught:
+            cr.fit(_ReluNet(), x, y, loss="mse", tol=0, max_iter=5, compile=compiled)
+        errors.append((caught.value.iteration, caught.value.parameter, caught.value.history.engine))
+    assert errors == [(1, "w", "eager"), (1, "w", "python")]
+
+
+def test_the_engine_says_eager_when_the_replay_declines():
+    x, y = np.linspace(-1, 1, 40)[:, None], np.linspace(-1, 1, 40) ** 2
+
+    class Peeking(Module):  # scales by the batch's mean, computed outside the graph
+        def __init__(self):
+            self.w = Parameter(0.5)
+
+        def forward(self, x):
+            return x * self.w * float(np.mean(x.data))
+
+    with pytest.warns(CompileWarning):
+        h = cr.fit(Peeking(), x, y, loss="mse", batch_size=10, seed=0, tol=0, max_iter=3, compile=True)
+    assert h.engine == "eager"
+
+
+def test_a_callback_that_raises_leaves_the_optimizer_as_eager_does():
+    x, y = dosage()
+    states = []
+    for compiled in (False, True):
+        net, opt = _lessons_net(), Adam(0.05)
+
+        def interrupt(history):
+            if history.n_iter == 3:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            cr.fit(net, x, y, optimizer=opt, tol=0, max_iter=10, callback=interrupt, compile=compiled)
+        states.append((opt.t, opt.state[0]["m"].copy(), [p.data.copy() for p in net.parameters()]))
+    assert states[0][0] == states[1][0] == 3
+    np.testing.assert_allclose(states[1][1], states[0][1], rtol=RTOL, atol=ATOL)
+    for a, b in zip(states[1][2], states[0][2]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+def test_a_one_element_vector_keeps_its_shape_in_the_history_with_a_callback():
+    x, y = dosage()
+    h = cr.fit(mlp([1, 2, 1], seed=0), x, y, loss="mse", tol=0, max_iter=3, callback=lambda h: False,
+               compile=True)
+    assert h.engine == "python"
+    assert [np.shape(v) for v in h.params["2.bias"].value] == [(1,)] * 3

@@ -19,7 +19,6 @@ passes the gradient at its bounds.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -254,23 +253,13 @@ def _logsumexp(x, axis=None, keepdims=False):
 
 
 def _log_softmax(x, axis=-1):
-    # NOTE: shift by the largest element of the whole array (one fast reduce, where a max per row is a
-    # slow reduce over a short axis), then subtract log(sum(exp)): no exp exceeds 1, so no overflow. A
-    # row whose largest element is so far below that its sum loses precision (or a NaN) is shifted by
-    # its own max instead. (A row of all -inf has no log-softmax; it comes out NaN, which
-    # detect_anomaly and fit report.)
-    shifted = x - x.max() if x.size else x - 0
-    total = np.exp(shifted).sum(axis=axis, keepdims=True)
-    if total.size and not total.min() >= _FULL_PRECISION.get(x.dtype.type, math.inf):
-        shifted = x - x.max(axis=axis, keepdims=True)
-        total = np.exp(shifted).sum(axis=axis, keepdims=True)
-    shifted -= np.log(total)
+    # NOTE: shift by each row's max, then subtract log(sum(exp)): five NumPy calls, no overflow, and the
+    # largest entry of every row exactly 0 before the log (a shift by the whole array's max would be one
+    # fast reduce, but loses the precision of rows far below it). (A row of all -inf has no log-softmax;
+    # it comes out NaN, which detect_anomaly and fit report.)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
-
-
-# The smallest sum of exps that keeps a float's full precision: terms lost below the smallest normal
-# number are then under one ulp of it.
-_FULL_PRECISION = {t: float(np.finfo(t).tiny / np.finfo(t).eps) for t in (np.float16, np.float32, np.float64)}
 
 
 defop("sum", np.add.reduce, "sum(x) = x_1 + x_2 + ... over axis",
@@ -361,7 +350,8 @@ def _softmax_xent(z, t):
 
 def _xent_log_p(out, z):
     """log_softmax(z) as the forward that returned ``out`` computed it (recomputed if that was not the last)."""
-    return _last_xent[1] if _last_xent[0] is out else _log_softmax(z)
+    memo = _last_xent  # one read: another thread may replace it
+    return memo[1] if memo[0] is out else _log_softmax(z)
 
 
 # Primitive for speed: every Linear layer is one node, and its output is written once. The weight is

@@ -104,6 +104,7 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
     if loss_fn is cross_entropy:
         y = _one_hot(model, x, y)
     loss = lambda pred, t: differentiable(pred, t, n)  # noqa: E731
+    kept = vars(optimizer).get("keep_limit")  # a limit the user set on this optimizer comes back after
     try:
         for p, start in zip(params, starts):
             p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
@@ -113,7 +114,10 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
         return _loop(model, x, y, step, loss, lambda pred, yb: per_start(pred, spread(yb, n)), spread,
                      optimizer, params, n, tol, max_iter, batch_size, seed)
     finally:
-        vars(optimizer).pop("keep_limit", None)
+        if kept is None:
+            vars(optimizer).pop("keep_limit", None)
+        else:
+            optimizer.keep_limit = kept
         for p, single in zip(params, singles):
             p.data = single
 
@@ -125,13 +129,12 @@ def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, t
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
     iterations = np.full(n, max_iter)
-    # NOTE: with tol = 0 no start converges, so the steps are not measured and the values before an
-    # iteration are not kept: a start that blows up is found by its loss (one iteration later for a NaN
-    # step), set back to its values before the step (new value + step, to rounding) and scores inf.
+    # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
+    # found by its loss (one iteration later for a NaN step that leaves the loss finite).
     watch = tol > 0
     spread_y = spread(y, n)
     for it in range(1, max_iter + 1):
-        olds = [p.data.copy() for p in params] if watch else None
+        olds = [p.data.copy() for p in params]
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
         for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
@@ -149,8 +152,7 @@ def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, t
         iterations[stop] = it
         frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
         if frozen.any():
-            befores = olds or [p.data + s for p, s in zip(params, optimizer.step_sizes)]
-            for p, old in zip(params, befores):
+            for p, old in zip(params, olds):
                 np.copyto(p.data, old, where=frozen.reshape((n,) + (1,) * (p.data.ndim - 1)))
         done |= stop
         if done.all():

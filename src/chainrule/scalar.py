@@ -76,7 +76,7 @@ FORWARD = {
     "tanh": lambda a: f"tanh({a})",
     "softplus": _softplus,
     "sigmoid": lambda a: f"exp(-{_softplus('(-' + a + ')')})",
-    "relu": lambda a: f"({a} if {a} > 0 else 0.0)",
+    "relu": lambda a: f"({a} if not {a} <= 0 else 0.0)",  # NaN stays NaN, as in NumPy's maximum
 }
 
 # VJP of one output element (gradient g, value o) for each input element.
@@ -91,11 +91,11 @@ BACKWARD = {
     "exp": (lambda g, o, a: f"{g} * {o}",),
     "log": (lambda g, o, a: f"{g} / {a}",),
     "sqrt": (lambda g, o, a: f"{g} / (2 * {o})",),
-    "abs": (lambda g, o, a: f"{g} * (({a} > 0) - ({a} < 0))",),
+    "abs": (lambda g, o, a: f"{g} * (1.0 if {a} > 0 else -1.0 if {a} < 0 else 0.0 if {a} == 0 else nan)",),
     "tanh": (lambda g, o, a: f"{g} * (1 - {o} * {o})",),
     "softplus": (lambda g, o, a: f"{g} * exp({a} - {o})",),
     "sigmoid": (lambda g, o, a: f"{g} * {o} * (1 - {o})",),
-    "relu": (lambda g, o, a: f"({g} if {a} > 0 else 0.0)",),
+    "relu": (lambda g, o, a: f"{g} * (1.0 if {o} > 0 else 0.0 if {o} == 0 else nan)",),  # g sign(relu(a))
 }
 
 # Ops that only move elements: replayed on an array of indices, they say where each output element comes from.
@@ -322,7 +322,7 @@ def _update_rules(optimizer, P, G):
     if kind is GradientDescent:
         return [], [f"{s} = {g} * lr" for s, g in zip(steps, G)], []
     if kind is Momentum:
-        v = [f"b{e}" for e in range(len(P))]
+        v = [f"velocity{e}" for e in range(len(P))]
         lines = [f"u{e} = (mom * {v[e]} + {g} if t else {g})" for e, g in enumerate(G)]
         lines += [f"{s} = lr * ({g} + mom * u{e})" if optimizer.nesterov else f"{s} = lr * u{e}"
                   for e, (s, g) in enumerate(zip(steps, G))]
@@ -354,8 +354,9 @@ def _tuple(names):
 
 class Program:
     """``run(n, P, X, Y, S, t, H, L, V, D, Z)``: up to n iterations from parameter values P and optimizer
-    state S after t steps, with hyperparameters H (see :func:`hyperparameters`); appends each iteration's loss to L and its old values, gradients and steps
-    (tuples, parameters flat in order) to V, D, Z. Returns (iterations done, why it stopped,
+    state S after t steps, with hyperparameters H (see :func:`hyperparameters`); appends each
+    iteration's loss to L and its old values, gradients and steps (tuples, parameters flat in
+    order) to V, D, Z. Returns (iterations done, why it stopped,
     values, state, t, extra): why is "ran", "converged", "diverged" (extra: that iteration's loss,
     gradients and steps; nothing applied) or "error" (a math error; nothing of that iteration applied).
     """
@@ -390,6 +391,7 @@ class Program:
         exec(compile(self.source, "<chainrule scalar step>", "exec"), namespace)  # our own generated code
         self.run = namespace["run"]
         self.n_state = len(state) // max(len(P), 1)
+        self.graded = [any(g != "0.0" for g in grads) for grads in step.grads]  # reached by the loss
 
 
 def program_source(model, x, y, loss="ssr", optimizer=None, tol=0.001):
@@ -441,86 +443,83 @@ def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monito
     light = callback is not None  # one iteration a call: records, parameters and gradients kept lightly
     pending = None  # with a callback: the optimizer's state after the last iteration, loaded when leaving
 
-    def settle():
+    def settle():  # the parameters are already in place (the callback may have set them since)
         if pending is not None:
-            _load(optimizer, params, spans, *pending, program.n_state)
+            _load(optimizer, params, spans, *pending, program, values=False)
 
-    while done < max_iter:
-        if light and done:  # the callback may have set parameters: take their values again
-            P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
-        checking = since_check >= RECHECK
-        if checking:
-            expected = eager(model, xt, y, loss_fn, params)
-            expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
-        L, V, D, Z = [], [], [], []
-        before = P
-        n, why, P, S, t, extra = program.run(1 if light else min(BLOCK, max_iter - done), P, X, Y, S, t,
-                                             hyperparameters(optimizer), L, V, D, Z)
-        if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
-                                   and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
-            import warnings
-            from .trace import CompileWarning
-            from .train import outside_stacklevel
-            settle()
-            for p, v in zip(params, _split(np.array(before), params, spans)):
-                p.data[...] = v  # the eager check ran at these values; the NumPy path goes on from them
-            warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager "
-                          "one (the model does different work per step); training goes on replaying NumPy "
-                          "calls", CompileWarning, stacklevel=outside_stacklevel())
-            return done, False
-        since_check = 0 if checking else since_check
-        since_check += n
-        if n and light:
-            _record_one(history, done + 1, L[0], V[0], D[0], Z[0], params, spans)
-            pending = (P, S, t, Z[0], D[0])
-            optimizer.t = t  # a schedule in the callback may read it (the state arrays settle when leaving)
-            if monitor:
-                monitor.observe(history, _norms_one(history, D[0], spans), done + 1)
-            done += 1
-        elif n:
-            _extend(history, done + 1, (L, V, D, Z), params, spans)
-            _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program.n_state)
-            if monitor:
-                monitor.observe_block(history, _norms(D, spans), done + 1)
-            done += n
-        stop = bool(n and callback and callback(history))
-        if why == "converged":  # as in fit's loop: convergence is said before the callback's stop
-            settle()
-            history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
-            history.converged = True
-            return done, True
-        if stop:
-            settle()
-            history.stop_reason = f"stopped by the callback at iteration {done}"
-            return done, True
-        if why == "diverged":
-            from .train import _diverged
-            _load(optimizer, params, spans, P, S, t, extra[2], extra[1], program.n_state)
-            loss, grads, steps = extra[0], *(_split(np.array(a), params, spans) for a in extra[1:])
-            _diverged(done + 1, loss, grads, steps, named, history,
-                      history._best or _split(np.array(P), params, spans))
-        if why == "error":  # an overflow or a log of 0 in pure Python: the NumPy path takes over here
-            settle()
-            return done, False
-    settle()
-    return done, False
+    try:
+        while done < max_iter:
+            if light and done:  # the callback may have set parameters: take their values again
+                P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
+            checking = since_check >= RECHECK
+            if checking:
+                expected = eager(model, xt, y, loss_fn, params)
+                expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
+            L, V, D, Z = [], [], [], []
+            before = P
+            n, why, P, S, t, extra = program.run(1 if light else min(BLOCK, max_iter - done), P, X, Y, S, t,
+                                                 hyperparameters(optimizer), L, V, D, Z)
+            if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
+                                       and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
+                import warnings
+                from .trace import CompileWarning
+                from .train import outside_stacklevel
+                for p, v in zip(params, _split(np.array(before), params, spans)):
+                    p.data[...] = v  # the eager check ran at these values; the NumPy path goes on from them
+                warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager "
+                              "one (the model does different work per step); training goes on replaying NumPy "
+                              "calls", CompileWarning, stacklevel=outside_stacklevel())
+                return done, False
+            since_check = 0 if checking else since_check
+            since_check += n
+            if n and light:
+                _record_one(history, done + 1, L[0], V[0], D[0], Z[0], params, spans, program.graded)
+                pending = (P, S, t, Z[0], D[0])
+                optimizer.t = t  # a schedule in the callback may read it (the state arrays settle when leaving)
+                if monitor:
+                    monitor.observe(history, _norms_one(history, D[0], spans), done + 1)
+                done += 1
+            elif n:
+                _extend(history, done + 1, (L, V, D, Z), params, spans)
+                _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program)
+                if monitor:
+                    monitor.observe_block(history, _norms(D, spans), done + 1)
+                done += n
+            stop = bool(n and callback and callback(history))
+            if why == "converged":  # as in fit's loop: convergence is said before the callback's stop
+                history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
+                history.converged = True
+                return done, True
+            if stop:
+                history.stop_reason = f"stopped by the callback at iteration {done}"
+                return done, True
+            if why == "diverged":
+                from .train import _diverged
+                pending = None  # the optimizer stands as after the failed step, as in eager training
+                _load(optimizer, params, spans, P, S, t, extra[2], extra[1], program)
+                loss, grads, steps = extra[0], *(_split(np.array(a), params, spans) for a in extra[1:])
+                _diverged(done + 1, loss, grads, steps, named, history,
+                          history._best or _split(np.array(P), params, spans))
+            if why == "error":  # an overflow or a log of 0 in pure Python: the NumPy path takes over here
+                return done, False
+        return done, False
+    finally:  # also when the callback raises (Ctrl-C) or training diverges
+        settle()
 
 
-def _record_one(history, iteration, loss, old, grad, step, params, spans):
+def _record_one(history, iteration, loss, old, grad, step, params, spans, graded):
     """One iteration into the History (and the parameters and gradients as it leaves them), cheaply."""
     if loss < history.best_loss:
         history.best_loss, history.best_iter = loss, iteration
         history._best = _split(np.array(old), params, spans)
     history.loss.append(loss)
-    for trace, p, (a, b) in zip(history.params.values(), params, spans):
-        if b - a == 1:
+    for trace, p, (a, b), has in zip(history.params.values(), params, spans, graded):
+        if not p.shape:  # a scalar, as the blocks record it
             o, g, s = np.float64(old[a]), np.float64(grad[a]), np.float64(step[a])
-            p.data[...] = o - s
-            p.grad = np.array(g).reshape(p.shape)
         else:
             o, g, s = (np.array(r[a:b]).reshape(p.shape) for r in (old, grad, step))
-            p.data[...] = o - s
-            p.grad = g.copy()
+        p.data[...] = o - s
+        p.grad = np.array(g) if has else None
         trace.record(o, g, s)
     history.n_iter = iteration
     history.largest_step = max(abs(v) for v in step) if step else 0.0
@@ -552,13 +551,14 @@ def _extend(history, first, records, params, spans):
     history.largest_step = float(np.max(np.abs(step[-1]))) if step.size else 0.0
 
 
-def _load(optimizer, params, spans, P, S, t, steps, grads, n_state):
-    """Parameters, gradients and optimizer state as the program left them."""
-    values, steps, grads = np.array(P), np.array(steps, dtype=float), np.array(grads, dtype=float)
-    for p, v, g in zip(params, _split(values, params, spans), _split(grads, params, spans)):
-        p.data[...] = v
-        p.grad = g
-    e = len(values)
+def _load(optimizer, params, spans, P, S, t, steps, grads, program, values=True):
+    """Parameters (unless ``values`` is False), gradients and optimizer state as the program left them."""
+    n_state, flat, steps, grads = program.n_state, np.array(P), np.array(steps, dtype=float), np.array(grads, dtype=float)
+    for p, v, g, graded in zip(params, _split(flat, params, spans), _split(grads, params, spans), program.graded):
+        if values:
+            p.data[...] = v
+        p.grad = g if graded else None  # as eager: no gradient for a parameter the loss does not use
+    e = len(flat)
     state = {}
     if n_state == 2:  # Adam
         state = {"m": np.array(S[:e]), "v": np.array(S[e:]), "scratch": np.zeros(e)}

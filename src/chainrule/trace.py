@@ -122,8 +122,9 @@ class Tape:
                     value = "r"
                 lines.append(f"    g{src} = g{src} + {value}" if src in has else f"    g{src} = {value}")
                 has.add(src)
+        self.graded = [k in has for k in range(n)]  # parameters the loss reaches
         grads = ", ".join(f"g{k}" if k in has else f"zeros_like(v{k})" for k in range(n))
-        lines = _freed_early(lines, {f"v{loss}", *(f"g{k}" for k in range(n))})
+        lines = _freed_early(lines, {f"v{loss}", *(f"g{k}" for k in range(n)), *(f"v{k}" for k in range(n))})
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
     def run(self, params, x, y):
@@ -181,8 +182,8 @@ class CompiledStep:
         if self.replays[key] % RECHECK == 1:  # the first replay, then every RECHECK-th one
             return self._check(key, tape, x, y)
         loss, grads = tape.run(self.params, x.data, y)
-        for p, g in zip(self.params, grads):
-            p.grad = g
+        for p, g, graded in zip(self.params, grads, tape.graded):
+            p.grad = g if graded else None  # as eager: no gradient where the loss does not reach
         return loss, grads
 
     def _record(self, key, x, y):
