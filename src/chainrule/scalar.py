@@ -196,7 +196,7 @@ class Step:
     def _groups(t, shape):
         """For each output element of a sum, the flat indices of the input elements it adds."""
         index = np.arange(int(np.prod(shape))).reshape(shape)
-        axis, keepdims = t._kw.get("axis"), t._kw.get("keepdims", False)
+        axis = t._kw.get("axis")  # (keepdims only adds axes of 1: the same flat order of outputs)
         axes = tuple(range(len(shape))) if axis is None else tuple(
             a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis))
         moved = np.moveaxis(index, axes, tuple(range(len(shape) - len(axes), len(shape))))
