@@ -761,3 +761,28 @@ def test_a_one_element_vector_keeps_its_shape_in_the_history_with_a_callback():
                compile=True)
     assert h.engine == "python"
     assert [np.shape(v) for v in h.params["2.bias"].value] == [(1,)] * 3
+
+
+class _Shapes(Module):
+    """Sums over an axis (kept and not), reshapes, a transpose, a matmul, sqrt, sigmoid and a trained exponent."""
+
+    def __init__(self):
+        rng = np.random.default_rng(5)
+        self.a = Parameter(rng.normal(size=(2, 3)))
+        self.k = Parameter(1.5)
+
+    def forward(self, x):                                                   # x: (4, 2)
+        h = cr.sigmoid(cr.matmul(x, self.a))                                # (4, 3)
+        col = cr.sum(h, axis=0, keepdims=True)                              # (1, 3)
+        row = cr.sum(cr.transpose(h), axis=0)                               # (4,)
+        back = cr.reshape(cr.sqrt(h * h + 1.0), (3, 4))                     # (3, 4)
+        mix = cr.sum(back, axis=1) ** self.k                                # (3,): a trained exponent
+        return cr.reshape(row, (4, 1)) + cr.sum(col * mix) / 10.0
+
+
+def test_axes_reshapes_and_a_matmul_written_out_match_eager():
+    x = np.linspace(-1, 1, 8).reshape(4, 2)
+    y = np.array([0.5, -0.25, 1.0, 0.0])
+    runs = _both(_Shapes, x, y, loss="mse", optimizer=GradientDescent(0.05), tol=0, max_iter=30)
+    assert runs[1][1].engine == "python"
+    _close(runs, rtol=1e-11, atol=1e-13)
