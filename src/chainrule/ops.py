@@ -153,7 +153,7 @@ def _share(g, wins, ties):
 def _relu_vjp(g, out):
     """g where relu(x) > 0, else 0: g times sign(relu(x)), made in the sign's array (one array, not two)."""
     mask = np.sign(out)
-    if mask.shape != np.shape(g) or mask.dtype != np.result_type(g, mask):
+    if mask.shape != np.shape(g) or getattr(g, "dtype", None) != mask.dtype:  # else g * mask would widen
         return g * mask
     mask *= g
     return mask
