@@ -1,0 +1,55 @@
+"""The warnings and errors chainrule raises, and where a warning points.
+
+They live at the bottom of the house so that every layer can raise them:
+the engine (:class:`AnomalyError`, re-exported by :mod:`chainrule.tensor`), the
+step engines (:class:`CompileWarning`) and the training loop (the others).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+__all__ = ["AnomalyError", "ConvergenceWarning", "GradientHealthWarning", "CompileWarning", "DivergenceError",
+           "outside_stacklevel"]
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or inf while :func:`~chainrule.detect_anomaly` was on."""
+
+
+class ConvergenceWarning(UserWarning):
+    """Training reached ``max_iter`` before every step size fell below ``tol``."""
+
+
+class GradientHealthWarning(UserWarning):
+    """A parameter's gradient vanished or exploded during training (see :class:`~chainrule.GradientMonitor`)."""
+
+
+class CompileWarning(UserWarning):
+    """``compile=True`` could not replay this model; training goes on eagerly."""
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """The loss or a derivative became NaN or inf; the parameters were restored to the best seen.
+
+    A numeric failure that a hyperparameter value (most often the learning rate)
+    usually causes: it is both a FloatingPointError and a ValueError.
+
+    Attributes: ``iteration``, ``parameter`` (its name) and ``history``.
+    """
+
+    def __init__(self, message: str, iteration: int, parameter: str, history: Any) -> None:
+        super().__init__(message)
+        self.iteration, self.parameter, self.history = iteration, parameter, history
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside chainrule."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
