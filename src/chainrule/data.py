@@ -249,3 +249,37 @@ def _label(value):
         return str(value)
     value = float(value)
     return int(value) if value.is_integer() else value
+
+
+# ---- arrays for training -------------------------------------------------------------
+
+
+def training_arrays(x, y, dtype, labels):
+    """Inputs as (n, features) of the model's dtype; targets (n, 1) for 1-D regression targets."""
+    x = _rows_array("x", x)
+    y = _rows_array("y", y)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"fit: x must be 1-D (one feature) or 2-D (rows, features), got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError("fit: x is empty; need at least one row of data")
+    if len(y) != len(x):
+        raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}; they must match")
+    if labels:
+        return x.astype(dtype, copy=False), y
+    return x.astype(dtype, copy=False), (y[:, None] if y.ndim == 1 else y).astype(dtype, copy=False)
+
+
+def _rows_array(name, a):
+    a = np.asarray(getattr(a, "data", a))
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"fit: {name} must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64) if a.dtype.kind == "b" else a  # floats keep their precision: no copy
+    if a.ndim == 0:
+        raise ValueError(f"fit: {name} must be an array of rows, got a single number {a}")
+    # min and max carry any NaN or inf through without a temporary array the size of the data
+    if a.dtype.kind == "f" and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+        row = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"fit: {name} contains NaN or inf (first at index {tuple(int(i) for i in row)})")
+    return a

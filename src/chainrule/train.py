@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from .data import training_arrays
 from .losses import _targets, cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
@@ -355,7 +356,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
     loss_fn = get_loss(loss)
     named = _trained(model, params)
     dtype = named[0][1].dtype
-    x, y = _data(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+    x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
     optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
@@ -373,7 +374,7 @@ def fit(model, x, y, *, loss="ssr", optimizer=None, params=None, tol=0.001, max_
         step, done, ended = _forward_backward, 0, False
         history.engine = "numpy" if compile and not is_anomaly_enabled() else "eager"
         if compile:
-            from .scalar import train as train_written_out
+            from .engines import train as train_written_out
             from .trace import CompiledStep
             y = _one_hot(model, x, y) if loss_fn is cross_entropy else y
             if batch_size is None or batch_size >= len(x):  # tiny float64 models: plain Python arithmetic
@@ -614,34 +615,3 @@ def _whole(owner, name, value, low, optional=False):
         allowed = f"{'None or ' if optional else ''}an integer >= {low}"
         raise ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
     return int(value)
-
-
-def _data(x, y, dtype, labels):
-    """Inputs as (n, features) of the model's dtype; targets (n, 1) for 1-D regression targets."""
-    x = _array("x", x)
-    y = _array("y", y)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"fit: x must be 1-D (one feature) or 2-D (rows, features), got shape {x.shape}")
-    if len(x) == 0:
-        raise ValueError("fit: x is empty; need at least one row of data")
-    if len(y) != len(x):
-        raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}; they must match")
-    if labels:
-        return x.astype(dtype, copy=False), y
-    return x.astype(dtype, copy=False), (y[:, None] if y.ndim == 1 else y).astype(dtype, copy=False)
-
-
-def _array(name, a):
-    a = np.asarray(getattr(a, "data", a))
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"fit: {name} must hold numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64) if a.dtype.kind == "b" else a  # floats keep their precision: no copy
-    if a.ndim == 0:
-        raise ValueError(f"fit: {name} must be an array of rows, got a single number {a}")
-    # min and max carry any NaN or inf through without a temporary array the size of the data
-    if a.dtype.kind == "f" and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
-        row = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"fit: {name} contains NaN or inf (first at index {tuple(int(i) for i in row)})")
-    return a
