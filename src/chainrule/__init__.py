@@ -16,7 +16,7 @@ from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
 from .tensor import AnomalyError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
-from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, fit
+from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, Trainer, fit
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError",
     "gradcheck", "GradcheckError", "REGISTRY",
-    "nn", "losses", "optim", "data", "fit", "History", "ConvergenceWarning", "DivergenceError", "explain",
+    "nn", "losses", "optim", "data", "fit", "Trainer", "History", "ConvergenceWarning", "DivergenceError", "explain",
     "GradientMonitor", "GradientHealthWarning",
     "add", "sub", "mul", "div", "pow", "neg", "matmul", "maximum", "minimum", "where",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "relu", "clip",

@@ -8,7 +8,8 @@ from .data import dosage
 from .losses import ssr
 from .nn import DosageNetwork
 from .optim import GradientDescent
-from .train import ConvergenceWarning, _format_table, fit
+from .train import ConvergenceWarning, fit
+from .history import format_table
 
 # Above this SSR the all-parameter fit has not found the squiggle that goes
 # through (0, 0), (0.5, 1), (1, 0): it sits in a poor local minimum.
@@ -22,7 +23,7 @@ def _printer():
         from rich.table import Table
     except ImportError:
         def plain(title, head, rows, note=None):
-            print(f"\n{title}\n{_format_table(head, rows)}")
+            print(f"\n{title}\n{format_table(head, rows)}")
             if note:
                 print(note)
         return plain

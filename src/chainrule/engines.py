@@ -1,173 +1,333 @@
-"""Step engines for the training loop (being moved here from chainrule.scalar)."""
+"""Step engines: what one iteration (or a block of them) computes, for the one training loop.
+
+An engine takes a run's :class:`Settings` once. Each ``advance(n, light)`` call
+computes up to ``n`` iterations (forward, backward, the optimizer's update) and
+hands back an :class:`Outcome`: the iterations done (an :class:`Iteration`, or a
+:class:`Block` of several), the iteration that stopped being finite (a
+:class:`Failure`: nothing of it is recorded), or a hand-over (this engine
+cannot go on; the loop takes the next one). An engine never decides when to
+stop and never writes the History: :class:`chainrule.loop.Trainer` does both.
+
+- :class:`Epochs`: one epoch a call (the whole batch, or every mini-batch), each
+  step by the eager engine (``forward_backward``) or by its NumPy replay
+  (:class:`chainrule.trace.CompiledStep`).
+- :class:`WrittenOut`: a tiny float64 full-batch model as plain Python
+  arithmetic (:mod:`chainrule.scalar`), a block of iterations a call.
+"""
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from .errors import CompileWarning, outside_stacklevel
+from .history import TRACE_LIMIT
+from .losses import targets_for
+from .nn import Module, Parameter
+from .optim import Adam, GradientDescent, Momentum, Optimizer
 from .scalar import MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
+from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
+from .trace import CompiledStep
 
+__all__ = ["Settings", "Iteration", "Block", "Failure", "Outcome", "Epochs", "WrittenOut", "forward_backward",
+           "one_hot", "batches", "Batches", "BLOCK"]
 
-
-# Iterations per call of the program when no callback asks to see each one (the gradient monitor
-# looks at a block's iterations when it ends), and how often a replayed step is checked against an
-# eager one (in iterations; every block that starts after RECHECK more iterations is).
+# Iterations per call of the written-out program when nobody asks to see each one (the gradient
+# monitor looks at a block's iterations when it ends).
 BLOCK = 100
 
 
-def train(model, x, y, loss_fn, optimizer, named, history, tol, max_iter, monitor, callback, eager):
-    """Run fit's full-batch iterations as a Program: (iterations done, whether training ended here).
+class Settings(NamedTuple):
+    """One training run's settings, checked once by the Trainer and read by every engine."""
 
-    (0, False) when the model, data or optimizer cannot be written out: nothing was done. Stops early,
-    with ``done`` < max_iter and False, when the check against the eager step fails (a CompileWarning)
-    or a math error needs the NumPy path; raises DivergenceError as fit does.
+    model: Module
+    x: np.ndarray              # (rows, features) in the model's dtype
+    y: np.ndarray              # targets: (rows, outputs), or class labels for cross-entropy
+    loss_fn: Callable[..., Tensor]
+    optimizer: Optimizer
+    named: list                # [(name, Parameter)] of the trained parameters
+    tol: float
+    max_iter: int
+    batch_size: int | None
+    seed: int | None
+    compile: bool
+
+    @property
+    def params(self) -> list[Parameter]:
+        return [p for _, p in self.named]
+
+    @property
+    def whole_batch(self) -> bool:
+        return self.batch_size is None or self.batch_size >= len(self.x)
+
+
+class Iteration(NamedTuple):
+    """One iteration done: its loss (before the update), largest |step|, and per parameter the old
+    value, the derivative and the step (new = old - step; a large parameter's step may be its norm)."""
+
+    loss: float
+    largest: float
+    olds: list
+    grads: list
+    steps: list
+
+
+class Block(NamedTuple):
+    """Several iterations done: per parameter arrays with the iteration as the first axis."""
+
+    losses: list
+    olds: list
+    grads: list
+    steps: list
+    largest: float             # the last iteration's largest |step|
+
+
+class Failure(NamedTuple):
+    """The iteration whose loss, derivative or step was not finite (not recorded), and the values before it."""
+
+    loss: float
+    grads: list
+    steps: list
+    before: list
+
+
+class Outcome(NamedTuple):
+    done: Iteration | Block | None = None
+    failure: Failure | None = None
+    handover: bool = False
+
+
+# ---- the eager step and the data --------------------------------------------------------------
+
+
+def forward_backward(model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor],
+                     params: Sequence[Parameter]) -> tuple[float, list[np.ndarray]]:
+    """One eager forward and backward pass: (loss, each parameter's gradient, zeros where none flows)."""
+    for p in params:
+        p.grad = None
+    out = loss_fn(model(x), y)
+    out.backward()
+    return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+
+
+def one_hot(model: Module, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Class labels as one-hot rows, made and checked once (a replayed step needs its targets as data)."""
+    with no_grad():
+        classes = model(tensor_from(x[:1])).shape[-1]
+    return targets_for(np.empty((len(labels), classes), dtype=x.dtype), labels)
+
+
+def batches(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
+    """(inputs, targets) mini-batches of a fresh random permutation of the rows, gathered one at a time."""
+    order = rng.permutation(len(x))
+    for i in range(0, len(x), batch_size):
+        rows = order[i:i + batch_size]
+        yield tensor_from(x[rows]), y[rows]
+
+
+class Batches:
+    """The (inputs, targets, weight) of each step of an epoch: the whole data, or fresh mini-batches.
+
+    A batch's weight turns its loss into its share of the epoch's: its rows / n for a mean loss.
     """
-    from .tensor import is_anomaly_enabled, is_grad_enabled, tensor_from
-    from .optim import Adam, GradientDescent, Momentum
-    params = [p for _, p in named]
-    if is_anomaly_enabled() or not is_grad_enabled() or type(optimizer) not in (GradientDescent, Momentum, Adam) \
-            or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in [x, y, *(p.data for p in params)]):
-        return 0, False  # (before any forward pass: a large model or data set is never written out)
-    xt = tensor_from(x)
-    try:
-        program = Program(Step(loss_fn(model(xt), y), params, x, y), optimizer, tol)
-    except Unsupported:
-        return 0, False
-    ends = np.cumsum([p.size for p in params])
-    spans = list(zip(ends - [p.size for p in params], ends))
-    P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
-    X, Y, S, t = x.ravel().tolist(), y.ravel().tolist(), (0.0,) * (program.n_state * len(P)), optimizer.t
-    done, since_check = 0, RECHECK
-    history.engine = "python"
-    light = callback is not None  # one iteration a call: records, parameters and gradients kept lightly
-    pending = None  # with a callback: the optimizer's state after the last iteration, loaded when leaving
 
-    def settle():  # the parameters are already in place (the callback may have set them since)
-        if pending is not None:
-            _load(optimizer, params, spans, *pending, program, values=False)
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int | None, seed: int | None, mean: bool):
+        self.x, self.y, self.size, self.mean = x, y, batch_size, mean
+        self.whole = batch_size is None or batch_size >= len(x)
+        self.rng = np.random.default_rng(seed)
+        self.all = [(tensor_from(x), y, 1.0)]
 
-    try:
-        while done < max_iter:
-            if light and done:  # the callback may have set parameters: take their values again
-                P = tuple(np.concatenate([p.data.ravel() for p in params]).tolist())
-            checking = since_check >= RECHECK
-            if checking:
-                expected = eager(model, xt, y, loss_fn, params)
-                expected = expected[0], np.concatenate([np.ravel(g) for g in expected[1]])
-            L, V, D, Z = [], [], [], []
-            before = P
-            n, why, P, S, t, extra = program.run(1 if light else min(BLOCK, max_iter - done), P, X, Y, S, t,
-                                                 hyperparameters(optimizer), L, V, D, Z)
-            if checking and n and not (np.isclose(L[0], expected[0], rtol=1e-9, atol=1e-12)
-                                       and np.allclose(D[0], expected[1], rtol=1e-9, atol=1e-12)):
-                import warnings
-                from .trace import CompileWarning
-                from .train import outside_stacklevel
-                for p, v in zip(params, _split(np.array(before), params, spans)):
-                    p.data[...] = v  # the eager check ran at these values; the NumPy path goes on from them
-                warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager "
-                              "one (the model does different work per step); training goes on replaying NumPy "
-                              "calls", CompileWarning, stacklevel=outside_stacklevel())
-                return done, False
-            since_check = 0 if checking else since_check
-            since_check += n
-            if n and light:
-                _record_one(history, done + 1, L[0], V[0], D[0], Z[0], params, spans, program.graded)
-                pending = (P, S, t, Z[0], D[0])
-                optimizer.t = t  # a schedule in the callback may read it (the state arrays settle when leaving)
-                if monitor:
-                    monitor.observe(history, _norms_one(history, D[0], spans), done + 1)
-                done += 1
-            elif n:
-                _extend(history, done + 1, (L, V, D, Z), params, spans)
-                _load(optimizer, params, spans, P, S, t, Z[-1], D[-1], program)
-                if monitor:
-                    monitor.observe_block(history, _norms(D, spans), done + 1)
-                done += n
-            stop = bool(n and callback and callback(history))
-            if why == "converged":  # as in fit's loop: convergence is said before the callback's stop
-                history.stop_reason = f"every step size fell below {tol:g} at iteration {done}"
-                history.converged = True
-                return done, True
-            if stop:
-                history.stop_reason = f"stopped by the callback at iteration {done}"
-                return done, True
-            if why == "diverged":
-                from .train import _diverged
-                pending = None  # the optimizer stands as after the failed step, as in eager training
-                _load(optimizer, params, spans, P, S, t, extra[2], extra[1], program)
-                loss, grads, steps = extra[0], *(_split(np.array(a), params, spans) for a in extra[1:])
-                _diverged(done + 1, loss, grads, steps, named, history,
-                          history._best or _split(np.array(P), params, spans))
-            if why == "error":  # an overflow or a log of 0 in pure Python: the NumPy path takes over here
-                return done, False
-        return done, False
-    finally:  # also when the callback raises (Ctrl-C) or training diverges
-        settle()
+    def __iter__(self) -> Iterator[tuple]:
+        if self.whole:
+            return iter(self.all)
+        n = len(self.x)
+        assert self.size is not None
+        return ((xb, yb, len(yb) / n if self.mean else 1.0) for xb, yb in batches(self.rng, self.x, self.y, self.size))
 
 
-def _record_one(history, iteration, loss, old, grad, step, params, spans, graded):
-    """One iteration into the History (and the parameters and gradients as it leaves them), cheaply."""
-    if loss < history.best_loss:
-        history.best_loss, history.best_iter = loss, iteration
-        history._best = _split(np.array(old), params, spans)
-    history.loss.append(loss)
-    for trace, p, (a, b), has in zip(history.params.values(), params, spans, graded):
-        if not p.shape:  # a scalar, as the blocks record it
-            o, g, s = np.float64(old[a]), np.float64(grad[a]), np.float64(step[a])
-        else:
-            o, g, s = (np.array(r[a:b]).reshape(p.shape) for r in (old, grad, step))
-        p.data[...] = o - s
-        p.grad = np.array(g) if has else None
-        trace.record(o, g, s)
-    history.n_iter = iteration
-    history.largest_step = max(abs(v) for v in step) if step else 0.0
+def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
+    """The Euclidean norm of a - b, a piece at a time: no array of their size is made."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, a.size, piece):
+            d = a[i:i + piece] - b[i:i + piece]
+            total += float(np.dot(d, d))
+    return math.sqrt(total)
 
 
-def _norms_one(history, grad, spans):
-    return {name: abs(grad[a]) if b - a == 1 else math.sqrt(sum(v * v for v in grad[a:b]))
-            for name, (a, b) in zip(history.params, spans)}
+# ---- one epoch a call: eager or replayed ----------------------------------------------------------
 
 
-def _split(flat, params, spans):
-    return [flat[a:b].reshape(p.shape) for p, (a, b) in zip(params, spans)]
+class Epochs:
+    """One iteration a call: every batch of an epoch through ``step``, the optimizer after each."""
+
+    def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]):
+        self.run, self.step = run, step
+        self.batches = Batches(run.x, run.y, run.batch_size, run.seed,
+                               getattr(run.loss_fn, "reduction", "mean") == "mean")
+        # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
+        # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
+        self.watch = run.tol > 0 or self.batches.whole
+        self.full = [p.size <= TRACE_LIMIT for p in run.params]
+
+    def advance(self, n: int, light: bool) -> Outcome:
+        run, params, optimizer = self.run, self.run.params, self.run.optimizer
+        olds = [p.data.copy() for p in params]
+        value, largest = 0.0, 0.0
+        for xb, yb, weight in self.batches:
+            loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
+            optimizer.step()
+            top = optimizer.largest_step() if self.watch else 0.0
+            if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
+                return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
+            value, largest = value + loss * weight, max(largest, top)
+        if not self.watch:
+            largest = optimizer.largest_step()
+            if not math.isfinite(largest):
+                return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
+        whole = self.batches.whole
+        steps = [s if whole and s is not None else old - p.data if full else _distance(old, p.data)
+                 for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)]
+        return Outcome(Iteration(value, largest, olds, grads, steps))
+
+    def finish(self) -> None:
+        """Nothing to settle: every step went through the optimizer itself."""
+
+    @property
+    def declined(self) -> tuple[bool, bool]:
+        """(some, all) of the batch shapes the NumPy replay declined (a CompileWarning said why)."""
+        tapes = getattr(self.step, "tapes", {})
+        refused = [key for key, tape in tapes.items() if tape is None]
+        return bool(refused), bool(refused) and len(refused) == len(tapes)
 
 
-def _extend(history, first, records, params, spans):
-    """A block of iterations into the History, as fit's ``_record`` puts one."""
-    L = records[0]
-    k = len(L)
-    old, grad, step = (np.array(r, dtype=float).reshape(k, -1) for r in records[1:])
-    best = int(np.argmin(L))
-    if L[best] < history.best_loss:
-        history.best_loss, history.best_iter = L[best], first + best
-        history._best = [a.copy() for a in _split(old[best], params, spans)]
-    history.loss.extend(L)
-    for trace, p, (a, b) in zip(history.params.values(), params, spans):
-        shape = (k,) + p.shape
-        trace.extend(old[:, a:b].reshape(shape), grad[:, a:b].reshape(shape), step[:, a:b].reshape(shape))
-    history.n_iter = first + k - 1
-    history.largest_step = float(np.max(np.abs(step[-1]))) if step.size else 0.0
+def replayed(run: Settings) -> Epochs:
+    """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants)."""
+    return Epochs(run, CompiledStep(run.model, run.loss_fn, run.params, forward_backward))
 
 
-def _load(optimizer, params, spans, P, S, t, steps, grads, program, values=True):
-    """Parameters (unless ``values`` is False), gradients and optimizer state as the program left them."""
-    n_state, flat, steps, grads = program.n_state, np.array(P), np.array(steps, dtype=float), np.array(grads, dtype=float)
-    for p, v, g, graded in zip(params, _split(flat, params, spans), _split(grads, params, spans), program.graded):
-        if values:
+# ---- a block of iterations a call: written out as Python arithmetic ---------------------------------
+
+
+class WrittenOut:
+    """Full-batch iterations of a tiny float64 model run by a :class:`chainrule.scalar.Program`.
+
+    Every ``RECHECK`` iterations an eager step is taken beside the written-out one and must match it
+    to 1e-9 (relative), else the engine hands over (with a CompileWarning); a math error in pure
+    Python (an overflow, a log of 0) hands the iteration over too, to the NumPy replay.
+    """
+
+    label = "python"
+
+    @classmethod
+    def create(cls, run: Settings) -> WrittenOut | None:
+        """The engine, or None when the model, data or optimizer cannot be written out (nothing done)."""
+        arrays = [run.x, run.y, *(p.data for p in run.params)]
+        if is_anomaly_enabled() or not is_grad_enabled() or not run.whole_batch \
+                or type(run.optimizer) not in (GradientDescent, Momentum, Adam) \
+                or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays):
+            return None  # (before any forward pass: a large model or data set is never written out)
+        xt = tensor_from(run.x)
+        try:
+            program = Program(Step(run.loss_fn(run.model(xt), run.y), run.params, run.x, run.y), run.optimizer,
+                              run.tol)
+        except Unsupported:
+            return None
+        return cls(run, program, xt)
+
+    def __init__(self, run: Settings, program: Program, xt: Tensor):
+        self.run, self.program, self.xt = run, program, xt
+        sizes = [p.size for p in run.params]
+        ends = np.cumsum(sizes)
+        self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
+        self.X, self.Y = run.x.ravel().tolist(), run.y.ravel().tolist()
+        self.S: tuple = (0.0,) * (program.n_state * int(ends[-1]))
+        self.t = run.optimizer.t
+        self.since_check = RECHECK
+        self.pending: tuple | None = None  # the optimizer's state after a light call, loaded by finish()
+
+    def _values(self) -> tuple:
+        return tuple(np.concatenate([p.data.ravel() for p in self.run.params]).tolist())
+
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        return [flat[..., a:b].reshape(flat.shape[:-1] + p.shape) for p, (a, b) in zip(self.run.params, self.spans)]
+
+    def advance(self, n: int, light: bool) -> Outcome:
+        """Up to ``n`` iterations from the parameters' current values (a learner may have set them)."""
+        run, params = self.run, self.run.params
+        before = self._values()
+        expected = forward_backward(run.model, self.xt, run.y, run.loss_fn, params) \
+            if self.since_check >= RECHECK else None
+        L: list = []
+        V: list = []
+        D: list = []
+        Z: list = []
+        k, why, P, S, t, extra = self.program.run(n, before, self.X, self.Y, self.S, self.t,
+                                                  hyperparameters(run.optimizer), L, V, D, Z)
+        if expected is not None and k and not _agrees(L[0], D[0], expected):
+            self._put(np.array(before))  # the eager check ran at these values; the next engine goes on from them
+            warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager one "
+                          "(the model does different work per step); training goes on replaying NumPy calls",
+                          CompileWarning, stacklevel=outside_stacklevel())
+            return Outcome(handover=True)
+        self.since_check = (0 if expected is not None else self.since_check) + k
+        self.S, self.t = S, t
+        done = self._done(L, V, D, Z, P, light) if k else None
+        if why == "diverged":
+            self.pending = None  # the optimizer stands as after the failed step, as in eager training
+            self._settle(P, S, t, extra[2], extra[1])
+            grads, steps = (self._split(np.array(a, dtype=float)) for a in extra[1:])
+            return Outcome(done, Failure(extra[0], grads, steps, self._split(np.array(P))))
+        return Outcome(done, handover=why == "error")  # a math error: the NumPy path takes this iteration
+
+    def _done(self, L: list, V: list, D: list, Z: list, P: tuple, light: bool) -> Iteration | Block:
+        """The iterations as the loop records them; the parameters and gradients as they leave them."""
+        old, grad, step = (np.array(r, dtype=float) for r in (V, D, Z))
+        if light:  # one iteration: the optimizer's state arrays are settled by finish()
+            self.pending = (P, self.S, self.t, Z[0], D[0])
+            self.run.optimizer.t = self.t  # a schedule in the callback may read it
+            olds, grads, steps = (self._split(a[0]) for a in (old, grad, step))
+            self._put(np.array(P), grads)
+            return Iteration(L[0], max(abs(v) for v in Z[0]), olds, grads, steps)
+        self._settle(P, self.S, self.t, Z[-1], D[-1])
+        return Block(L, self._split(old), self._split(grad), self._split(step), float(np.max(np.abs(step[-1]))))
+
+    def _put(self, flat: np.ndarray, grads: list | None = None) -> None:
+        """Parameters (and their gradients: none where the loss does not reach) set from flat values."""
+        for p, v, g, graded in zip(self.run.params, self._split(flat), grads or self.run.params,
+                                   self.program.graded):
             p.data[...] = v
-        p.grad = g if graded else None  # as eager: no gradient for a parameter the loss does not use
-    e = len(flat)
-    state = {}
-    if n_state == 2:  # Adam
-        state = {"m": np.array(S[:e]), "v": np.array(S[e:]), "scratch": np.zeros(e)}
-    elif n_state == 1 and t:  # Momentum (its velocity exists after the first step)
-        state = {"v": np.array(S)}
-    optimizer._load(t, steps, state)
+            if grads is not None:
+                p.grad = np.array(g) if graded else None
+
+    def _settle(self, P: tuple, S: tuple, t: int, steps: Sequence[float], grads: Sequence[float]) -> None:
+        """Parameters, gradients and the optimizer's state as the program left them."""
+        self._put(np.array(P), self._split(np.array(grads, dtype=float)))
+        e, n_state = len(P), self.program.n_state
+        state: dict[str, Any] = {}
+        if n_state == 2:  # Adam
+            state = {"m": np.array(S[:e]), "v": np.array(S[e:]), "scratch": np.zeros(e)}
+        elif n_state == 1 and t:  # Momentum (its velocity exists after the first step)
+            state = {"v": np.array(S)}
+        self.run.optimizer._load(t, np.array(steps, dtype=float), state)
+
+    def finish(self) -> None:
+        """Load the optimizer's state after light calls (the parameters are already in place)."""
+        if self.pending is not None:
+            P, S, t, steps, grads = self.pending
+            self.pending = None
+            values = [p.data.copy() for p in self.run.params]  # a callback may have set them since
+            self._settle(P, S, t, steps, grads)
+            for p, v in zip(self.run.params, values):
+                p.data[...] = v
 
 
-def _norms(grads, spans):
-    """Each parameter's derivative norm per iteration: (iterations, parameters)."""
-    g = np.array(grads, dtype=float)
-    return np.stack([np.abs(g[:, a]) if b - a == 1 else np.sqrt(np.sum(g[:, a:b] ** 2, axis=1))
-                     for a, b in spans], axis=1)
+def _agrees(loss: float, grads: Sequence[float], expected: tuple[float, list]) -> bool:
+    """The written-out step against the eager one: Python's math and NumPy's may differ in the last
+    bits (and long sums are added in another order), so to 1e-9, not bit for bit."""
+    flat = np.concatenate([np.ravel(g) for g in expected[1]])
+    return bool(np.isclose(loss, expected[0], rtol=1e-9, atol=1e-12)
+                and np.allclose(grads, flat, rtol=1e-9, atol=1e-12))

@@ -63,11 +63,11 @@ def cross_entropy(logits, labels):
     logits = tensor_from(logits)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
-    target = _targets(logits, labels.data if isinstance(labels, Tensor) else labels)
+    target = targets_for(logits, labels.data if isinstance(labels, Tensor) else labels)
     return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
 
 
-def _targets(logits, labels):
+def targets_for(logits, labels):
     """Labels as (n, classes) target probabilities of the logits' dtype, checked."""
     labels = np.asarray(labels)
     n, classes = logits.shape

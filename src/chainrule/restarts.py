@@ -27,11 +27,13 @@ import math
 
 import numpy as np
 
+from .engines import Settings, batches, forward_backward, one_hot
 from .losses import binary_cross_entropy, cross_entropy, mse, ssr
-from .ops import _log_softmax
+from .ops import REGISTRY
 from .tensor import constant, no_grad, tensor_from
 from .trace import CompiledStep
-from .train import _batches, _forward_backward, _one_hot
+
+_log_softmax = REGISTRY["log_softmax"].fwd
 
 
 def draw_starts(model, named, n, seed):
@@ -88,31 +90,29 @@ POPULATION = {
 }
 
 
-def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_iter, batch_size, seed,
-                     compile=False):
+def train_population(run: Settings, starts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train every start at once; return (final loss, iterations, converged) per start.
 
     Restores the parameters' single shapes (and their values) afterwards.
     """
-    if loss_fn not in POPULATION:
+    if run.loss_fn not in POPULATION:
         raise ValueError("fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
-                         f"binary_cross_entropy), got {getattr(loss_fn, '__name__', loss_fn)!r}")
-    spread, differentiable, per_start = POPULATION[loss_fn]
+                         f"binary_cross_entropy), got {getattr(run.loss_fn, '__name__', run.loss_fn)!r}")
+    spread, differentiable, per_start = POPULATION[run.loss_fn]
     n = len(starts[0])
-    params = [p for _, p in named]
+    params, optimizer = run.params, run.optimizer
     singles = [p.data for p in params]
-    if loss_fn is cross_entropy:
-        y = _one_hot(model, x, y)
+    y = one_hot(run.model, run.x, run.y) if run.loss_fn is cross_entropy else run.y
     loss = lambda pred, t: differentiable(pred, t, n)  # noqa: E731
     kept = vars(optimizer).get("keep_limit")  # a limit the user set on this optimizer comes back after
     try:
         for p, start in zip(params, starts):
-            p.data = start.reshape(_population_shape(n, p.shape, x.ndim)).copy()
+            p.data = start.reshape(_population_shape(n, p.shape, run.x.ndim)).copy()
         optimizer.keep_limit = math.inf  # each start's largest step is read from the step arrays
         optimizer.attach(params)
-        step = CompiledStep(model, loss, params, _forward_backward) if compile else _forward_backward
-        return _loop(model, x, y, step, loss, lambda pred, yb: per_start(pred, spread(yb, n)), spread,
-                     optimizer, params, n, tol, max_iter, batch_size, seed)
+        step = CompiledStep(run.model, loss, params, forward_backward) if run.compile else forward_backward
+        population = run._replace(y=y, loss_fn=loss)
+        return _loop(population, step, lambda pred, yb: per_start(pred, spread(yb, n)), spread, n)
     finally:
         if kept is None:
             vars(optimizer).pop("keep_limit", None)
@@ -122,23 +122,25 @@ def train_population(model, x, y, loss_fn, optimizer, named, starts, tol, max_it
             p.data = single
 
 
-def _loop(model, x, y, step, loss_fn, per_start, spread, optimizer, params, n, tol, max_iter, batch_size, seed):
-    rng = np.random.default_rng(seed)
-    full_batch = batch_size is None or batch_size >= len(x)
+def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
+    when it stops being finite; the others go on."""
+    model, x, y, params, optimizer, tol = run.model, run.x, run.y, run.params, run.optimizer, run.tol
+    rng = np.random.default_rng(run.seed)
     xt = tensor_from(x)
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
-    iterations = np.full(n, max_iter)
+    iterations = np.full(n, run.max_iter)
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
     watch = tol > 0
     spread_y = spread(y, n)
-    for it in range(1, max_iter + 1):
+    for it in range(1, run.max_iter + 1):
         olds = [p.data.copy() for p in params]
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
-        for xb, yb in ([(xt, y)] if full_batch else _batches(rng, x, y, batch_size)):
-            total, _ = step(model, xb, spread_y if full_batch else spread(yb, n), loss_fn, params)
+        for xb, yb in ([(xt, y)] if run.whole_batch else batches(rng, x, y, run.batch_size)):
+            total, _ = step(model, xb, spread_y if run.whole_batch else spread(yb, n), run.loss_fn, params)
             optimizer.step()
             if watch:
                 largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))

@@ -43,15 +43,11 @@ import numpy as np
 
 from .ops import UNBROADCAST_NAMES, unbroadcast_lines
 from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
-from .train import outside_stacklevel
+from .errors import CompileWarning, outside_stacklevel
 
 
 # A replayed shape is compared with an eager step on its first replay and every RECHECK-th after.
 RECHECK = 100
-
-
-class CompileWarning(UserWarning):
-    """``compile=True`` could not replay this model; training goes on eagerly."""
 
 
 class Tape:
