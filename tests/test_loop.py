@@ -1,0 +1,149 @@
+"""The one training loop: Trainer.step() / run(), against fit, the lessons and a hand loop."""
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.data import dosage
+from chainrule.history import History
+from chainrule.nn import DosageNetwork, mlp
+from chainrule.optim import Adam, GradientDescent, Momentum
+
+LESSON = dict(w1=3.34, b1=-1.43, w2=-3.53, b2=0.57, w3=-1.22, w4=-2.30)
+DOSES, OBSERVED = np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.0])
+
+
+def _softplus(z):
+    return np.log1p(np.exp(z))
+
+
+def _db3(b3):
+    """dSSR/db3 = sum_i -2 (observed_i - predicted_i), written out from the lessons' formulas (no chainrule)."""
+    p = LESSON
+    predicted = p["w3"] * _softplus(DOSES * p["w1"] + p["b1"]) + p["w4"] * _softplus(DOSES * p["w2"] + p["b2"]) + b3
+    return float(np.sum(-2 * (OBSERVED - predicted)))
+
+
+def _quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cr.ConvergenceWarning)
+        return fn(*args, **kw)
+
+
+def test_steps_follow_the_lessons_b3_path():
+    # the lessons: b3 goes 0 -> 1.57 -> 2.19 -> 2.44 -> 2.54 with learning rate 0.1
+    net = DosageNetwork.from_lesson(b3=0.0)
+    x, y = dosage()
+    trainer = cr.Trainer(net, x, y, params=["b3"])
+    path = []
+    for _ in range(4):
+        trainer.step()
+        path.append(round(net.b3.item(), 2))
+    assert path == [1.57, 2.19, 2.44, 2.54]
+    assert trainer.stop_reason is None and trainer.history.n_iter == 4
+    history = trainer.run()
+    assert trainer.stop_reason == history.stop_reason and history.converged
+    assert history.n_iter == 10 and round(net.b3.item(), 3) == 2.609  # the lessons' 10 iterations
+    with pytest.raises(RuntimeError, match="the run has ended"):
+        trainer.step()
+
+
+@pytest.mark.parametrize("make", [lambda: GradientDescent(0.1), lambda: Momentum(0.05, momentum=0.9),
+                                  lambda: Momentum(0.05, momentum=0.5, nesterov=True), lambda: Adam(0.05)],
+                         ids=["gd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_n_eager_steps_are_fit_with_max_iter_n_and_tol_0_bit_for_bit(make, batch_size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 2))
+    y = np.sin(x[:, :1]) + x[:, 1:] ** 2
+    fitted, stepped = mlp([2, 5, 1], activation="tanh", seed=3), mlp([2, 5, 1], activation="tanh", seed=3)
+    history = _quiet(cr.fit, fitted, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12,
+                     batch_size=batch_size, seed=4)
+    trainer = cr.Trainer(stepped, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12, batch_size=batch_size,
+                         seed=4)
+    for _ in range(11):
+        trainer.step()
+    assert trainer.stop_reason is None
+    with pytest.warns(cr.ConvergenceWarning):  # the twelfth reaches max_iter, as fit does
+        trainer.step()
+    assert trainer.history.loss == history.loss
+    for a, b in zip(fitted.parameters(), stepped.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for name in history.params:
+        for got, want in zip(trainer.history.params[name].derivative, history.params[name].derivative):
+            np.testing.assert_array_equal(got, want)
+    assert trainer.stop_reason == history.stop_reason
+
+
+def test_momentum_keeps_its_velocity_between_steps():
+    # heavy ball by hand on b3 alone: v <- 0.9 v + g; b3 <- b3 - 0.01 v (v starts as the first g)
+    net = DosageNetwork.from_lesson(b3=0.0)
+    trainer = cr.Trainer(net, *dosage(), params=["b3"], optimizer=Momentum(0.01, momentum=0.9), tol=0)
+    b3, v = 0.0, None
+    for _ in range(6):
+        trainer.step()
+        g = _db3(b3)
+        v = g if v is None else 0.9 * v + g
+        b3 -= 0.01 * v
+        assert net.b3.item() == pytest.approx(b3, rel=1e-12)
+
+
+def test_a_new_learning_rate_and_a_dragged_parameter_take_effect_at_the_next_step():
+    net = DosageNetwork.from_lesson(b3=0.0)
+    trainer = cr.Trainer(net, *dosage(), params=["b3"], tol=0)
+    trainer.step()  # b3 = 0 - 0.1 x (-15.66) = 1.566
+    trainer.optimizer.lr = 0.01
+    trainer.step()
+    expected = 1.5655 - 0.01 * _db3(1.5655)  # dSSR/db3 at 1.5655 is -6.26 (lessons): b3 = 1.628
+    assert net.b3.item() == pytest.approx(expected, abs=1e-3)
+    net.b3.data[...] = 3.0  # a learner drags b3 to 3
+    trainer.step()
+    assert net.b3.item() == pytest.approx(3.0 - 0.01 * _db3(3.0), rel=1e-12)
+    assert trainer.history.params["b3"].value[-1] == 3.0  # the History saw the dragged value
+
+
+def test_compiled_steps_follow_the_eager_ones_and_settle_the_optimizer():
+    # The written-out path computes exp/log with Python's math, the eager one with NumPy's (possibly SIMD)
+    # routines: they may differ in the last bit, so compare to 1e-9, not bit for bit.
+    x, y = dosage()
+    eager, compiled = DosageNetwork.random(seed=2), DosageNetwork.random(seed=2)
+    te = cr.Trainer(eager, x, y, optimizer=Adam(0.05), tol=0)
+    tc = cr.Trainer(compiled, x, y, optimizer=Adam(0.05), tol=0, compile=True)
+    for _ in range(30):
+        te.step()
+        tc.step()
+    assert tc.history.engine == "python"
+    np.testing.assert_allclose(tc.history.loss, te.history.loss, rtol=1e-9)
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-9, atol=1e-12)
+    assert tc.optimizer.t == te.optimizer.t == 30
+    np.testing.assert_allclose(tc.optimizer.state[0]["m"], te.optimizer.state[0]["m"], rtol=1e-9, atol=1e-12)
+
+
+def test_only_history_writes_a_history(monkeypatch):
+    """Every assignment to a History's fields during training comes from chainrule.history itself."""
+    writers = set()
+    plain = object.__setattr__
+
+    def watched(self, name, value):
+        writers.add(sys._getframe(1).f_globals.get("__name__"))
+        plain(self, name, value)
+
+    monkeypatch.setattr(History, "__setattr__", watched)
+    x, y = dosage()
+    _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=50)
+    _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=150, compile=True)
+    _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=5, restarts=3, seed=1, callback=lambda h: False)
+    _quiet(cr.fit, mlp([1, 3, 1], seed=0), x, y, loss="mse", max_iter=5, batch_size=2, seed=0, compile=True)
+    with pytest.raises(cr.DivergenceError):
+        _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, optimizer=GradientDescent(1e6), max_iter=50)
+    assert writers == {"chainrule.history"}
+
+
+def test_trainer_checks_its_arguments_as_fit_does():
+    with pytest.raises(ValueError, match=r"fit: tol must be a finite number >= 0, got -1"):
+        cr.Trainer(DosageNetwork.random(seed=0), *dosage(), tol=-1)
+    with pytest.raises(TypeError, match=r"fit: callback must be a function of the history, got int"):
+        cr.Trainer(DosageNetwork.random(seed=0), *dosage(), callback=3)
