@@ -13,7 +13,7 @@ import csv
 import math
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class Dataset(NamedTuple):
     observed: np.ndarray
 
 
-def dosage():
+def dosage() -> Dataset:
     """The lessons' data: drug dosages 0 (low), 0.5, 1 (high) and observed effectiveness 0, 1, 0."""
     return Dataset(np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.0]))
 
@@ -59,11 +59,11 @@ class CSVData:
     def __len__(self):
         return len(self.rows)
 
-    def where(self, row, column):
+    def where(self, row: int, column: int) -> str:
         """'data.csv line 7, column 'x'': where a cell is, as users see the file."""
         return f"{self.path} line {self.lines[row]}, column {column!r}"
 
-    def for_training(self, classify=False):
+    def for_training(self, classify: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y, classes)`` ready for :func:`chainrule.fit`, checked for enough rows and classes.
 
         Regression (``classify=False``): y is the numeric target, classes None.
@@ -77,7 +77,7 @@ class CSVData:
         classes, indices = self.target_classes()
         return self.x, indices, classes
 
-    def target_numbers(self):
+    def target_numbers(self) -> np.ndarray:
         """The target as float64; a ValueError names the first cell that is not a number."""
         self._need_target()
         if self.y.dtype.kind == "f":
@@ -86,7 +86,7 @@ class CSVData:
         raise ValueError(f"{self.where(row, self.target)}: {str(self.y[row])!r} is not a number; a regression "
                          "target must be numeric (class labels need the cross-entropy loss)")
 
-    def target_classes(self):
+    def target_classes(self) -> tuple[list[Any], np.ndarray]:
         """``(classes, indices)``: the sorted distinct labels and each row's index into them.
 
         Numeric labels come back as Python numbers (int when whole), text labels as str.
@@ -98,7 +98,7 @@ class CSVData:
                              "for all rows; classification needs at least 2 classes")
         return [_label(v) for v in values], indices.reshape(-1)
 
-    def target_indices(self, classes):
+    def target_indices(self, classes: Sequence[str]) -> np.ndarray:
         """Each row's index into ``classes`` (a model's labels); a ValueError names an unknown label."""
         self._need_target()
         numeric = all(not isinstance(c, str) for c in classes)  # then "1" and "1.0" are the same label
@@ -120,7 +120,7 @@ class CSVData:
             raise ValueError(f"no target column was named when reading {self.path}")
 
 
-def read_csv(path, target=None, features=None):
+def read_csv(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
     """Read a CSV file with a header line into a :class:`CSVData`, checking every cell.
 
     ``features``: column names (default: every column but the target); their
@@ -254,7 +254,7 @@ def _label(value):
 # ---- arrays for training -------------------------------------------------------------
 
 
-def training_arrays(x, y, dtype, labels):
+def training_arrays(x: Any, y: Any, dtype: Any, labels: bool) -> tuple[np.ndarray, np.ndarray]:
     """Inputs as (n, features) of the model's dtype; targets (n, 1) for 1-D regression targets."""
     x = _rows_array("x", x)
     y = _rows_array("y", y)

@@ -8,8 +8,8 @@ from .data import dosage
 from .losses import ssr
 from .nn import DosageNetwork
 from .optim import GradientDescent
-from .train import ConvergenceWarning, fit
 from .history import format_table
+from .train import ConvergenceWarning, fit
 
 # Above this SSR the all-parameter fit has not found the squiggle that goes
 # through (0, 0), (0.5, 1), (1, 0): it sits in a poor local minimum.
@@ -47,7 +47,7 @@ def _f(v, digits=4):
     return f"{float(v):.{digits}f}"
 
 
-def run(seed=0, out="chainrule-demo"):
+def run(seed: int = 0, out: str | None = "chainrule-demo") -> None:
     """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven; draw them into ``out``."""
     show = _printer()
     x, y = dosage()

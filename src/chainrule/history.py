@@ -40,12 +40,14 @@ class Trace:
     their derivative and step (``full`` is False).
     """
 
-    def __init__(self, name, shape, full):
+    def __init__(self, name: str, shape: tuple[int, ...], full: bool) -> None:
         self.name, self.shape, self.full = name, shape, full
-        self.value, self.derivative, self.step = [], [], []
-        self._norms = ([], [])
+        self.value: list[Any] = []
+        self.derivative: list[Any] = []
+        self.step: list[Any] = []
+        self._norms: tuple[list[float], list[float]] = ([], [])
 
-    def record(self, old, grad, step):
+    def record(self, old: Any, grad: Any, step: Any) -> None:
         """Keep the arrays (fresh each iteration, so no copy) or, for large parameters, their norms."""
         if self.full:
             self.value.append(old)
@@ -55,7 +57,7 @@ class Trace:
             self._norms[0].append(_norm(grad))
             self._norms[1].append(_norm(step))
 
-    def extend(self, old, grad, step):
+    def extend(self, old: np.ndarray, grad: np.ndarray, step: np.ndarray) -> None:
         """A block of iterations at once: arrays with the iteration as their first axis."""
         if self.full:
             self.value.extend(old)
@@ -67,26 +69,26 @@ class Trace:
             self._norms[1].extend(np.sqrt(np.sum(np.reshape(step * step, (k, -1)), axis=1)).tolist())
 
     @property
-    def new_value(self):
+    def new_value(self) -> list[Any]:
         return [v - s for v, s in zip(self.value, self.step)]
 
-    def last_grad_norm(self):
+    def last_grad_norm(self) -> float:
         if not self.full:
             return self._norms[0][-1]
         return _norm(self.derivative[-1])
 
     @property
-    def grad_norm(self):
+    def grad_norm(self) -> list[float]:
         """The derivative's Euclidean norm per iteration."""
         return [_norm(g) for g in self.derivative] if self.full else self._norms[0]
 
     @property
-    def step_norm(self):
+    def step_norm(self) -> list[float]:
         """The step's Euclidean norm per iteration."""
         return [_norm(s) for s in self.step] if self.full else self._norms[1]
 
 
-def _norm(a):
+def _norm(a: Any) -> float:
     """Euclidean norm as a float; inf rather than an overflow warning for huge values."""
     if type(a) is float:  # already a norm (see _distance); NumPy's float64 is a float too, but signed
         return a
@@ -112,21 +114,24 @@ class History:
     "+eager" is added where the replay declined some batch shapes.
     """
 
-    def __init__(self, names_shapes, tol):
+    def __init__(self, names_shapes: Iterable[tuple[str, tuple[int, ...]]], tol: float) -> None:
         self.tol = tol
-        self.loss = []
+        self.loss: list[float] = []
         self.params = {n: Trace(n, s, int(np.prod(s)) <= TRACE_LIMIT) for n, s in names_shapes}
         self.n_iter = 0
         self.stop_reason = "not started"
         self.converged = False
         self.best_loss = math.inf
-        self.best_iter = None
+        self.best_iter: int | None = None
         self.largest_step = math.nan
-        self._best = []
-        self.health_events = []  # what the GradientMonitor flagged, as sentences
+        self._best: list[Any] = []
+        self.health_events: list[str] = []  # what the GradientMonitor flagged, as sentences
         self.engine = "eager"
         self.seconds = 0.0
-        self.restart_losses = self.restart_iterations = self.restart_converged = self.best_restart = None
+        self.restart_losses: np.ndarray | None = None
+        self.restart_iterations: np.ndarray | None = None
+        self.restart_converged: np.ndarray | None = None
+        self.best_restart: int | None = None
 
     # ---- the writers: only these assign the fields ------------------------------------------
 
@@ -181,15 +186,15 @@ class History:
         self.restart_converged, self.best_restart = converged, best
 
     @property
-    def best_state(self):
+    def best_state(self) -> dict[str, Any]:
         """{name: values} of the trained parameters at the iteration with the best loss."""
         return dict(zip(self.params, self._best))
 
     @property
-    def final_loss(self):
+    def final_loss(self) -> float:
         return self.loss[-1] if self.loss else math.nan
 
-    def table(self, name=None, index=None, max_rows=30):
+    def table(self, name: Any = None, index: Any = None, max_rows: int = 30) -> str:
         """The lessons' table for one parameter (or one element of it by ``index``).
 
         Columns: iteration, old value, derivative of the loss, step size, new value.
@@ -209,7 +214,7 @@ class History:
             rows = rows[:half] + [["...", "", "", "", ""]] + rows[-half:]
         return format_table(head, rows)
 
-    def _trace(self, name):
+    def _trace(self, name: Any) -> Trace:
         if name is None:
             if len(self.params) != 1:
                 raise ValueError(f"table: several parameters were trained ({list(self.params)}); name one")
@@ -222,7 +227,7 @@ class History:
             raise ValueError(f"'{name}' has more than {TRACE_LIMIT} elements, so only norms were recorded")
         return trace
 
-    def health(self):
+    def health(self) -> str:
         """Gradient health in a few lines: each parameter's derivative norm (first, smallest, largest, last)."""
         lines = ["gradient health (derivative norm per parameter: first, smallest, largest, last):"]
         for name, trace in self.params.items():
@@ -232,14 +237,14 @@ class History:
         lines += [f"  ! {event}" for event in self.health_events] or ["  no vanishing or exploding gradients seen"]
         return "\n".join(lines)
 
-    def summary(self):
+    def summary(self) -> str:
         """A few lines: iterations, stop reason, first/final/best loss."""
         first = self.loss[0] if self.loss else math.nan
         return (f"{self.n_iter} iterations in {self.seconds:.3g} s; {self.stop_reason}\n"
                 f"loss: first {first:.6g}, final {self.final_loss:.6g}, best {self.best_loss:.6g}"
                 f" (iteration {self.best_iter})")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(n_iter={self.n_iter}, final_loss={self.final_loss:.6g}, stop_reason={self.stop_reason!r})"
 
 
@@ -263,20 +268,21 @@ class GradientMonitor:
     a sentence in ``History.health_events``.
     """
 
-    def __init__(self, vanishing=1e-4, exploding=1e6, patience=10):
+    def __init__(self, vanishing: float = 1e-4, exploding: float = 1e6, patience: int = 10) -> None:
         self.vanishing = check("GradientMonitor", "vanishing", vanishing, Number(low=0))
         self.exploding = check("GradientMonitor", "exploding", exploding, Number(low=0))
         self.patience = check("GradientMonitor", "patience", patience, Integer(low=1))
         self.reset()
 
-    def reset(self):
-        self.low, self.flagged = {}, set()
+    def reset(self) -> None:
+        self.low: dict[str, int] = {}
+        self.flagged: set[tuple[str, str]] = set()
 
-    def __call__(self, history):
+    def __call__(self, history: History) -> None:
         self.observe(history, {name: trace.last_grad_norm() for name, trace in history.params.items()},
                      history.n_iter)
 
-    def observe(self, history, norms, iteration):
+    def observe(self, history: History, norms: dict[str, float], iteration: int) -> None:
         """Look at one iteration's derivative norms ({parameter name: norm})."""
         top = max(norms.values())
         small = self.vanishing * top
@@ -290,7 +296,7 @@ class GradientMonitor:
                            f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
                            f"(iteration {iteration}: {norm:.3g} against {top:.3g})")
 
-    def observe_block(self, history, norms, first):
+    def observe_block(self, history: History, norms: np.ndarray, first: int) -> None:
         """Look at a block of iterations at once: ``norms[i, j]`` is parameter j's derivative norm at
         iteration ``first + i``. Flags what calling :meth:`observe` on each would, in the same order."""
         names = list(history.params)
@@ -314,7 +320,7 @@ class GradientMonitor:
         for *_, name, kind, message in sorted(events, key=lambda e: e[:3]):
             self._flag(history, name, kind, message)
 
-    def observe_grads(self, history, grads, first):
+    def observe_grads(self, history: History, grads: Sequence[np.ndarray], first: int) -> None:
         """Look at a block of iterations from the derivatives themselves: ``grads[j]`` holds parameter j's
         with the iteration as the first axis."""
         k = len(grads[0])
@@ -322,7 +328,7 @@ class GradientMonitor:
                           for g in grads], axis=1)
         self.observe_block(history, norms, first)
 
-    def _flag(self, history, name, kind, message):
+    def _flag(self, history: History, name: str, kind: str, message: str) -> None:
         if (name, kind) not in self.flagged:
             self.flagged.add((name, kind))
             history.add_health_event(message)

@@ -13,6 +13,8 @@ Example::
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from . import functional as F
@@ -32,7 +34,7 @@ def _same_shape(name, predicted, target):
     return predicted, target
 
 
-def ssr(predicted, observed):
+def ssr(predicted: Tensor, observed: Any) -> Tensor:
     """Sum of squared residuals, the lessons' loss: sum_i (observed_i - predicted_i)^2.
 
     dSSR/dpredicted_i = -2 (observed_i - predicted_i).
@@ -41,13 +43,13 @@ def ssr(predicted, observed):
     return _named(((observed - predicted) ** 2).sum(), "SSR")
 
 
-def mse(predicted, observed):
+def mse(predicted: Tensor, observed: Any) -> Tensor:
     """Mean squared error: the SSR divided by the number of elements."""
     predicted, observed = _same_shape("mse", predicted, observed)
     return _named(((observed - predicted) ** 2).mean(), "MSE")
 
 
-def cross_entropy(logits, labels):
+def cross_entropy(logits: Tensor, labels: Any) -> Tensor:
     """Mean over rows of -log softmax(logits)[label], from raw logits, stable for large logits.
 
     ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes),
@@ -67,7 +69,7 @@ def cross_entropy(logits, labels):
     return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
 
 
-def targets_for(logits, labels):
+def targets_for(logits: Any, labels: Any) -> np.ndarray:
     """Labels as (n, classes) target probabilities of the logits' dtype, checked."""
     labels = np.asarray(labels)
     n, classes = logits.shape
@@ -88,7 +90,7 @@ def targets_for(logits, labels):
     return onehot
 
 
-def binary_cross_entropy(logits, targets):
+def binary_cross_entropy(logits: Tensor, targets: Any) -> Tensor:
     """Mean of -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))], from logits z.
 
     Computed as softplus(z) - t z, which is the same quantity without ever
@@ -118,7 +120,7 @@ LOSSES = {
 }
 
 
-def get_loss(loss):
+def get_loss(loss: str | Callable[..., Tensor]) -> Callable[..., Tensor]:
     """A loss function from its name, or the callable itself."""
     if callable(loss):
         return loss

@@ -24,11 +24,13 @@ Example: the lessons' network from 20 random starts; one of them fits the data::
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from .engines import Settings, batches, forward_backward, one_hot
 from .losses import binary_cross_entropy, cross_entropy, mse, ssr
+from .nn import Module, Parameter
 from .ops import REGISTRY
 from .tensor import constant, no_grad, tensor_from
 from .trace import CompiledStep
@@ -36,7 +38,7 @@ from .trace import CompiledStep
 _log_softmax = REGISTRY["log_softmax"].fwd
 
 
-def draw_starts(model, named, n, seed):
+def draw_starts(model: Module, named: Sequence[tuple[str, Parameter]], n: int, seed: int | None) -> list[np.ndarray]:
     """N starting points of the trained parameters: the k-th is the k-th ``reset_parameters`` draw from ``seed``.
 
     Returns one array per trained parameter with the starts stacked on axis 0.
