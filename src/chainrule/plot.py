@@ -17,13 +17,15 @@ Example::
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from .history import History
 from .losses import get_loss
 from .modelfile import atomic_open
-from .nn import DosageNetwork, Linear, Sequential
+from .nn import DosageNetwork, Linear, Module, Sequential
 from .tensor import no_grad, tensor
 
 BLUE, ORANGE, GREEN, PINK, DATA = "#1f77b4", "#ff7f0e", "#2ca02c", "#e377c2", "black"
@@ -34,7 +36,7 @@ def _figure(width=6.4, height=4.4):
     return fig, fig.add_subplot()
 
 
-def save(fig, path):
+def save(fig: Figure, path: str | os.PathLike) -> None:
     """Write ``fig`` to ``path`` (.png or .svg), through a temporary file so no half-written file remains."""
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg"):
@@ -70,7 +72,7 @@ def _contributions(model, xs):
     return [], 0.0, "model output"
 
 
-def squiggle(model, x, y, title=None, grid=200):
+def squiggle(model: Module, x: Any, y: Any, title: str | None = None, grid: int = 200) -> Figure:
     """The lessons' figure: the data, each hidden node's curve scaled by its weight, and their sum.
 
     Works for :class:`~chainrule.nn.DosageNetwork` and any one-input,
@@ -109,7 +111,8 @@ def _loss_at(model, x, y, loss, param, values):
     return np.array(out)
 
 
-def loss_curve(model, x, y, param, history=None, values=None, loss="ssr"):
+def loss_curve(model: Module, x: Any, y: Any, param: Any, history: History | None = None, values: Any = None,
+               loss: Any = "ssr") -> Figure:
     """The loss against one parameter, the others held (the lessons' pink curve), with the descent steps.
 
     ``param`` is a name or a scalar Parameter. ``values`` defaults to a range
@@ -133,7 +136,8 @@ def loss_curve(model, x, y, param, history=None, values=None, loss="ssr"):
     return fig
 
 
-def landscape(model, x, y, params, history=None, loss="ssr", grid=60):
+def landscape(model: Module, x: Any, y: Any, params: Any, history: History | None = None, loss: Any = "ssr",
+              grid: int = 60) -> Figure:
     """Contours of the loss over two parameters, with the path gradient descent took."""
     if len(params) != 2:
         raise ValueError(f"landscape: needs exactly two parameters, got {list(params)}")
@@ -164,7 +168,7 @@ def landscape(model, x, y, params, history=None, loss="ssr", grid=60):
     return fig
 
 
-def training_curve(history, title=None):
+def training_curve(history: History, title: str | None = None) -> Figure:
     """The loss per iteration; a log scale when it spans more than two decades."""
     loss = np.asarray(history.loss)
     fig, ax = _figure()
@@ -178,7 +182,7 @@ def training_curve(history, title=None):
     return fig
 
 
-def gradients(history):
+def gradients(history: History) -> Figure:
     """Each parameter's derivative norm and step size per iteration (log scale): vanishing and exploding."""
     fig = Figure(figsize=(7.5, 6.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
