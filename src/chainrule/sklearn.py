@@ -24,9 +24,9 @@ trained for 200 epochs (``tol=0``: a fixed number of epochs, no warning)::
 """
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - older scikit-learn: the same checks as
         return estimator._validate_data(X, y, reset=reset, **check_params)
 
 from . import train
+from .checks import AnyOf, Integer, Integers, Number, OneOf, Rule, sklearn_message
 from .functional import log_softmax, softmax
 from .nn import ACTIVATIONS, mlp
 from .optim import OPTIMIZERS, Momentum
@@ -56,6 +57,19 @@ __all__ = ["NeuralNetworkRegressor", "NeuralNetworkClassifier", "ConvergenceWarn
 
 # Inputs keep float32 (a float32 network, about twice as fast); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)
+
+# What each parameter may be (the estimators' own fit checks loss: it is the regressor's alone).
+_RULES: dict[str, Rule] = {
+    "hidden_layer_sizes": AnyOf((Integer(low=1), Integers(low=1))),
+    "activation": OneOf(sorted(ACTIVATIONS)),
+    "optimizer": OneOf(sorted(OPTIMIZERS)),
+    "learning_rate": Number(low=0, low_open=True),
+    "momentum": Number(low=0, high=1),
+    "tol": Number(low=0),
+    "max_iter": Integer(low=1),
+    "batch_size": AnyOf((OneOf(("auto",)), Integer(low=1, optional=True))),
+}
+_LOSS = OneOf(("mse", "ssr"))
 
 
 class ConvergenceWarning(train.ConvergenceWarning, _SklearnConvergenceWarning):
@@ -101,42 +115,18 @@ class _NeuralNetwork(BaseEstimator):
         with no_grad():
             return self.model_(X.astype(self.model_[0].weight.dtype, copy=False))
 
-    def _check_params(self):
+    def _check_params(self) -> tuple[int, ...]:
         """Raise ValueError naming any parameter out of range; return the hidden sizes as a tuple."""
+        for name, rule in _RULES.items():
+            self._check(name, rule)
         sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, numbers.Integral) else sizes
-        if not isinstance(sizes, (tuple, list)) or not all(_integer(s, 1) for s in sizes):
-            self._invalid("hidden_layer_sizes", "a tuple of positive integers (one per hidden layer)")
-        self._choice("activation", sorted(ACTIVATIONS))
-        self._choice("optimizer", sorted(OPTIMIZERS))
-        if not _real(self.learning_rate, low_open=True):
-            self._invalid("learning_rate", "a float in (0, inf)")
-        if not _real(self.momentum) or self.momentum >= 1:
-            self._invalid("momentum", "a float in [0, 1)")
-        if not _real(self.tol):
-            self._invalid("tol", "a float in [0, inf)")
-        if not _integer(self.max_iter, 1):
-            self._invalid("max_iter", "an int in [1, inf)")
-        if not (self.batch_size is None or self.batch_size == "auto" or _integer(self.batch_size, 1)):
-            self._invalid("batch_size", "'auto', None (full batch) or an int in [1, inf)")
-        return tuple(int(s) for s in sizes)
+        return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
 
-    def _choice(self, name, options):
-        if not isinstance(getattr(self, name), str) or getattr(self, name) not in options:
-            self._invalid(name, f"a str among {options}")
-
-    def _invalid(self, name, allowed):
-        raise ValueError(f"The {name!r} parameter of {type(self).__name__} must be {allowed}. "
-                         f"Got {getattr(self, name)!r} instead.")
-
-
-def _integer(value, low):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-
-def _real(value, low_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    return ok and (value > 0 if low_open else value >= 0)
+    def _check(self, name: str, rule: Rule) -> None:
+        """A ValueError in scikit-learn's sentence unless ``rule`` accepts the parameter ``name``."""
+        value = getattr(self, name)
+        if not rule.accepts(value):
+            raise ValueError(sklearn_message(type(self).__name__, name, value, rule))
 
 
 _PARAMETERS = """
@@ -218,7 +208,7 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
 
     def fit(self, X, y):
         """Train a fresh network on X (n, features) and y (n,) or (n, outputs); return self."""
-        self._choice("loss", ["mse", "ssr"])
+        self._check("loss", _LOSS)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         self._y_shape = y.shape[1:]
