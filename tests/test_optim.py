@@ -262,3 +262,42 @@ def test_parameters_beyond_the_pack_limit_are_not_packed():
     GradientDescent(0.1, params=large)
     assert small[0].data.base is small[1].data.base is not None
     assert large[0].data.base is None and large[1].data.base is None
+
+
+# ---- restore: carry on from steps taken elsewhere ------------------------------------------
+
+
+def _flat_state(opt):
+    """The optimizer's state, each entry flat in parameter order (as restore takes it)."""
+    if len(opt.state) == 1 and len(opt.params) > 1:  # packed: already one flat buffer per entry
+        return {k: v.copy() for k, v in opt.state[0].items()}
+    keys = opt.state[0].keys()
+    return {k: np.concatenate([s[k].ravel() for s in opt.state]) for k in keys}
+
+
+@pytest.mark.parametrize("make", [lambda ps: Adam(lr=0.1, params=ps), lambda ps: Momentum(lr=0.1, params=ps)])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float64, np.float32)])  # packed, and not
+def test_restore_stands_as_after_the_steps_it_is_given(make, dtypes):
+    def params():
+        return [Parameter(np.array([1.0, -2.0], dtype=dtypes[0])), Parameter(np.array([[0.5]], dtype=dtypes[1]))]
+
+    def grads(ps, k):
+        for p in ps:
+            p.grad = np.full(p.shape, 0.3 * k - 0.4, dtype=p.dtype)
+
+    ran, restored = params(), params()
+    first = make(ran)
+    for k in range(3):
+        grads(ran, k)
+        first.step()
+    for p, q in zip(restored, ran):
+        p.data[...] = q.data
+    second = make(restored)
+    second.restore(first.t, np.concatenate([s.ravel() for s in first.step_sizes]), _flat_state(first))
+    assert second.t == 3 and second.largest_step() == first.largest_step()
+    for opt, ps in ((first, ran), (second, restored)):
+        grads(ps, 3)
+        opt.step()
+    for p, q in zip(restored, ran):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert Optimizer._load is Optimizer.restore           # the old private name, for now
