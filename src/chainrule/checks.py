@@ -201,7 +201,7 @@ class Instance(Rule):
     ``allowed`` is said in words: ``Instance((numbers.Real,), "a number")``.
     """
 
-    types: tuple[type, ...]
+    types: tuple[Any, ...]  # classes, or ABCs such as collections.abc.Callable
     words: str
 
     def accepts(self, value: Any) -> bool:

@@ -197,7 +197,7 @@ def _input(x):
 
 
 class _Activation(Module):
-    fn = None
+    fn: Any = None
 
     def forward(self, x):
         return type(self).fn(x)
@@ -277,7 +277,7 @@ def mlp(sizes: _Sequence[int], activation: str = "relu", seed: Any = None, dtype
     check("mlp", "activation", activation, OneOf(sorted(ACTIVATIONS)))
     sizes = check("mlp", "sizes", sizes.tolist() if isinstance(sizes, np.ndarray) else sizes, _SIZES)
     rng = _rng(seed)
-    layers = []
+    layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(n_in, n_out, seed=rng, dtype=dtype))
         if i < len(sizes) - 2:
@@ -304,6 +304,13 @@ class DosageNetwork(Module):
     """
 
     NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
+    w1: Parameter
+    b1: Parameter
+    w2: Parameter
+    b2: Parameter
+    w3: Parameter
+    w4: Parameter
+    b3: Parameter
     LESSON = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30, "b3": 2.61}
 
     def __init__(self, w1: Any, b1: Any, w2: Any, b2: Any, w3: Any, w4: Any, b3: Any, dtype: Any = np.float64) -> None:

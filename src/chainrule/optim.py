@@ -65,7 +65,7 @@ class Optimizer:
         self._largest = [0.0] * len(self.params)
         self.t = 0
         self._pack()
-        self.state = [{} for _ in (range(1) if self._flat is not None else self.params)]
+        self.state: list[dict[str, Any]] = [{} for _ in (range(1) if self._flat is not None else self.params)]
         return self
 
     def _pack(self):

@@ -206,7 +206,7 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> NeuralNetworkRegressor:
         """Train a fresh network on X (n, features) and y (n,) or (n, outputs); return self."""
         self._check("loss", _LOSS)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
@@ -215,7 +215,7 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
         targets = y.reshape(len(y), self.n_outputs_).astype(X.dtype)
         return self._train(X, targets, self.n_outputs_, self.loss)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shaped (n,) or (n, outputs) as the y given to ``fit``."""
         out = self._forward(X).data
         return out.reshape(len(out), *self._y_shape)
@@ -264,7 +264,7 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> NeuralNetworkClassifier:
         """Train a fresh network on X (n, features) and class labels y (n,); return self."""
         X, y = validate_data(self, X, y, dtype=_FLOATS)
         check_classification_targets(y)  # class labels, not continuous values (y is 1-D by now)
@@ -274,16 +274,16 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
                              f"got only one class: {self.classes_.tolist()[0]!r}")
         return self._train(X, labels, len(self.classes_), "cross_entropy")
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row."""
         logits = self._forward(X).data
         return self.classes_[np.argmax(logits, axis=1)]
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Any) -> np.ndarray:
         """log P(class | row): the log-softmax of the logits, shape (n, n_classes)."""
         return log_softmax(self._forward(X), axis=1).data
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
         """P(class | row): the softmax of the logits, shape (n, n_classes); rows sum to 1."""
         return softmax(self._forward(X), axis=1).data
 
@@ -294,7 +294,7 @@ _REGRESSION_LOSS = """
         gradients grow with the number of rows: lower ``learning_rate``)."""
 
 # One parameter list for both docstrings, filled in here (docstrings are None under python -OO).
-if NeuralNetworkRegressor.__doc__:
+if NeuralNetworkRegressor.__doc__ and NeuralNetworkClassifier.__doc__:
     NeuralNetworkRegressor.__doc__ = NeuralNetworkRegressor.__doc__.format(
         parameters=_PARAMETERS.format(linear="linear", loss=_REGRESSION_LOSS))
     NeuralNetworkClassifier.__doc__ = NeuralNetworkClassifier.__doc__.format(
