@@ -1,4 +1,6 @@
 """gradcheck: True for right gradients, a GradcheckError that says where for wrong ones."""
+import re
+
 import numpy as np
 import pytest
 
@@ -101,13 +103,22 @@ def test_inputs_are_left_unchanged():
     assert x.grad is None
 
 
-@pytest.mark.parametrize("kw, name", [
-    ({"eps": 0}, "eps"), ({"eps": -1e-6}, "eps"), ({"eps": "1e-6"}, "eps"), ({"eps": float("nan")}, "eps"),
-    ({"atol": -1.0}, "atol"), ({"atol": None}, "atol"), ({"rtol": -0.1}, "rtol"),
+@pytest.mark.parametrize("kw, name, allowed", [
+    ({"eps": 0}, "eps", "> 0"), ({"eps": -1e-6}, "eps", "> 0"), ({"eps": "1e-6"}, "eps", "> 0"),
+    ({"eps": float("nan")}, "eps", "> 0"),
+    ({"atol": -1.0}, "atol", ">= 0"), ({"atol": None}, "atol", ">= 0"), ({"rtol": -0.1}, "rtol", ">= 0"),
+    ({"rtol": float("inf")}, "rtol", ">= 0"),
 ])
-def test_bad_settings_raise_value_error(kw, name):
-    with pytest.raises(ValueError, match=rf"gradcheck: {name} must be .* got"):
+def test_bad_settings_raise_value_error(kw, name, allowed):
+    value = kw[name]
+    with pytest.raises(ValueError, match=re.escape(f"gradcheck: {name} must be a finite number {allowed}, "
+                                                   f"got {value!r}")):
         gradcheck(lambda x: x * 2, _leaf([1.0]), **kw)
+
+
+def test_fn_must_be_callable():
+    with pytest.raises(TypeError, match=re.escape("gradcheck: fn must be a function of the inputs, got 'x * 2'")):
+        gradcheck("x * 2", _leaf([1.0]))
 
 
 def test_no_checked_input_raises_value_error():

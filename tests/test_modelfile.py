@@ -199,7 +199,7 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
     (_edit(["architecture"], DELETE), r"has no 'architecture'"),
     (_edit(["parameters"], []), r"'parameters' must be dict"),
     (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
-    (_edit(["architecture", "sizes"], [2, 0, 1]), r"sizes must be at least 2 positive integers, got \[2, 0, 1\]"),
+    (_edit(["architecture", "sizes"], [2, 0, 1]), r"architecture.sizes must be a sequence of at least 2 integers >= 1, got \[2, 0, 1\]"),
     (_edit(["architecture", "activation"], "swish"), r"activation must be one of .* got 'swish'"),
     (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
     (_edit(["architecture", "sizes"], [2, 5, 4, 1]), r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]"),

@@ -303,10 +303,26 @@ def test_linear_init_scale_is_one_over_sqrt_in_features():
     assert abs(w.mean()) < 5 * (1 / np.sqrt(400)) / np.sqrt(w.size)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "3"])
-def test_linear_rejects_bad_sizes(bad):
-    with pytest.raises(ValueError, match=re.escape(f"in_features must be a positive integer, got {bad!r}")):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError),
+                                        ("3", TypeError), (None, TypeError)])
+def test_linear_rejects_bad_sizes(bad, error):
+    with pytest.raises(error, match=re.escape(f"Linear: in_features must be an integer >= 1, got {bad!r}")):
         Linear(bad, 2)
+    with pytest.raises(error, match=re.escape(f"Linear: out_features must be an integer >= 1, got {bad!r}")):
+        Linear(2, bad)
+
+
+@pytest.mark.parametrize("sizes, error", [([1], ValueError), ([1, 0, 1], ValueError), ([1, 2.0, 1], TypeError),
+                                          ("121", TypeError), (3, TypeError)])
+def test_mlp_rejects_bad_sizes(sizes, error):
+    with pytest.raises(error, match=re.escape(f"mlp: sizes must be a sequence of at least 2 integers >= 1, "
+                                              f"got {sizes!r}")):
+        mlp(sizes)
+
+
+def test_mlp_takes_sizes_as_a_tuple_a_range_or_an_array():
+    for sizes in ((2, 3, 1), range(2, 4), np.array([2, 3])):
+        assert mlp(sizes, seed=0)[0].in_features == 2
 
 
 def test_linear_float32_stays_float32():
@@ -335,7 +351,7 @@ def test_mlp_builds_linear_layers_with_activations_between():
     net = mlp([3, 5, 4, 2], activation="tanh", seed=0)
     assert [type(m).__name__ for m in net.layers] == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
     assert net(np.zeros((7, 3))).shape == (7, 2)
-    with pytest.raises(ValueError, match="activation"):
+    with pytest.raises(ValueError, match=r"mlp: activation must be one of 'identity', .*'tanh', got 'swish'"):
         mlp([1, 1], activation="swish")
 
 
@@ -356,8 +372,13 @@ def test_from_lesson_rejects_an_unknown_name():
 
 
 def test_dosage_network_rejects_non_numbers():
-    with pytest.raises(TypeError, match="w1 must be a number"):
+    with pytest.raises(TypeError, match=re.escape("DosageNetwork: w1 must be a number, got [1.0, 2.0]")):
         DosageNetwork(w1=[1.0, 2.0], b1=0, w2=0, b2=0, w3=0, w4=0, b3=0)
+    for bad in ("1", True, None, np.array([1.0])):
+        with pytest.raises(TypeError, match="DosageNetwork: b3 must be a number, got "):
+            DosageNetwork(w1=0, b1=0, w2=0, b2=0, w3=0, w4=0, b3=bad)
+    net = DosageNetwork(w1=np.float32(1.5), b1=np.array(2), w2=cr.tensor(0.5), b2=0, w3=0, w4=0, b3=0)
+    assert (net.w1.item(), net.b1.item(), net.w2.item()) == (1.5, 2.0, 0.5)
 
 
 def test_random_start_is_standard_normal_weights_and_zero_biases():

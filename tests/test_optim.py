@@ -142,19 +142,19 @@ def test_registry_and_repr():
 
 def _raises(fn, name, allowed, value):
     """The error names the parameter, the allowed range and the value received."""
-    with pytest.raises(ValueError, match=re.escape(f"{name} must be a number in {allowed}, got {value!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be {allowed}, got {value!r}")):
         fn()
 
 
 @pytest.mark.parametrize("cls", [GradientDescent, Momentum, Adam])
 @pytest.mark.parametrize("lr", [0, 0.0, -0.1, math.nan, math.inf, "0.1", None, True])
 def test_invalid_learning_rates(cls, lr):
-    _raises(lambda: cls(lr=lr), "lr", "(0, inf)", lr)
+    _raises(lambda: cls(lr=lr), f"{cls.__name__}: lr", "a finite number > 0", lr)
 
 
 @pytest.mark.parametrize("momentum", [1, 1.0, -0.1, 1.5, math.nan])
 def test_invalid_momentum(momentum):
-    _raises(lambda: Momentum(lr=0.1, momentum=momentum), "momentum", "[0, 1)", momentum)
+    _raises(lambda: Momentum(lr=0.1, momentum=momentum), "Momentum: momentum", "a number in [0, 1)", momentum)
 
 
 def test_nesterov_needs_momentum():
@@ -171,7 +171,7 @@ def test_nesterov_needs_momentum():
     ((0.9, math.nan), "betas[1]", math.nan),
 ])
 def test_invalid_betas(betas, which, value):
-    _raises(lambda: Adam(betas=betas), which, "[0, 1)", value)
+    _raises(lambda: Adam(betas=betas), f"Adam: {which}", "a number in [0, 1)", value)
 
 
 @pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.99, 0.999), 0.9])
@@ -182,7 +182,7 @@ def test_betas_must_be_a_pair(betas):
 
 @pytest.mark.parametrize("eps", [-1e-8, math.nan, math.inf])
 def test_invalid_eps(eps):
-    _raises(lambda: Adam(eps=eps), "eps", "[0, inf)", eps)
+    _raises(lambda: Adam(eps=eps), "Adam: eps", "a finite number >= 0", eps)
 
 
 def test_boundary_hyperparameters_are_accepted():
@@ -262,3 +262,42 @@ def test_parameters_beyond_the_pack_limit_are_not_packed():
     GradientDescent(0.1, params=large)
     assert small[0].data.base is small[1].data.base is not None
     assert large[0].data.base is None and large[1].data.base is None
+
+
+# ---- restore: carry on from steps taken elsewhere ------------------------------------------
+
+
+def _flat_state(opt):
+    """The optimizer's state, each entry flat in parameter order (as restore takes it)."""
+    if len(opt.state) == 1 and len(opt.params) > 1:  # packed: already one flat buffer per entry
+        return {k: v.copy() for k, v in opt.state[0].items()}
+    keys = opt.state[0].keys()
+    return {k: np.concatenate([s[k].ravel() for s in opt.state]) for k in keys}
+
+
+@pytest.mark.parametrize("make", [lambda ps: Adam(lr=0.1, params=ps), lambda ps: Momentum(lr=0.1, params=ps)])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float64, np.float32)])  # packed, and not
+def test_restore_stands_as_after_the_steps_it_is_given(make, dtypes):
+    def params():
+        return [Parameter(np.array([1.0, -2.0], dtype=dtypes[0])), Parameter(np.array([[0.5]], dtype=dtypes[1]))]
+
+    def grads(ps, k):
+        for p in ps:
+            p.grad = np.full(p.shape, 0.3 * k - 0.4, dtype=p.dtype)
+
+    ran, restored = params(), params()
+    first = make(ran)
+    for k in range(3):
+        grads(ran, k)
+        first.step()
+    for p, q in zip(restored, ran):
+        p.data[...] = q.data
+    second = make(restored)
+    second.restore(first.t, np.concatenate([s.ravel() for s in first.step_sizes]), _flat_state(first))
+    assert second.t == 3 and second.largest_step() == first.largest_step()
+    for opt, ps in ((first, ran), (second, restored)):
+        grads(ps, 3)
+        opt.step()
+    for p, q in zip(restored, ran):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert Optimizer._load is Optimizer.restore           # the old private name, for now

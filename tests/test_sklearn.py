@@ -155,14 +155,17 @@ def test_tol_zero_runs_max_iter_epochs_without_a_warning():
 
 
 @pytest.mark.parametrize("name, value, allowed", [
-    ("hidden_layer_sizes", (4, 0), "a tuple of positive integers"),
-    ("activation", "gelu", "a str among"),
-    ("optimizer", "sgd", "a str among"),
-    ("learning_rate", 0.0, r"a float in \(0, inf\)"),
-    ("momentum", 1.0, r"a float in \[0, 1\)"),
-    ("tol", -1.0, r"a float in \[0, inf\)"),
-    ("max_iter", 0, r"an int in \[1, inf\)"),
-    ("batch_size", 0, "'auto', None"),
+    ("hidden_layer_sizes", (4, 0), "an integer >= 1 or a sequence of integers >= 1"),
+    ("hidden_layer_sizes", True, "an integer >= 1 or a sequence of integers >= 1"),
+    ("activation", "gelu", "one of 'identity', 'relu', 'sigmoid', 'softplus', 'tanh'"),
+    ("optimizer", "sgd", "one of 'adam', 'gd', 'momentum'"),
+    ("learning_rate", 0.0, "a finite number > 0"),
+    ("momentum", 1.0, r"a number in \[0, 1\)"),
+    ("tol", -1.0, "a finite number >= 0"),
+    ("tol", "0.1", "a finite number >= 0"),
+    ("max_iter", 0, "an integer >= 1"),
+    ("max_iter", 10.0, "an integer >= 1"),
+    ("batch_size", 0, "'auto' or None or an integer >= 1"),
 ])
 def test_invalid_parameters_name_the_parameter_and_the_value(name, value, allowed):
     X, y = load_iris(return_X_y=True)
@@ -173,8 +176,8 @@ def test_invalid_parameters_name_the_parameter_and_the_value(name, value, allowe
 
 
 def test_invalid_loss():
-    with pytest.raises(ValueError, match=r"The 'loss' parameter of NeuralNetworkRegressor must be a str "
-                                         r"among \['mse', 'ssr'\]. Got 'cross_entropy' instead."):
+    with pytest.raises(ValueError, match=r"The 'loss' parameter of NeuralNetworkRegressor must be one of "
+                                         r"'mse', 'ssr'. Got 'cross_entropy' instead."):
         NeuralNetworkRegressor(loss="cross_entropy").fit(np.zeros((3, 1)), np.zeros(3))
 
 

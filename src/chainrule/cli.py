@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import signal
 import sys
@@ -19,6 +18,8 @@ import time
 import warnings
 
 import numpy as np
+
+from .checks import Integer, Integers, Number, check
 
 EXAMPLES = """examples:
   chainrule demo
@@ -62,7 +63,7 @@ def _parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
@@ -262,34 +263,36 @@ def _fit(args):
     return 0
 
 
-# (option, attribute, what it must be, the check); checked before any data is read
-LIMITS = (("--lr", "lr", "a number > 0", lambda v: math.isfinite(v) and v > 0),
-          ("--tol", "tol", "a number >= 0", lambda v: math.isfinite(v) and v >= 0),
-          ("--max-iter", "max_iter", "an integer >= 1", lambda v: v >= 1),
-          ("--batch-size", "batch_size", "an integer >= 1", lambda v: v is None or v >= 1),
-          ("--restarts", "restarts", "an integer >= 1", lambda v: v is None or v >= 1))
+# (option, attribute, what it must be), checked before any data is read; an option not given (None) is
+# left to fit's default
+LIMITS = (("--lr", "lr", Number(low=0, low_open=True)),
+          ("--tol", "tol", Number(low=0)),
+          ("--max-iter", "max_iter", Integer(low=1)),
+          ("--batch-size", "batch_size", Integer(low=1)),
+          ("--restarts", "restarts", Integer(low=1)))
 
 
-def _hyperparameters(args):
+def _hyperparameters(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
     """(hidden sizes, feature names) from their text; every number checked, naming the option."""
     hidden = _integers("--hidden", args.hidden)
     features = None if args.features is None else [f.strip() for f in args.features.split(",")]
     if features is not None and not all(features):
         raise ValueError(f"--features must be column names separated by commas, got {args.features!r}")
-    for flag, name, limit, ok in LIMITS:
-        if not ok(getattr(args, name)):
-            raise ValueError(f"{flag} must be {limit}, got {getattr(args, name)!r}")
+    for flag, name, rule in LIMITS:
+        if getattr(args, name) is not None:
+            check(None, flag, getattr(args, name), rule)  # "--lr must be a finite number > 0, got 0.0"
     return hidden, features
 
 
-def _integers(flag, text, low=1, example="2 or 16,16"):
+def _integers(flag: str, text: str, low: int = 1, example: str = "2 or 16,16") -> list[int]:
     """Comma-separated integers >= ``low``, or a ValueError naming the option and what was given."""
+    rule = Integers(low=low, min_length=1)
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if not values or min(values) < low:
-        raise ValueError(f"{flag} must be integers >= {low} separated by commas (e.g. {example}), got {text!r}")
+    if not rule.accepts(values):
+        raise ValueError(f"{flag} must be {rule.items} separated by commas (e.g. {example}), got {text!r}")
     return values
 
 

@@ -1,9 +1,17 @@
 """Finite-difference gradient checking, public so users can check their own functions."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
+from .checks import Instance, Number, check
 from .tensor import Tensor, no_grad
+
+_STEP = Number(low=0, low_open=True)   # eps: a finite number > 0
+_TOLERANCE = Number(low=0)             # atol, rtol: a finite number >= 0
+_FUNCTION = Instance((Callable,), "a function of the inputs")
 
 
 class GradcheckError(AssertionError):
@@ -13,13 +21,14 @@ class GradcheckError(AssertionError):
     ``numerical`` and ``analytical``.
     """
 
-    def __init__(self, input, index, numerical, analytical):
+    def __init__(self, input: int, index: tuple[int, ...], numerical: float, analytical: float) -> None:
         self.input, self.index, self.numerical, self.analytical = input, index, numerical, analytical
         super().__init__(f"gradcheck: input {input}, element {index}: numerical derivative {numerical:.10g} "
                          f"but backward gave {analytical:.10g}")
 
 
-def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
+def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, seed: int = 0) -> bool:
     """Compare ``fn``'s backward gradients with central differences, in float64.
 
     Inputs that are Tensors with ``requires_grad=True``, or float ndarrays, are
@@ -34,13 +43,10 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         >>> cr.gradcheck(lambda x: cr.softplus(x) * x, cr.tensor([-1.0, 0.0, 2.0], requires_grad=True))
         True
     """
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        if not (number and np.isfinite(value) and value >= 0) or (name == "eps" and value == 0):
-            raise ValueError(f"gradcheck: {name} must be a finite number > 0 (>= 0 for tolerances), "
-                             f"got {value!r}")
-    if not callable(fn):
-        raise TypeError(f"gradcheck: fn must be a function of the inputs, got {type(fn).__name__}")
+    eps = check("gradcheck", "eps", eps, _STEP)
+    atol = check("gradcheck", "atol", atol, _TOLERANCE)
+    rtol = check("gradcheck", "rtol", rtol, _TOLERANCE)
+    check("gradcheck", "fn", fn, _FUNCTION)
     checked = [i for i, x in enumerate(inputs) if _is_checked(x)]
     if not checked:
         raise ValueError("gradcheck: no input to check; pass Tensors with requires_grad=True or float arrays")

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .checks import Integers, Number, OneOf, check
 from .data import CSVData, read_csv
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
@@ -233,8 +234,7 @@ def _check_model(model):
     if model.classes is not None and (len(model.classes) != n_out or n_out < 2):
         raise ValueError(f"Model: a classifier needs one network output per class (at least 2); the network "
                          f"has {n_out} outputs for the classes {model.classes}")
-    if model.loss not in LOSSES:
-        raise ValueError(f"Model: loss must be one of {sorted(LOSSES)}, got {model.loss!r}")
+    check("Model", "loss", model.loss, OneOf(sorted(LOSSES)))
 
 
 # ---- writing ----------------------------------------------------------------------------
@@ -387,13 +387,9 @@ def _architecture(arch):
     if arch.get("kind") != "mlp":
         raise ValueError(f"architecture.kind must be 'mlp', got {arch.get('kind')!r}")
     sizes = _need(arch, "sizes", list, "architecture")
-    if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
-        raise ValueError(f"architecture.sizes must be at least 2 positive integers, got {sizes!r}")
-    activation, task = arch.get("activation"), arch.get("task")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"architecture.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if task not in TASKS:
-        raise ValueError(f"architecture.task must be one of {list(TASKS)}, got {task!r}")
+    check(None, "architecture.sizes", sizes, Integers(low=1, min_length=2))
+    activation = check(None, "architecture.activation", arch.get("activation"), OneOf(sorted(ACTIVATIONS)))
+    task = check(None, "architecture.task", arch.get("task"), OneOf(list(TASKS)))
     return sizes, activation, task
 
 
@@ -474,4 +470,7 @@ def _scaling(pre, n_features, task):
 
 
 def _finite(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _FINITE.accepts(v)
+
+
+_FINITE = Number()

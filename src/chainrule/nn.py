@@ -12,13 +12,20 @@ Example::
 """
 from __future__ import annotations
 
+import numbers
+from typing import Any, Iterator, Sequence as _Sequence
+
 import numpy as np
 
 from . import functional as F
+from .checks import Instance, Integer, Integers, OneOf, Typed, check
 from .ops import REGISTRY
 from .tensor import Tensor, apply, constant, named as _named, tensor_from
 
 _LINEAR = REGISTRY["linear"]
+_SIZE = Typed(Integer(low=1))                  # a layer's width: TypeError for 2.0, ValueError for 0
+_SIZES = Typed(Integers(low=1, min_length=2))  # mlp's widths, inputs to outputs
+_NUMBER = Instance((numbers.Real,), "a number")
 
 
 class Parameter(Tensor):
@@ -33,7 +40,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, name=None, dtype=None):
+    def __init__(self, data: Any, name: str | None = None, dtype: Any = None) -> None:
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
 
     def __repr__(self):
@@ -62,17 +69,17 @@ class Module:
         for name, p in self.named_parameters():
             p.name = f"{prefix}.{name}"
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define forward(x)")
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Tensor:
         return self.forward(x)
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         """(name, module) pairs of the direct sub-modules."""
         return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) pairs, each parameter once, in definition order."""
         seen = set()
         for name, p in self._walk(prefix):
@@ -87,11 +94,11 @@ class Module:
         for k, m in self.children():
             yield from m._walk(f"{prefix}{k}.")
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         """Every Parameter of the model, each once."""
         return [p for _, p in self.named_parameters()]
 
-    def reset_parameters(self, rng=None):
+    def reset_parameters(self, rng: Any = None) -> None:
         """Draw fresh starting values (each layer's own initialization) from ``rng`` (a seed or Generator)."""
         rng = _rng(rng)
         if any(isinstance(v, Parameter) for v in vars(self).values()):
@@ -100,16 +107,16 @@ class Module:
         for _, child in self.children():
             child.reset_parameters(rng)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Forget the accumulated gradients (set every ``.grad`` to None)."""
         for p in self.parameters():
             p.grad = None
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, np.ndarray]:
         """{dotted name: copy of the values} for every parameter."""
         return {name: p.data.copy() for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy values into the parameters; names and shapes must match exactly."""
         own = dict(self.named_parameters())
         missing = sorted(set(own) - set(state))
@@ -156,11 +163,10 @@ class Linear(Module):
         Linear(in_features=3, out_features=2, bias=True)
     """
 
-    def __init__(self, in_features, out_features, bias=True, seed=None, dtype=np.float64):
-        for arg, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Linear: {arg} must be a positive integer, got {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, seed: Any = None,
+                 dtype: Any = np.float64) -> None:
+        self.in_features = check("Linear", "in_features", in_features, _SIZE)
+        self.out_features = check("Linear", "out_features", out_features, _SIZE)
         self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
         self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
         self.reset_parameters(seed)
@@ -191,7 +197,7 @@ def _input(x):
 
 
 class _Activation(Module):
-    fn = None
+    fn: Any = None
 
     def forward(self, x):
         return type(self).fn(x)
@@ -228,7 +234,7 @@ ACTIVATIONS = {"softplus": SoftPlus, "relu": ReLU, "sigmoid": Sigmoid, "tanh": T
 class Sequential(Module):
     """Modules applied one after another; parameters are named by position ("0.weight")."""
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
@@ -255,7 +261,7 @@ class Sequential(Module):
         return len(self.layers)
 
 
-def mlp(sizes, activation="relu", seed=None, dtype=np.float64):
+def mlp(sizes: _Sequence[int], activation: str = "relu", seed: Any = None, dtype: Any = np.float64) -> Sequential:
     """A multilayer perceptron: Linear layers of ``sizes`` with ``activation`` between them.
 
     Example::
@@ -268,14 +274,10 @@ def mlp(sizes, activation="relu", seed=None, dtype=np.float64):
           (2): Linear(in_features=2, out_features=1, bias=True)
         )
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-        raise TypeError(f"mlp: sizes must be a list of layer sizes such as [1, 2, 1], got {sizes!r}")
-    if len(sizes) < 2:
-        raise ValueError(f"mlp: sizes needs at least an input and an output size, got {list(sizes)}")
+    check("mlp", "activation", activation, OneOf(sorted(ACTIVATIONS)))
+    sizes = check("mlp", "sizes", sizes.tolist() if isinstance(sizes, np.ndarray) else sizes, _SIZES)
     rng = _rng(seed)
-    layers = []
+    layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(n_in, n_out, seed=rng, dtype=dtype))
         if i < len(sizes) - 2:
@@ -302,17 +304,24 @@ class DosageNetwork(Module):
     """
 
     NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
+    w1: Parameter
+    b1: Parameter
+    w2: Parameter
+    b2: Parameter
+    w3: Parameter
+    w4: Parameter
+    b3: Parameter
     LESSON = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30, "b3": 2.61}
 
-    def __init__(self, w1, b1, w2, b2, w3, w4, b3, dtype=np.float64):
+    def __init__(self, w1: Any, b1: Any, w2: Any, b2: Any, w3: Any, w4: Any, b3: Any, dtype: Any = np.float64) -> None:
         for name, value in zip(self.NAMES, (w1, b1, w2, b2, w3, w4, b3)):
-            value = np.asarray(value.data if isinstance(value, Tensor) else value)
-            if value.shape != () or value.dtype.kind not in "iuf":
-                raise TypeError(f"DosageNetwork: {name} must be a number, got {value!r}")
-            setattr(self, name, Parameter(value, name=name, dtype=dtype))
+            value = value.data if isinstance(value, Tensor) else value
+            number = value.item() if isinstance(value, np.ndarray) and value.shape == () else value
+            check("DosageNetwork", name, number, _NUMBER)
+            setattr(self, name, Parameter(np.asarray(value), name=name, dtype=dtype))
 
     @classmethod
-    def from_lesson(cls, dtype=np.float64, **overrides):
+    def from_lesson(cls, dtype: Any = np.float64, **overrides: Any) -> DosageNetwork:
         """The lessons' optimized values, with any of them overridden (``from_lesson(b3=0.0)``)."""
         unknown = sorted(set(overrides) - set(cls.NAMES))
         if unknown:
@@ -321,7 +330,7 @@ class DosageNetwork(Module):
         return cls(**{**cls.LESSON, **overrides}, dtype=dtype)
 
     @classmethod
-    def random(cls, seed=None, dtype=np.float64):
+    def random(cls, seed: Any = None, dtype: Any = np.float64) -> DosageNetwork:
         """Weights from a standard normal, biases 0, as the lessons start."""
         net = cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, dtype=dtype)
         net.reset_parameters(seed)
@@ -334,7 +343,7 @@ class DosageNetwork(Module):
         for name in ("b1", "b2", "b3"):
             getattr(self, name).data[...] = 0.0
 
-    def curves(self, x):
+    def curves(self, x: Any) -> dict[str, Tensor]:
         """The lessons' pieces at inputs ``x``: blue (w3 * top node), orange (w4 * bottom node), green."""
         x = self._check(x)
         blue = F.softplus(x * self.w1 + self.b1) * self.w3

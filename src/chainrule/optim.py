@@ -19,20 +19,15 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable
 
 import numpy as np
 
+from .checks import Number, check
 
-def _check(owner, name, value, low, high, low_open=False, high_open=True):
-    """Raise ValueError unless ``low <= value < high`` (open/closed ends as given)."""
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{owner}: {name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
+_LR = Number(low=0, low_open=True)  # a finite number > 0
+_FRACTION = Number(low=0, high=1)   # a number in [0, 1): momentum, betas
+_EPS = Number(low=0)                # a finite number >= 0
 
 
 # Parameters are packed into one buffer (one update call for all) only up to this many elements in all:
@@ -54,11 +49,11 @@ class Optimizer:
 
     keep_limit = KEEP_LIMIT
 
-    def __init__(self, lr, params=None):
-        self.lr = _check(type(self).__name__, "lr", lr, 0, math.inf, low_open=True)
+    def __init__(self, lr: float, params: Iterable[Any] | None = None) -> None:
+        self.lr = check(type(self).__name__, "lr", lr, _LR)
         self.attach(params or [])
 
-    def attach(self, params):
+    def attach(self, params: Iterable[Any]) -> Optimizer:
         """Optimize these parameters from now on, with fresh state.
 
         Several parameters of one dtype are packed into one buffer: afterwards each
@@ -70,7 +65,7 @@ class Optimizer:
         self._largest = [0.0] * len(self.params)
         self.t = 0
         self._pack()
-        self.state = [{} for _ in (range(1) if self._flat is not None else self.params)]
+        self.state: list[dict[str, Any]] = [{} for _ in (range(1) if self._flat is not None else self.params)]
         return self
 
     def _pack(self):
@@ -91,11 +86,11 @@ class Optimizer:
         for p, (a, b) in zip(self.params, self._spans):
             p.data = self._flat[a:b].reshape(p.shape)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def step(self):
+    def step(self) -> None:
         """Apply one update to every parameter that has a gradient (one without stays where it is)."""
         self.t += 1
         if self._flat is not None:
@@ -158,20 +153,28 @@ class Optimizer:
     def step_sizes(self, sizes):
         self._sizes = sizes
 
-    def _load(self, t, steps, state):
-        """Stand as after ``t`` steps: the last step sizes and the state, flat in parameter order."""
+    def restore(self, t: int, step_sizes: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """Stand as after ``t`` steps with these last step sizes and this state, flat in parameter order.
+
+        ``step_sizes`` is one flat array of every parameter's step, one after the
+        other in ``params`` order; each entry of ``state`` (Adam's "m", say) is
+        flat in the same order. Used to carry on after steps taken elsewhere
+        (a compiled run) as if this optimizer had taken them.
+        """
         self.t = t
         if self._flat is not None:
-            self._finish(steps)
+            self._finish(step_sizes)
             self.state = [dict(state)]
             return
         ends = np.cumsum([p.size for p in self.params])
         spans = list(zip(ends - [p.size for p in self.params], ends))
-        self.step_sizes = [steps[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, spans)]
+        self.step_sizes = [step_sizes[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, spans)]
         self.state = [{k: v[a:b].reshape(p.shape).copy() for k, v in state.items()} for p, (a, b) in
                       zip(self.params, spans)]
 
-    def largest_step(self):
+    _load = restore  # the old private name, until its caller (engines) says restore
+
+    def largest_step(self) -> float:
         """max |step size| over every parameter in the last step (NaN if any step is NaN)."""
         if self._flat is not None:
             return float(np.maximum(self._last.max(), -self._last.min())) if self._last.size else 0.0
@@ -179,7 +182,7 @@ class Optimizer:
                  for s, top in zip(self.step_sizes, self._largest)]
         return float(np.max(sizes)) if sizes else 0.0
 
-    def update(self, g, state):
+    def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         """The step size for gradient ``g``; ``state`` is this parameter's own dict."""
         raise NotImplementedError
 
@@ -187,10 +190,10 @@ class Optimizer:
         """``update`` for a gradient array the optimizer made itself (a rule may overwrite it)."""
         return self.update(g, state)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"lr={self.lr}"
 
 
@@ -230,8 +233,9 @@ class Momentum(Optimizer):
     convention as PyTorch's SGD with momentum (no dampening).
     """
 
-    def __init__(self, lr, momentum=0.9, nesterov=False, params=None):
-        self.momentum = _check("Momentum", "momentum", momentum, 0, 1)
+    def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = False,
+                 params: Iterable[Any] | None = None) -> None:
+        self.momentum = check("Momentum", "momentum", momentum, _FRACTION)
         if nesterov and self.momentum == 0:
             raise ValueError("Momentum: nesterov=True needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
@@ -255,11 +259,12 @@ class Adam(Optimizer):
     Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
     """
 
-    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, params=None):
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 params: Iterable[Any] | None = None) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check("Adam", "betas[0]", betas[0], 0, 1), _check("Adam", "betas[1]", betas[1], 0, 1))
-        self.eps = _check("Adam", "eps", eps, 0, math.inf)
+        self.betas = (check("Adam", "betas[0]", betas[0], _FRACTION), check("Adam", "betas[1]", betas[1], _FRACTION))
+        self.eps = check("Adam", "eps", eps, _EPS)
         super().__init__(lr, params)
 
     def update(self, g, state):

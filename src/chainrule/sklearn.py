@@ -24,9 +24,9 @@ trained for 200 epochs (``tol=0``: a fixed number of epochs, no warning)::
 """
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - older scikit-learn: the same checks as
         return estimator._validate_data(X, y, reset=reset, **check_params)
 
 from . import train
+from .checks import AnyOf, Integer, Integers, Number, OneOf, Rule, sklearn_message
 from .functional import log_softmax, softmax
 from .nn import ACTIVATIONS, mlp
 from .optim import OPTIMIZERS, Momentum
@@ -56,6 +57,19 @@ __all__ = ["NeuralNetworkRegressor", "NeuralNetworkClassifier", "ConvergenceWarn
 
 # Inputs keep float32 (a float32 network, about twice as fast); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)
+
+# What each parameter may be (the estimators' own fit checks loss: it is the regressor's alone).
+_RULES: dict[str, Rule] = {
+    "hidden_layer_sizes": AnyOf((Integer(low=1), Integers(low=1))),
+    "activation": OneOf(sorted(ACTIVATIONS)),
+    "optimizer": OneOf(sorted(OPTIMIZERS)),
+    "learning_rate": Number(low=0, low_open=True),
+    "momentum": Number(low=0, high=1),
+    "tol": Number(low=0),
+    "max_iter": Integer(low=1),
+    "batch_size": AnyOf((OneOf(("auto",)), Integer(low=1, optional=True))),
+}
+_LOSS = OneOf(("mse", "ssr"))
 
 
 class ConvergenceWarning(train.ConvergenceWarning, _SklearnConvergenceWarning):
@@ -101,42 +115,18 @@ class _NeuralNetwork(BaseEstimator):
         with no_grad():
             return self.model_(X.astype(self.model_[0].weight.dtype, copy=False))
 
-    def _check_params(self):
+    def _check_params(self) -> tuple[int, ...]:
         """Raise ValueError naming any parameter out of range; return the hidden sizes as a tuple."""
+        for name, rule in _RULES.items():
+            self._check(name, rule)
         sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, numbers.Integral) else sizes
-        if not isinstance(sizes, (tuple, list)) or not all(_integer(s, 1) for s in sizes):
-            self._invalid("hidden_layer_sizes", "a tuple of positive integers (one per hidden layer)")
-        self._choice("activation", sorted(ACTIVATIONS))
-        self._choice("optimizer", sorted(OPTIMIZERS))
-        if not _real(self.learning_rate, low_open=True):
-            self._invalid("learning_rate", "a float in (0, inf)")
-        if not _real(self.momentum) or self.momentum >= 1:
-            self._invalid("momentum", "a float in [0, 1)")
-        if not _real(self.tol):
-            self._invalid("tol", "a float in [0, inf)")
-        if not _integer(self.max_iter, 1):
-            self._invalid("max_iter", "an int in [1, inf)")
-        if not (self.batch_size is None or self.batch_size == "auto" or _integer(self.batch_size, 1)):
-            self._invalid("batch_size", "'auto', None (full batch) or an int in [1, inf)")
-        return tuple(int(s) for s in sizes)
+        return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
 
-    def _choice(self, name, options):
-        if not isinstance(getattr(self, name), str) or getattr(self, name) not in options:
-            self._invalid(name, f"a str among {options}")
-
-    def _invalid(self, name, allowed):
-        raise ValueError(f"The {name!r} parameter of {type(self).__name__} must be {allowed}. "
-                         f"Got {getattr(self, name)!r} instead.")
-
-
-def _integer(value, low):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-
-def _real(value, low_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    return ok and (value > 0 if low_open else value >= 0)
+    def _check(self, name: str, rule: Rule) -> None:
+        """A ValueError in scikit-learn's sentence unless ``rule`` accepts the parameter ``name``."""
+        value = getattr(self, name)
+        if not rule.accepts(value):
+            raise ValueError(sklearn_message(type(self).__name__, name, value, rule))
 
 
 _PARAMETERS = """
@@ -216,16 +206,16 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> NeuralNetworkRegressor:
         """Train a fresh network on X (n, features) and y (n,) or (n, outputs); return self."""
-        self._choice("loss", ["mse", "ssr"])
+        self._check("loss", _LOSS)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         self._y_shape = y.shape[1:]
         targets = y.reshape(len(y), self.n_outputs_).astype(X.dtype)
         return self._train(X, targets, self.n_outputs_, self.loss)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shaped (n,) or (n, outputs) as the y given to ``fit``."""
         out = self._forward(X).data
         return out.reshape(len(out), *self._y_shape)
@@ -274,7 +264,7 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> NeuralNetworkClassifier:
         """Train a fresh network on X (n, features) and class labels y (n,); return self."""
         X, y = validate_data(self, X, y, dtype=_FLOATS)
         check_classification_targets(y)  # class labels, not continuous values (y is 1-D by now)
@@ -284,16 +274,16 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
                              f"got only one class: {self.classes_.tolist()[0]!r}")
         return self._train(X, labels, len(self.classes_), "cross_entropy")
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row."""
         logits = self._forward(X).data
         return self.classes_[np.argmax(logits, axis=1)]
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Any) -> np.ndarray:
         """log P(class | row): the log-softmax of the logits, shape (n, n_classes)."""
         return log_softmax(self._forward(X), axis=1).data
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
         """P(class | row): the softmax of the logits, shape (n, n_classes); rows sum to 1."""
         return softmax(self._forward(X), axis=1).data
 
@@ -304,7 +294,7 @@ _REGRESSION_LOSS = """
         gradients grow with the number of rows: lower ``learning_rate``)."""
 
 # One parameter list for both docstrings, filled in here (docstrings are None under python -OO).
-if NeuralNetworkRegressor.__doc__:
+if NeuralNetworkRegressor.__doc__ and NeuralNetworkClassifier.__doc__:
     NeuralNetworkRegressor.__doc__ = NeuralNetworkRegressor.__doc__.format(
         parameters=_PARAMETERS.format(linear="linear", loss=_REGRESSION_LOSS))
     NeuralNetworkClassifier.__doc__ = NeuralNetworkClassifier.__doc__.format(
