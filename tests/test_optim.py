@@ -300,4 +300,3 @@ def test_restore_stands_as_after_the_steps_it_is_given(make, dtypes):
         opt.step()
     for p, q in zip(restored, ran):
         np.testing.assert_array_equal(p.data, q.data)
-    assert Optimizer._load is Optimizer.restore           # the old private name, for now

@@ -312,7 +312,7 @@ class WrittenOut:
             state = {"m": np.array(S[:e]), "v": np.array(S[e:]), "scratch": np.zeros(e)}
         elif n_state == 1 and t:  # Momentum (its velocity exists after the first step)
             state = {"v": np.array(S)}
-        self.run.optimizer._load(t, np.array(steps, dtype=float), state)
+        self.run.optimizer.restore(t, np.array(steps, dtype=float), state)
 
     def finish(self) -> None:
         """Load the optimizer's state after light calls (the parameters are already in place)."""

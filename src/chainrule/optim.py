@@ -172,7 +172,6 @@ class Optimizer:
         self.state = [{k: v[a:b].reshape(p.shape).copy() for k, v in state.items()} for p, (a, b) in
                       zip(self.params, spans)]
 
-    _load = restore  # the old private name, until its caller (engines) says restore
 
     def largest_step(self) -> float:
         """max |step size| over every parameter in the last step (NaN if any step is NaN)."""
