@@ -19,7 +19,7 @@ from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.o
 from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, Trainer, fit
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError",

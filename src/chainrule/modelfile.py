@@ -41,6 +41,7 @@ from .data import CSVData, read_csv
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
 from .tensor import no_grad, tensor
+from .version import __version__
 
 FORMAT = "chainrule-model"
 VERSION = 1
@@ -262,7 +263,6 @@ def save(path, model, **info):
 
 def to_dict(model):
     """The model file's content as a dict (see docs/model-format.md)."""
-    from . import __version__
     s = model.scaling
     return {
         "format": FORMAT,
