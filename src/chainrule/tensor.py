@@ -11,18 +11,23 @@ import itertools
 import operator
 import sys
 from contextlib import contextmanager
+from typing import Iterator, Tuple, Union
 
 import numpy as np
 
-from .ops import REGISTRY, unbroadcast
+from .errors import AnomalyError
+from .ops import REGISTRY, Op, unbroadcast
+
+__all__ = ["Tensor", "apply", "tensor", "named", "constant", "tensor_from", "no_grad", "detect_anomaly",
+           "is_grad_enabled", "is_anomaly_enabled", "AnomalyError", "graph", "Graph", "Node"]
+
+# What ops accept (a tensor, an array or a number) and what reductions take as an axis.
+TensorLike = Union["Tensor", np.ndarray, float]
+Axis = Union[int, Tuple[int, ...], None]
 
 _FLOATS = (np.float32, np.float64)
 _grad_enabled = True
 _anomaly = False
-
-
-class AnomalyError(FloatingPointError):
-    """An op produced NaN or inf while :func:`detect_anomaly` was on."""
 
 
 class Tensor:
@@ -244,32 +249,51 @@ class Tensor:
     def relu(self):
         return apply(_OPS["relu"], self)
 
-    def clip(self, lo=None, hi=None):
-        return F.clip(self, lo, hi)
+    # Composites are built here from apply and primitives (tinygrad style), so that the engine needs
+    # nothing from chainrule.functional; functional's functions call these methods.
+    def clip(self, lo: float | None = None, hi: float | None = None) -> Tensor:
+        """x limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
+        try:
+            lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
+        except (TypeError, ValueError):
+            raise TypeError(f"clip: lo and hi must be numbers or None, got lo={lo!r} and hi={hi!r}") from None
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
+        return apply(_OPS["clip"], self, lo=lo, hi=hi)
 
-    def sum(self, axis=None, keepdims=False):
-        return F.sum(self, axis, keepdims)
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all axes when None)."""
+        return apply(_OPS["sum"], self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
-        return F.mean(self, axis, keepdims)
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis``: the sum divided by the count, so its gradient is 1/count."""
+        total = self.sum(axis, keepdims)  # checks the axis, naming the op and the shape
+        count = self.data.size // total.data.size if self.data.size else 0
+        return total * (1.0 / count) if count else total * np.nan
 
-    def max(self, axis=None, keepdims=False):
-        return F.max(self, axis, keepdims)
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Largest element over ``axis``; tied maxima share the gradient equally."""
+        return apply(_OPS["max"], self, axis=axis, keepdims=keepdims)
 
-    def logsumexp(self, axis=None, keepdims=False):
-        return F.logsumexp(self, axis, keepdims)
+    def logsumexp(self, axis=None, keepdims: bool = False) -> Tensor:
+        """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
+        return apply(_OPS["logsumexp"], self, axis=axis, keepdims=keepdims)
 
-    def softmax(self, axis=-1):
-        return F.softmax(self, axis)
+    def softmax(self, axis: int = -1) -> Tensor:
+        """exp(x) / sum(exp(x)) over ``axis``, as exp(log_softmax(x))."""
+        return self.log_softmax(axis).exp()
 
-    def log_softmax(self, axis=-1):
-        return F.log_softmax(self, axis)
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        """x - logsumexp(x) over ``axis``: log-probabilities from logits, stable."""
+        return apply(_OPS["log_softmax"], self, axis=axis)
 
-    def reshape(self, *shape):
-        return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def reshape(self, *shape) -> Tensor:
+        """The same elements in a new shape: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
+        return apply(_OPS["reshape"], self, shape=shape[0] if len(shape) == 1 else shape)
 
-    def transpose(self, *axes):
-        return F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def transpose(self, *axes) -> Tensor:
+        """Axes permuted (reversed when none are given)."""
+        return apply(_OPS["transpose"], self, axes=axes[0] if len(axes) == 1 else (axes or None))
 
 
 # ---- the engine -------------------------------------------------------------------
@@ -341,8 +365,7 @@ def _topo_order(root):
             leaves.append(t)
             continue
         if t._parents is None:
-            raise ValueError(f"backward(): the graph through op '{t._op.name}' was already freed by "
-                             "an earlier backward(); pass retain_graph=True to the first one")
+            raise _freed("backward()", t)
         nodes.append(t)
         for p in t._parents:
             if p is not None and p.requires_grad and p not in seen:
@@ -378,6 +401,164 @@ def _accumulate(t, g, owned=False):
         t.grad = g if owned else np.array(g, copy=True)
     else:
         t.grad += g
+
+
+def _freed(who: str, t: Tensor) -> ValueError:
+    return ValueError(f"{who}: the graph through op '{t._op.name}' was already freed by an earlier "
+                      "backward(); pass retain_graph=True to that backward() to keep it")
+
+
+# ---- the recorded graph, for interpreters -------------------------------------------
+
+
+class Node:
+    """One value of a recorded graph: a leaf (``op`` None) or a primitive applied to its inputs.
+
+    ``inputs[i]`` is the Node of argument ``i``, or None where it was a constant;
+    ``args`` are the arrays the op received (constants included) and ``kwargs`` its
+    keyword arguments, so ``op.fwd(*args, **kwargs)`` gives ``value`` again.
+    ``grad`` is None (reserved for per-node gradients).
+    """
+
+    __slots__ = ("index", "op", "inputs", "args", "kwargs", "value", "name", "tensor", "requires_grad", "grad")
+
+    def __init__(self, index: int, tensor: Tensor, op: Op | None = None, inputs: tuple = (),
+                 args: tuple = (), kwargs: dict | None = None) -> None:
+        self.index, self.tensor, self.op = index, tensor, op
+        self.inputs: tuple[Node | None, ...] = inputs
+        self.args: tuple[np.ndarray, ...] = args
+        self.kwargs: dict = kwargs or {}
+        self.value: np.ndarray = tensor.data
+        self.name: str | None = tensor.name
+        self.requires_grad: bool = tensor.requires_grad
+        self.grad: np.ndarray | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op is None
+
+    def expression(self) -> str:
+        """``mul(%0, 2)``: the op applied to its inputs' indices and its constants (``leaf`` for a leaf)."""
+        if self.op is None:
+            return "leaf"
+        operands = [f"%{n.index}" if n is not None else _constant_text(a) for n, a in zip(self.inputs, self.args)]
+        operands += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.op.name}({', '.join(operands)})"
+
+    def __repr__(self) -> str:
+        return f"<Node %{self.index} = {self.expression()} {_node_notes(self)}>"
+
+
+class Graph:
+    """The graph recorded below a tensor, as :func:`graph` returns it.
+
+    ``nodes`` are in topological order (each node after its inputs; leaves just
+    before their first use), ``output`` is the last, ``leaves`` those without an op.
+    Iterating gives the nodes; ``node(t)`` finds a tensor's node.
+    """
+
+    def __init__(self, tensors: list[Tensor]) -> None:
+        self.nodes: list[Node] = []
+        self._of: dict[Tensor, Node] = {}
+        for t in tensors:
+            self._of[t] = node = self._node(t)
+            self.nodes.append(node)
+        self.output: Node = self.nodes[-1]
+        self.leaves: list[Node] = [n for n in self.nodes if n.op is None]
+
+    def _node(self, t: Tensor) -> Node:
+        if t._op is None:
+            return Node(len(self.nodes), t)
+        inputs = tuple(None if p is None else self._of[p] for p in t._parents)
+        return Node(len(self.nodes), t, t._op, inputs, tuple(t._args), dict(t._kw))
+
+    def node(self, tensor: Tensor) -> Node:
+        """The node of ``tensor`` (KeyError when it is not in this graph)."""
+        try:
+            return self._of[tensor]
+        except (KeyError, TypeError):
+            raise KeyError(f"graph.node(): this tensor is not in the graph (got {type(tensor).__name__} "
+                           f"of shape {getattr(tensor, 'shape', None)})") from None
+
+    def __contains__(self, tensor: object) -> bool:
+        return isinstance(tensor, Tensor) and tensor in self._of
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        rows = [(f"%{n.index} = {n.expression()}", _node_notes(n)) for n in self.nodes]
+        width = min(max(len(r[0]) for r in rows), 48)
+        leaves = f"{len(self.leaves)} {'leaf' if len(self.leaves) == 1 else 'leaves'}"
+        head = f"Graph of {len(self.nodes)} nodes ({leaves}), output %{self.output.index}"
+        return "\n".join([head, *(f"  {a.ljust(width)} {b}".rstrip() for a, b in rows)])
+
+
+def graph(output: Tensor) -> Graph:
+    """The graph recorded below ``output``: every op and leaf it came from, for interpreters to read.
+
+    The graph must still be there: call it before ``backward()``, or run
+    backward with ``retain_graph=True`` (a ValueError says so otherwise).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> w = cr.tensor(3.0, requires_grad=True, name="w")
+        >>> g = cr.graph((2 * w - 1) ** 2)
+        >>> g
+        Graph of 4 nodes (1 leaf), output %3
+          %0 = leaf        () 'w' requires_grad
+          %1 = mul(2, %0)  () requires_grad
+          %2 = sub(%1, 1)  () requires_grad
+          %3 = pow(%2, 2)  () requires_grad
+        >>> [n.op.name for n in g if n.op], g.node(w).index, g.output.inputs
+        (['mul', 'sub', 'pow'], 0, (<Node %2 = sub(%1, 1) () requires_grad>, None))
+        >>> float(g.output.op.fwd(*g.output.args, **g.output.kwargs))    # the op again: (2 * 3 - 1)^2
+        25.0
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"graph(): output must be a Tensor, got {type(output).__name__}")
+    return Graph(_recorded(output))
+
+
+def _recorded(root: Tensor) -> list[Tensor]:
+    """The tensors below ``root``: recorded nodes oldest first (their creation order), each leaf before its first use."""
+    found, stack, seen = [], [root], {root}
+    while stack:
+        t = stack.pop()
+        if t._op is None:
+            continue
+        if t._parents is None:
+            raise _freed("graph()", t)
+        found.append(t)
+        for p in t._parents:
+            if p is not None and p not in seen:
+                seen.add(p)
+                stack.append(p)
+    found.sort(key=_by_age)
+    order, placed = [], set()
+    for t in found:
+        for p in t._parents:
+            if p is not None and p._op is None and p not in placed:
+                placed.add(p)
+                order.append(p)
+        order.append(t)
+    return order or [root]
+
+
+def _constant_text(a) -> str:
+    """A constant as the graph's text shows it: its number when it has one element, else its shape."""
+    return f"{float(np.asarray(a).ravel()[0]):g}" if np.size(a) == 1 and np.asarray(a).dtype.kind in "biuf" \
+        else f"const{np.shape(a)}"
+
+
+def _node_notes(n: Node) -> str:
+    """Shape, name and whether it requires grad: the right-hand column of a graph's text."""
+    name = f" {n.name!r}" if n.name else ""
+    return f"{n.value.shape}{name}{' requires_grad' if n.requires_grad else ''}"
 
 
 # ---- conversions and checks ---------------------------------------------------------
@@ -545,7 +726,7 @@ def detect_anomaly():
         ...     cr.log(x)     # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        chainrule.tensor.AnomalyError: detect_anomaly: op 'log' produced nan in its forward ...
+        chainrule.errors.AnomalyError: detect_anomaly: op 'log' produced nan in its forward ...
     """
     global _anomaly
     before, _anomaly = _anomaly, True
@@ -563,5 +744,3 @@ def is_grad_enabled():
 def is_anomaly_enabled():
     return _anomaly
 
-
-from . import functional as F  # noqa: E402  (composites used by the methods above)
