@@ -492,8 +492,8 @@ class Graph:
     def __repr__(self) -> str:
         rows = [(f"%{n.index} = {n.expression()}", _node_notes(n)) for n in self.nodes]
         width = min(max(len(r[0]) for r in rows), 48)
-        leaves = f"{len(self.leaves)} {'leaf' if len(self.leaves) == 1 else 'leaves'}"
-        head = f"Graph of {len(self.nodes)} nodes ({leaves}), output %{self.output.index}"
+        head = f"Graph of {_count(len(self.nodes), 'node')} ({_count(len(self.leaves), 'leaf', 'leaves')}), " \
+               f"output %{self.output.index}"
         return "\n".join([head, *(f"  {a.ljust(width)} {b}".rstrip() for a, b in rows)])
 
 
@@ -553,6 +553,10 @@ def _constant_text(a) -> str:
     """A constant as the graph's text shows it: its number when it has one element, else its shape."""
     return f"{float(np.asarray(a).ravel()[0]):g}" if np.size(a) == 1 and np.asarray(a).dtype.kind in "biuf" \
         else f"const{np.shape(a)}"
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _node_notes(n: Node) -> str:
