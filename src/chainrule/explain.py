@@ -44,7 +44,10 @@ NOT_ELEMENTWISE: set[Op] = {REGISTRY[n] for n in ("sum", "max", "logsumexp", "lo
 INFIX: dict[Op, str] = {REGISTRY[n]: form for n, form in {
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} {b}", "div": "{a} / {b}", "pow": "{a}^{b}",
     "neg": "-{x}"}.items()}
-PLAIN: set[Op] = {op for op in REGISTRY.values() if op not in INFIX}  # NOTE: new ops default to plain labels
+PLAIN: set[Op] = {REGISTRY[n] for n in ("matmul", "maximum", "minimum", "where", "exp", "log", "sqrt", "abs",
+                                        "tanh", "softplus", "sigmoid", "relu", "clip", "sum", "max", "logsumexp",
+                                        "log_softmax", "linear", "softmax_cross_entropy", "reshape", "transpose",
+                                        "getitem", "concatenate", "stack")}
 
 
 class Factor:
