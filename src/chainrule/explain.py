@@ -53,25 +53,26 @@ PLAIN: set[Op] = {REGISTRY[n] for n in ("matmul", "maximum", "minimum", "where",
 class Factor:
     """One link of a chain: d(upper)/d(lower), its formula and its values per data point (or None)."""
 
-    def __init__(self, upper, lower, formula, values):
+    def __init__(self, upper: str, lower: str, formula: str, values: np.ndarray | None) -> None:
         self.upper, self.lower, self.formula, self.values = upper, lower, formula, values
 
     @property
-    def name(self):
+    def name(self) -> str:
         return f"d{self.upper}/d{self.lower}"
 
 
 class Term:
     """One path from the parameter to the loss: its factors, per-point contributions and total."""
 
-    def __init__(self, factors, per_point, total, ops):
+    def __init__(self, factors: list[Factor], per_point: np.ndarray | None, total: float, ops: list[str]) -> None:
         self.factors, self.per_point, self.total, self.ops = factors, per_point, total, ops
 
 
 class Explanation:
     """The chain rule for d(loss)/d(param): ``chain``, ``terms``, ``total`` and ``gradient`` (backward's)."""
 
-    def __init__(self, loss_label, param_label, terms, hidden, rest, gradient, n_points):
+    def __init__(self, loss_label: str, param_label: str, terms: list[Term], hidden: list[Term],
+                 rest: tuple[int, float] | None, gradient: float, n_points: int | None) -> None:
         self.loss_label, self.param_label = loss_label, param_label
         self.terms, self.hidden, self.gradient, self.n_points = terms, hidden, gradient, n_points
         self.rest = rest  # (number, sum) of the paths beyond MAX_WALKED, or None
@@ -79,7 +80,7 @@ class Explanation:
         self.total = float(walked + (rest[1] if rest else 0.0))
 
     @property
-    def chain(self):
+    def chain(self) -> str:
         """The symbolic chain rule, one product per path, added (the first MAX_PATHS paths written out)."""
         sums = []
         for term in self.terms:
@@ -90,18 +91,18 @@ class Explanation:
             sums.append(f"... ({more} more paths)")
         return f"d{self.loss_label}/d{self.param_label} = " + " + ".join(sums)
 
-    def text(self):
+    def text(self) -> str:
         return "\n".join(self._lines(markdown=False))
 
-    def markdown(self):
+    def markdown(self) -> str:
         return "\n".join(self._lines(markdown=True))
 
     __str__ = text
 
-    def _repr_markdown_(self):
+    def _repr_markdown_(self) -> str:
         return self.markdown()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Explanation {self.chain.split(' = ')[0]} = {self.total:.6g}>"
 
     def _lines(self, markdown):
@@ -277,6 +278,7 @@ def _term(path, target, index, labels):
 
 def _vjp(n: Node, i, g):
     """The gradient of input ``i`` of node ``n`` for gradient ``g`` at its output (the op's own VJP)."""
+    assert n.op is not None
     return n.op.vjps[i](g, n.value, *n.args, **n.kwargs)
 
 
@@ -342,6 +344,7 @@ def _path_total(path, index):
 def _local(n: Node, i, labels):
     """The registry's derivative formula of ``n``'s op with respect to input ``i``, names filled in."""
     op = n.op
+    assert op is not None
     text = op.derivs[i] if op.derivs[i] else "?"
     text = text.split(" = ")[1] if " = " in text else text  # the first form: e^x / (1 + e^x) = sigmoid(x)
     names = _arg_names(op)

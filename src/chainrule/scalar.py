@@ -39,7 +39,7 @@ import re
 
 import numpy as np
 
-from .ops import REGISTRY, Op
+from .ops import REGISTRY
 from .tensor import Node, graph, tensor_from
 
 # The largest array (in elements) and the longest step (in float operations) that are written out.
@@ -64,7 +64,7 @@ def _softplus(z):
     return f"({z} + log1p(exp(-{z})) if {z} > 0 else log1p(exp({z})))"
 
 
-FORWARD: dict[Op, object] = {REGISTRY[name]: rule for name, rule in {
+FORWARD = {REGISTRY[name]: rule for name, rule in {
     "add": lambda a, b: f"{a} + {b}",
     "sub": lambda a, b: f"{a} - {b}",
     "mul": lambda a, b: f"{a} * {b}",
@@ -82,7 +82,7 @@ FORWARD: dict[Op, object] = {REGISTRY[name]: rule for name, rule in {
 }.items()}
 
 # VJP of one output element (gradient g, value o) for each input element.
-BACKWARD: dict[Op, tuple] = {REGISTRY[name]: rules for name, rules in {
+BACKWARD = {REGISTRY[name]: rules for name, rules in {
     "add": (lambda g, o, a, b: g, lambda g, o, a, b: g),
     "sub": (lambda g, o, a, b: g, lambda g, o, a, b: f"-{g}"),
     "mul": (lambda g, o, a, b: f"{g} * {b}", lambda g, o, a, b: f"{g} * {a}"),
@@ -179,6 +179,7 @@ class Step:
 
     def _forward(self, n: Node):
         op, args = n.op, [self._names(a) for a in n.args]
+        assert op is not None
         if op in FORWARD:
             rule = FORWARD[op]
             out = np.empty(n.value.shape, dtype=object)

@@ -10,20 +10,16 @@ from __future__ import annotations
 import itertools
 import operator
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Tuple, Union
 
 import numpy as np
 
 from .errors import AnomalyError
 from .ops import REGISTRY, Op, unbroadcast
 
-__all__ = ["Tensor", "apply", "tensor", "named", "constant", "tensor_from", "no_grad", "detect_anomaly",
-           "is_grad_enabled", "is_anomaly_enabled", "AnomalyError", "graph", "Graph", "Node"]
-
-# What ops accept (a tensor, an array or a number) and what reductions take as an axis.
-TensorLike = Union["Tensor", np.ndarray, float]
-Axis = Union[int, Tuple[int, ...], None]
+__all__ = ["AnomalyError", "Axis", "Graph", "Node", "Tensor", "TensorLike", "apply", "constant", "detect_anomaly",
+           "graph", "is_anomaly_enabled", "is_grad_enabled", "named", "no_grad", "tensor", "tensor_from"]
 
 _FLOATS = (np.float32, np.float64)
 _grad_enabled = True
@@ -48,8 +44,13 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_seq", "_site")
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operator
+    _op: Op | None
+    _args: list
+    _kw: dict
+    _parents: tuple
+    _seq: int
 
-    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None) -> None:
         self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -59,42 +60,42 @@ class Tensor:
     # ---- properties and conversions --------------------------------------------
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.data.dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.data.ndim
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return apply(_OPS["transpose"], self)
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
         """True for tensors made by the user rather than by an op."""
         return self._op is None
 
-    def item(self):
+    def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
         if self.data.size != 1:
             raise ValueError(f"item(): the tensor has shape {self.shape} ({self.data.size} elements); "
                              "only a one-element tensor converts to a number")
         return self.data.item()
 
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""
         return self.data
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A tensor sharing this data, cut from the graph (no gradient flows through it)."""
         return _new(self.data)
 
@@ -103,13 +104,13 @@ class Tensor:
             return self.data.astype(dtype or self.data.dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.data)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype != np.float64:
@@ -122,7 +123,7 @@ class Tensor:
 
     # ---- backward ----------------------------------------------------------------
 
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad: TensorLike | None = None, retain_graph: bool = False) -> None:
         """Add d(self)/d(leaf) to ``.grad`` of every leaf that requires grad.
 
         ``grad`` is d(something)/d(self); leave it out for a one-element output
@@ -131,7 +132,7 @@ class Tensor:
         afterwards unless ``retain_graph=True``.
         """
         grads = {self: self._seed(grad)}
-        borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
+        borrowed: set[int] = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
         order = _topo_order(self)
         for i, t in enumerate(order):
             if not retain_graph:
@@ -166,87 +167,87 @@ class Tensor:
 
     # ---- operators ---------------------------------------------------------------
 
-    def __add__(self, other):
+    def __add__(self, other: TensorLike) -> Tensor:
         return apply(_ADD, self, other)
 
-    def __radd__(self, other):
+    def __radd__(self, other: TensorLike) -> Tensor:
         return apply(_ADD, other, self)
 
-    def __sub__(self, other):
+    def __sub__(self, other: TensorLike) -> Tensor:
         return apply(_SUB, self, other)
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: TensorLike) -> Tensor:
         return apply(_SUB, other, self)
 
-    def __mul__(self, other):
+    def __mul__(self, other: TensorLike) -> Tensor:
         return apply(_MUL, self, other)
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: TensorLike) -> Tensor:
         return apply(_MUL, other, self)
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: TensorLike) -> Tensor:
         return apply(_DIV, self, other)
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: TensorLike) -> Tensor:
         return apply(_DIV, other, self)
 
-    def __pow__(self, other):
+    def __pow__(self, other: TensorLike) -> Tensor:
         return apply(_POW, self, other)
 
-    def __rpow__(self, other):
+    def __rpow__(self, other: TensorLike) -> Tensor:
         return apply(_POW, other, self)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: TensorLike) -> Tensor:
         return apply(_MATMUL, self, other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: TensorLike) -> Tensor:
         return apply(_MATMUL, other, self)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return apply(_NEG, self)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index) -> Tensor:
         return apply(_OPS["getitem"], self, index=_index(index))
 
     # Comparisons give plain boolean arrays: they have no derivative.
-    def __lt__(self, other):
+    def __lt__(self, other: TensorLike) -> np.ndarray:
         return self.data < _data(other)
 
-    def __le__(self, other):
+    def __le__(self, other: TensorLike) -> np.ndarray:
         return self.data <= _data(other)
 
-    def __gt__(self, other):
+    def __gt__(self, other: TensorLike) -> np.ndarray:
         return self.data > _data(other)
 
-    def __ge__(self, other):
+    def __ge__(self, other: TensorLike) -> np.ndarray:
         return self.data >= _data(other)
 
     __hash__ = object.__hash__
 
     # ---- methods (the same ops as chainrule.<name>) ---------------------------------
 
-    def exp(self):
+    def exp(self) -> Tensor:
         return apply(_OPS["exp"], self)
 
-    def log(self):
+    def log(self) -> Tensor:
         return apply(_OPS["log"], self)
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         return apply(_OPS["sqrt"], self)
 
-    def abs(self):
+    def abs(self) -> Tensor:
         return apply(_OPS["abs"], self)
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         return apply(_OPS["tanh"], self)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         return apply(_OPS["sigmoid"], self)
 
-    def softplus(self):
+    def softplus(self) -> Tensor:
         return apply(_OPS["softplus"], self)
 
-    def relu(self):
+    def relu(self) -> Tensor:
         return apply(_OPS["relu"], self)
 
     # Composites are built here from apply and primitives (tinygrad style), so that the engine needs
@@ -261,21 +262,21 @@ class Tensor:
             raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
         return apply(_OPS["clip"], self, lo=lo, hi=hi)
 
-    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Sum over ``axis`` (all axes when None)."""
         return apply(_OPS["sum"], self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Mean over ``axis``: the sum divided by the count, so its gradient is 1/count."""
         total = self.sum(axis, keepdims)  # checks the axis, naming the op and the shape
         count = self.data.size // total.data.size if self.data.size else 0
         return total * (1.0 / count) if count else total * np.nan
 
-    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Largest element over ``axis``; tied maxima share the gradient equally."""
         return apply(_OPS["max"], self, axis=axis, keepdims=keepdims)
 
-    def logsumexp(self, axis=None, keepdims: bool = False) -> Tensor:
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
         return apply(_OPS["logsumexp"], self, axis=axis, keepdims=keepdims)
 
@@ -296,6 +297,11 @@ class Tensor:
         return apply(_OPS["transpose"], self, axes=axes[0] if len(axes) == 1 else (axes or None))
 
 
+# What ops accept (a tensor, an array or a number) and what reductions take as an axis.
+TensorLike = Tensor | np.ndarray | float
+Axis = int | tuple[int, ...] | None
+
+
 # ---- the engine -------------------------------------------------------------------
 
 _OPS = REGISTRY
@@ -311,7 +317,7 @@ def _new(data):
     return t
 
 
-def apply(op, *inputs, **kw):
+def apply(op: Op, *inputs: TensorLike, **kw) -> Tensor:
     """Run primitive ``op`` on tensors/arrays/numbers and record it for backward.
 
     Non-tensor inputs are constants; they take the dtype of the first tensor, so
@@ -404,6 +410,7 @@ def _accumulate(t, g, owned=False):
 
 
 def _freed(who: str, t: Tensor) -> ValueError:
+    assert t._op is not None
     return ValueError(f"{who}: the graph through op '{t._op.name}' was already freed by an earlier "
                       "backward(); pass retain_graph=True to that backward() to keep it")
 
@@ -420,7 +427,7 @@ class Node:
     ``grad`` is None (reserved for per-node gradients).
     """
 
-    __slots__ = ("index", "op", "inputs", "args", "kwargs", "value", "name", "tensor", "requires_grad", "grad")
+    __slots__ = ("args", "grad", "index", "inputs", "kwargs", "name", "op", "requires_grad", "tensor", "value")
 
     def __init__(self, index: int, tensor: Tensor, op: Op | None = None, inputs: tuple = (),
                  args: tuple = (), kwargs: dict | None = None) -> None:
@@ -525,8 +532,9 @@ def graph(output: Tensor) -> Graph:
 
 
 def _recorded(root: Tensor) -> list[Tensor]:
-    """The tensors below ``root``: recorded nodes oldest first (their creation order), each leaf before its first use."""
-    found, stack, seen = [], [root], {root}
+    """The tensors below ``root``: recorded nodes oldest first (creation order), each leaf before its first use."""
+    found: list[Tensor] = []
+    stack, seen = [root], {root}
     while stack:
         t = stack.pop()
         if t._op is None:
@@ -539,7 +547,8 @@ def _recorded(root: Tensor) -> list[Tensor]:
                 seen.add(p)
                 stack.append(p)
     found.sort(key=_by_age)
-    order, placed = [], set()
+    order: list[Tensor] = []
+    placed = set()
     for t in found:
         for p in t._parents:
             if p is not None and p._op is None and p not in placed:
@@ -568,7 +577,7 @@ def _node_notes(n: Node) -> str:
 # ---- conversions and checks ---------------------------------------------------------
 
 
-def tensor(data, requires_grad=False, dtype=None, name=None):
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
     """A new tensor holding a copy of ``data``.
 
     Floats keep their precision (float32 arrays stay float32); numbers, lists and
@@ -585,20 +594,20 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 
-def named(t, name):
+def named(t: Tensor, name: str) -> Tensor:
     """``t`` with its ``name`` set (explanations show it), returned for chaining."""
     t.name = name
     return t
 
 
-def constant(data, name):
+def constant(data, name: str) -> Tensor:
     """A named constant tensor over ``data`` (no copy): how models label their inputs for explanations."""
     t = _new(data if isinstance(data, np.ndarray) else np.asarray(data))
     t.name = name
     return t
 
 
-def tensor_from(x):
+def tensor_from(x: TensorLike) -> Tensor:
     """``x`` itself when it is a Tensor, else a constant tensor of it (a float ndarray is not copied)."""
     if isinstance(x, Tensor):
         return x
@@ -695,7 +704,7 @@ def _check_finite(arr, op, t, phase):
 
 
 @contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Run ops without recording the graph (evaluation, parameter updates).
 
     Example::
@@ -716,7 +725,7 @@ def no_grad():
 
 
 @contextmanager
-def detect_anomaly():
+def detect_anomaly() -> Iterator[None]:
     """Raise :class:`AnomalyError` at the first op whose forward or backward gives NaN or inf.
 
     The message names the op and the line of your code that created it. Slower:
@@ -741,10 +750,10 @@ def detect_anomaly():
         _anomaly = before
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-def is_anomaly_enabled():
+def is_anomaly_enabled() -> bool:
     return _anomaly
 

@@ -45,7 +45,7 @@ from .errors import CompileWarning, outside_stacklevel
 from .ops import UNBROADCAST_NAMES, unbroadcast_lines
 from .tensor import graph, is_anomaly_enabled, is_grad_enabled
 
-__all__ = ["Tape", "CompiledStep", "CompileWarning", "RECHECK", "DECLINED"]
+__all__ = ["DECLINED", "RECHECK", "CompileWarning", "CompiledStep", "Tape"]
 
 # A replayed shape is compared with an eager step on its first replay and every RECHECK-th after.
 RECHECK = 100
