@@ -3,7 +3,9 @@
 The engine is three pieces: :func:`apply` runs a primitive forward and records
 it, :func:`_topo_order` orders the graph, and :meth:`Tensor.backward` walks it
 in reverse, calling each primitive's VJP and accumulating. The primitives
-themselves live in :mod:`chainrule.ops`.
+themselves live in :mod:`chainrule.ops`. :func:`graph` is the public view of
+the record, which the interpreters (trace, scalar, explain) read; this is the
+only module that reads a Tensor's private slots.
 """
 from __future__ import annotations
 
