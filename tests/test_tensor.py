@@ -515,3 +515,58 @@ def test_backward_lets_go_of_each_node_once_past_it():
         op.vjps = original
     assert seen == [True]
     np.testing.assert_allclose(x.grad, 3.0 * np.exp([1.0, 2.0]))  # d(3 e^x)/dx = 3 e^x
+
+
+# ---- graph(output): the public view of the record ------------------------------------------------
+
+def test_the_graph_lists_leaves_and_nodes_inputs_first():
+    x = cr.tensor([1.0, 2.0], name="x")          # a named constant: a leaf that needs no grad
+    w = cr.tensor(0.5, requires_grad=True, name="w")
+    loss = ((x * w + 1.0) ** 2).sum()
+    g = cr.graph(loss)
+    assert [n.op.name if n.op else n.name for n in g] == ["x", "w", "mul", "add", "pow", "sum"]
+    assert [n.index for n in g] == list(range(len(g))) and g.output is g.nodes[-1]
+    assert [n.name for n in g.leaves] == ["x", "w"] and g.node(w).requires_grad and not g.node(x).requires_grad
+    add = g.nodes[3]
+    assert add.inputs == (g.nodes[2], None) and add.args[1] == 1.0   # the constant 1.0: no node, its array
+    assert add.args[0] is g.nodes[2].value                             # the arrays the op received, as they are
+    assert g.output.kwargs == {"axis": None, "keepdims": False} and g.output.tensor is loss
+    for n in g:
+        if n.op:   # each node's op gives its value again from its args and kwargs
+            np.testing.assert_array_equal(n.op.fwd(*n.args, **n.kwargs), n.value)
+    assert all(n.grad is None for n in g) and w in g and cr.tensor(1.0) not in g
+
+
+def test_the_graph_of_a_leaf_is_the_leaf_and_an_unknown_tensor_is_a_key_error():
+    w = cr.tensor(2.0, requires_grad=True)
+    g = cr.graph(w)
+    assert len(g) == 1 and g.output.op is None and g.leaves == [g.output]
+    with pytest.raises(KeyError, match="not in the graph"):
+        g.node(cr.tensor(1.0))
+    with pytest.raises(TypeError, match="must be a Tensor"):
+        cr.graph(np.ones(2))
+
+
+def test_the_graph_reads_as_text():
+    w = cr.tensor(3.0, requires_grad=True, name="w")
+    text = repr(cr.graph(cr.exp(w * 2)))
+    assert text.splitlines()[0] == "Graph of 3 nodes (1 leaf), output %2"
+    assert "%1 = mul(%0, 2)" in text and "%2 = exp(%1)" in text and "'w' requires_grad" in text
+
+
+def test_a_graph_freed_by_backward_says_to_retain_it():
+    w = cr.tensor(3.0, requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    with pytest.raises(ValueError, match=r"graph\(\): .* already freed .* retain_graph=True"):
+        cr.graph(loss)
+    kept = (w * w).sum()
+    kept.backward(retain_graph=True)
+    assert len(cr.graph(kept)) == 3
+
+
+def test_anomaly_error_lives_in_errors_and_is_re_exported():
+    import importlib
+    from chainrule import errors
+    tensor_module = importlib.import_module("chainrule.tensor")  # cr.tensor is the function
+    assert cr.AnomalyError is tensor_module.AnomalyError is errors.AnomalyError

@@ -14,7 +14,7 @@ from .functional import (abs, add, clip, concatenate, div, exp, log, log_softmax
                          sqrt, stack, sub, sum, tanh, transpose, where)
 from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
-from .tensor import AnomalyError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, graph, is_grad_enabled, no_grad, tensor
 from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
 from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, Trainer, fit
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
@@ -22,7 +22,7 @@ from .explain import explain  # noqa: E402  (the function; the module stays impo
 from .version import __version__
 
 __all__ = [
-    "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError",
+    "Tensor", "tensor", "no_grad", "detect_anomaly", "is_grad_enabled", "AnomalyError", "graph", "Graph",
     "gradcheck", "GradcheckError", "REGISTRY",
     "nn", "losses", "optim", "data", "fit", "Trainer", "History", "ConvergenceWarning", "DivergenceError", "explain",
     "GradientMonitor", "GradientHealthWarning",

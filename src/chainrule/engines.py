@@ -27,17 +27,12 @@ from .history import TRACE_LIMIT
 from .losses import targets_for
 from .nn import Module, Parameter
 from .optim import Adam, GradientDescent, Momentum, Optimizer
-from .scalar import MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
+from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
 from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
 from .trace import CompiledStep
 
 __all__ = ["Settings", "Iteration", "Block", "Failure", "Outcome", "Epochs", "WrittenOut", "forward_backward",
            "one_hot", "batches", "Batches", "BLOCK"]
-
-# Iterations per call of the written-out program when nobody asks to see each one (the gradient
-# monitor looks at a block's iterations when it ends).
-BLOCK = 100
-
 
 class Settings(NamedTuple):
     """One training run's settings, checked once by the Trainer and read by every engine."""

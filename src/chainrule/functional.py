@@ -14,64 +14,71 @@ Example::
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .ops import REGISTRY as _OPS
-from .tensor import Tensor, apply, tensor_from
+from .tensor import Axis, Tensor, TensorLike, apply, tensor_from
 
 
-def _apply(name, *inputs, **kw):
+def _apply(name: str, *inputs, **kw) -> Tensor:
     return apply(_OPS[name], *inputs, **kw)
+
+
+def _lifted(x) -> Tensor:
+    """``x`` as a Tensor for a composite method: a non-tensor becomes float64, as apply makes a constant."""
+    return x if isinstance(x, Tensor) else Tensor(x, dtype=np.float64)
 
 
 # ---- arithmetic ---------------------------------------------------------------------
 
-def add(a, b):
+def add(a: TensorLike, b: TensorLike) -> Tensor:
     """a + b, broadcasting."""
     return _apply("add", a, b)
 
 
-def sub(a, b):
+def sub(a: TensorLike, b: TensorLike) -> Tensor:
     """a - b, broadcasting."""
     return _apply("sub", a, b)
 
 
-def mul(a, b):
+def mul(a: TensorLike, b: TensorLike) -> Tensor:
     """a * b, broadcasting."""
     return _apply("mul", a, b)
 
 
-def div(a, b):
+def div(a: TensorLike, b: TensorLike) -> Tensor:
     """a / b, broadcasting."""
     return _apply("div", a, b)
 
 
-def pow(a, b):  # noqa: A001  (the op's name)
+def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001  (the op's name)
     """a ** b, broadcasting."""
     return _apply("pow", a, b)
 
 
-def neg(x):
+def neg(x: TensorLike) -> Tensor:
     """-x."""
     return _apply("neg", x)
 
 
-def matmul(a, b):
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
     """a @ b, with NumPy's rules for 1-D, batched and broadcast operands."""
     return _apply("matmul", a, b)
 
 
-def maximum(a, b):
+def maximum(a: TensorLike, b: TensorLike) -> Tensor:
     """Elementwise max(a, b); on ties each side gets half the gradient."""
     return _apply("maximum", a, b)
 
 
-def minimum(a, b):
+def minimum(a: TensorLike, b: TensorLike) -> Tensor:
     """Elementwise min(a, b); on ties each side gets half the gradient."""
     return _apply("minimum", a, b)
 
 
-def where(condition, a, b):
+def where(condition: TensorLike, a: TensorLike, b: TensorLike) -> Tensor:
     """a where ``condition`` is true, else b (the condition gets no gradient).
 
     Example::
@@ -87,37 +94,37 @@ def where(condition, a, b):
 
 # ---- elementwise functions -----------------------------------------------------------
 
-def exp(x):
+def exp(x: TensorLike) -> Tensor:
     """e^x."""
     return _apply("exp", x)
 
 
-def log(x):
+def log(x: TensorLike) -> Tensor:
     """Natural logarithm."""
     return _apply("log", x)
 
 
-def sqrt(x):
+def sqrt(x: TensorLike) -> Tensor:
     """Square root."""
     return _apply("sqrt", x)
 
 
-def abs(x):  # noqa: A001
+def abs(x: TensorLike) -> Tensor:  # noqa: A001
     """|x|; the derivative at 0 is taken as 0."""
     return _apply("abs", x)
 
 
-def tanh(x):
+def tanh(x: TensorLike) -> Tensor:
     """Hyperbolic tangent."""
     return _apply("tanh", x)
 
 
-def sigmoid(x):
+def sigmoid(x: TensorLike) -> Tensor:
     """1 / (1 + e^-x), computed without overflow for any x."""
     return _apply("sigmoid", x)
 
 
-def softplus(x):
+def softplus(x: TensorLike) -> Tensor:
     """log(1 + e^x), the lessons' activation, computed without overflow for any x.
 
     Example::
@@ -129,53 +136,44 @@ def softplus(x):
     return _apply("softplus", x)
 
 
-def relu(x):
+def relu(x: TensorLike) -> Tensor:
     """max(x, 0); the derivative at 0 is taken as 0."""
     return _apply("relu", x)
 
 
-def clip(x, lo=None, hi=None):
+def clip(x: TensorLike, lo: float | None = None, hi: float | None = None) -> Tensor:
     """x limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
-    try:
-        lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
-    except (TypeError, ValueError):
-        raise TypeError(f"clip: lo and hi must be numbers or None, got lo={lo!r} and hi={hi!r}") from None
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
-    return _apply("clip", x, lo=lo, hi=hi)
+    return _lifted(x).clip(lo, hi)
 
 
 # ---- reductions ----------------------------------------------------------------------
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes when None)."""
     return _apply("sum", x, axis=axis, keepdims=keepdims)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis``: the sum divided by the count, so its gradient is 1/count."""
-    x = tensor_from(x)
-    total = sum(x, axis, keepdims)  # checks the axis, naming the op and the shape
-    count = x.data.size // total.data.size if x.data.size else 0
-    return total * (1.0 / count) if count else total * np.nan
+    return tensor_from(x).mean(axis, keepdims)
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
+def max(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Largest element over ``axis``; tied maxima share the gradient equally."""
     return _apply("max", x, axis=axis, keepdims=keepdims)
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
     return _apply("logsumexp", x, axis=axis, keepdims=keepdims)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: TensorLike, axis: int = -1) -> Tensor:
     """x - logsumexp(x) over ``axis``: log-probabilities from logits, stable."""
     return _apply("log_softmax", x, axis=axis)
 
 
-def softmax(x, axis=-1):
+def softmax(x: TensorLike, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) over ``axis``, as exp(log_softmax(x)).
 
     Example::
@@ -184,22 +182,22 @@ def softmax(x, axis=-1):
         >>> cr.softmax(cr.tensor([1000.0, 1000.0]))
         tensor([0.5, 0.5])
     """
-    return exp(log_softmax(x, axis))
+    return _lifted(x).softmax(axis)
 
 
 # ---- shape ------------------------------------------------------------------------------
 
-def reshape(x, shape):
+def reshape(x: TensorLike, shape: int | tuple[int, ...]) -> Tensor:
     """The same elements in a new shape (one entry may be -1)."""
     return _apply("reshape", x, shape=shape)
 
 
-def transpose(x, axes=None):
+def transpose(x: TensorLike, axes: tuple[int, ...] | None = None) -> Tensor:
     """Axes permuted (reversed when ``axes`` is None)."""
     return _apply("transpose", x, axes=axes)
 
 
-def concatenate(tensors, axis=0):
+def concatenate(tensors: Sequence[TensorLike], axis: int | None = 0) -> Tensor:
     """Join tensors along an existing axis (``axis=None`` flattens them first, as in NumPy)."""
     tensors = _sequence(tensors, "concatenate")
     if axis is None:  # flattened here, so the primitive's VJP always has an axis to slice along
@@ -207,12 +205,12 @@ def concatenate(tensors, axis=0):
     return _apply("concatenate", *tensors, axis=axis)
 
 
-def stack(tensors, axis=0):
+def stack(tensors: Sequence[TensorLike], axis: int = 0) -> Tensor:
     """Join tensors along a new axis."""
     return _apply("stack", *_sequence(tensors, "stack"), axis=axis)
 
 
-def _sequence(tensors, name):
+def _sequence(tensors, name: str) -> list:
     if isinstance(tensors, (Tensor, np.ndarray)) or not hasattr(tensors, "__iter__"):
         raise TypeError(f"{name}: expected a list or tuple of tensors, got {type(tensors).__name__}")
     tensors = list(tensors)

@@ -19,6 +19,7 @@ passes the gradient at its bounds.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Op:
     ``where``); ``derivs[i]`` is the formula of its local derivative as text.
     """
 
-    def __init__(self, name, fwd, formula, derivs, vjps):
+    def __init__(self, name: str, fwd: Callable, formula: str, derivs: tuple, vjps: Sequence | _EachInput) -> None:
         self.name = name
         self.fwd = fwd
         self.formula = formula
@@ -38,14 +39,14 @@ class Op:
         self.vjps = vjps
         self.__doc__ = "; ".join([formula, *[d for d in derivs if d]])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<op {self.name}: {self.__doc__}>"
 
 
 REGISTRY: dict[str, Op] = {}
 
 
-def defop(name, fwd, formula, *rules):
+def defop(name: str, fwd: Callable, formula: str, *rules: tuple[str, Callable] | None) -> Op:
     """Register a primitive; each rule is ``(derivative text, vjp)`` or None."""
     derivs = tuple(r[0] if r else None for r in rules)
     vjps = tuple(r[1] if r else None for r in rules)
@@ -65,20 +66,20 @@ class _EachInput:
         return lambda g, out, *xs, **kw: self.fn(i, g, out, *xs, **kw)
 
 
-def defop_variadic(name, fwd, formula, deriv, vjp):
+def defop_variadic(name: str, fwd: Callable, formula: str, deriv: str, vjp: Callable) -> Op:
     """Register a primitive that takes any number of tensors (concatenate, stack)."""
     REGISTRY[name] = op = Op(name, fwd, formula, (deriv,), _EachInput(vjp))
     return op
 
 
-def unbroadcast(g, shape):
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
     if g.shape == shape:
         return g
     return _unbroadcaster(g.shape, shape)(g)
 
 
-def unbroadcast_lines(var, src, dst):
+def unbroadcast_lines(var: str, src: tuple[int, ...], dst: tuple[int, ...]) -> list[str]:
     """Python lines that sum variable ``var`` of shape ``src`` back to ``dst`` (what :func:`unbroadcast` runs).
 
     NOTE: the plan depends only on the shapes, so it is made once per pair: the eager engine calls

@@ -39,7 +39,11 @@ import re
 
 import numpy as np
 
-from .tensor import _topo_order
+from .data import training_arrays
+from .losses import get_loss
+from .ops import REGISTRY
+from .optim import Adam, GradientDescent, Momentum
+from .tensor import Node, graph, tensor_from
 
 # The largest array (in elements) and the longest step (in float operations) that are written out.
 # (The operation count is the real limit; the element cap only stops a huge array early.)
@@ -55,14 +59,15 @@ class Unsupported(Exception):
 
 # ---- one element of each op ----------------------------------------------------------------
 # Operands are always names or float literals (atoms), so no template needs parentheses around them.
-# The formulas are the registry's (chainrule.ops), operation for operation.
+# The formulas are the registry's (chainrule.ops), operation for operation; the tables are keyed by the
+# registry's Op (tests/test_rules.py evaluates every template against the op's NumPy forward and VJPs).
 
 def _softplus(z):
     # log(1 + e^z) as NumPy's logaddexp(0, z) computes it: no overflow either way
     return f"({z} + log1p(exp(-{z})) if {z} > 0 else log1p(exp({z})))"
 
 
-FORWARD = {
+FORWARD = {REGISTRY[name]: rule for name, rule in {
     "add": lambda a, b: f"{a} + {b}",
     "sub": lambda a, b: f"{a} - {b}",
     "mul": lambda a, b: f"{a} * {b}",
@@ -77,10 +82,10 @@ FORWARD = {
     "softplus": _softplus,
     "sigmoid": lambda a: f"exp(-{_softplus('(-' + a + ')')})",
     "relu": lambda a: f"({a} if not {a} <= 0 else 0.0)",  # NaN stays NaN, as in NumPy's maximum
-}
+}.items()}
 
 # VJP of one output element (gradient g, value o) for each input element.
-BACKWARD = {
+BACKWARD = {REGISTRY[name]: rules for name, rules in {
     "add": (lambda g, o, a, b: g, lambda g, o, a, b: g),
     "sub": (lambda g, o, a, b: g, lambda g, o, a, b: f"-{g}"),
     "mul": (lambda g, o, a, b: f"{g} * {b}", lambda g, o, a, b: f"{g} * {a}"),
@@ -96,11 +101,17 @@ BACKWARD = {
     "softplus": (lambda g, o, a: f"{g} * exp({a} - {o})",),
     "sigmoid": (lambda g, o, a: f"{g} * {o} * (1 - {o})",),
     "relu": (lambda g, o, a: f"{g} * (1.0 if {o} > 0 else 0.0 if {o} == 0 else nan)",),  # g sign(relu(a))
-}
+}.items()}
 
 # Ops that only move elements: replayed on an array of indices, they say where each output element comes from.
-STRUCTURAL = {"reshape", "transpose"}
-MATRIX = {"linear", "matmul"}
+STRUCTURAL = {REGISTRY["reshape"], REGISTRY["transpose"]}
+SUMS = {REGISTRY["sum"]}
+_LINEAR = REGISTRY["linear"]
+MATRIX = {_LINEAR, REGISTRY["matmul"]}
+# Ops that are not written out (a graph using one trains through the NumPy replay instead): each op in the
+# registry is in exactly one of FORWARD (with BACKWARD), STRUCTURAL, SUMS, MATRIX or DECLINED.
+DECLINED = {REGISTRY[name] for name in ("maximum", "minimum", "where", "clip", "max", "logsumexp", "log_softmax",
+                                        "softmax_cross_entropy", "getitem", "concatenate", "stack")}
 NAMESPACE = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "tanh": math.tanh,
              "pow": math.pow, "inf": math.inf, "nan": math.nan}
 
@@ -146,9 +157,9 @@ class Step:
         self.values = {}  # id(array) -> object array of element names
         self.params = [self._inputs(p.data, f"p{k}_") for k, p in enumerate(params)]
         self.x, self.y = self._inputs(x, "x_"), self._inputs(y, "y_")
-        nodes = sorted((t for t in _topo_order(loss) if t._op is not None), key=lambda t: t._seq)
-        for t in nodes:
-            self.values[id(t.data)] = self._forward(t)
+        nodes = [n for n in graph(loss) if n.op is not None]
+        for n in nodes:
+            self.values[id(n.value)] = self._forward(n)
         self.loss = self.values[id(loss.data)].flat[0]
         self.grads = self._backward(nodes, loss, params)
         self.lines = self.w.lines
@@ -169,48 +180,49 @@ class Step:
         self.values[id(a)] = names
         return names
 
-    def _forward(self, t):
-        name, args = t._op.name, [self._names(a) for a in t._args]
-        if name in FORWARD:
-            rule = FORWARD[name]
-            out = np.empty(t.data.shape, dtype=object)
+    def _forward(self, n: Node):
+        op, args = n.op, [self._names(a) for a in n.args]
+        assert op is not None
+        if op in FORWARD:
+            rule = FORWARD[op]
+            out = np.empty(n.value.shape, dtype=object)
             for j, operands in enumerate(zip(*(np.broadcast_to(a, out.shape).flat for a in args))):
                 out.flat[j] = self.w.let(rule(*operands))
             return out
-        if name in STRUCTURAL:
-            return t._op.fwd(args[0], **t._kw)
-        if name == "sum":
-            return self._sum(t, args[0])
-        if name in MATRIX:
-            return self._matrix(t, args)
-        raise Unsupported(f"op '{name}' is not written out")
+        if op in STRUCTURAL:
+            return op.fwd(args[0], **n.kwargs)
+        if op in SUMS:
+            return self._sum(n, args[0])
+        if op in MATRIX:
+            return self._matrix(n, args)
+        raise Unsupported(f"op '{op.name}' is not written out")
 
-    def _sum(self, t, a):
-        out = np.empty(t.data.shape, dtype=object)
-        for j, group in enumerate(self._groups(t, a.shape)):
+    def _sum(self, n, a):
+        out = np.empty(n.value.shape, dtype=object)
+        for j, group in enumerate(self._groups(n, a.shape)):
             terms = [a.flat[i] for i in group]
             out.flat[j] = self.w.let(_added(terms)) if terms else "0.0"
         return out
 
     @staticmethod
-    def _groups(t, shape):
+    def _groups(n, shape):
         """For each output element of a sum, the flat indices of the input elements it adds."""
         index = np.arange(int(np.prod(shape))).reshape(shape)
-        axis = t._kw.get("axis")  # (keepdims only adds axes of 1: the same flat order of outputs)
+        axis = n.kwargs.get("axis")  # (keepdims only adds axes of 1: the same flat order of outputs)
         axes = tuple(range(len(shape))) if axis is None else tuple(
             a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis))
         moved = np.moveaxis(index, axes, tuple(range(len(shape) - len(axes), len(shape))))
         return moved.reshape(-1, int(np.prod([shape[a] for a in axes], dtype=int)))
 
-    def _matrix(self, t, args):
+    def _matrix(self, n, args):
         a, w = args[0], args[1]
         if a.ndim != 2 or w.ndim != 2:
-            raise Unsupported(f"'{t._op.name}' of {a.ndim}-D by {w.ndim}-D arrays")
-        wt = w.T if t._op.name == "linear" else w  # linear: x @ w^T + b
+            raise Unsupported(f"'{n.op.name}' of {a.ndim}-D by {w.ndim}-D arrays")
+        wt = w.T if n.op is _LINEAR else w  # linear: x @ w^T + b
         bias = None
-        if t._op.name == "linear":
-            bias = np.broadcast_to(args[2], t.data.shape)
-        out = np.empty(t.data.shape, dtype=object)
+        if n.op is _LINEAR:
+            bias = np.broadcast_to(args[2], n.value.shape)
+        out = np.empty(n.value.shape, dtype=object)
         for i in range(out.shape[0]):
             for j in range(out.shape[1]):
                 terms = " + ".join(f"{a[i, k]} * {wt[k, j]}" for k in range(a.shape[1]))
@@ -221,18 +233,18 @@ class Step:
 
     def _backward(self, nodes, loss, params):
         wanted = {id(p.data) for p in params}
-        for t in nodes:  # which arrays lead to a parameter
-            if any(id(a) in wanted for a in t._args):
-                wanted.add(id(t.data))
+        for n in nodes:  # which arrays lead to a parameter
+            if any(id(a) in wanted for a in n.args):
+                wanted.add(id(n.value))
         parts = {id(loss.data): [["1.0"]]}  # id(array) -> per flat element, list of contributions
-        for t in reversed(nodes):
-            if id(t.data) not in parts:
+        for n in reversed(nodes):
+            if id(n.value) not in parts:
                 continue
-            g = self._total(parts.pop(id(t.data)), t.data.shape)
-            for i, a in enumerate(t._args):
+            g = self._total(parts.pop(id(n.value)), n.value.shape)
+            for i, a in enumerate(n.args):
                 if id(a) in wanted:
                     into = parts.setdefault(id(a), [[] for _ in range(np.size(a))])
-                    self._vjp(t, i, g, into)
+                    self._vjp(n, i, g, into)
         out = []
         for p in params:
             total = parts.get(id(p.data))
@@ -246,34 +258,34 @@ class Step:
                 self.w.let(_added(terms), "g")
         return names.reshape(shape)
 
-    def _vjp(self, t, i, g, into):
-        name, args = t._op.name, [self._names(a) for a in t._args]
-        out = self.values[id(t.data)]
-        source = np.arange(np.size(t._args[i])).reshape(np.shape(t._args[i]))
-        if name in BACKWARD:
-            rule = BACKWARD[name][i]
+    def _vjp(self, n, i, g, into):
+        op, args = n.op, [self._names(a) for a in n.args]
+        out = self.values[id(n.value)]
+        source = np.arange(np.size(n.args[i])).reshape(np.shape(n.args[i]))
+        if op in BACKWARD:
+            rule = BACKWARD[op][i]
             spread = [np.broadcast_to(a, out.shape) for a in args]
             where = np.broadcast_to(source, out.shape)
             for j in range(out.size):
                 if g.flat[j] is not None:
                     into[where.flat[j]].append(rule(g.flat[j], out.flat[j], *(a.flat[j] for a in spread)))
-        elif name in STRUCTURAL:
-            where = t._op.fwd(source, **t._kw)
+        elif op in STRUCTURAL:
+            where = op.fwd(source, **n.kwargs)
             for j in range(out.size):
                 if g.flat[j] is not None:
                     into[where.flat[j]].append(g.flat[j])
-        elif name == "sum":
-            for j, group in enumerate(self._groups(t, source.shape)):
+        elif op in SUMS:
+            for j, group in enumerate(self._groups(n, source.shape)):
                 if g.flat[j] is not None:
                     for k in group:
                         into[k].append(g.flat[j])
         else:  # linear, matmul
-            self._matrix_vjp(t, i, g, args, into)
+            self._matrix_vjp(n, i, g, args, into)
 
     @staticmethod
-    def _matrix_vjp(t, i, g, args, into):
+    def _matrix_vjp(node, i, g, args, into):
         a, w = args[0], args[1]
-        linear = t._op.name == "linear"
+        linear = node.op is _LINEAR
         n, m = g.shape
         for r in range(n):
             for c in range(m):
@@ -287,7 +299,7 @@ class Step:
                     for k in range(a.shape[1]):
                         into[(c * a.shape[1] + k) if linear else (k * m + c)].append(f"{gc} * {a[r, k]}")
                 else:  # the bias, broadcast over rows
-                    b = np.broadcast_to(np.arange(np.size(t._args[2])).reshape(np.shape(t._args[2])), g.shape)
+                    b = np.broadcast_to(np.arange(np.size(node.args[2])).reshape(np.shape(node.args[2])), g.shape)
                     into[b[r, c]].append(gc)
 
 
@@ -316,7 +328,6 @@ def _update_rules(optimizer, P, G):
     The hyperparameters are the program's arguments (``hyperparameters``), read again on every call:
     a callback may change them between iterations.
     """
-    from .optim import Adam, GradientDescent, Momentum
     kind = type(optimizer)
     steps = [f"s{e}" for e in range(len(P))]
     if kind is GradientDescent:
@@ -396,10 +407,6 @@ class Program:
 
 def program_source(model, x, y, loss="ssr", optimizer=None, tol=0.001):
     """The Python source ``fit(model, x, y, compile=True)`` runs for a tiny float64 model (for reading)."""
-    from .losses import get_loss
-    from .optim import GradientDescent
-    from .tensor import tensor_from
-    from .data import training_arrays
     params = list(model.parameters())
     x, y = training_arrays(x, y, params[0].dtype, False)
     out = get_loss(loss)(model(tensor_from(x)), y)
@@ -407,5 +414,8 @@ def program_source(model, x, y, loss="ssr", optimizer=None, tol=0.001):
     return Program(Step(out, params, x, y), optimizer, tol).source
 
 
-# How often (in iterations) the written-out path is checked against an eager step.
+# How often (in iterations) the written-out path is checked against an eager step, and how many
+# iterations one call of the program runs when nobody asks to see each one (the gradient monitor
+# looks at a block's iterations when it ends).
 RECHECK = 100
+BLOCK = 100

@@ -3,26 +3,29 @@
 The engine is three pieces: :func:`apply` runs a primitive forward and records
 it, :func:`_topo_order` orders the graph, and :meth:`Tensor.backward` walks it
 in reverse, calling each primitive's VJP and accumulating. The primitives
-themselves live in :mod:`chainrule.ops`.
+themselves live in :mod:`chainrule.ops`. :func:`graph` is the public view of
+the record, which the interpreters (trace, scalar, explain) read; this is the
+only module that reads a Tensor's private slots.
 """
 from __future__ import annotations
 
 import itertools
 import operator
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-from .ops import REGISTRY, unbroadcast
+from .errors import AnomalyError
+from .ops import REGISTRY, Op, unbroadcast
+
+__all__ = ["AnomalyError", "Axis", "Graph", "Node", "Tensor", "TensorLike", "apply", "constant", "detect_anomaly",
+           "graph", "is_anomaly_enabled", "is_grad_enabled", "named", "no_grad", "tensor", "tensor_from"]
 
 _FLOATS = (np.float32, np.float64)
 _grad_enabled = True
 _anomaly = False
-
-
-class AnomalyError(FloatingPointError):
-    """An op produced NaN or inf while :func:`detect_anomaly` was on."""
 
 
 class Tensor:
@@ -43,8 +46,13 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_seq", "_site")
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operator
+    _op: Op | None
+    _args: list
+    _kw: dict
+    _parents: tuple
+    _seq: int
 
-    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None) -> None:
         self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -54,42 +62,42 @@ class Tensor:
     # ---- properties and conversions --------------------------------------------
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.data.dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.data.ndim
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return apply(_OPS["transpose"], self)
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
         """True for tensors made by the user rather than by an op."""
         return self._op is None
 
-    def item(self):
+    def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
         if self.data.size != 1:
             raise ValueError(f"item(): the tensor has shape {self.shape} ({self.data.size} elements); "
                              "only a one-element tensor converts to a number")
         return self.data.item()
 
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""
         return self.data
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A tensor sharing this data, cut from the graph (no gradient flows through it)."""
         return _new(self.data)
 
@@ -98,13 +106,13 @@ class Tensor:
             return self.data.astype(dtype or self.data.dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.data)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype != np.float64:
@@ -117,7 +125,7 @@ class Tensor:
 
     # ---- backward ----------------------------------------------------------------
 
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad: TensorLike | None = None, retain_graph: bool = False) -> None:
         """Add d(self)/d(leaf) to ``.grad`` of every leaf that requires grad.
 
         ``grad`` is d(something)/d(self); leave it out for a one-element output
@@ -126,7 +134,7 @@ class Tensor:
         afterwards unless ``retain_graph=True``.
         """
         grads = {self: self._seed(grad)}
-        borrowed = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
+        borrowed: set[int] = set()  # ids of gradients that are another node's array or a view: a leaf must copy them
         order = _topo_order(self)
         for i, t in enumerate(order):
             if not retain_graph:
@@ -161,115 +169,139 @@ class Tensor:
 
     # ---- operators ---------------------------------------------------------------
 
-    def __add__(self, other):
+    def __add__(self, other: TensorLike) -> Tensor:
         return apply(_ADD, self, other)
 
-    def __radd__(self, other):
+    def __radd__(self, other: TensorLike) -> Tensor:
         return apply(_ADD, other, self)
 
-    def __sub__(self, other):
+    def __sub__(self, other: TensorLike) -> Tensor:
         return apply(_SUB, self, other)
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: TensorLike) -> Tensor:
         return apply(_SUB, other, self)
 
-    def __mul__(self, other):
+    def __mul__(self, other: TensorLike) -> Tensor:
         return apply(_MUL, self, other)
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: TensorLike) -> Tensor:
         return apply(_MUL, other, self)
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: TensorLike) -> Tensor:
         return apply(_DIV, self, other)
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: TensorLike) -> Tensor:
         return apply(_DIV, other, self)
 
-    def __pow__(self, other):
+    def __pow__(self, other: TensorLike) -> Tensor:
         return apply(_POW, self, other)
 
-    def __rpow__(self, other):
+    def __rpow__(self, other: TensorLike) -> Tensor:
         return apply(_POW, other, self)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: TensorLike) -> Tensor:
         return apply(_MATMUL, self, other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: TensorLike) -> Tensor:
         return apply(_MATMUL, other, self)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return apply(_NEG, self)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index) -> Tensor:
         return apply(_OPS["getitem"], self, index=_index(index))
 
     # Comparisons give plain boolean arrays: they have no derivative.
-    def __lt__(self, other):
+    def __lt__(self, other: TensorLike) -> np.ndarray:
         return self.data < _data(other)
 
-    def __le__(self, other):
+    def __le__(self, other: TensorLike) -> np.ndarray:
         return self.data <= _data(other)
 
-    def __gt__(self, other):
+    def __gt__(self, other: TensorLike) -> np.ndarray:
         return self.data > _data(other)
 
-    def __ge__(self, other):
+    def __ge__(self, other: TensorLike) -> np.ndarray:
         return self.data >= _data(other)
 
     __hash__ = object.__hash__
 
     # ---- methods (the same ops as chainrule.<name>) ---------------------------------
 
-    def exp(self):
+    def exp(self) -> Tensor:
         return apply(_OPS["exp"], self)
 
-    def log(self):
+    def log(self) -> Tensor:
         return apply(_OPS["log"], self)
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         return apply(_OPS["sqrt"], self)
 
-    def abs(self):
+    def abs(self) -> Tensor:
         return apply(_OPS["abs"], self)
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         return apply(_OPS["tanh"], self)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         return apply(_OPS["sigmoid"], self)
 
-    def softplus(self):
+    def softplus(self) -> Tensor:
         return apply(_OPS["softplus"], self)
 
-    def relu(self):
+    def relu(self) -> Tensor:
         return apply(_OPS["relu"], self)
 
-    def clip(self, lo=None, hi=None):
-        return F.clip(self, lo, hi)
+    # Composites are built here from apply and primitives (tinygrad style), so that the engine needs
+    # nothing from chainrule.functional; functional's functions call these methods.
+    def clip(self, lo: float | None = None, hi: float | None = None) -> Tensor:
+        """x limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
+        try:
+            lo, hi = (None if b is None else float(b) for b in (lo, hi))  # plain floats keep float32 float32
+        except (TypeError, ValueError):
+            raise TypeError(f"clip: lo and hi must be numbers or None, got lo={lo!r} and hi={hi!r}") from None
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"clip: lo must be <= hi, got lo={lo} and hi={hi}")
+        return apply(_OPS["clip"], self, lo=lo, hi=hi)
 
-    def sum(self, axis=None, keepdims=False):
-        return F.sum(self, axis, keepdims)
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all axes when None)."""
+        return apply(_OPS["sum"], self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
-        return F.mean(self, axis, keepdims)
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis``: the sum divided by the count, so its gradient is 1/count."""
+        total = self.sum(axis, keepdims)  # checks the axis, naming the op and the shape
+        count = self.data.size // total.data.size if self.data.size else 0
+        return total * (1.0 / count) if count else total * np.nan
 
-    def max(self, axis=None, keepdims=False):
-        return F.max(self, axis, keepdims)
+    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Largest element over ``axis``; tied maxima share the gradient equally."""
+        return apply(_OPS["max"], self, axis=axis, keepdims=keepdims)
 
-    def logsumexp(self, axis=None, keepdims=False):
-        return F.logsumexp(self, axis, keepdims)
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
+        return apply(_OPS["logsumexp"], self, axis=axis, keepdims=keepdims)
 
-    def softmax(self, axis=-1):
-        return F.softmax(self, axis)
+    def softmax(self, axis: int = -1) -> Tensor:
+        """exp(x) / sum(exp(x)) over ``axis``, as exp(log_softmax(x))."""
+        return self.log_softmax(axis).exp()
 
-    def log_softmax(self, axis=-1):
-        return F.log_softmax(self, axis)
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        """x - logsumexp(x) over ``axis``: log-probabilities from logits, stable."""
+        return apply(_OPS["log_softmax"], self, axis=axis)
 
-    def reshape(self, *shape):
-        return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def reshape(self, *shape) -> Tensor:
+        """The same elements in a new shape: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
+        return apply(_OPS["reshape"], self, shape=shape[0] if len(shape) == 1 else shape)
 
-    def transpose(self, *axes):
-        return F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def transpose(self, *axes) -> Tensor:
+        """Axes permuted (reversed when none are given)."""
+        return apply(_OPS["transpose"], self, axes=axes[0] if len(axes) == 1 else (axes or None))
+
+
+# What ops accept (a tensor, an array or a number) and what reductions take as an axis.
+TensorLike = Tensor | np.ndarray | float
+Axis = int | tuple[int, ...] | None
 
 
 # ---- the engine -------------------------------------------------------------------
@@ -287,7 +319,7 @@ def _new(data):
     return t
 
 
-def apply(op, *inputs, **kw):
+def apply(op: Op, *inputs: TensorLike, **kw) -> Tensor:
     """Run primitive ``op`` on tensors/arrays/numbers and record it for backward.
 
     Non-tensor inputs are constants; they take the dtype of the first tensor, so
@@ -341,8 +373,7 @@ def _topo_order(root):
             leaves.append(t)
             continue
         if t._parents is None:
-            raise ValueError(f"backward(): the graph through op '{t._op.name}' was already freed by "
-                             "an earlier backward(); pass retain_graph=True to the first one")
+            raise _freed("backward()", t)
         nodes.append(t)
         for p in t._parents:
             if p is not None and p.requires_grad and p not in seen:
@@ -380,10 +411,175 @@ def _accumulate(t, g, owned=False):
         t.grad += g
 
 
+def _freed(who: str, t: Tensor) -> ValueError:
+    assert t._op is not None
+    return ValueError(f"{who}: the graph through op '{t._op.name}' was already freed by an earlier "
+                      "backward(); pass retain_graph=True to that backward() to keep it")
+
+
+# ---- the recorded graph, for interpreters -------------------------------------------
+
+
+class Node:
+    """One value of a recorded graph: a leaf (``op`` None) or a primitive applied to its inputs.
+
+    ``inputs[i]`` is the Node of argument ``i``, or None where it was a constant;
+    ``args`` are the arrays the op received (constants included) and ``kwargs`` its
+    keyword arguments, so ``op.fwd(*args, **kwargs)`` gives ``value`` again.
+    ``grad`` is None (reserved for per-node gradients).
+    """
+
+    __slots__ = ("args", "grad", "index", "inputs", "kwargs", "name", "op", "requires_grad", "tensor", "value")
+
+    def __init__(self, index: int, tensor: Tensor, op: Op | None = None, inputs: tuple = (),
+                 args: tuple = (), kwargs: dict | None = None) -> None:
+        self.index, self.tensor, self.op = index, tensor, op
+        self.inputs: tuple[Node | None, ...] = inputs
+        self.args: tuple[np.ndarray, ...] = args
+        self.kwargs: dict = kwargs or {}
+        self.value: np.ndarray = tensor.data
+        self.name: str | None = tensor.name
+        self.requires_grad: bool = tensor.requires_grad
+        self.grad: np.ndarray | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op is None
+
+    def expression(self) -> str:
+        """``mul(%0, 2)``: the op applied to its inputs' indices and its constants (``leaf`` for a leaf)."""
+        if self.op is None:
+            return "leaf"
+        operands = [f"%{n.index}" if n is not None else _constant_text(a) for n, a in zip(self.inputs, self.args)]
+        operands += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.op.name}({', '.join(operands)})"
+
+    def __repr__(self) -> str:
+        return f"<Node %{self.index} = {self.expression()} {_node_notes(self)}>"
+
+
+class Graph:
+    """The graph recorded below a tensor, as :func:`graph` returns it.
+
+    ``nodes`` are in topological order (each node after its inputs; leaves just
+    before their first use), ``output`` is the last, ``leaves`` those without an op.
+    Iterating gives the nodes; ``node(t)`` finds a tensor's node.
+    """
+
+    def __init__(self, tensors: list[Tensor]) -> None:
+        self.nodes: list[Node] = []
+        self._of: dict[Tensor, Node] = {}
+        for t in tensors:
+            self._of[t] = node = self._node(t)
+            self.nodes.append(node)
+        self.output: Node = self.nodes[-1]
+        self.leaves: list[Node] = [n for n in self.nodes if n.op is None]
+
+    def _node(self, t: Tensor) -> Node:
+        if t._op is None:
+            return Node(len(self.nodes), t)
+        inputs = tuple(None if p is None else self._of[p] for p in t._parents)
+        return Node(len(self.nodes), t, t._op, inputs, tuple(t._args), dict(t._kw))
+
+    def node(self, tensor: Tensor) -> Node:
+        """The node of ``tensor`` (KeyError when it is not in this graph)."""
+        try:
+            return self._of[tensor]
+        except (KeyError, TypeError):
+            raise KeyError(f"graph.node(): this tensor is not in the graph (got {type(tensor).__name__} "
+                           f"of shape {getattr(tensor, 'shape', None)})") from None
+
+    def __contains__(self, tensor: object) -> bool:
+        return isinstance(tensor, Tensor) and tensor in self._of
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        rows = [(f"%{n.index} = {n.expression()}", _node_notes(n)) for n in self.nodes]
+        width = min(max(len(r[0]) for r in rows), 48)
+        head = f"Graph of {_count(len(self.nodes), 'node')} ({_count(len(self.leaves), 'leaf', 'leaves')}), " \
+               f"output %{self.output.index}"
+        return "\n".join([head, *(f"  {a.ljust(width)} {b}".rstrip() for a, b in rows)])
+
+
+def graph(output: Tensor) -> Graph:
+    """The graph recorded below ``output``: every op and leaf it came from, for interpreters to read.
+
+    The graph must still be there: call it before ``backward()``, or run
+    backward with ``retain_graph=True`` (a ValueError says so otherwise).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> w = cr.tensor(3.0, requires_grad=True, name="w")
+        >>> g = cr.graph((2 * w - 1) ** 2)
+        >>> g
+        Graph of 4 nodes (1 leaf), output %3
+          %0 = leaf        () 'w' requires_grad
+          %1 = mul(2, %0)  () requires_grad
+          %2 = sub(%1, 1)  () requires_grad
+          %3 = pow(%2, 2)  () requires_grad
+        >>> [n.op.name for n in g if n.op], g.node(w).index, g.output.inputs
+        (['mul', 'sub', 'pow'], 0, (<Node %2 = sub(%1, 1) () requires_grad>, None))
+        >>> float(g.output.op.fwd(*g.output.args, **g.output.kwargs))    # the op again: (2 * 3 - 1)^2
+        25.0
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"graph(): output must be a Tensor, got {type(output).__name__}")
+    return Graph(_recorded(output))
+
+
+def _recorded(root: Tensor) -> list[Tensor]:
+    """The tensors below ``root``: recorded nodes oldest first (creation order), each leaf before its first use."""
+    found: list[Tensor] = []
+    stack, seen = [root], {root}
+    while stack:
+        t = stack.pop()
+        if t._op is None:
+            continue
+        if t._parents is None:
+            raise _freed("graph()", t)
+        found.append(t)
+        for p in t._parents:
+            if p is not None and p not in seen:
+                seen.add(p)
+                stack.append(p)
+    found.sort(key=_by_age)
+    order: list[Tensor] = []
+    placed = set()
+    for t in found:
+        for p in t._parents:
+            if p is not None and p._op is None and p not in placed:
+                placed.add(p)
+                order.append(p)
+        order.append(t)
+    return order or [root]
+
+
+def _constant_text(a) -> str:
+    """A constant as the graph's text shows it: its number when it has one element, else its shape."""
+    return f"{float(np.asarray(a).ravel()[0]):g}" if np.size(a) == 1 and np.asarray(a).dtype.kind in "biuf" \
+        else f"const{np.shape(a)}"
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _node_notes(n: Node) -> str:
+    """Shape, name and whether it requires grad: the right-hand column of a graph's text."""
+    name = f" {n.name!r}" if n.name else ""
+    return f"{n.value.shape}{name}{' requires_grad' if n.requires_grad else ''}"
+
+
 # ---- conversions and checks ---------------------------------------------------------
 
 
-def tensor(data, requires_grad=False, dtype=None, name=None):
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
     """A new tensor holding a copy of ``data``.
 
     Floats keep their precision (float32 arrays stay float32); numbers, lists and
@@ -400,20 +596,20 @@ def tensor(data, requires_grad=False, dtype=None, name=None):
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 
-def named(t, name):
+def named(t: Tensor, name: str) -> Tensor:
     """``t`` with its ``name`` set (explanations show it), returned for chaining."""
     t.name = name
     return t
 
 
-def constant(data, name):
+def constant(data, name: str) -> Tensor:
     """A named constant tensor over ``data`` (no copy): how models label their inputs for explanations."""
     t = _new(data if isinstance(data, np.ndarray) else np.asarray(data))
     t.name = name
     return t
 
 
-def tensor_from(x):
+def tensor_from(x: TensorLike) -> Tensor:
     """``x`` itself when it is a Tensor, else a constant tensor of it (a float ndarray is not copied)."""
     if isinstance(x, Tensor):
         return x
@@ -510,7 +706,7 @@ def _check_finite(arr, op, t, phase):
 
 
 @contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Run ops without recording the graph (evaluation, parameter updates).
 
     Example::
@@ -531,7 +727,7 @@ def no_grad():
 
 
 @contextmanager
-def detect_anomaly():
+def detect_anomaly() -> Iterator[None]:
     """Raise :class:`AnomalyError` at the first op whose forward or backward gives NaN or inf.
 
     The message names the op and the line of your code that created it. Slower:
@@ -545,7 +741,7 @@ def detect_anomaly():
         ...     cr.log(x)     # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        chainrule.tensor.AnomalyError: detect_anomaly: op 'log' produced nan in its forward ...
+        chainrule.errors.AnomalyError: detect_anomaly: op 'log' produced nan in its forward ...
     """
     global _anomaly
     before, _anomaly = _anomaly, True
@@ -556,12 +752,10 @@ def detect_anomaly():
         _anomaly = before
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-def is_anomaly_enabled():
+def is_anomaly_enabled() -> bool:
     return _anomaly
 
-
-from . import functional as F  # noqa: E402  (composites used by the methods above)

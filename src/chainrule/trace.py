@@ -41,13 +41,18 @@ import warnings
 
 import numpy as np
 
-from .ops import UNBROADCAST_NAMES, unbroadcast_lines
-from .tensor import _topo_order, is_anomaly_enabled, is_grad_enabled
 from .errors import CompileWarning, outside_stacklevel
+from .ops import UNBROADCAST_NAMES, unbroadcast_lines
+from .tensor import graph, is_anomaly_enabled, is_grad_enabled
 
+__all__ = ["DECLINED", "RECHECK", "CompileWarning", "CompiledStep", "Tape"]
 
 # A replayed shape is compared with an eager step on its first replay and every RECHECK-th after.
 RECHECK = 100
+
+# The ops the replay declines: none. It calls each op's own forward and VJPs from the registry
+# (Op.fwd, Op.vjps), so every op in the registry is replayed as the eager engine runs it.
+DECLINED: frozenset = frozenset()
 
 
 class Tape:
@@ -59,23 +64,23 @@ class Tape:
     """
 
     def __init__(self, loss, params, x, y):
-        nodes = sorted((t for t in _topo_order(loss) if t._op is not None), key=lambda t: t._seq)
+        nodes = [n for n in graph(loss) if n.op is not None]  # creation order: the eager forward's
         self.names = {"ones_like": np.ones_like, "zeros_like": np.zeros_like, **UNBROADCAST_NAMES}
         self.slot, self.shapes, self.variables = {}, [], set()
         for a in [p.data for p in params] + [x, y]:
             self._variable(a)
         needs = {id(p.data) for p in params}  # arrays whose gradient is wanted or flows to a parameter
         forward, backward_steps = [], []
-        for j, t in enumerate(nodes):
-            args = ", ".join(self._name(a) for a in t._args) + (f", **K{j}" if t._kw else "")
-            self.names[f"F{j}"], self.names[f"K{j}"] = t._op.fwd, t._kw
-            out = self._variable(t.data)
+        for j, n in enumerate(nodes):
+            args = ", ".join(self._name(a) for a in n.args) + (f", **K{j}" if n.kwargs else "")
+            self.names[f"F{j}"], self.names[f"K{j}"] = n.op.fwd, n.kwargs
+            out = self._variable(n.value)
             call = f"F{j}({args})"
-            forward.append(f"    v{out} = {'asarray(' + call + ')' if t.data.ndim == 0 else call}")
-            edges = [i for i, a in enumerate(t._args) if id(a) in needs and t._op.vjps[i] is not None]
+            forward.append(f"    v{out} = {'asarray(' + call + ')' if n.value.ndim == 0 else call}")
+            edges = [i for i, a in enumerate(n.args) if id(a) in needs and n.op.vjps[i] is not None]
             if edges:
-                needs.add(id(t.data))
-                backward_steps.append((j, t, out, args, edges))
+                needs.add(id(n.value))
+                backward_steps.append((j, n, out, args, edges))
         self.source = self._source(len(params), forward, backward_steps, self.slot[id(loss.data)])
         exec(compile(self.source, "<chainrule trace>", "exec"), self.names)  # our own generated code
         self.run_step = self.names["step"]
@@ -104,14 +109,14 @@ class Tape:
         lines = ["def step(params, x, y):", *(f"    v{k} = params[{k}].data" for k in range(n)),
                  f"    v{n} = x", f"    v{n + 1} = y", *forward, f"    g{loss} = ones_like(v{loss})"]
         has = {loss}
-        for j, t, out, args, edges in reversed(backward_steps):
+        for j, node, out, args, edges in reversed(backward_steps):
             if out not in has:
                 continue
             for i in edges:
-                src = self.slot[id(t._args[i])]
-                self.names[f"V{j}_{i}"] = t._op.vjps[i]
+                src = self.slot[id(node.args[i])]
+                self.names[f"V{j}_{i}"] = node.op.vjps[i]
                 value = f"V{j}_{i}(g{out}, v{out}, {args})"
-                probe = t._op.vjps[i](np.ones_like(t.data), t.data, *t._args, **t._kw)
+                probe = node.op.vjps[i](np.ones_like(node.value), node.value, *node.args, **node.kwargs)
                 if np.shape(probe) != self.shapes[src]:  # broadcasting stretched this input: sum it back
                     lines.append(f"    r = {value}")
                     lines += ["    " + line for line in unbroadcast_lines("r", np.shape(probe), self.shapes[src])]
