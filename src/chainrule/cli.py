@@ -20,6 +20,15 @@ import warnings
 import numpy as np
 
 from .checks import Integer, Integers, Number, check
+from .data import dosage, read_csv
+from .demo import run as run_demo
+from .explain import explain
+from .losses import get_loss, ssr
+from .modelfile import Model, Scaling, atomic_open, load, save
+from .nn import DosageNetwork, mlp
+from .optim import OPTIMIZERS
+from .tensor import tensor
+from .train import ConvergenceWarning, DivergenceError, fit
 
 EXAMPLES = """examples:
   chainrule demo
@@ -104,8 +113,7 @@ def _demo_command(sub):
 
 
 def _demo(args):
-    from .demo import run
-    run(seed=args.seed, out=args.out)
+    run_demo(seed=args.seed, out=args.out)
     return 0
 
 
@@ -139,7 +147,6 @@ def _explain_command(sub):
 
 
 def _explain(args):
-    from .explain import explain
     if (args.model is None) != (args.data is None):
         raise ValueError("--model and --data go together: a saved model is explained on rows of a CSV file")
     loss, params, where = _saved_model_loss(args) if args.model else _lesson_loss(args)
@@ -153,9 +160,6 @@ def _explain(args):
 
 
 def _lesson_loss(args):
-    from .data import dosage
-    from .losses import ssr
-    from .nn import DosageNetwork
     values = {"b3": 0.0}
     for item in args.set:
         name, sep, value = item.partition("=")
@@ -172,9 +176,6 @@ def _lesson_loss(args):
 
 
 def _saved_model_loss(args):
-    from .losses import get_loss
-    from .modelfile import load
-    from .tensor import tensor
     if args.set:
         raise ValueError("--set changes the lessons' network; with --model the saved values are explained")
     model = load(args.model)
@@ -235,10 +236,6 @@ def _fit_command(sub):
 
 
 def _fit(args):
-    from .data import read_csv
-    from .modelfile import Model, Scaling, save
-    from .nn import mlp
-    from .optim import OPTIMIZERS
 
     hidden, features = _hyperparameters(args)
     _check_out(args.out)
@@ -310,7 +307,6 @@ def _check_out(path):
 def _train(model, x, y, optimizer, args):
     """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted), or (None, False)
     after a divergence. After Ctrl-C the network holds the best parameters seen."""
-    from .train import DivergenceError, fit
 
     progress = _Progress(args.max_iter, args.quiet)
     with progress, warnings.catch_warnings(record=True) as caught:
@@ -333,7 +329,6 @@ def _train(model, x, y, optimizer, args):
 
 def _warn(caught, history):
     """Each warning as one line, not Python's two-line dump with the source file."""
-    from .train import ConvergenceWarning
     for w in caught:
         text = (f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
                 if issubclass(w.category, ConvergenceWarning) else str(w.message).splitlines()[0])
@@ -467,7 +462,6 @@ def _predict_command(sub):
 
 
 def _predict(args):
-    from .modelfile import atomic_open, load
 
     if args.out:
         _check_out(args.out)
@@ -518,7 +512,6 @@ def _evaluate_command(sub):
 
 
 def _evaluate(args):
-    from .modelfile import load
 
     model = load(args.model)
     result = model.evaluate(model.read_csv(args.data, with_target=True))
@@ -547,7 +540,6 @@ def _plot_command(sub):
 
 
 def _plot(args):
-    from .modelfile import atomic_open, load
 
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in IMAGE_FORMATS:
