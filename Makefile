@@ -24,8 +24,9 @@ $(VENV)/.bench: $(VENV)/.test
 demo: $(VENV)/.demo
 	$(VENV)/bin/chainrule demo
 
+# Lint, format and type checks first (configured in pyproject.toml), then the tests.
 # One BLAS thread: these networks are small, and a busy machine makes threaded BLAS much slower.
-test: $(VENV)/.test
+test: lint
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
 
 # The engine and compile tests again with NumPy's AVX-512 loops off (harmless where a CPU has none): NumPy's
@@ -37,7 +38,7 @@ ENGINE_TESTS := tests/test_tensor.py tests/test_ops.py tests/test_against_autogr
 test-simd: $(VENV)/.test
 	NPY_DISABLE_CPU_FEATURES="$(NO_AVX512)" OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest $(ENGINE_TESTS)
 
-# Lint, formatting and types (configured in pyproject.toml); not part of `test` yet.
+# Lint, formatting and types (configured in pyproject.toml).
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests

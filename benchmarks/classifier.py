@@ -12,6 +12,7 @@ a fresh ``permutation`` of the rows per epoch, cut into consecutive batches
 (the last one shorter). So ``cr.fit(..., batch_size=, seed=)`` sees the
 same batches too, which :func:`fit_uses_order` checks.
 """
+
 from __future__ import annotations
 
 import harness  # noqa: F401  (first: pins every library to one thread)
@@ -31,18 +32,18 @@ from chainrule.nn import mlp
 class Problem:
     """Data, network, optimizer and batch order of one classification workload."""
 
-    x: np.ndarray                  # (n, features) float32
-    y: np.ndarray                  # (n,) int64 labels
-    sizes: tuple                   # layer widths, e.g. (64, 128, 64, 10)
-    optimizer: str                 # "adam" or "gd"
+    x: np.ndarray  # (n, features) float32
+    y: np.ndarray  # (n,) int64 labels
+    sizes: tuple  # layer widths, e.g. (64, 128, 64, 10)
+    optimizer: str  # "adam" or "gd"
     lr: float
     batch_size: int
     epochs: int
     seed: int
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
-    init: list = field(default=None)      # [(W (in, out), b)], float32, from chainrule.nn.mlp (transposed)
-    batches: list = field(default=None)   # row indices of every batch, all epochs, in order
+    init: list = field(default=None)  # [(W (in, out), b)], float32, from chainrule.nn.mlp (transposed)
+    batches: list = field(default=None)  # row indices of every batch, all epochs, in order
 
     def __post_init__(self):
         model = mlp(list(self.sizes), activation="relu", seed=self.seed, dtype=np.float32)
@@ -62,15 +63,16 @@ def fit_order(n, batch_size, epochs, seed):
     out = []
     for _ in range(epochs):
         order = rng.permutation(n)
-        out += [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        out += [order[i : i + batch_size] for i in range(0, n, batch_size)]
     return out
 
 
 def first_epoch(problem):
-    return problem.batches[:-(-len(problem.x) // problem.batch_size)]
+    return problem.batches[: -(-len(problem.x) // problem.batch_size)]
 
 
 # ---- the float64 referee -------------------------------------------------------------------
+
 
 def final_loss(problem, params):
     """Mean cross-entropy over the whole training set at ``params``, in float64."""
@@ -93,6 +95,7 @@ def displacement_gap(problem, params, reference):
 
 # ---- chainrule -----------------------------------------------------------------------------------
 
+
 def _cr_model(problem):
     model = mlp(list(problem.sizes), activation="relu", seed=problem.seed, dtype=np.float32)
     linears = [m for m in model.layers if hasattr(m, "weight")]
@@ -104,6 +107,7 @@ def _cr_model(problem):
 
 def _cr_optimizer(problem, params=None):
     from chainrule.optim import Adam, GradientDescent
+
     if problem.optimizer == "adam":
         return Adam(lr=problem.lr, betas=problem.betas, eps=problem.eps, params=params)
     return GradientDescent(lr=problem.lr, params=params)
@@ -131,9 +135,18 @@ def run_chainrule_fit(problem, epochs=None, **extra):
     model, linears = _cr_model(problem)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # reaching max_iter warns (here it is the plan); a compile fallback is news
-        cr.fit(model, problem.x, problem.y, loss="cross_entropy", optimizer=_cr_optimizer(problem),
-               batch_size=problem.batch_size, max_iter=epochs or problem.epochs, tol=0.0, seed=problem.seed,
-               **extra)
+        cr.fit(
+            model,
+            problem.x,
+            problem.y,
+            loss="cross_entropy",
+            optimizer=_cr_optimizer(problem),
+            batch_size=problem.batch_size,
+            max_iter=epochs or problem.epochs,
+            tol=0.0,
+            seed=problem.seed,
+            **extra,
+        )
     for w in caught:
         if "compile" in w.category.__name__.lower() and str(w.message) not in _said:
             _said.add(str(w.message))
@@ -162,8 +175,18 @@ def fit_uses_order(problem):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cr.fit(model, problem.x, problem.y, loss=recording, optimizer=_cr_optimizer(problem),
-                   batch_size=problem.batch_size, max_iter=1, tol=0.0, seed=problem.seed, monitor=False)
+            cr.fit(
+                model,
+                problem.x,
+                problem.y,
+                loss=recording,
+                optimizer=_cr_optimizer(problem),
+                batch_size=problem.batch_size,
+                max_iter=1,
+                tol=0.0,
+                seed=problem.seed,
+                monitor=False,
+            )
     except Exception:  # noqa: BLE001  (fit moved: then its order is simply not known)
         return False
     expected = [problem.y[rows] for rows in first_epoch(problem)]
@@ -171,6 +194,7 @@ def fit_uses_order(problem):
 
 
 # ---- NumPy by hand ---------------------------------------------------------------------------
+
 
 def _np_forward(params, x):
     """Pre-activations z_k = a_{k-1} W_k + b_k, activations a_k = relu(z_k); the last z is the logits."""
@@ -216,8 +240,8 @@ class _NumpyAdam:
     def step(self, params, grads):
         self.t += 1
         b1, b2 = self.b1, self.b2
-        step_size = self.lr / (1 - b1 ** self.t)
-        root_bc2 = np.sqrt(1 - b2 ** self.t)
+        step_size = self.lr / (1 - b1**self.t)
+        root_bc2 = np.sqrt(1 - b2**self.t)
         for p, g, m, v in zip(params, grads, self.m, self.v):
             m *= b1
             m += (1 - b1) * g
@@ -249,6 +273,7 @@ def run_numpy(problem, batches):
 
 
 # ---- PyTorch eager -----------------------------------------------------------------------------
+
 
 def run_torch(problem, batches):
     """torch.nn.Sequential of Linear/ReLU, F.cross_entropy, torch.optim.Adam/SGD, float32, defaults."""
@@ -311,8 +336,7 @@ def _jax_step(problem):
     def gd(params, x, y):
         return jax.tree.map(lambda p, g: p - lr * g, params, grad(params, x, y))
 
-    step = jax.jit(adam, donate_argnums=(0, 1, 2)) if problem.optimizer == "adam" else \
-        jax.jit(gd, donate_argnums=(0,))
+    step = jax.jit(adam, donate_argnums=(0, 1, 2)) if problem.optimizer == "adam" else jax.jit(gd, donate_argnums=(0,))
     _jax_steps[key] = step
     return step
 
@@ -331,7 +355,7 @@ def run_jax(problem, batches):
         for t, rows in enumerate(batches, 1):
             # NOTE: bias corrections in float64 on the host, as torch and chainrule do:
             # 1 - 0.999^t in float32 is off by 5e-5 relative at t = 1.
-            step_size, root_bc2 = np.float32(lr / (1 - b1 ** t)), np.float32(np.sqrt(1 - b2 ** t))
+            step_size, root_bc2 = np.float32(lr / (1 - b1**t)), np.float32(np.sqrt(1 - b2**t))
             params, m, v = step(params, m, v, step_size, root_bc2, x[rows], y[rows])
     else:
         for rows in batches:
@@ -341,8 +365,10 @@ def run_jax(problem, batches):
 
 # ---- the rows ------------------------------------------------------------------------------------
 
+
 def _installed(module):
     import importlib.util
+
     return importlib.util.find_spec(module) is not None
 
 
@@ -357,23 +383,28 @@ def rows(problem, warm_batches, wanted=(), quiet=False):
     R = harness.Row
     say = (lambda msg: None) if quiet else print
     batches = problem.batches
-    out = [R("chainrule", lambda: run_chainrule(problem, batches),
-             lambda: run_chainrule(problem, warm_batches))]
+    out = [R("chainrule", lambda: run_chainrule(problem, batches), lambda: run_chainrule(problem, warm_batches))]
     notes = []
     fit_wanted = harness.keep([R("chainrule fit compile=True", None)], wanted)
     if hasattr(cr, "fit") and fit_wanted:
         same = True if quiet else fit_uses_order(problem)
-        notes.append("cr.fit's own shuffling gives the benchmark's batch order (checked on one epoch's labels)"
-                     if same else "cr.fit shuffles in its own order here: its rows run on their own batches "
-                     "and their final loss is not checked")
+        notes.append(
+            "cr.fit's own shuffling gives the benchmark's batch order (checked on one epoch's labels)"
+            if same
+            else "cr.fit shuffles in its own order here: its rows run on their own batches "
+            "and their final loss is not checked"
+        )
         fit_rows = [("chainrule fit", {})]
         if fit_has("compile"):
             fit_rows.append(("chainrule fit compile=True", {"compile": True}))
         else:
             say("skipped chainrule fit compile=True: cr.fit has no 'compile' keyword yet")
         for name, extra in fit_rows:
-            row = R(name, lambda extra=extra: run_chainrule_fit(problem, **extra),
-                    lambda extra=extra: run_chainrule_fit(problem, epochs=1, **extra))
+            row = R(
+                name,
+                lambda extra=extra: run_chainrule_fit(problem, **extra),
+                lambda extra=extra: run_chainrule_fit(problem, epochs=1, **extra),
+            )
             row.unchecked = not same
             out.append(row)
     out.append(R("NumPy by hand", lambda: run_numpy(problem, batches), lambda: run_numpy(problem, warm_batches)))
@@ -415,8 +446,10 @@ def check(problem, results, rtol, gap_limit):
         if not np.isclose(r["loss"], ref["loss"], rtol=rtol, atol=0):
             problems.append(f"final loss of {name} is {r['loss']!r}, {ref_name} gives {ref['loss']!r} (rtol {rtol:g})")
         if not r["gap"] <= gap_limit:
-            problems.append(f"parameters of {name} differ from {ref_name}'s by {r['gap']:.3g} of the distance "
-                            f"training moved them (limit {gap_limit:g})")
+            problems.append(
+                f"parameters of {name} differ from {ref_name}'s by {r['gap']:.3g} of the distance "
+                f"training moved them (limit {gap_limit:g})"
+            )
     return problems
 
 

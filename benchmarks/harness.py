@@ -3,12 +3,18 @@
 Import this module before NumPy, torch or JAX: it pins their thread pools to
 one thread through environment variables, which they read only at import.
 """
+
 from __future__ import annotations
 
 import os
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 for _var in THREAD_VARS:
     os.environ[_var] = "1"
 # XLA (JAX) ignores the variables above: its CPU thread pools take flags.
@@ -70,6 +76,7 @@ def load_jax():
 
 
 # ---- timing -----------------------------------------------------------------------------
+
 
 class Row:
     """One implementation of a workload: ``run()`` does a whole timed run and returns its result.
@@ -140,10 +147,13 @@ def keep(rows, wanted):
 
 # ---- report -------------------------------------------------------------------------------
 
+
 def markdown(head, rows, right=()):
     """A Markdown table; columns whose index is in ``right`` are right-aligned."""
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|",
+    ]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -162,6 +172,7 @@ def ratio(a, b):
 
 def _version(package):
     from importlib import metadata
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -177,9 +188,13 @@ def machine_line():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    parts = [platform.platform(), f"CPU {cpu} ({os.cpu_count()} logical cores, 1 thread used)",
-             f"Python {platform.python_version()}", f"NumPy {np.__version__}",
-             f"torch {torch}" if torch else "torch not installed",
-             f"jax {jax}" if jax else "jax not installed",
-             f"chainrule {cr.__version__}"]
+    parts = [
+        platform.platform(),
+        f"CPU {cpu} ({os.cpu_count()} logical cores, 1 thread used)",
+        f"Python {platform.python_version()}",
+        f"NumPy {np.__version__}",
+        f"torch {torch}" if torch else "torch not installed",
+        f"jax {jax}" if jax else "jax not installed",
+        f"chainrule {cr.__version__}",
+    ]
     return "Machine: " + "; ".join(parts)

@@ -15,6 +15,7 @@ prints MISMATCH and exits 1 (after running everything).
     .venv/bin/python benchmarks/run.py [--only W1,W3] [--only W2,pytorch] [--repeats 3] [--iters 1000]
                                        [--profile] [--no-memory]
 """
+
 from __future__ import annotations
 
 import harness  # first: pins every library to one thread before NumPy is imported
@@ -39,29 +40,44 @@ def run_workload(name, rows, args):
     print(f"\n## {name}\n", flush=True)
     if name == "W1":
         import w1_lessons
+
         return w1_lessons.run(rows, args.iters, args.repeats or 5)
     if name == "W2":
         import w2_digits
+
         return w2_digits.run(rows, args.repeats)
     if name == "W3":
         import w3_wide
+
         return w3_wide.run(rows, args.repeats, with_memory=not args.no_memory)
     import w4_restarts
+
     return w4_restarts.run(rows, args.repeats)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per implementation (default per workload: W1 5, W2 5, W3 3, W4 3; "
-                             "W4's sampled loops 2)")
-    parser.add_argument("--iters", type=int, default=1000, help="W1's gradient-descent iterations per run (default 1000)")
-    parser.add_argument("--only", default="", metavar="NAMES",
-                        help="comma-separated workloads (W1..W4) and/or parts of row names, e.g. 'W1,W3' or "
-                             "'W2,chainrule,pytorch' (default everything)")
-    parser.add_argument("--profile", action="store_true",
-                        help="where chainrule's time goes in the chosen workloads (W1, W2, W3; default all three), "
-                             "then stop")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per implementation (default per workload: W1 5, W2 5, W3 3, W4 3; W4's sampled loops 2)",
+    )
+    parser.add_argument(
+        "--iters", type=int, default=1000, help="W1's gradient-descent iterations per run (default 1000)"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="NAMES",
+        help="comma-separated workloads (W1..W4) and/or parts of row names, e.g. 'W1,W3' or "
+        "'W2,chainrule,pytorch' (default everything)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="where chainrule's time goes in the chosen workloads (W1, W2, W3; default all three), then stop",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip W3's peak-memory subprocesses")
     parser.add_argument("--memory-child", metavar="ROW", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -70,6 +86,7 @@ def main(argv=None):
     core = harness.pin_to_one_core()
     if args.memory_child:
         import w3_wide
+
         w3_wide.memory_child(args.memory_child)
         return 0
     workloads, rows = split_only(args.only)
@@ -78,10 +95,13 @@ def main(argv=None):
         parser.error(f"--only names unknown workload(s) {unknown}; the workloads are {list(WORKLOADS)}")
     if args.profile:
         import profile_chainrule
+
         profile_chainrule.run(workloads or ["W1", "W2", "W3"], args)
         return 0
-    print(f"Threads: one per library (OMP/MKL/OpenBLAS variables, torch.set_num_threads(1), XLA flags); "
-          f"{'process pinned to core ' + str(core) if core is not None else 'no core affinity (unsupported)'}.")
+    print(
+        f"Threads: one per library (OMP/MKL/OpenBLAS variables, torch.set_num_threads(1), XLA flags); "
+        f"{'process pinned to core ' + str(core) if core is not None else 'no core affinity (unsupported)'}."
+    )
     problems = []
     for name in workloads or WORKLOADS:
         problems += run_workload(name, rows, args)

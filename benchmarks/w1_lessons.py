@@ -8,6 +8,7 @@ Each implementation runs the same loop; every repeat is timed whole and
 reported per iteration. The final SSR (at the parameters after the last
 update) and the parameters must agree across implementations.
 """
+
 from __future__ import annotations
 
 import harness  # noqa: F401  (first: pins every library to one thread before NumPy is imported)
@@ -34,6 +35,7 @@ SSR_ATOL = 1e-12  # the SSR ends near 7e-15, where only rounding is left; the pa
 
 
 # ---- chainrule: scalar tensors and its ops ------------------------------------------------
+
 
 def cr_forward(p, x):
     """Predicted = w3 softplus(x w1 + b1) + w4 softplus(x w2 + b2) + b3."""
@@ -161,8 +163,15 @@ def run_chainrule_fit(iters, compile=False):
     network, gradient_descent, ssr = _library()
     x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
     model, named = _library_model(network)
-    kw = _kwargs_for(cr.fit, {("max_iter", "max_iters", "iterations"): iters, ("tol", "threshold"): 0.0,
-                              ("loss",): "ssr", ("lr", "learning_rate"): LR})
+    kw = _kwargs_for(
+        cr.fit,
+        {
+            ("max_iter", "max_iters", "iterations"): iters,
+            ("tol", "threshold"): 0.0,
+            ("loss",): "ssr",
+            ("lr", "learning_rate"): LR,
+        },
+    )
     if "optimizer" in inspect.signature(cr.fit).parameters:
         kw["optimizer"] = gradient_descent(**_kwargs_for(gradient_descent, {("lr", "learning_rate"): LR}))
     if compile:
@@ -174,6 +183,7 @@ def run_chainrule_fit(iters, compile=False):
 
 
 # ---- hand-written NumPy, gradients by the chain rule --------------------------------------
+
 
 def _softplus(z):
     return np.logaddexp(0.0, z)
@@ -187,8 +197,8 @@ def run_numpy(iters):
         x2 = x * w2 + b2
         y1, y2 = _softplus(x1), _softplus(x2)
         predicted = w3 * y1 + w4 * y2 + b3
-        d_pred = -2.0 * (observed - predicted)       # dSSR/dPredicted_i
-        d_x1 = d_pred * w3 * np.exp(x1 - y1)         # ... * w3 * softplus'(x1_i)
+        d_pred = -2.0 * (observed - predicted)  # dSSR/dPredicted_i
+        d_x1 = d_pred * w3 * np.exp(x1 - y1)  # ... * w3 * softplus'(x1_i)
         d_x2 = d_pred * w4 * np.exp(x2 - y2)
         g_w1, g_b1 = (d_x1 * x).sum(), d_x1.sum()
         g_w2, g_b2 = (d_x2 * x).sum(), d_x2.sum()
@@ -201,6 +211,7 @@ def run_numpy(iters):
 
 
 # ---- PyTorch eager ---------------------------------------------------------------------
+
 
 def run_torch(iters):
     F = torch.nn.functional
@@ -228,6 +239,7 @@ def run_torch(iters):
 
 
 # ---- timing and report --------------------------------------------------------------------
+
 
 def implementations(wanted=()):
     """(row name, run function) for every implementation available here; prints why any is skipped.
@@ -291,11 +303,14 @@ def table(results, iters, repeats):
     torch_row = results.get("PyTorch eager")
     ref_med = statistics.median(torch_row["us"]) if torch_row else None
     ref_best = min(torch_row["us"]) if torch_row else None
-    lines = [f"W1 lessons: 7 parameters, 3 data points, {iters} full-batch gradient-descent iterations, "
-             f"float64, {repeats} repeat{'s' * (repeats != 1)}", "",
-             "| implementation | median us/iter | best us/iter | median / PyTorch median | best / PyTorch best "
-             "| final SSR |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"W1 lessons: 7 parameters, 3 data points, {iters} full-batch gradient-descent iterations, "
+        f"float64, {repeats} repeat{'s' * (repeats != 1)}",
+        "",
+        "| implementation | median us/iter | best us/iter | median / PyTorch median | best / PyTorch best "
+        "| final SSR |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in results.items():
         med, best = statistics.median(r["us"]), min(r["us"])
         ratios = (f"{med / ref_med:.2f}x", f"{best / ref_best:.2f}x") if torch_row else ("n/a", "n/a")
@@ -348,18 +363,21 @@ def profile(iters, repeats):
         return best / iters * 1e6
 
     fwd, bwd = phase(forward), phase(forward_backward)
-    times = {"forward, recording the graph (13 ops)": fwd, "forward under no_grad": phase(forward_no_grad),
-             "backward (forward + backward - forward)": bwd - fwd, "update of 7 parameters (step)": phase(opt.step)}
+    times = {
+        "forward, recording the graph (13 ops)": fwd,
+        "forward under no_grad": phase(forward_no_grad),
+        "backward (forward + backward - forward)": bwd - fwd,
+        "update of 7 parameters (step)": phase(opt.step),
+    }
     print(f"chainrule W1 phases, us per iteration, best of {repeats} x {iters}:")
     for name, us in times.items():
         print(f"  {name:42s} {us:7.1f}")
     import cProfile
     import pstats
+
     prof = cProfile.Profile()
     prof.runcall(run_chainrule, iters)
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-
-
 
 
 def run(wanted, iters, repeats):

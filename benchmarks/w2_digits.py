@@ -5,6 +5,7 @@ lr 1e-3 (betas 0.9, 0.999, eps 1e-8), batches of 64 (28 of 64 and one of 5
 per epoch), 20 epochs = 580 steps = 35,940 training samples. Reported:
 training samples per second.
 """
+
 from __future__ import annotations
 
 import harness  # noqa: F401  (first: pins every library to one thread)
@@ -16,16 +17,24 @@ import classifier
 NAME = "W2 digits"
 REPEATS = 5
 SEED = 0
-RTOL = 1e-3   # on the final training loss (float32 for 580 steps)
-GAP = 0.1     # on the parameters, relative to how far training moved them: loose, see README (ReLU flips)
+RTOL = 1e-3  # on the final training loss (float32 for 580 steps)
+GAP = 0.1  # on the parameters, relative to how far training moved them: loose, see README (ReLU flips)
 
 
 def problem():
     from sklearn.datasets import load_digits
+
     images, labels = load_digits(return_X_y=True)
-    return classifier.Problem(x=(images / 16.0).astype(np.float32), y=labels.astype(np.int64),
-                              sizes=(64, 128, 64, 10), optimizer="adam", lr=1e-3, batch_size=64, epochs=20,
-                              seed=SEED)
+    return classifier.Problem(
+        x=(images / 16.0).astype(np.float32),
+        y=labels.astype(np.int64),
+        sizes=(64, 128, 64, 10),
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=64,
+        epochs=20,
+        seed=SEED,
+    )
 
 
 def run(wanted, repeats):
@@ -54,11 +63,30 @@ def table(p, results, repeats):
     body = []
     for name, r in results.items():
         med, best = harness.median_best(r["seconds"])
-        body.append([name, f"{p.samples / med:,.0f}", f"{p.samples / best:,.0f}",
-                     harness.ratio(med, ref[0]) if ref else "n/a", harness.ratio(best, ref[1]) if ref else "n/a",
-                     f"{max(r['cpu']):.2f}", f"{r['loss']:.6f}", f"{r['gap']:.1e}"])
-    head = ["implementation", "median samples/s", "best samples/s", "median time / PyTorch",
-            "best time / PyTorch", "cpu/wall", "final loss", "param gap"]
-    return (f"{NAME}: 1797x64, MLP 64-128-64-10 ReLU, cross-entropy, Adam lr 1e-3, batch 64, "
-            f"{p.epochs} epochs ({len(p.batches)} steps), float32, {repeats} repeat{'s' * (repeats != 1)}\n\n"
-            + harness.markdown(head, body, right=range(1, 8)))
+        body.append(
+            [
+                name,
+                f"{p.samples / med:,.0f}",
+                f"{p.samples / best:,.0f}",
+                harness.ratio(med, ref[0]) if ref else "n/a",
+                harness.ratio(best, ref[1]) if ref else "n/a",
+                f"{max(r['cpu']):.2f}",
+                f"{r['loss']:.6f}",
+                f"{r['gap']:.1e}",
+            ]
+        )
+    head = [
+        "implementation",
+        "median samples/s",
+        "best samples/s",
+        "median time / PyTorch",
+        "best time / PyTorch",
+        "cpu/wall",
+        "final loss",
+        "param gap",
+    ]
+    return (
+        f"{NAME}: 1797x64, MLP 64-128-64-10 ReLU, cross-entropy, Adam lr 1e-3, batch 64, "
+        f"{p.epochs} epochs ({len(p.batches)} steps), float32, {repeats} repeat{'s' * (repeats != 1)}\n\n"
+        + harness.markdown(head, body, right=range(1, 8))
+    )

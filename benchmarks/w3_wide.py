@@ -7,6 +7,7 @@ descent lr 0.01, batches of 256 (32 per epoch), 3 epochs = 96 steps =
 machine's limit for this workload from timed NumPy matrix products of one
 step's shapes, and each implementation's percentage of it; peak memory.
 """
+
 from __future__ import annotations
 
 import harness  # noqa: F401  (first: pins every library to one thread)
@@ -25,19 +26,21 @@ NAME = "W3 wide"
 REPEATS = 3
 SEED = 0
 ROWS, FEATURES, CLASSES = 8192, 784, 10
-RTOL = 1e-3   # on the final training loss
-GAP = 0.02    # on the parameters, relative to how far training moved them
+RTOL = 1e-3  # on the final training loss
+GAP = 0.02  # on the parameters, relative to how far training moved them
 
 
 def problem():
     rng = np.random.default_rng(SEED)
     x = rng.standard_normal((ROWS, FEATURES), dtype=np.float32)
     y = rng.integers(0, CLASSES, ROWS).astype(np.int64)
-    return classifier.Problem(x=x, y=y, sizes=(FEATURES, 512, 512, CLASSES), optimizer="gd", lr=0.01,
-                              batch_size=256, epochs=3, seed=SEED)
+    return classifier.Problem(
+        x=x, y=y, sizes=(FEATURES, 512, 512, CLASSES), optimizer="gd", lr=0.01, batch_size=256, epochs=3, seed=SEED
+    )
 
 
 # ---- the machine's limit ---------------------------------------------------------------------
+
 
 def gemms(p):
     """The matrix products of one training step, as (label, a, b) with the operands' real layouts.
@@ -87,6 +90,7 @@ def limit(p):
 
 # ---- peak memory, one subprocess per implementation ---------------------------------------------
 
+
 def _status(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -118,8 +122,12 @@ def memory(names):
     """{row name: (MB above the pre-training baseline, whole-process peak MB)}, or messages why not."""
     out = {}
     for name in names:
-        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "run.py"),
-               "--memory-child", name]
+        cmd = [
+            sys.executable,
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "run.py"),
+            "--memory-child",
+            name,
+        ]
         # NOTE: a fixed mmap threshold stops glibc from keeping freed large arrays in its heap
         # (its default threshold grows with use), so the peak counts live arrays, not the allocator's cache.
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -136,6 +144,7 @@ def memory(names):
 
 # ---- the workload ------------------------------------------------------------------------------------
 
+
 def run(wanted, repeats, with_memory=True):
     p = problem()
     measured = classifier.measure(p, NAME, p.batches[:2], wanted, repeats or REPEATS)
@@ -146,10 +155,14 @@ def run(wanted, repeats, with_memory=True):
     mem = memory(list(results)) if with_memory else {}
     print(table(p, results, repeats or REPEATS, top, mem))
     print()
-    print("GEMMs of one step (best of 30, NumPy float32, 1 thread): "
-          + "; ".join(f"{label} {s * 1e3:.2f} ms ({gf:.0f} GFLOP/s)" for label, s, gf in parts))
-    print(f"Limit: {p.batch_size} samples / {sum(s for _, s, _ in parts[:-1]) * 1e3:.2f} ms of GEMMs "
-          f"= {top:,.0f} samples/s.")
+    print(
+        "GEMMs of one step (best of 30, NumPy float32, 1 thread): "
+        + "; ".join(f"{label} {s * 1e3:.2f} ms ({gf:.0f} GFLOP/s)" for label, s, gf in parts)
+    )
+    print(
+        f"Limit: {p.batch_size} samples / {sum(s for _, s, _ in parts[:-1]) * 1e3:.2f} ms of GEMMs "
+        f"= {top:,.0f} samples/s."
+    )
     for name, m in mem.items():
         if isinstance(m, str):
             print(f"Note: peak memory of {name}: {m}")
@@ -161,8 +174,10 @@ def run(wanted, repeats, with_memory=True):
     cr_mem, torch_mem = mem.get("chainrule"), mem.get("PyTorch eager")
     if isinstance(cr_mem, tuple) and isinstance(torch_mem, tuple):
         verdict = "meets" if cr_mem[0] <= torch_mem[0] else "misses"
-        print(f"Memory target (chainrule's training peak at most PyTorch's): {verdict} it "
-              f"({cr_mem[0]:.0f} MB against {torch_mem[0]:.0f} MB).")
+        print(
+            f"Memory target (chainrule's training peak at most PyTorch's): {verdict} it "
+            f"({cr_mem[0]:.0f} MB against {torch_mem[0]:.0f} MB)."
+        )
     return [f"{NAME}: {m}" for m in problems]
 
 
@@ -174,13 +189,35 @@ def table(p, results, repeats, top, mem):
         med, best = harness.median_best(r["seconds"])
         m = mem.get(name)
         peak = (f"{m[0]:.0f}", f"{m[1]:.0f}") if isinstance(m, tuple) else ("n/a", "n/a")
-        body.append([name, f"{p.samples / med:,.0f}", f"{p.samples / best:,.0f}",
-                     f"{100 * p.samples / best / top:.0f}%",
-                     harness.ratio(med, ref[0]) if ref else "n/a", harness.ratio(best, ref[1]) if ref else "n/a",
-                     f"{max(r['cpu']):.2f}", *peak, f"{r['loss']:.6f}", f"{r['gap']:.1e}"])
-    head = ["implementation", "median samples/s", "best samples/s", "best % of GEMM limit", "median time / PyTorch",
-            "best time / PyTorch", "cpu/wall", "training peak MB", "process peak MB", "final loss", "param gap"]
-    return (f"{NAME}: 8192x784 random, MLP 784-512-512-10 ReLU, cross-entropy, gradient descent lr 0.01, "
-            f"batch 256, {p.epochs} epochs ({len(p.batches)} steps), float32, {repeats} repeat{'s' * (repeats != 1)}; "
-            f"GEMM limit {top:,.0f} samples/s\n\n"
-            + harness.markdown(head, body, right=range(1, 11)))
+        body.append(
+            [
+                name,
+                f"{p.samples / med:,.0f}",
+                f"{p.samples / best:,.0f}",
+                f"{100 * p.samples / best / top:.0f}%",
+                harness.ratio(med, ref[0]) if ref else "n/a",
+                harness.ratio(best, ref[1]) if ref else "n/a",
+                f"{max(r['cpu']):.2f}",
+                *peak,
+                f"{r['loss']:.6f}",
+                f"{r['gap']:.1e}",
+            ]
+        )
+    head = [
+        "implementation",
+        "median samples/s",
+        "best samples/s",
+        "best % of GEMM limit",
+        "median time / PyTorch",
+        "best time / PyTorch",
+        "cpu/wall",
+        "training peak MB",
+        "process peak MB",
+        "final loss",
+        "param gap",
+    ]
+    return (
+        f"{NAME}: 8192x784 random, MLP 784-512-512-10 ReLU, cross-entropy, gradient descent lr 0.01, "
+        f"batch 256, {p.epochs} epochs ({len(p.batches)} steps), float32, {repeats} repeat{'s' * (repeats != 1)}; "
+        f"GEMM limit {top:,.0f} samples/s\n\n" + harness.markdown(head, body, right=range(1, 11))
+    )

@@ -9,6 +9,7 @@ generator, so ``cr.fit(..., restarts=N, seed=SEED)`` starts from them too.
 Reported: total seconds for all 1000 runs. Loops over runs are timed on the
 first SAMPLE starts and scaled to 1000 (the table says which rows).
 """
+
 from __future__ import annotations
 
 import harness  # noqa: F401  (first: pins every library to one thread)
@@ -23,14 +24,14 @@ import chainrule as cr
 
 NAME = "W4 restarts"
 REPEATS = 3
-LOOP_REPEATS = 2     # the sampled loops take seconds each
+LOOP_REPEATS = 2  # the sampled loops take seconds each
 SEED = 0
 N, ITERS, SAMPLE = 1000, 1000, 20
 LR = 0.1
 DOSAGE = np.array([0.0, 0.5, 1.0])
 OBSERVED = np.array([0.0, 1.0, 0.0])
-RTOL, ATOL = 1e-6, 1e-8   # float64, on the final SSR of each start that is not sensitive (see sensitive());
-                          # below 1e-8 a start has converged, and where it stops in the flat valley is rounding
+RTOL, ATOL = 1e-6, 1e-8  # float64, on the final SSR of each start that is not sensitive (see sensitive());
+# below 1e-8 a start has converged, and where it stops in the flat valley is rounding
 
 
 def draw_starts(n=N, seed=SEED):
@@ -40,6 +41,7 @@ def draw_starts(n=N, seed=SEED):
 
 
 # ---- NumPy, vectorized over the population ------------------------------------------------------
+
 
 def run_numpy(starts, iters=ITERS, jitter=None):
     """Every parameter a column (n, 1); the lessons' chain-rule formulas, summed over the 3 data points.
@@ -53,11 +55,18 @@ def run_numpy(starts, iters=ITERS, jitter=None):
     for _ in range(iters):
         x1, x2 = x * w1 + b1, x * w2 + b2
         y1, y2 = np.logaddexp(0.0, x1), np.logaddexp(0.0, x2)
-        d_pred = -2.0 * (observed - (w3 * y1 + w4 * y2 + b3))   # dSSR/dPredicted_i
-        d_x1 = d_pred * w3 * np.exp(x1 - y1)                       # ... * w3 * softplus'(x1_i)
+        d_pred = -2.0 * (observed - (w3 * y1 + w4 * y2 + b3))  # dSSR/dPredicted_i
+        d_x1 = d_pred * w3 * np.exp(x1 - y1)  # ... * w3 * softplus'(x1_i)
         d_x2 = d_pred * w4 * np.exp(x2 - y2)
-        grads = (total(d_x1 * x), total(d_x1), total(d_x2 * x), total(d_x2),
-                 total(d_pred * y1), total(d_pred * y2), total(d_pred))
+        grads = (
+            total(d_x1 * x),
+            total(d_x1),
+            total(d_x2 * x),
+            total(d_x2),
+            total(d_pred * y1),
+            total(d_pred * y2),
+            total(d_pred),
+        )
         for p, g in zip((w1, b1, w2, b2, w3, w4, b3), grads):
             if jitter is not None:
                 g *= 1 + 1e-15 * jitter.standard_normal(g.shape)
@@ -85,6 +94,7 @@ def sensitive(starts, reference, tries=3):
 
 
 # ---- PyTorch ------------------------------------------------------------------------------------------
+
 
 def _torch_params(torch, starts):
     """w1, b1, w2, b2, w3, w4, b3 as (n, 1) float64 leaf tensors."""
@@ -133,6 +143,7 @@ def run_torch_vectorized(starts, iters=ITERS):
 
 # ---- chainrule ---------------------------------------------------------------------------------------
 
+
 def _network(start):
     w1, w2, w3, w4 = start
     return cr.nn.DosageNetwork(w1=w1, b1=0.0, w2=w2, b2=0.0, w3=w3, w4=w4, b3=0.0)
@@ -142,6 +153,7 @@ def run_chainrule_loop(starts, iters=ITERS):
     """One run per start with the library's classes: DosageNetwork, losses.ssr, optim.GradientDescent."""
     from chainrule.losses import ssr
     from chainrule.optim import GradientDescent
+
     x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
     out = []
     for start in starts:
@@ -160,6 +172,7 @@ def run_chainrule_fit_loop(starts, iters=ITERS):
     """One cr.fit per start (tol=0, so exactly ``iters`` iterations): what a user writes without restarts=."""
     from chainrule.losses import ssr
     from chainrule.optim import GradientDescent
+
     out = []
     for start in starts:
         net = _network(start)
@@ -175,8 +188,10 @@ def run_chainrule_vectorized(starts, iters=ITERS):
     """All starts at once by hand: (n, 1) tensors; the engine's unbroadcast sums each start's gradient."""
     x, observed = cr.tensor(DOSAGE), cr.tensor(OBSERVED)
     zero = np.zeros((len(starts), 1))
-    params = [cr.tensor(a, requires_grad=True) for a in
-              (starts[:, 0:1], zero, starts[:, 1:2], zero, starts[:, 2:3], starts[:, 3:4], zero)]
+    params = [
+        cr.tensor(a, requires_grad=True)
+        for a in (starts[:, 0:1], zero, starts[:, 1:2], zero, starts[:, 2:3], starts[:, 3:4], zero)
+    ]
     w1, b1, w2, b2, w3, w4, b3 = params
 
     def ssr():
@@ -196,16 +211,28 @@ def run_chainrule_vectorized(starts, iters=ITERS):
 def run_chainrule_restarts(starts, iters=ITERS, compile=False):
     """cr.fit(net, x, y, restarts=N, seed=SEED): its own draws (the same as ``draw_starts``), one vectorized run."""
     from chainrule.optim import GradientDescent
+
     net = cr.nn.DosageNetwork.random(seed=SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        history = cr.fit(net, DOSAGE, OBSERVED, loss="ssr", optimizer=GradientDescent(lr=LR), max_iter=iters,
-                         tol=0.0, restarts=len(starts), seed=SEED, **({"compile": True} if compile else {}))
+        history = cr.fit(
+            net,
+            DOSAGE,
+            OBSERVED,
+            loss="ssr",
+            optimizer=GradientDescent(lr=LR),
+            max_iter=iters,
+            tol=0.0,
+            restarts=len(starts),
+            seed=SEED,
+            **({"compile": True} if compile else {}),
+        )
     losses = getattr(history, "restart_losses", None)
     return None if losses is None else np.asarray(losses, dtype=np.float64)
 
 
 # ---- the workload --------------------------------------------------------------------------------------
+
 
 def rows(starts, loop_repeats=LOOP_REPEATS):
     """Row candidates; loops run on the first SAMPLE starts, ``loop_repeats`` times, and are scaled to N."""
@@ -217,24 +244,58 @@ def rows(starts, loop_repeats=LOOP_REPEATS):
     if harness.load_torch() is None:
         print("skipped PyTorch rows: torch is not importable")
     else:
-        out += [R("PyTorch eager loop", lambda: run_torch_loop(sample), lambda: run_torch_loop(sample[:2], 50),
-                  repeats=loop_repeats, scale=scale, note=sampled),
-                R("PyTorch vectorized", lambda: run_torch_vectorized(starts),
-                  lambda: run_torch_vectorized(starts, 10))]
-    out += [R("chainrule loop (nn+optim)", lambda: run_chainrule_loop(sample),
-              lambda: run_chainrule_loop(sample[:2], 50), repeats=loop_repeats, scale=scale, note=sampled),
-            R("chainrule loop of fit()", lambda: run_chainrule_fit_loop(sample),
-              lambda: run_chainrule_fit_loop(sample[:2], 50), repeats=loop_repeats, scale=scale, note=sampled),
-            R("chainrule vectorized by hand", lambda: run_chainrule_vectorized(starts),
-              lambda: run_chainrule_vectorized(starts, 10))]
+        out += [
+            R(
+                "PyTorch eager loop",
+                lambda: run_torch_loop(sample),
+                lambda: run_torch_loop(sample[:2], 50),
+                repeats=loop_repeats,
+                scale=scale,
+                note=sampled,
+            ),
+            R("PyTorch vectorized", lambda: run_torch_vectorized(starts), lambda: run_torch_vectorized(starts, 10)),
+        ]
+    out += [
+        R(
+            "chainrule loop (nn+optim)",
+            lambda: run_chainrule_loop(sample),
+            lambda: run_chainrule_loop(sample[:2], 50),
+            repeats=loop_repeats,
+            scale=scale,
+            note=sampled,
+        ),
+        R(
+            "chainrule loop of fit()",
+            lambda: run_chainrule_fit_loop(sample),
+            lambda: run_chainrule_fit_loop(sample[:2], 50),
+            repeats=loop_repeats,
+            scale=scale,
+            note=sampled,
+        ),
+        R(
+            "chainrule vectorized by hand",
+            lambda: run_chainrule_vectorized(starts),
+            lambda: run_chainrule_vectorized(starts, 10),
+        ),
+    ]
     if hasattr(cr, "fit") and "restarts" in inspect.signature(cr.fit).parameters:
-        out.append(R(f"chainrule fit(restarts={len(starts)})", lambda: run_chainrule_restarts(starts),
-                     lambda: run_chainrule_restarts(starts[:10], 10), note="includes fit's rerun of the best start"))
+        out.append(
+            R(
+                f"chainrule fit(restarts={len(starts)})",
+                lambda: run_chainrule_restarts(starts),
+                lambda: run_chainrule_restarts(starts[:10], 10),
+                note="includes fit's rerun of the best start",
+            )
+        )
         if "compile" in inspect.signature(cr.fit).parameters:
-            out.append(R(f"chainrule fit(restarts={len(starts)}, compile=True)",
-                         lambda: run_chainrule_restarts(starts, compile=True),
-                         lambda: run_chainrule_restarts(starts[:10], 10, compile=True),
-                         note="includes fit's rerun of the best start"))
+            out.append(
+                R(
+                    f"chainrule fit(restarts={len(starts)}, compile=True)",
+                    lambda: run_chainrule_restarts(starts, compile=True),
+                    lambda: run_chainrule_restarts(starts[:10], 10, compile=True),
+                    note="includes fit's rerun of the best start",
+                )
+            )
     else:
         print("skipped chainrule fit(restarts=N): cr.fit has no 'restarts' keyword yet")
     return out
@@ -253,9 +314,11 @@ def run(wanted, repeats):
         print("Notes: " + "; ".join(notes) + ".")
     problems, skipped = check(starts, results)
     if not problems and skipped is not None:
-        print(f"Every final SSR agrees with the NumPy row's for the same start (rtol {RTOL:g}, atol {ATOL:g}), "
-              f"except on the {int(skipped.sum())} of {len(starts)} starts whose final SSR moves when the gradients get "
-              f"1e-15 relative noise (chaotic: not compared).")
+        print(
+            f"Every final SSR agrees with the NumPy row's for the same start (rtol {RTOL:g}, atol {ATOL:g}), "
+            f"except on the {int(skipped.sum())} of {len(starts)} starts whose final SSR moves when the gradients get "
+            f"1e-15 relative noise (chaotic: not compared)."
+        )
     return [f"{NAME}: {m}" for m in problems]
 
 
@@ -268,20 +331,45 @@ def _summary(losses):
 
 def table(rows_, results, repeats):
     by = {r.name: r for r in rows_}
-    refs = {k: harness.median_best(results[k]["seconds"]) for k in ("PyTorch eager loop", "PyTorch vectorized")
-            if k in results}
+    refs = {
+        k: harness.median_best(results[k]["seconds"])
+        for k in ("PyTorch eager loop", "PyTorch vectorized")
+        if k in results
+    }
     body = []
     for name, r in results.items():
         med, best = harness.median_best(r["seconds"])
-        ratios = [harness.ratio(med, refs[k][0]) if k in refs else "n/a"
-                  for k in ("PyTorch eager loop", "PyTorch vectorized")]
+        ratios = [
+            harness.ratio(med, refs[k][0]) if k in refs else "n/a" for k in ("PyTorch eager loop", "PyTorch vectorized")
+        ]
         n_runs = len(r["seconds"])
-        body.append([name, f"{med:.2f}", f"{best:.2f}", *ratios, n_runs,
-                     "sample" if by[name].scale != 1 else "all", *_summary(r["result"])])
-    head = ["implementation", "median s (1000 runs)", "best s", "median / PyTorch loop", "median / PyTorch vectorized",
-            "repeats", "starts run", "best final SSR", "median final SSR", "SSR < 1e-3"]
-    return (f"{NAME}: the W1 network from {N} random starts, {ITERS} gradient-descent iterations each, "
-            f"lr {LR}, float64\n\n" + harness.markdown(head, body, right=range(1, 10)))
+        body.append(
+            [
+                name,
+                f"{med:.2f}",
+                f"{best:.2f}",
+                *ratios,
+                n_runs,
+                "sample" if by[name].scale != 1 else "all",
+                *_summary(r["result"]),
+            ]
+        )
+    head = [
+        "implementation",
+        "median s (1000 runs)",
+        "best s",
+        "median / PyTorch loop",
+        "median / PyTorch vectorized",
+        "repeats",
+        "starts run",
+        "best final SSR",
+        "median final SSR",
+        "SSR < 1e-3",
+    ]
+    return (
+        f"{NAME}: the W1 network from {N} random starts, {ITERS} gradient-descent iterations each, "
+        f"lr {LR}, float64\n\n" + harness.markdown(head, body, right=range(1, 10))
+    )
 
 
 def check(starts, results):
@@ -297,15 +385,18 @@ def check(starts, results):
         if got is None:
             print(f"Note: {name} reports no per-start losses; not compared.")
             continue
-        want = ref[:len(got)]
-        bad = ~np.isclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True) & ~skip[:len(got)]
+        want = ref[: len(got)]
+        bad = ~np.isclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True) & ~skip[: len(got)]
         if bad.any():
             i = int(np.argmax(bad))
-            problems.append(f"{name}: {int(bad.sum())} of {int((~skip[:len(got)]).sum())} compared final SSRs "
-                            f"differ from NumPy's; "
-                            f"start {i}: {got[i]!r} against {want[i]!r}")
-    best = {n: float(np.min(r["result"])) for n, r in results.items()
-            if r["result"] is not None and len(r["result"]) == N}
+            problems.append(
+                f"{name}: {int(bad.sum())} of {int((~skip[: len(got)]).sum())} compared final SSRs "
+                f"differ from NumPy's; "
+                f"start {i}: {got[i]!r} against {want[i]!r}"
+            )
+    best = {
+        n: float(np.min(r["result"])) for n, r in results.items() if r["result"] is not None and len(r["result"]) == N
+    }
     if best and not math.isfinite(min(best.values())):
         problems.append(f"no finite best SSR: {best}")
     return problems, skip

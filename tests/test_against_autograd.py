@@ -7,6 +7,7 @@ slices and repeated integer arrays, concatenate, stack, where, clip. The program
 once with chainrule and once with ``autograd.numpy`` (an independent implementation);
 the loss is sum_k sum(w_k * node_k) over every node, so every step is checked.
 """
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -31,6 +32,7 @@ def _ag_where(a, b, cond):
 def _pos_axes(fn, extra=0):
     """fn with its axis/axes made non-negative: autograd's VJPs of transpose (and others) go wrong
     with negative ones. Only the reference is normalized; chainrule gets the negative axes."""
+
     def wrapped(*xs, axis=None, axes=None, **kw):
         ndim = np.ndim(xs[0]) + extra
         if axis is not None:
@@ -38,6 +40,7 @@ def _pos_axes(fn, extra=0):
         elif axes is not None:
             kw["axes"] = tuple(a % ndim for a in axes)
         return fn(*xs, **kw)
+
     return wrapped
 
 
@@ -45,8 +48,13 @@ def _ag_softmax(x, axis):
     return anp.exp(x - ag_logsumexp(x, axis=axis, keepdims=True))
 
 
-BINARY_OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-              "div": lambda a, b: a / b, "pow": lambda a, b: a ** b}
+BINARY_OPS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+}
 
 # name -> (chainrule version, autograd version); every function takes nodes, then keyword params
 IMPLEMENTATIONS = {
@@ -62,8 +70,10 @@ IMPLEMENTATIONS = {
     "clip": (lambda x, lo, hi: cr.clip(x, lo, hi), lambda x, lo, hi: anp.clip(x, lo, hi)),
     "binary": (lambda a, b, op: BINARY_OPS[op](a, b), lambda a, b, op: BINARY_OPS[op](a, b)),
     # a Python number or an ndarray on either side of an operator
-    "const": (lambda x, op, c, left: BINARY_OPS[op](c, x) if left else BINARY_OPS[op](x, c),
-              lambda x, op, c, left: BINARY_OPS[op](c, x) if left else BINARY_OPS[op](x, c)),
+    "const": (
+        lambda x, op, c, left: BINARY_OPS[op](c, x) if left else BINARY_OPS[op](x, c),
+        lambda x, op, c, left: BINARY_OPS[op](c, x) if left else BINARY_OPS[op](x, c),
+    ),
     "maximum": (cr.maximum, anp.maximum),
     "minimum": (cr.minimum, anp.minimum),
     "where": (lambda a, b, cond: cr.where(cond, a, b), _ag_where),
@@ -77,10 +87,14 @@ IMPLEMENTATIONS = {
     "reshape": (cr.reshape, anp.reshape),
     "transpose": (cr.transpose, _pos_axes(lambda x, axes=None: anp.transpose(x, axes))),
     "getitem": (lambda x, index: x[index], lambda x, index: x[index]),
-    "concatenate": (lambda *xs, axis: cr.concatenate(xs, axis=axis),
-                    _pos_axes(lambda *xs, axis: anp.concatenate(xs, axis=axis))),
-    "stack": (lambda *xs, axis: cr.stack(xs, axis=axis),
-              _pos_axes(lambda *xs, axis: anp.stack(xs, axis=axis), extra=1)),
+    "concatenate": (
+        lambda *xs, axis: cr.concatenate(xs, axis=axis),
+        _pos_axes(lambda *xs, axis: anp.concatenate(xs, axis=axis)),
+    ),
+    "stack": (
+        lambda *xs, axis: cr.stack(xs, axis=axis),
+        _pos_axes(lambda *xs, axis: anp.stack(xs, axis=axis), extra=1),
+    ),
 }
 
 
@@ -157,7 +171,7 @@ def _broadcastable_shape(rng, shape):
     if rng.random() < 0.2:
         shape = (int(rng.integers(1, 3)),) + tuple(shape)
     else:
-        shape = shape[rng.integers(len(shape) + 1):]
+        shape = shape[rng.integers(len(shape) + 1) :]
     return tuple(1 if rng.random() < 0.3 else n for n in shape)
 
 
@@ -217,9 +231,25 @@ def _step(p):
     """Add one random step to program p (or nothing, if the random choice does not fit)."""
     rng, i = p.rng, p.pick()
     x, shape = p.values[i], p.shape(i)
-    kind = rng.choice(["unary", "positive", "clip", "binary", "const", "minmax", "where", "matmul",
-                       "reduce", "softmax", "reshape", "transpose", "getitem", "join"],
-                      p=[.14, .06, .04, .13, .07, .06, .04, .1, .1, .05, .04, .04, .08, .05])
+    kind = rng.choice(
+        [
+            "unary",
+            "positive",
+            "clip",
+            "binary",
+            "const",
+            "minmax",
+            "where",
+            "matmul",
+            "reduce",
+            "softmax",
+            "reshape",
+            "transpose",
+            "getitem",
+            "join",
+        ],
+        p=[0.14, 0.06, 0.04, 0.13, 0.07, 0.06, 0.04, 0.1, 0.1, 0.05, 0.04, 0.04, 0.08, 0.05],
+    )
     if kind == "unary":
         name = rng.choice(["neg", "abs", "tanh", "sigmoid", "softplus", "relu", "exp"])
         if name == "exp" and x.max(initial=0) > 3:
@@ -252,7 +282,11 @@ def _step(p):
     if kind == "const":
         op = str(rng.choice(["add", "sub", "mul", "div"]))
         left = bool(rng.integers(2))
-        c = float(rng.uniform(0.5, 2)) if rng.random() < 0.5 else rng.uniform(0.5, 2, size=_broadcastable_shape(rng, shape))
+        c = (
+            float(rng.uniform(0.5, 2))
+            if rng.random() < 0.5
+            else rng.uniform(0.5, 2, size=_broadcastable_shape(rng, shape))
+        )
         if op == "div" and left and np.abs(x).min(initial=1) < 0.2:
             return None
         return p.add("const", [i], op=op, c=c, left=left)
@@ -283,8 +317,11 @@ def _step(p):
     if kind == "transpose":
         if len(shape) < 2:
             return None
-        axes = None if rng.random() < 0.3 else tuple(int(a) - len(shape) * int(rng.integers(2))
-                                                     for a in rng.permutation(len(shape)))
+        axes = (
+            None
+            if rng.random() < 0.3
+            else tuple(int(a) - len(shape) * int(rng.integers(2)) for a in rng.permutation(len(shape)))
+        )
         return p.add("transpose", [i], axes=axes)
     if kind == "getitem":
         return p.add("getitem", [i], index=_index(rng, shape)) if shape else None
@@ -346,8 +383,13 @@ def test_random_program_matches_autograd(seed):
     expected = autograd.grad(ag_loss)(p.inputs)
     for k, (leaf, want) in enumerate(zip(leaves, expected)):
         got = np.zeros_like(want) if leaf.grad is None else leaf.grad
-        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * (1 + np.abs(want).max(initial=0)),
-                                   err_msg=f"gradient of input {k}; {where}")
+        np.testing.assert_allclose(
+            got,
+            want,
+            rtol=1e-7,
+            atol=1e-9 * (1 + np.abs(want).max(initial=0)),
+            err_msg=f"gradient of input {k}; {where}",
+        )
 
 
 def test_programs_cover_every_kind_of_step():
@@ -365,9 +407,39 @@ def test_programs_cover_every_kind_of_step():
                     indexes.add("repeated")
             if name == "matmul":
                 matmul_ranks.add(tuple(p.values[a].ndim for a in args))
-    wanted = {"neg", "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "relu", "clip", "add", "sub",
-              "mul", "div", "pow", "const", "maximum", "minimum", "where", "matmul", "sum", "mean", "max",
-              "logsumexp", "softmax", "log_softmax", "reshape", "transpose", "getitem", "concatenate", "stack"}
+    wanted = {
+        "neg",
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "tanh",
+        "sigmoid",
+        "softplus",
+        "relu",
+        "clip",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "pow",
+        "const",
+        "maximum",
+        "minimum",
+        "where",
+        "matmul",
+        "sum",
+        "mean",
+        "max",
+        "logsumexp",
+        "softmax",
+        "log_softmax",
+        "reshape",
+        "transpose",
+        "getitem",
+        "concatenate",
+        "stack",
+    }
     assert wanted <= seen, sorted(wanted - seen)
     assert {"slice", "ndarray", "int", "ellipsis", "NoneType", "repeated"} <= indexes, indexes
     assert {(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 2)} <= matmul_ranks, matmul_ranks

@@ -1,4 +1,5 @@
 """The argument rules: what each accepts at its boundaries, the one message shape, and every entry point using it."""
+
 import math
 import re
 
@@ -7,8 +8,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import cli
-from chainrule.checks import (AnyOf, Instance, Integer, Integers, Number, OneOf, Typed, check, message,
-                              sklearn_message)
+from chainrule.checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Typed, check, message, sklearn_message
 from chainrule.nn import Linear
 from chainrule.optim import Adam, GradientDescent, Momentum
 
@@ -21,23 +21,39 @@ def _accepted(rule):
 
 
 #                                                          0      -0.0   1      inf    nan    True   2.5    '2'    None
-@pytest.mark.parametrize("rule, allowed, expected", [
-    (Number(low=0), "a finite number >= 0",               [True, True, True, False, False, False, True, False, False]),
-    (Number(low=0, low_open=True), "a finite number > 0", [False, False, True, False, False, False, True, False, False]),
-    (Number(low=0, high=1), "a number in [0, 1)",         [True, True, False, False, False, False, False, False, False]),
-    (Number(low=0, high=1, low_open=True, high_open=False),
-     "a number in (0, 1]",                                [False, False, True, False, False, False, False, False, False]),
-    (Number(), "a finite number",                         [True, True, True, False, False, False, True, False, False]),
-    (Integer(low=1), "an integer >= 1",                   [False, False, True, False, False, False, False, False, False]),
-    (Integer(low=0, optional=True),
-     "None or an integer >= 0",                           [True, False, True, False, False, False, False, False, True]),
-    (OneOf(("2", "auto")), "one of '2', 'auto'",          [False, False, False, False, False, False, False, True, False]),
-    (OneOf(("auto",)), "'auto'",                          [False] * 9),
-    (AnyOf((OneOf(("auto",)), Integer(low=1, optional=True))),
-     "'auto' or None or an integer >= 1",                 [False, False, True, False, False, False, False, False, True]),
-    (Instance((str,), "text"), "text",                    [False, False, False, False, False, False, False, True, False]),
-    (Typed(Number(low=1)), "a finite number >= 1",        [False, False, True, False, False, False, True, False, False]),
-])
+@pytest.mark.parametrize(
+    "rule, allowed, expected",
+    [
+        (Number(low=0), "a finite number >= 0", [True, True, True, False, False, False, True, False, False]),
+        (
+            Number(low=0, low_open=True),
+            "a finite number > 0",
+            [False, False, True, False, False, False, True, False, False],
+        ),
+        (Number(low=0, high=1), "a number in [0, 1)", [True, True, False, False, False, False, False, False, False]),
+        (
+            Number(low=0, high=1, low_open=True, high_open=False),
+            "a number in (0, 1]",
+            [False, False, True, False, False, False, False, False, False],
+        ),
+        (Number(), "a finite number", [True, True, True, False, False, False, True, False, False]),
+        (Integer(low=1), "an integer >= 1", [False, False, True, False, False, False, False, False, False]),
+        (
+            Integer(low=0, optional=True),
+            "None or an integer >= 0",
+            [True, False, True, False, False, False, False, False, True],
+        ),
+        (OneOf(("2", "auto")), "one of '2', 'auto'", [False, False, False, False, False, False, False, True, False]),
+        (OneOf(("auto",)), "'auto'", [False] * 9),
+        (
+            AnyOf((OneOf(("auto",)), Integer(low=1, optional=True))),
+            "'auto' or None or an integer >= 1",
+            [False, False, True, False, False, False, False, False, True],
+        ),
+        (Instance((str,), "text"), "text", [False, False, False, False, False, False, False, True, False]),
+        (Typed(Number(low=1)), "a finite number >= 1", [False, False, True, False, False, False, True, False, False]),
+    ],
+)
 def test_each_rule_at_the_boundaries(rule, allowed, expected):
     assert rule.allowed == allowed
     assert _accepted(rule) == expected
@@ -50,10 +66,23 @@ def test_number_bounds_are_said_as_given():
     assert not Integer(low=1).accepts(np.float64(3.0))
 
 
-@pytest.mark.parametrize("value, ok", [
-    ((), True), ([1, 2], True), ((16, 16), True), (range(1, 4), True), ((np.int64(2),), True),
-    ([0], False), ([1, 2.0], False), ([1, True], False), ("12", False), (b"12", False), (3, False), (None, False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ((), True),
+        ([1, 2], True),
+        ((16, 16), True),
+        (range(1, 4), True),
+        ((np.int64(2),), True),
+        ([0], False),
+        ([1, 2.0], False),
+        ([1, True], False),
+        ("12", False),
+        (b"12", False),
+        (3, False),
+        (None, False),
+    ],
+)
 def test_integers_is_a_sequence_of_integers_not_text(value, ok):
     assert Integers(low=1).accepts(value) is ok
 
@@ -88,8 +117,10 @@ def test_without_an_owner_the_name_stands_alone():
 
 
 def test_scikit_learns_sentence_from_the_same_rule():
-    assert sklearn_message("NeuralNetworkClassifier", "momentum", 1.0, Number(low=0, high=1)) == \
-        "The 'momentum' parameter of NeuralNetworkClassifier must be a number in [0, 1). Got 1.0 instead."
+    assert (
+        sklearn_message("NeuralNetworkClassifier", "momentum", 1.0, Number(low=0, high=1))
+        == "The 'momentum' parameter of NeuralNetworkClassifier must be a number in [0, 1). Got 1.0 instead."
+    )
 
 
 def test_check_converts_what_it_accepts():
@@ -120,23 +151,26 @@ def test_one_of_takes_unhashable_values_without_failing():
 
 # ---- every entry point says it the same way ---------------------------------------------------
 
-SHAPE = r"must be .+, got "            # chainrule's: "<owner>: <name> must be <allowed>, got <value>"
+SHAPE = r"must be .+, got "  # chainrule's: "<owner>: <name> must be <allowed>, got <value>"
 SKLEARN_SHAPE = r"must be .+\. Got .+ instead\."
 
 
-@pytest.mark.parametrize("make", [
-    lambda: GradientDescent(lr=0),
-    lambda: Momentum(lr=0.1, momentum=1.5),
-    lambda: Adam(betas=(0.9, 1.0)),
-    lambda: Adam(eps=-1.0),
-    lambda: cr.gradcheck(lambda x: x, cr.tensor([1.0], requires_grad=True), eps=0),
-    lambda: cr.gradcheck(lambda x: x, cr.tensor([1.0], requires_grad=True), rtol=math.nan),
-    lambda: cr.gradcheck(3, cr.tensor([1.0], requires_grad=True)),
-    lambda: Linear(0, 2),
-    lambda: Linear(2.0, 2),
-    lambda: cr.nn.mlp([1, 0, 1]),
-    lambda: cr.nn.DosageNetwork.from_lesson(w1="3"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GradientDescent(lr=0),
+        lambda: Momentum(lr=0.1, momentum=1.5),
+        lambda: Adam(betas=(0.9, 1.0)),
+        lambda: Adam(eps=-1.0),
+        lambda: cr.gradcheck(lambda x: x, cr.tensor([1.0], requires_grad=True), eps=0),
+        lambda: cr.gradcheck(lambda x: x, cr.tensor([1.0], requires_grad=True), rtol=math.nan),
+        lambda: cr.gradcheck(3, cr.tensor([1.0], requires_grad=True)),
+        lambda: Linear(0, 2),
+        lambda: Linear(2.0, 2),
+        lambda: cr.nn.mlp([1, 0, 1]),
+        lambda: cr.nn.DosageNetwork.from_lesson(w1="3"),
+    ],
+)
 def test_optimizers_gradcheck_and_nn_use_the_one_shape(make):
     with pytest.raises((ValueError, TypeError), match=SHAPE):
         make()
@@ -149,8 +183,16 @@ def test_the_optimizers_messages_in_full():
         Momentum(lr=0.1, momentum=1.5)
 
 
-@pytest.mark.parametrize("name, value", [("learning_rate", 0.0), ("max_iter", 2.5), ("activation", None),
-                                         ("batch_size", "2"), ("hidden_layer_sizes", "16")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("learning_rate", 0.0),
+        ("max_iter", 2.5),
+        ("activation", None),
+        ("batch_size", "2"),
+        ("hidden_layer_sizes", "16"),
+    ],
+)
 def test_the_estimators_use_scikit_learns_shape(name, value):
     sklearn = pytest.importorskip("chainrule.sklearn")
     for estimator in (sklearn.NeuralNetworkRegressor(), sklearn.NeuralNetworkClassifier()):
@@ -158,8 +200,17 @@ def test_the_estimators_use_scikit_learns_shape(name, value):
             estimator.set_params(**{name: value}).fit(np.zeros((4, 1)), [0, 1, 0, 1])
 
 
-@pytest.mark.parametrize("option, value", [("--lr", "0"), ("--tol", "nan"), ("--max-iter", "0"),
-                                           ("--batch-size", "-1"), ("--restarts", "0"), ("--hidden", "0")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--lr", "0"),
+        ("--tol", "nan"),
+        ("--max-iter", "0"),
+        ("--batch-size", "-1"),
+        ("--restarts", "0"),
+        ("--hidden", "0"),
+    ],
+)
 def test_the_command_line_uses_the_one_shape_without_an_owner(tmp_path, capsys, option, value):
     data = tmp_path / "data.csv"
     data.write_text("x,y\n0,0\n1,1\n")

@@ -3,6 +3,7 @@
 Bad input gives one line on stderr and exit status 2, and writes nothing.
 (The demo command is tested in test_demo.py.)
 """
+
 import csv
 import io
 import os
@@ -71,14 +72,13 @@ def test_fit_predict_evaluate_plot_end_to_end(tmp_path, capsys, curve):
     assert _run(capsys, "predict", model_path, curve, "--out", predictions)[0] == 0
     with open(predictions, newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["x", "name", "y", "predicted_y"] and rows[5][:3] == ["0.41379310344827586", "row4",
-                                                                              rows[5][2]]
+    assert rows[0] == ["x", "name", "y", "predicted_y"] and rows[5][:3] == ["0.41379310344827586", "row4", rows[5][2]]
     model = modelfile.load(model_path)
-    assert [float(r[3]) for r in rows[1:]] == model.predict(curve).tolist()      # written exactly
+    assert [float(r[3]) for r in rows[1:]] == model.predict(curve).tolist()  # written exactly
 
     code, out, _ = _run(capsys, "evaluate", model_path, curve)
     assert code == 0 and out.startswith("loss: mse ") and "on 30 rows" in out
-    assert np.sqrt(model.evaluate(curve).loss) < 0.5                            # it learned the curve
+    assert np.sqrt(model.evaluate(curve).loss) < 0.5  # it learned the curve
 
     assert _run(capsys, "plot", model_path, curve, "--out", figure)[0] == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 1000
@@ -121,8 +121,7 @@ def test_plot_with_one_feature(tmp_path, capsys, target, kind):
     path.write_text("x,y,band\n" + "".join(f"{float(a)!r},{float(a * a)!r},{b}\n" for a, b in zip(x, band)))
     other = "band" if target == "y" else "y"
     loss = ["--loss", "cross-entropy"] if kind == "probabilities" else ["--loss", "mse"]
-    _fit(capsys, path, tmp_path / "m.json", "--target", target, "--features", "x", *loss, "--max-iter", "50",
-         "--quiet")
+    _fit(capsys, path, tmp_path / "m.json", "--target", target, "--features", "x", *loss, "--max-iter", "50", "--quiet")
     assert other not in modelfile.load(tmp_path / "m.json").features
     assert _run(capsys, "plot", tmp_path / "m.json", path, "--out", tmp_path / "f.png")[0] == 0
     assert (tmp_path / "f.png").stat().st_size > 1000
@@ -132,8 +131,20 @@ def test_plot_with_one_feature(tmp_path, capsys, target, kind):
 
 
 def test_progress_is_plain_lines_when_not_a_terminal_and_nothing_when_quiet(tmp_path, capsys, curve):
-    out, _ = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", *QUICK[:-2],
-                  "--max-iter", "50", "--tol", "0")
+    out, _ = _fit(
+        capsys,
+        curve,
+        tmp_path / "m.json",
+        "--target",
+        "y",
+        "--features",
+        "x",
+        *QUICK[:-2],
+        "--max-iter",
+        "50",
+        "--tol",
+        "0",
+    )
     lines = [line for line in out.splitlines() if line.startswith("iteration ")]
     assert [line.split()[1] for line in lines] == [f"{k}/50" for k in range(5, 55, 5)]
     assert "loss" in lines[0] and "largest step" in lines[0]
@@ -148,16 +159,18 @@ def test_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch, curve):
 
 
 def test_not_converging_is_one_warning_line_and_the_model_is_still_written(tmp_path, capsys, curve):
-    _, err = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--loss", "mse",
-                  "--max-iter", "3")
+    _, err = _fit(
+        capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--loss", "mse", "--max-iter", "3"
+    )
     assert err.count("\n") == 1 and err.startswith("chainrule: warning: did not converge: reached max_iter = 3")
     assert "raise --max-iter" in err and "ConvergenceWarning" not in err
     assert (tmp_path / "m.json").exists()
 
 
 def test_divergence_is_one_error_line_and_writes_nothing(tmp_path, capsys, curve):
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--lr", "50",
-                        "--out", tmp_path / "m.json")
+    code, _, err = _run(
+        capsys, "fit", curve, "--target", "y", "--features", "x", "--lr", "50", "--out", tmp_path / "m.json"
+    )
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("chainrule: error: training diverged: diverged at iteration")
     assert "Nothing was written; try a smaller --lr (it was 50)" in err
@@ -170,16 +183,29 @@ def test_ctrl_c_stops_after_the_iteration_and_saves_the_best_model(tmp_path, cap
     def press_ctrl_c_at_iteration_5(self, history, force=False):
         show(self, history, force)
         if history.n_iter == 5:
-            signal.raise_signal(signal.SIGINT)               # goes to the handler fit's callback installed
+            signal.raise_signal(signal.SIGINT)  # goes to the handler fit's callback installed
 
     monkeypatch.setattr(cli._Progress, "show", press_ctrl_c_at_iteration_5)
-    out, err = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--loss", "mse",
-                    "--tol", "0", "--max-iter", "100000")
+    out, err = _fit(
+        capsys,
+        curve,
+        tmp_path / "m.json",
+        "--target",
+        "y",
+        "--features",
+        "x",
+        "--loss",
+        "mse",
+        "--tol",
+        "0",
+        "--max-iter",
+        "100000",
+    )
     assert "Ctrl-C: stopping after iteration 5" in err
     assert "interrupted at iteration 5: saved the best model seen, from iteration" in out
     training = modelfile.load(tmp_path / "m.json").training
     assert training["n_iter"] == 5 and training["interrupted"] is True
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # put back afterwards
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back afterwards
 
 
 # ---- bad input: one line, exit 2, nothing written ---------------------------------------------
@@ -203,44 +229,53 @@ FILES = {
 FIT = ["fit", "{good.csv}", "--target", "y"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fit", "{missing.csv}", "--target", "y"], r"missing.csv: No such file or directory"),
-    (["fit", "{empty.csv}", "--target", "y"], r"empty.csv is empty"),
-    (["fit", "{header.csv}", "--target", "y"], r"header.csv has a header line but no data rows"),
-    (["fit", "{good.csv}", "--target", "z"], r"has no column 'z' \(the target\); its columns are \['x', 'y'\]"),
-    (FIT + ["--features", "x,w"], r"has no column 'w' \(a feature\); its columns are \['x', 'y'\]"),
-    (["fit", "{text.csv}", "--target", "y"], r"text.csv line 3, column 'x': 'ten' is not a number"),
-    (["fit", "{nan.csv}", "--target", "y"], r"nan.csv line 3, column 'x': 'nan' is not a finite number"),
-    (["fit", "{inf.csv}", "--target", "y"], r"inf.csv line 3, column 'y': 'inf' is not a finite number"),
-    (["fit", "{ragged.csv}", "--target", "y"], r"ragged.csv line 3 has 1 cells but the header has 2 columns"),
-    (["fit", "{one.csv}", "--target", "y"], r"one.csv has 1 data row; training needs at least 2"),
-    (["fit", "{same.csv}", "--target", "y", "--loss", "cross-entropy"], r"single value \('a'\).*at least 2 classes"),
-    (["fit", "{labels.csv}", "--target", "y"], r"line 2, column 'y': 'a' is not a number; a regression target"),
-    (FIT + ["--lr", "0"], r"--lr must be a finite number > 0, got 0.0"),
-    (FIT + ["--lr", "-0.1"], r"--lr must be a finite number > 0, got -0.1"),
-    (FIT + ["--lr", "nan"], r"--lr must be a finite number > 0, got nan"),
-    (FIT + ["--tol", "-1"], r"--tol must be a finite number >= 0, got -1.0"),
-    (FIT + ["--max-iter", "0"], r"--max-iter must be an integer >= 1, got 0"),
-    (FIT + ["--batch-size", "0"], r"--batch-size must be an integer >= 1, got 0"),
-    (FIT + ["--restarts", "0"], r"--restarts must be an integer >= 1, got 0"),
-    (FIT + ["--tol", "inf"], r"--tol must be a finite number >= 0, got inf"),
-    (FIT + ["--hidden", "4,zero"], r"--hidden must be integers >= 1 separated by commas .* got '4,zero'"),
-    (FIT + ["--hidden", "0"], r"--hidden must be integers >= 1"),
-    (FIT + ["--features", "x,,y"], r"--features must be column names separated by commas"),
-    (FIT + ["--features", "y"], r"column 'y' is the target and cannot also be a feature"),
-    (["predict", "{good.csv}", "{good.csv}"], r"good.csv is not a chainrule model file \(not JSON"),
-    (["predict", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file \(format None"),
-    (["predict", "{v2.json}", "{good.csv}"], r"version 2 is not supported; this chainrule reads version 1"),
-    (["predict", "{garbage.json}", "{good.csv}"], r"garbage.json is not a chainrule model file"),
-    (["predict", "{missing.json}", "{good.csv}"], r"missing.json: No such file or directory"),
-    (["predict", "{model.json}", "{missing.csv}"], r"missing.csv: No such file or directory"),
-    (["predict", "{model.json}", "{text.csv}"], r"text.csv line 3, column 'x': 'ten' is not a number"),
-    (["predict", "{model.json}", "{good.csv}", "--proba"], r"--proba needs a classifier; .*model.json does regression"),
-    (["evaluate", "{model.json}", "{labels.csv}"], r"labels.csv line 2, column 'y': 'a' is not a number"),
-    (["evaluate", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file"),
-    (["plot", "{model.json}", "{good.csv}", "--out", "{fig.jpg}"], r"--out must end in one of .png, .svg, .pdf"),
-    (["plot", "{model.json}", "{header.csv}"], r"header.csv has a header line but no data rows"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "{missing.csv}", "--target", "y"], r"missing.csv: No such file or directory"),
+        (["fit", "{empty.csv}", "--target", "y"], r"empty.csv is empty"),
+        (["fit", "{header.csv}", "--target", "y"], r"header.csv has a header line but no data rows"),
+        (["fit", "{good.csv}", "--target", "z"], r"has no column 'z' \(the target\); its columns are \['x', 'y'\]"),
+        (FIT + ["--features", "x,w"], r"has no column 'w' \(a feature\); its columns are \['x', 'y'\]"),
+        (["fit", "{text.csv}", "--target", "y"], r"text.csv line 3, column 'x': 'ten' is not a number"),
+        (["fit", "{nan.csv}", "--target", "y"], r"nan.csv line 3, column 'x': 'nan' is not a finite number"),
+        (["fit", "{inf.csv}", "--target", "y"], r"inf.csv line 3, column 'y': 'inf' is not a finite number"),
+        (["fit", "{ragged.csv}", "--target", "y"], r"ragged.csv line 3 has 1 cells but the header has 2 columns"),
+        (["fit", "{one.csv}", "--target", "y"], r"one.csv has 1 data row; training needs at least 2"),
+        (
+            ["fit", "{same.csv}", "--target", "y", "--loss", "cross-entropy"],
+            r"single value \('a'\).*at least 2 classes",
+        ),
+        (["fit", "{labels.csv}", "--target", "y"], r"line 2, column 'y': 'a' is not a number; a regression target"),
+        (FIT + ["--lr", "0"], r"--lr must be a finite number > 0, got 0.0"),
+        (FIT + ["--lr", "-0.1"], r"--lr must be a finite number > 0, got -0.1"),
+        (FIT + ["--lr", "nan"], r"--lr must be a finite number > 0, got nan"),
+        (FIT + ["--tol", "-1"], r"--tol must be a finite number >= 0, got -1.0"),
+        (FIT + ["--max-iter", "0"], r"--max-iter must be an integer >= 1, got 0"),
+        (FIT + ["--batch-size", "0"], r"--batch-size must be an integer >= 1, got 0"),
+        (FIT + ["--restarts", "0"], r"--restarts must be an integer >= 1, got 0"),
+        (FIT + ["--tol", "inf"], r"--tol must be a finite number >= 0, got inf"),
+        (FIT + ["--hidden", "4,zero"], r"--hidden must be integers >= 1 separated by commas .* got '4,zero'"),
+        (FIT + ["--hidden", "0"], r"--hidden must be integers >= 1"),
+        (FIT + ["--features", "x,,y"], r"--features must be column names separated by commas"),
+        (FIT + ["--features", "y"], r"column 'y' is the target and cannot also be a feature"),
+        (["predict", "{good.csv}", "{good.csv}"], r"good.csv is not a chainrule model file \(not JSON"),
+        (["predict", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file \(format None"),
+        (["predict", "{v2.json}", "{good.csv}"], r"version 2 is not supported; this chainrule reads version 1"),
+        (["predict", "{garbage.json}", "{good.csv}"], r"garbage.json is not a chainrule model file"),
+        (["predict", "{missing.json}", "{good.csv}"], r"missing.json: No such file or directory"),
+        (["predict", "{model.json}", "{missing.csv}"], r"missing.csv: No such file or directory"),
+        (["predict", "{model.json}", "{text.csv}"], r"text.csv line 3, column 'x': 'ten' is not a number"),
+        (
+            ["predict", "{model.json}", "{good.csv}", "--proba"],
+            r"--proba needs a classifier; .*model.json does regression",
+        ),
+        (["evaluate", "{model.json}", "{labels.csv}"], r"labels.csv line 2, column 'y': 'a' is not a number"),
+        (["evaluate", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file"),
+        (["plot", "{model.json}", "{good.csv}", "--out", "{fig.jpg}"], r"--out must end in one of .png, .svg, .pdf"),
+        (["plot", "{model.json}", "{header.csv}"], r"header.csv has a header line but no data rows"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, message):
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
@@ -253,11 +288,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("chainrule: error: "), err
     assert re.search(message, err), err
-    assert set(os.listdir(tmp_path)) == before                   # no output file, no temp file
+    assert set(os.listdir(tmp_path)) == before  # no output file, no temp file
 
 
 def _fill(arg, folder):
-    """"{name}" in an argument -> the path of name in the test's folder."""
+    """ "{name}" in an argument -> the path of name in the test's folder."""
     return re.sub(r"\{([^}]+)\}", lambda m: str(folder / m.group(1)), arg)
 
 
@@ -278,8 +313,22 @@ def test_argparse_mistakes_exit_2(capsys):
 def test_fit_help_explains_every_option_with_an_example(capsys):
     code, out, _ = _run(capsys, "fit", "--help")
     assert code == 0
-    for option in ("--target", "--features", "--hidden", "--activation", "--loss", "--optimizer", "--lr", "--tol",
-                   "--max-iter", "--batch-size", "--seed", "--standardize", "--quiet", "--out"):
+    for option in (
+        "--target",
+        "--features",
+        "--hidden",
+        "--activation",
+        "--loss",
+        "--optimizer",
+        "--lr",
+        "--tol",
+        "--max-iter",
+        "--batch-size",
+        "--seed",
+        "--standardize",
+        "--quiet",
+        "--out",
+    ):
         assert option in out, option
     assert "examples:" in out and "chainrule fit dosage.csv --target effect --out model.json" in out
     assert "Ctrl-C" in out
@@ -294,6 +343,7 @@ def test_every_command_has_help_with_an_example(capsys, command):
 def test_the_console_script_exits_2_on_bad_input(tmp_path):
     script = Path(sys.executable).parent / "chainrule"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "chainrule.cli"]
-    done = subprocess.run(command + ["evaluate", str(tmp_path / "none.json"), "x.csv"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        command + ["evaluate", str(tmp_path / "none.json"), "x.csv"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and done.stderr.strip().endswith("none.json: No such file or directory")

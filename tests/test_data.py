@@ -1,4 +1,5 @@
 """data.read_csv: CSV files read into arrays, every bad cell named by line and column."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,8 +23,8 @@ def test_dosage_is_the_lessons_data():
 def test_reads_features_and_numeric_target(tmp_path):
     path = _write(tmp_path, "dosage, age ,effect\n0,30,0\n0.5,40,1\n1,50,0\n")
     data = read_csv(path, target="effect")
-    assert data.columns == ["dosage", "age", "effect"]          # names are stripped
-    assert data.features == ["dosage", "age"]                   # default: every column but the target
+    assert data.columns == ["dosage", "age", "effect"]  # names are stripped
+    assert data.features == ["dosage", "age"]  # default: every column but the target
     assert data.x.tolist() == [[0, 30], [0.5, 40], [1, 50]]
     assert data.y.dtype == np.float64 and data.y.tolist() == [0, 1, 0]
     assert data.lines == [2, 3, 4] and len(data) == 3
@@ -48,24 +49,27 @@ def test_a_byte_order_mark_from_a_spreadsheet_is_not_part_of_the_first_name(tmp_
     assert read_csv(path, target="y").features == ["x"]
 
 
-@pytest.mark.parametrize("text, kwargs, message", [
-    ("", {}, "is empty; expected a header line"),
-    ("\n  \n", {}, "is empty"),
-    ("x,y\n", {"target": "y"}, "has a header line but no data rows"),
-    ("x,y\n1,2\n", {"target": "z"}, r"has no column 'z' \(the target\); its columns are \['x', 'y'\]"),
-    ("x,y\n1,2\n", {"target": "y", "features": ["x", "w"]}, r"no column 'w' \(a feature\); its columns are"),
-    ("x,y\n1,2\nabc,3\n", {"target": "y"}, r"line 3, column 'x': 'abc' is not a number"),
-    ("x,y\n1,2\n,3\n", {"target": "y"}, r"line 3, column 'x': is empty \(a missing value\)"),
-    ("x,y\n1,2\nnan,3\n", {"target": "y"}, r"line 3, column 'x': 'nan' is not a finite number"),
-    ("x,y\n1,2\n3,-inf\n", {"target": "y"}, r"line 3, column 'y': '-inf' is not a finite number"),
-    ("x,y\n1,\n", {"target": "y"}, r"line 2, column 'y': is empty"),
-    ("x,y\n1,2,3\n", {"target": "y"}, r"line 2 has 3 cells but the header has 2 columns"),
-    ("x,x\n1,2\n", {}, r"column name 'x' appears twice \(columns 1 and 2\)"),
-    ("x,\n1,2\n", {}, r"column 2 has no name"),
-    ("x,y\n1,2\n", {"target": "y", "features": ["x", "y"]}, r"'y' is the target and cannot also be a feature"),
-    ("x,y\n1,2\n", {"target": "y", "features": ["x", "x"]}, r"lists a column twice"),
-    ("y\n1\n", {"target": "y"}, r"no feature columns besides the target 'y'"),
-])
+@pytest.mark.parametrize(
+    "text, kwargs, message",
+    [
+        ("", {}, "is empty; expected a header line"),
+        ("\n  \n", {}, "is empty"),
+        ("x,y\n", {"target": "y"}, "has a header line but no data rows"),
+        ("x,y\n1,2\n", {"target": "z"}, r"has no column 'z' \(the target\); its columns are \['x', 'y'\]"),
+        ("x,y\n1,2\n", {"target": "y", "features": ["x", "w"]}, r"no column 'w' \(a feature\); its columns are"),
+        ("x,y\n1,2\nabc,3\n", {"target": "y"}, r"line 3, column 'x': 'abc' is not a number"),
+        ("x,y\n1,2\n,3\n", {"target": "y"}, r"line 3, column 'x': is empty \(a missing value\)"),
+        ("x,y\n1,2\nnan,3\n", {"target": "y"}, r"line 3, column 'x': 'nan' is not a finite number"),
+        ("x,y\n1,2\n3,-inf\n", {"target": "y"}, r"line 3, column 'y': '-inf' is not a finite number"),
+        ("x,y\n1,\n", {"target": "y"}, r"line 2, column 'y': is empty"),
+        ("x,y\n1,2,3\n", {"target": "y"}, r"line 2 has 3 cells but the header has 2 columns"),
+        ("x,x\n1,2\n", {}, r"column name 'x' appears twice \(columns 1 and 2\)"),
+        ("x,\n1,2\n", {}, r"column 2 has no name"),
+        ("x,y\n1,2\n", {"target": "y", "features": ["x", "y"]}, r"'y' is the target and cannot also be a feature"),
+        ("x,y\n1,2\n", {"target": "y", "features": ["x", "x"]}, r"lists a column twice"),
+        ("y\n1\n", {"target": "y"}, r"no feature columns besides the target 'y'"),
+    ],
+)
 def test_bad_files_raise_value_errors_saying_what_and_where(tmp_path, text, kwargs, message):
     path = _write(tmp_path, text)
     with pytest.raises(ValueError, match=message) as info:
@@ -105,7 +109,7 @@ def test_numeric_labels_are_numbers_and_match_whatever_their_spelling(tmp_path):
     classes, indices = data.target_classes()
     assert classes == [0, 1, 2] and all(type(c) is int for c in classes)
     assert indices.tolist() == [1, 0, 2]
-    assert data.target_indices([0, 1, 2]).tolist() == [1, 0, 2]      # "2.0" is the class 2
+    assert data.target_indices([0, 1, 2]).tolist() == [1, 0, 2]  # "2.0" is the class 2
     with pytest.raises(ValueError, match=r"line 4, column 'k': '2.0' is not one of the model's classes \[0, 1\]"):
         data.target_indices([0, 1])
 
@@ -128,8 +132,13 @@ def test_without_a_target_the_target_methods_say_so(tmp_path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 3)),
-              elements=st.floats(allow_nan=False, allow_infinity=False)))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 3)),
+        elements=st.floats(allow_nan=False, allow_infinity=False),
+    )
+)
 def test_numbers_written_with_repr_read_back_exactly(tmp_path_factory, values):
     path = tmp_path_factory.mktemp("csv") / "values.csv"
     header = ",".join(f"c{j}" for j in range(values.shape[1]))

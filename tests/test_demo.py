@@ -1,4 +1,5 @@
 """chainrule demo: the lessons reproduced in the terminal, with the true numbers."""
+
 import os
 import subprocess
 import sys
@@ -25,16 +26,16 @@ PICTURES = ["squiggle_before.png", "squiggle_after.png", "ssr_vs_b3.png", "lands
 
 
 def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("COLUMNS", "120")          # rich shortens numbers ("-15.6…") in very narrow terminals
+    monkeypatch.setenv("COLUMNS", "120")  # rich shortens numbers ("-15.6…") in very narrow terminals
     assert cli.main(["demo", "--out", str(tmp_path / "pictures")]) == 0
     out = capsys.readouterr().out
     _check_lesson_numbers(out)
-    text = " ".join(out.split())                  # rich wraps long lines at the terminal's width
+    text = " ".join(out.split())  # rich wraps long lines at the terminal's width
     for title in ("Lesson 1", "Gradient descent on b3", "Lesson 2", "Lesson 3"):
         assert title in text
     assert "every step size fell below 0.001 at iteration 10" in text
     assert "learning rate 0.01" in text and "learning rate 0.1" in text
-    for name in PICTURES:                         # the lessons' pictures, said where
+    for name in PICTURES:  # the lessons' pictures, said where
         assert (tmp_path / "pictures" / name).stat().st_size > 10_000
         assert name in text
     assert str(tmp_path / "pictures") in text
@@ -47,7 +48,7 @@ def test_demo_out_empty_draws_nothing(capsys, tmp_path, monkeypatch):
 
 
 def test_demo_without_rich_prints_plain_tables(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rich.console", None)       # makes `from rich.console import ...` fail
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # makes `from rich.console import ...` fail
     assert cli.main(["demo", "--seed", "3", "--out", ""]) == 0
     out = capsys.readouterr().out
     _check_lesson_numbers(out)
@@ -69,13 +70,19 @@ def test_unknown_command_exits_with_usage(capsys):
 def test_console_script_runs_the_demo(tmp_path):
     script = Path(sys.executable).parent / "chainrule"
     command = [str(script), "demo"] if script.exists() else [sys.executable, "-m", "chainrule.cli", "demo"]
-    done = subprocess.run(command + ["--out", str(tmp_path)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "120"})
+    done = subprocess.run(
+        command + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     assert done.returncode == 0, done.stderr
     _check_lesson_numbers(done.stdout)
 
 
 # ---- chainrule explain ----------------------------------------------------------------------
+
 
 def test_explain_b3_at_the_first_lesson_shows_the_lesson_derivative(capsys):
     assert cli.main(["explain", "--param", "b3"]) == 0
@@ -94,8 +101,9 @@ def test_explain_w1_follows_the_chain_through_the_top_node(capsys):
     assert "e^x1_i / (1 + e^x1_i)" in out and "| i |" in out
 
 
-@pytest.mark.parametrize("argv", [["explain", "--set", "q=1"], ["explain", "--set", "b3=x"],
-                                  ["explain", "--set", "b3"]])
+@pytest.mark.parametrize(
+    "argv", [["explain", "--set", "q=1"], ["explain", "--set", "b3=x"], ["explain", "--set", "b3"]]
+)
 def test_explain_bad_values_give_one_line_and_exit_2(capsys, argv):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -104,16 +112,50 @@ def test_explain_bad_values_give_one_line_and_exit_2(capsys, argv):
 
 def test_explain_a_saved_model_on_its_csv_equals_backward(tmp_path, capsys):
     import numpy as np
+
     import chainrule as cr
     from chainrule.modelfile import load
+
     rows = ["x,y"] + [f"{v:.2f},{np.sin(3 * v):.4f}" for v in np.linspace(-1, 1, 9)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     model_path = str(tmp_path / "m.json")
-    assert cli.main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--hidden", "3", "--activation", "tanh",
-                     "--max-iter", "50", "--quiet", "--out", model_path]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                str(tmp_path / "d.csv"),
+                "--target",
+                "y",
+                "--hidden",
+                "3",
+                "--activation",
+                "tanh",
+                "--max-iter",
+                "50",
+                "--quiet",
+                "--out",
+                model_path,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert cli.main(["explain", "--model", model_path, "--data", str(tmp_path / "d.csv"),
-                     "--param", "0.weight", "--index", "2,0"]) == 0
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--model",
+                model_path,
+                "--data",
+                str(tmp_path / "d.csv"),
+                "--param",
+                "0.weight",
+                "--index",
+                "2,0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dMSE/d0.weight[2, 0] = sum_i dMSE/dlinear2_i" in out
     printed = float(out.strip().splitlines()[-1].split("=")[1].split()[0])
@@ -125,8 +167,9 @@ def test_explain_a_saved_model_on_its_csv_equals_backward(tmp_path, capsys):
     assert printed == pytest.approx(model.network.layers[0].weight.grad[2, 0], rel=1e-5)
 
 
-@pytest.mark.parametrize("argv", [["explain", "--model", "m.json"], ["explain", "--param", "0.weight"],
-                                  ["explain", "--index", "a"]])
+@pytest.mark.parametrize(
+    "argv", [["explain", "--model", "m.json"], ["explain", "--param", "0.weight"], ["explain", "--index", "a"]]
+)
 def test_explain_misuse_gives_one_line(capsys, argv):
     assert cli.main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

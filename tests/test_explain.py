@@ -4,6 +4,7 @@ Three layers, as elsewhere: the lessons' derivatives worked by hand (MISSION.md'
 rule in NumPy, the lessons' -15.66); random networks against HIPS autograd; and the
 contract (paths, readability of large graphs, formats, errors, no side effects).
 """
+
 import importlib
 import re
 
@@ -45,17 +46,29 @@ def lesson_pieces(p, x, observed):
     x1, x2 = x * p["w1"] + p["b1"], x * p["w2"] + p["b2"]
     y1, y2 = softplus(x1), softplus(x2)
     predicted = p["w3"] * y1 + p["w4"] * y2 + p["b3"]
-    return {"x1": x1, "x2": x2, "y1": y1, "y2": y2, "predicted": predicted,
-            "d": -2 * (observed - predicted)}                 # dSSR/dPredicted_i = -2 (Observed_i - Predicted_i)
+    return {
+        "x1": x1,
+        "x2": x2,
+        "y1": y1,
+        "y2": y2,
+        "predicted": predicted,
+        "d": -2 * (observed - predicted),
+    }  # dSSR/dPredicted_i = -2 (Observed_i - Predicted_i)
 
 
 def lesson_gradients(p, x, observed):
     """dSSR/d(each parameter), summed over the data points, as MISSION.md writes them."""
     q = lesson_pieces(p, x, observed)
     d, s1, s2 = q["d"], sigmoid(q["x1"]), sigmoid(q["x2"])
-    return {"b3": np.sum(d * 1), "w3": np.sum(d * q["y1"]), "w4": np.sum(d * q["y2"]),
-            "w1": np.sum(d * p["w3"] * s1 * x), "b1": np.sum(d * p["w3"] * s1 * 1),
-            "w2": np.sum(d * p["w4"] * s2 * x), "b2": np.sum(d * p["w4"] * s2 * 1)}
+    return {
+        "b3": np.sum(d * 1),
+        "w3": np.sum(d * q["y1"]),
+        "w4": np.sum(d * q["y2"]),
+        "w1": np.sum(d * p["w3"] * s1 * x),
+        "b1": np.sum(d * p["w3"] * s1 * 1),
+        "w2": np.sum(d * p["w4"] * s2 * x),
+        "b2": np.sum(d * p["w4"] * s2 * 1),
+    }
 
 
 def values_of(net):
@@ -94,10 +107,10 @@ def test_lesson_network_totals_equal_backward_and_the_hand_chain_rule(net, x, y)
     hand = lesson_gradients(values_of(net), x, y)
     for name, p, g in zip(NAMES, params, grads):
         e = cr.explain(loss, p)
-        assert close(e.gradient, float(g)), name                 # .gradient is what backward gives
-        assert close(e.total, float(g)), name                    # the written-out chain adds up to it
+        assert close(e.gradient, float(g)), name  # .gradient is what backward gives
+        assert close(e.total, float(g)), name  # the written-out chain adds up to it
         assert close(e.total, float(hand[name]), rel=1e-10), name  # and to MISSION.md's formula
-        assert len(e.terms) == 1 and not e.hidden                # one path per parameter in this net
+        assert len(e.terms) == 1 and not e.hidden  # one path per parameter in this net
         term = e.terms[0]
         assert term.per_point is not None and len(term.per_point) == len(x)
         assert close(float(np.sum(term.per_point)), term.total)
@@ -145,20 +158,30 @@ def test_dssr_db3_at_b3_0_reads_like_the_lesson(lesson_b3_0):
     assert str(e) == text
 
 
-@pytest.mark.parametrize("name, hidden, weight, uses_input", [
-    ("w1", ("y1", "x1"), "w3", True), ("b1", ("y1", "x1"), "w3", False),
-    ("w2", ("y2", "x2"), "w4", True), ("b2", ("y2", "x2"), "w4", False),
-])
+@pytest.mark.parametrize(
+    "name, hidden, weight, uses_input",
+    [
+        ("w1", ("y1", "x1"), "w3", True),
+        ("b1", ("y1", "x1"), "w3", False),
+        ("w2", ("y2", "x2"), "w4", True),
+        ("b2", ("y2", "x2"), "w4", False),
+    ],
+)
 def test_first_layer_chain_goes_through_predicted_y_and_x(lesson_b3_0, name, hidden, weight, uses_input):
     net, x, y, loss = lesson_b3_0
     y_node, x_node = hidden
     e = cr.explain(loss, getattr(net, name))
-    assert e.chain == (f"dSSR/d{name} = sum_i dSSR/dPredicted_i x dPredicted_i/d{y_node}_i"
-                       f" x d{y_node}_i/d{x_node}_i x d{x_node}_i/d{name}")
+    assert e.chain == (
+        f"dSSR/d{name} = sum_i dSSR/dPredicted_i x dPredicted_i/d{y_node}_i"
+        f" x d{y_node}_i/d{x_node}_i x d{x_node}_i/d{name}"
+    )
     [term] = e.terms
     assert [f.formula for f in term.factors] == [
-        "-2 (Observed_i - Predicted_i)", weight,
-        f"e^{x_node}_i / (1 + e^{x_node}_i)", "Input_i" if uses_input else "1"]
+        "-2 (Observed_i - Predicted_i)",
+        weight,
+        f"e^{x_node}_i / (1 + e^{x_node}_i)",
+        "Input_i" if uses_input else "1",
+    ]
     # the same four factors by hand, per data point
     p = values_of(net)
     q = lesson_pieces(p, x, y)
@@ -204,13 +227,15 @@ def ag_loss(name, out, target):
 
 def ag_gradients(values, x, target, activation, loss_name):
     """The same MLP and loss written in autograd.numpy: every parameter's gradient."""
+
     def f(ps):
         h = x
         for k in range(0, len(ps), 2):
-            h = anp.dot(h, ps[k].T) + ps[k + 1]   # Linear weights are (out_features, in_features)
+            h = anp.dot(h, ps[k].T) + ps[k + 1]  # Linear weights are (out_features, in_features)
             if k + 2 < len(ps):
                 h = AG_ACTIVATIONS[activation](h)
         return ag_loss(loss_name, h, target)
+
     return autograd.grad(f)(list(values))
 
 
@@ -252,8 +277,9 @@ def test_random_mlp_totals_equal_backward_and_autograd(sizes, activation, loss_n
         # the default index is an element with the largest |derivative| (autograd's); with two classes
         # the output layer's columns tie (softmax' rows add to 0), so compare |values|, not positions
         e = cr.explain(loss, p)
-        best = tuple(int(i) for i in re.fullmatch(rf"{re.escape(name)}\[([\d, ]+)\]", e.param_label)
-                     .group(1).split(","))
+        best = tuple(
+            int(i) for i in re.fullmatch(rf"{re.escape(name)}\[([\d, ]+)\]", e.param_label).group(1).split(",")
+        )
         assert close(abs(float(ref[best])), float(np.abs(ref).max()), rel=1e-12)
         assert close(e.total, float(g[best]), scale=scale)
         assert close(e.gradient, float(g[best]), scale=scale)
@@ -275,7 +301,7 @@ def test_index_forms_agree():
     loss = losses.ssr(net(x), np.zeros((6, 2)))
     w = net[0].weight
     [g] = backward_grads(loss, [w])
-    for index in [(3, 2), [3, 2], np.array([3, 2]), (np.int64(3), np.int64(2))]:   # w is (5, 3)
+    for index in [(3, 2), [3, 2], np.array([3, 2]), (np.int64(3), np.int64(2))]:  # w is (5, 3)
         e = cr.explain(loss, w, index)
         assert e.param_label == "0.weight[3, 2]"
         assert close(e.total, float(g[3, 2]), scale=float(np.abs(g).max()))
@@ -308,7 +334,7 @@ def test_one_element_vector_parameter():
 def test_parameter_used_twice_gives_one_term_per_path():
     w = cr.tensor(1.5, requires_grad=True, name="w")
     x = cr.tensor([1.0, 2.0, 3.0], name="x")
-    loss = (w * x + w ** 2).sum()
+    loss = (w * x + w**2).sum()
     loss.name = "L"
     e = cr.explain(loss, w)
     # d/dw sum_i (w x_i + w^2) = sum_i x_i + 3 (2 w) = 6 + 9 = 15, one path each
@@ -317,7 +343,7 @@ def test_parameter_used_twice_gives_one_term_per_path():
     assert set(by_op) == {"mul", "pow"}
     assert by_op["mul"].total == pytest.approx(6.0, rel=1e-15)
     assert by_op["pow"].total == pytest.approx(9.0, rel=1e-15)
-    np.testing.assert_allclose(by_op["mul"].per_point, [1.0, 2.0, 3.0])   # x_i for each point
+    np.testing.assert_allclose(by_op["mul"].per_point, [1.0, 2.0, 3.0])  # x_i for each point
     assert e.total == pytest.approx(15.0, rel=1e-15) and e.gradient == pytest.approx(15.0, rel=1e-15)
     assert e.chain.count("dL/dw") == 3 and " + " in e.chain.split(" = ", 1)[1]
     assert e.text().count("Path ") == 2
@@ -333,6 +359,7 @@ def test_shared_layer_gives_two_paths_that_add_to_autograd():
 
     def f(W_, b_):
         return anp.sum((y - (anp.dot(anp.tanh(anp.dot(x, W_.T) + b_), W_.T) + b_)) ** 2)
+
     ref_W, ref_b = autograd.grad(f, (0, 1))(W.data, b.data)
     for p, ref in ((W, ref_W), (b, ref_b)):
         scale = float(np.abs(ref).max())
@@ -362,7 +389,7 @@ def test_many_paths_show_at_most_max_paths_and_a_summary_line():
     assert len(e.terms) == MAX_PATHS and len(e.terms) + len(e.hidden) == 10
     # each path k contributes k sum_i x_i = 2.5 k (x = 0, 0.25, 0.5, 0.75, 1)
     assert sorted(t.total for t in e.terms + e.hidden) == pytest.approx([2.5 * k for k in range(1, 11)])
-    assert e.total == pytest.approx(2.5 * 55, rel=1e-14)           # 137.5
+    assert e.total == pytest.approx(2.5 * 55, rel=1e-14)  # 137.5
     assert e.gradient == pytest.approx(137.5, rel=1e-14)
     text = e.text()
     assert len(re.findall(r"^Path \d+:", text, re.M)) == MAX_PATHS
@@ -417,7 +444,7 @@ def test_markdown_is_a_table_with_the_chain_in_backticks(lesson_b3_0):
     assert re.fullmatch(r"\|(---\|)+", rows[1])
     cells = [r.count("|") for r in rows]
     assert len(set(cells)) == 1 and cells[0] - 1 == 2 + len(e.terms[0].factors)  # i, factors, product
-    assert len(rows) == 2 + 3 + 1                                                 # head, rule, 3 points, sum
+    assert len(rows) == 2 + 3 + 1  # head, rule, 3 points, sum
     assert e._repr_markdown_() == md
     assert repr(e).startswith("<Explanation dSSR/dw1 = ")
 
@@ -482,7 +509,7 @@ def test_non_scalar_loss_raises():
     net = DosageNetwork.from_lesson()
     x, _ = dosage()
     with pytest.raises(ValueError, match="one-element"):
-        cr.explain(net(x), net.w1)       # shape (3,): the predictions, not a loss
+        cr.explain(net(x), net.w1)  # shape (3,): the predictions, not a loss
     with pytest.raises(ValueError, match="one-element"):
         cr.explain(3.0, net.w1)
 
@@ -501,7 +528,7 @@ def test_param_that_is_not_a_tensor_raises_type_error():
 
 @pytest.mark.parametrize("index", [(3, 0), (0, 5), (-1, 0), (0,), (0, 0, 0), (0, 1.5), ("a", "b")])
 def test_bad_index_raises(index):
-    net = mlp([2, 3, 1], seed=0)                         # 0.weight is (3, 2): (out_features, in_features)
+    net = mlp([2, 3, 1], seed=0)  # 0.weight is (3, 2): (out_features, in_features)
     loss = losses.ssr(net(np.ones((4, 2))), np.zeros((4, 1)))
     with pytest.raises(ValueError, match=r"index .* shape \(3, 2\)"):
         cr.explain(loss, net[0].weight, index)

@@ -1,4 +1,5 @@
 """gradcheck: True for right gradients, a GradcheckError that says where for wrong ones."""
+
 import re
 
 import numpy as np
@@ -12,13 +13,16 @@ def _leaf(values, dtype=None):
     return cr.tensor(values, requires_grad=True, dtype=dtype)
 
 
-@pytest.mark.parametrize("fn, inputs", [
-    (lambda x: (x * x).sum(), [[1.0, -2.0, 3.0]]),
-    (lambda x: cr.softplus(x) * x, [[-1.0, 0.0, 2.0]]),
-    (lambda a, b: a @ b, [np.arange(6.0).reshape(2, 3), np.ones((3, 2))]),
-    (lambda a, b: cr.log_softmax(a * b, axis=0), [[[1.0, 2.0], [0.5, -1.0]], [[2.0], [-3.0]]]),
-    (lambda x: cr.mean((2 * x - 1) ** 2), [3.0]),
-])
+@pytest.mark.parametrize(
+    "fn, inputs",
+    [
+        (lambda x: (x * x).sum(), [[1.0, -2.0, 3.0]]),
+        (lambda x: cr.softplus(x) * x, [[-1.0, 0.0, 2.0]]),
+        (lambda a, b: a @ b, [np.arange(6.0).reshape(2, 3), np.ones((3, 2))]),
+        (lambda a, b: cr.log_softmax(a * b, axis=0), [[[1.0, 2.0], [0.5, -1.0]], [[2.0], [-3.0]]]),
+        (lambda x: cr.mean((2 * x - 1) ** 2), [3.0]),
+    ],
+)
 def test_right_gradients_pass(fn, inputs):
     assert gradcheck(fn, *[_leaf(v) for v in inputs]) is True
 
@@ -89,7 +93,7 @@ def test_float32_and_array_inputs_are_checked_in_float64():
 
     def fn(x, k, c):
         seen.append((type(x), k.dtype, c))
-        return (x ** 2).sum() * c
+        return (x**2).sum() * c
 
     assert gradcheck(fn, np.array([1.0, 2.0]), np.array([1, 2]), 3.0)
     assert seen[0] == (cr.Tensor, np.dtype(int), 3.0)
@@ -103,16 +107,24 @@ def test_inputs_are_left_unchanged():
     assert x.grad is None
 
 
-@pytest.mark.parametrize("kw, name, allowed", [
-    ({"eps": 0}, "eps", "> 0"), ({"eps": -1e-6}, "eps", "> 0"), ({"eps": "1e-6"}, "eps", "> 0"),
-    ({"eps": float("nan")}, "eps", "> 0"),
-    ({"atol": -1.0}, "atol", ">= 0"), ({"atol": None}, "atol", ">= 0"), ({"rtol": -0.1}, "rtol", ">= 0"),
-    ({"rtol": float("inf")}, "rtol", ">= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, name, allowed",
+    [
+        ({"eps": 0}, "eps", "> 0"),
+        ({"eps": -1e-6}, "eps", "> 0"),
+        ({"eps": "1e-6"}, "eps", "> 0"),
+        ({"eps": float("nan")}, "eps", "> 0"),
+        ({"atol": -1.0}, "atol", ">= 0"),
+        ({"atol": None}, "atol", ">= 0"),
+        ({"rtol": -0.1}, "rtol", ">= 0"),
+        ({"rtol": float("inf")}, "rtol", ">= 0"),
+    ],
+)
 def test_bad_settings_raise_value_error(kw, name, allowed):
     value = kw[name]
-    with pytest.raises(ValueError, match=re.escape(f"gradcheck: {name} must be a finite number {allowed}, "
-                                                   f"got {value!r}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"gradcheck: {name} must be a finite number {allowed}, got {value!r}")
+    ):
         gradcheck(lambda x: x * 2, _leaf([1.0]), **kw)
 
 

@@ -1,4 +1,5 @@
 """The one training loop: Trainer.step() / run(), against fit, the lessons and a hand loop."""
+
 import sys
 import warnings
 
@@ -50,19 +51,26 @@ def test_steps_follow_the_lessons_b3_path():
         trainer.step()
 
 
-@pytest.mark.parametrize("make", [lambda: GradientDescent(0.1), lambda: Momentum(0.05, momentum=0.9),
-                                  lambda: Momentum(0.05, momentum=0.5, nesterov=True), lambda: Adam(0.05)],
-                         ids=["gd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GradientDescent(0.1),
+        lambda: Momentum(0.05, momentum=0.9),
+        lambda: Momentum(0.05, momentum=0.5, nesterov=True),
+        lambda: Adam(0.05),
+    ],
+    ids=["gd", "momentum", "nesterov", "adam"],
+)
 @pytest.mark.parametrize("batch_size", [None, 7])
 def test_n_eager_steps_are_fit_with_max_iter_n_and_tol_0_bit_for_bit(make, batch_size):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20, 2))
     y = np.sin(x[:, :1]) + x[:, 1:] ** 2
     fitted, stepped = mlp([2, 5, 1], activation="tanh", seed=3), mlp([2, 5, 1], activation="tanh", seed=3)
-    history = _quiet(cr.fit, fitted, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12,
-                     batch_size=batch_size, seed=4)
-    trainer = cr.Trainer(stepped, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12, batch_size=batch_size,
-                         seed=4)
+    history = _quiet(
+        cr.fit, fitted, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12, batch_size=batch_size, seed=4
+    )
+    trainer = cr.Trainer(stepped, x, y, loss="mse", optimizer=make(), tol=0, max_iter=12, batch_size=batch_size, seed=4)
     for _ in range(11):
         trainer.step()
     assert trainer.stop_reason is None

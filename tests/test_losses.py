@@ -1,4 +1,5 @@
 """chainrule.losses: values by hand, gradients against independent formulas and autograd."""
+
 import math
 import warnings
 
@@ -40,7 +41,8 @@ def test_cross_entropy_by_hand():
     assert cross_entropy(cr.tensor([[0.0, 0.0]]), [1]).item() == pytest.approx(math.log(2))
     # logits (1, 2, 3), label 2: -log(e^3 / (e + e^2 + e^3)) = log(1 + e^-1 + e^-2)
     assert cross_entropy(cr.tensor([[1.0, 2.0, 3.0]]), [2]).item() == pytest.approx(
-        math.log(1 + math.exp(-1) + math.exp(-2)))
+        math.log(1 + math.exp(-1) + math.exp(-2))
+    )
     # two rows, the mean of the rows' losses: (0, 0, 0) label 0 gives -log(1/3) = log 3
     two = cross_entropy(cr.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]), [0, 2])
     assert two.item() == pytest.approx((math.log(3) + math.log(1 + math.exp(-1) + math.exp(-2))) / 2)
@@ -61,12 +63,12 @@ def test_binary_cross_entropy_by_hand():
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = cr.tensor([[1e4, 0.0], [0.0, 1e4]], requires_grad=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                # no overflow warnings either
+        warnings.simplefilter("error")  # no overflow warnings either
         right = cross_entropy(logits, [0, 1])
         wrong = cross_entropy(cr.tensor([[1e4, 0.0]]), [1])
         right.backward()
-    assert right.item() == pytest.approx(0.0, abs=1e-12)     # log(1 + e^-1e4) = 0
-    assert wrong.item() == pytest.approx(1e4)                # -log(e^0 / (e^1e4 + 1)) = 1e4
+    assert right.item() == pytest.approx(0.0, abs=1e-12)  # log(1 + e^-1e4) = 0
+    assert wrong.item() == pytest.approx(1e4)  # -log(e^0 / (e^1e4 + 1)) = 1e4
     # softmax - onehot is (1, 0) - (1, 0) = 0 for rows already right
     np.testing.assert_allclose(logits.grad, np.zeros((2, 2)), atol=1e-12)
 
@@ -137,13 +139,17 @@ def test_losses_give_gradients_to_a_tensor_target_too():
     predicted = cr.tensor([1.0, 2.0])
     observed = cr.tensor([0.0, 0.0], requires_grad=True)
     ssr(predicted, observed).backward()
-    np.testing.assert_allclose(observed.grad, [-2.0, -4.0])     # d/do (o - p)^2 = 2 (o - p)
+    np.testing.assert_allclose(observed.grad, [-2.0, -4.0])  # d/do (o - p)^2 = 2 (o - p)
 
 
 def test_float32_losses_stay_float32():
     z = cr.tensor(np.zeros((3, 2), dtype=np.float32), requires_grad=True)
-    for loss in (ssr(z, np.ones((3, 2))), mse(z, np.ones((3, 2))), binary_cross_entropy(z, np.ones((3, 2))),
-                 cross_entropy(z, [0, 1, 1])):
+    for loss in (
+        ssr(z, np.ones((3, 2))),
+        mse(z, np.ones((3, 2))),
+        binary_cross_entropy(z, np.ones((3, 2))),
+        cross_entropy(z, [0, 1, 1]),
+    ):
         assert loss.dtype == np.float32
 
 
@@ -159,11 +165,14 @@ def test_a_shape_mismatch_is_an_error_not_a_broadcast(fn):
         fn(cr.tensor(np.ones((3, 1))), [1.0, 2.0, 3.0])
 
 
-@pytest.mark.parametrize("labels, match", [
-    ([2], r"\[0, 2\).*2"),           # out of range above
-    ([-1], r"\[0, 2\).*-1"),         # out of range below
-    ([[1]], r"shape \(1,\)"),        # wrong shape
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ([2], r"\[0, 2\).*2"),  # out of range above
+        ([-1], r"\[0, 2\).*-1"),  # out of range below
+        ([[1]], r"shape \(1,\)"),  # wrong shape
+    ],
+)
 def test_cross_entropy_rejects_bad_labels(labels, match):
     with pytest.raises(ValueError, match=match):
         cross_entropy(cr.tensor([[0.0, 0.0]]), labels)
@@ -207,5 +216,5 @@ def test_losses_by_name_in_fit(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cr.ConvergenceWarning)
         history = cr.fit(net, x, y, loss=name, optimizer=cr.optim.GradientDescent(lr=0.05), max_iter=5)
-    assert history.loss[0] == pytest.approx(first, rel=1e-12)   # the same loss, computed inside fit
+    assert history.loss[0] == pytest.approx(first, rel=1e-12)  # the same loss, computed inside fit
     assert history.loss[-1] < history.loss[0]

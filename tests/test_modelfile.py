@@ -1,4 +1,5 @@
 """modelfile: save and load bit for bit, atomically, and refuse anything that is not a valid model file."""
+
 import base64
 import json
 import os
@@ -19,8 +20,9 @@ def _regressor(dtype=np.float64, scaling=True):
     x = rng.normal(3.0, 2.0, (20, 2))
     y = x[:, 0] * 10 - x[:, 1]
     scale = Scaling.fit(x, y) if scaling else None
-    model = Model(mlp([2, 5, 3, 1], "tanh", seed=1, dtype=dtype), ["a", "b"], "y", scaling=scale,
-                  training={"n_iter": 7})
+    model = Model(
+        mlp([2, 5, 3, 1], "tanh", seed=1, dtype=dtype), ["a", "b"], "y", scaling=scale, training={"n_iter": 7}
+    )
     return model, x, y
 
 
@@ -72,7 +74,9 @@ def test_numeric_class_labels_come_back_as_the_numbers_they_were(tmp_path):
 def test_predicts_from_an_array_a_csv_table_or_a_csv_path(tmp_path):
     model, x, _ = _regressor()
     path = tmp_path / "rows.csv"
-    path.write_text("b,id,a\n" + "".join(f"{float(r[1])!r},{i},{float(r[0])!r}\n" for i, r in enumerate(x)))  # another order
+    path.write_text(
+        "b,id,a\n" + "".join(f"{float(r[1])!r},{i},{float(r[0])!r}\n" for i, r in enumerate(x))
+    )  # another order
     from_array = model.predict(x)
     assert np.array_equal(model.predict(path), from_array)
     assert np.array_equal(model.predict(model.read_csv(path)), from_array)
@@ -113,11 +117,17 @@ def test_scaling_leaves_constant_columns_at_zero_instead_of_dividing_by_zero():
 
 def test_the_file_is_documented_json_without_temp_files_left(tmp_path):
     content = _content(tmp_path)
-    assert list(content) == ["format", "version", "written_by", "architecture", "parameters",
-                             "preprocessing", "training"]
+    assert list(content) == [
+        "format",
+        "version",
+        "written_by",
+        "architecture",
+        "parameters",
+        "preprocessing",
+        "training",
+    ]
     assert content["format"] == "chainrule-model" and content["version"] == 1
-    assert content["architecture"] == {"kind": "mlp", "sizes": [2, 5, 3, 1], "activation": "tanh",
-                                       "task": "regression"}
+    assert content["architecture"] == {"kind": "mlp", "sizes": [2, 5, 3, 1], "activation": "tanh", "task": "regression"}
     weight = content["parameters"]["0.weight"]
     assert weight["shape"] == [5, 2] and weight["dtype"] == "float64"
     assert len(base64.b64decode(weight["data"])) == 2 * 5 * 8
@@ -144,7 +154,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
 
 def test_a_model_that_cannot_be_encoded_writes_nothing(tmp_path):
     model = _regressor()[0]
-    model.training["final_loss"] = float("nan")           # not JSON: refused before any file exists
+    model.training["final_loss"] = float("nan")  # not JSON: refused before any file exists
     with pytest.raises(ValueError):
         save(tmp_path / "m.json", model)
     assert os.listdir(tmp_path) == []
@@ -159,12 +169,15 @@ def test_save_takes_a_bare_mlp_with_keywords_and_refuses_other_networks(tmp_path
         save(tmp_path / "x.json", _classifier(), target="other")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"features": ["a"]}, r"features must be 2 distinct names"),
-    ({"features": ["a", "a"]}, r"features must be 2 distinct names"),
-    ({"classes": ["only"]}, r"one network output per class"),
-    ({"loss": "hinge"}, r"loss must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"features": ["a"]}, r"features must be 2 distinct names"),
+        ({"features": ["a", "a"]}, r"features must be 2 distinct names"),
+        ({"classes": ["only"]}, r"one network output per class"),
+        ({"loss": "hinge"}, r"loss must be one of"),
+    ],
+)
 def test_model_checks_its_parts(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Model(mlp([2, 3, 1], seed=0), **{"features": ["a", "b"], **kwargs})
@@ -175,6 +188,7 @@ def test_model_checks_its_parts(kwargs, message):
 
 def _edit(path, value):
     """A function setting content[path...] = value (or deleting it when value is DELETE)."""
+
     def apply(content):
         *keys, last = path
         target = content
@@ -185,6 +199,7 @@ def _edit(path, value):
         else:
             target[last] = value
         return content
+
     return apply
 
 
@@ -193,32 +208,53 @@ ZEROS_2x5_F4 = base64.b64encode(np.zeros((2, 5), "<f4").tobytes()).decode()
 NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).decode()
 
 
-@pytest.mark.parametrize("edit, message", [
-    (_edit(["format"], "keras"), r"not a chainrule model file \(format 'keras', expected 'chainrule-model'\)"),
-    (_edit(["version"], 2), r"version 2 is not supported; this chainrule reads version 1"),
-    (_edit(["architecture"], DELETE), r"has no 'architecture'"),
-    (_edit(["parameters"], []), r"'parameters' must be dict"),
-    (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
-    (_edit(["architecture", "sizes"], [2, 0, 1]), r"architecture.sizes must be a sequence of at least 2 integers >= 1, got \[2, 0, 1\]"),
-    (_edit(["architecture", "activation"], "swish"), r"activation must be one of .* got 'swish'"),
-    (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
-    (_edit(["architecture", "sizes"], [2, 5, 4, 1]), r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]"),
-    (_edit(["parameters", "0.weight", "shape"], [2, 5]), r"'0.weight' has shape \[2, 5\], the architecture needs \[5, 2\]"),
-    (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
-    (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
-    (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),
-    (_edit(["parameters", "0.weight", "data"], NAN_2x5), r"'0.weight' contains NaN or inf"),
-    (_edit(["parameters", "0.bias"], DELETE), r"the parameters for sizes \[2, 5, 3, 1\] are \['0.weight', '0.bias'"),
-    (_edit(["parameters", "9.weight"], {"shape": [1], "dtype": "float64", "data": ""}), r"the file has .*'9.weight'"),
-    (_edit(["preprocessing", "features"], ["a"]), r"features must be 2 distinct names"),
-    (_edit(["preprocessing", "features"], "ab"), r"'features' must be list"),
-    (_edit(["preprocessing", "target"], 3), r"target must be a column name or null"),
-    (_edit(["preprocessing", "classes"], ["p", "q"]), r"task is 'regression' but preprocessing.classes is \['p', 'q'\]"),
-    (_edit(["preprocessing", "feature_std"], [1.0, 0.0]), r"feature_std must be positive"),
-    (_edit(["preprocessing", "feature_mean"], [1.0]), r"feature_mean must be 2 finite numbers"),
-    (_edit(["preprocessing", "target_std"], -1.0), r"target_mean/target_std must be finite numbers"),
-    (_edit(["training", "loss"], "hinge"), r"loss must be one of"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_edit(["format"], "keras"), r"not a chainrule model file \(format 'keras', expected 'chainrule-model'\)"),
+        (_edit(["version"], 2), r"version 2 is not supported; this chainrule reads version 1"),
+        (_edit(["architecture"], DELETE), r"has no 'architecture'"),
+        (_edit(["parameters"], []), r"'parameters' must be dict"),
+        (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
+        (
+            _edit(["architecture", "sizes"], [2, 0, 1]),
+            r"architecture.sizes must be a sequence of at least 2 integers >= 1, got \[2, 0, 1\]",
+        ),
+        (_edit(["architecture", "activation"], "swish"), r"activation must be one of .* got 'swish'"),
+        (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
+        (
+            _edit(["architecture", "sizes"], [2, 5, 4, 1]),
+            r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]",
+        ),
+        (
+            _edit(["parameters", "0.weight", "shape"], [2, 5]),
+            r"'0.weight' has shape \[2, 5\], the architecture needs \[5, 2\]",
+        ),
+        (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
+        (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
+        (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),
+        (_edit(["parameters", "0.weight", "data"], NAN_2x5), r"'0.weight' contains NaN or inf"),
+        (
+            _edit(["parameters", "0.bias"], DELETE),
+            r"the parameters for sizes \[2, 5, 3, 1\] are \['0.weight', '0.bias'",
+        ),
+        (
+            _edit(["parameters", "9.weight"], {"shape": [1], "dtype": "float64", "data": ""}),
+            r"the file has .*'9.weight'",
+        ),
+        (_edit(["preprocessing", "features"], ["a"]), r"features must be 2 distinct names"),
+        (_edit(["preprocessing", "features"], "ab"), r"'features' must be list"),
+        (_edit(["preprocessing", "target"], 3), r"target must be a column name or null"),
+        (
+            _edit(["preprocessing", "classes"], ["p", "q"]),
+            r"task is 'regression' but preprocessing.classes is \['p', 'q'\]",
+        ),
+        (_edit(["preprocessing", "feature_std"], [1.0, 0.0]), r"feature_std must be positive"),
+        (_edit(["preprocessing", "feature_mean"], [1.0]), r"feature_mean must be 2 finite numbers"),
+        (_edit(["preprocessing", "target_std"], -1.0), r"target_mean/target_std must be finite numbers"),
+        (_edit(["training", "loss"], "hinge"), r"loss must be one of"),
+    ],
+)
 def test_load_names_what_is_wrong(tmp_path, edit, message):
     content = edit(_content(tmp_path))
     with pytest.raises(ValueError, match=message) as info:
@@ -236,11 +272,14 @@ def test_classifier_labels_must_match_the_outputs(tmp_path):
         _load_dict(tmp_path, content)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("not json at all", r"is not a chainrule model file \(not JSON"),
-    ('{"format": "chainrule-model", "version": NaN}', r"NaN is not allowed in a model file"),
-    ("[1, 2]", r"not a chainrule model file \(format 'list'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("not json at all", r"is not a chainrule model file \(not JSON"),
+        ('{"format": "chainrule-model", "version": NaN}', r"NaN is not allowed in a model file"),
+        ("[1, 2]", r"not a chainrule model file \(format 'list'"),
+    ],
+)
 def test_load_refuses_files_that_are_not_model_files(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(ValueError, match=message):
@@ -255,7 +294,7 @@ def test_load_refuses_binary_files(tmp_path):
 
 def test_loading_executes_nothing(tmp_path):
     content = _content(tmp_path)
-    content["training"]["note"] = "__import__('os').system('touch pwned')"   # stays a string
+    content["training"]["note"] = "__import__('os').system('touch pwned')"  # stays a string
     loaded = _load_dict(tmp_path, content)
     assert loaded.training["note"].startswith("__import__") and not (tmp_path / "pwned").exists()
 

@@ -3,6 +3,7 @@
 The lessons' numbers are checked against MISSION.md's reference table and
 against the chain-rule formulas of the lessons, written out here in NumPy.
 """
+
 import re
 
 import numpy as np
@@ -11,8 +12,19 @@ import pytest
 import chainrule as cr
 from chainrule.data import dosage
 from chainrule.losses import ssr
-from chainrule.nn import (DosageNetwork, Identity, Linear, Module, Parameter, ReLU, Sequential, Sigmoid, SoftPlus,
-                          Tanh, mlp)
+from chainrule.nn import (
+    DosageNetwork,
+    Identity,
+    Linear,
+    Module,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SoftPlus,
+    Tanh,
+    mlp,
+)
 
 NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
 LESSON = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30, "b3": 2.61}
@@ -37,7 +49,7 @@ def lesson_forward(p, x):
 def lesson_gradients(p, x, observed):
     """dSSR/d(each parameter) by MISSION.md's chain rule, summed over the data points."""
     predicted, x1, x2 = lesson_forward(p, x)
-    d = -2 * (observed - predicted)                     # dSSR/dPredicted_i
+    d = -2 * (observed - predicted)  # dSSR/dPredicted_i
     return {
         "b3": np.sum(d * 1),
         "w3": np.sum(d * softplus(x1)),
@@ -67,7 +79,7 @@ def test_ssr_against_b3_matches_the_lessons(b3, expected):
 def test_dssr_db3_at_zero_is_minus_15_66():
     x, y = dosage()
     grads = backward_gradients(DosageNetwork.from_lesson(b3=0.0), x, y)
-    assert round(grads["b3"], 2) == -15.66          # the lesson rounds it to -15.7
+    assert round(grads["b3"], 2) == -15.66  # the lesson rounds it to -15.7
     assert round(grads["b3"], 1) == -15.7
 
 
@@ -96,7 +108,7 @@ def test_dosage_data_is_the_lessons():
     x, y = dosage()
     np.testing.assert_array_equal(x, [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(y, [0.0, 1.0, 0.0])
-    assert dosage().inputs is not dosage().inputs     # a fresh copy each call: safe to modify
+    assert dosage().inputs is not dosage().inputs  # a fresh copy each call: safe to modify
 
 
 # ---- backward against the lessons' chain rule -----------------------------------------
@@ -144,8 +156,14 @@ def _sequential_from_lesson(p):
     seq = Sequential(Linear(1, 2), SoftPlus(), Linear(2, 1))
     # Linear.weight is (in_features, out_features): the hidden layer's is [[w1, w2]].
     # Linear weights are (out_features, in_features), as in PyTorch.
-    seq.load_state_dict({"0.weight": [[p["w1"]], [p["w2"]]], "0.bias": [p["b1"], p["b2"]],
-                         "2.weight": [[p["w3"], p["w4"]]], "2.bias": [p["b3"]]})
+    seq.load_state_dict(
+        {
+            "0.weight": [[p["w1"]], [p["w2"]]],
+            "0.bias": [p["b1"], p["b2"]],
+            "2.weight": [[p["w3"], p["w4"]]],
+            "2.bias": [p["b3"]],
+        }
+    )
     return seq
 
 
@@ -185,9 +203,20 @@ class TwoLayers(Module):
 def test_named_parameters_are_dotted_paths_in_definition_order():
     net = Sequential(Linear(1, 2, seed=0), Sequential(Linear(2, 3, seed=1), ReLU()), Linear(3, 1, seed=2))
     assert [n for n, _ in net.named_parameters()] == [
-        "0.weight", "0.bias", "1.0.weight", "1.0.bias", "2.weight", "2.bias"]
+        "0.weight",
+        "0.bias",
+        "1.0.weight",
+        "1.0.bias",
+        "2.weight",
+        "2.bias",
+    ]
     assert [n for n, _ in TwoLayers().named_parameters()] == [
-        "scale", "hidden.weight", "hidden.bias", "out.weight", "out.bias"]
+        "scale",
+        "hidden.weight",
+        "hidden.bias",
+        "out.weight",
+        "out.bias",
+    ]
     assert [n for n, _ in DosageNetwork.from_lesson().named_parameters()] == list(NAMES)
 
 
@@ -206,7 +235,7 @@ def test_parameters_take_their_attribute_names():
     assert [getattr(DosageNetwork.from_lesson(), n).name for n in NAMES] == list(NAMES)
     assert Parameter(1.0, name="given").name == "given"
     assert repr(Parameter(2.61, name="b3")) == "Parameter(b3=2.61)"
-    assert "shape (3, 2)" in repr(lin.weight)      # (out_features, in_features)
+    assert "shape (3, 2)" in repr(lin.weight)  # (out_features, in_features)
 
 
 def test_zero_grad_forgets_every_gradient():
@@ -226,9 +255,9 @@ def test_state_dict_round_trip_copies_values():
     b.load_state_dict(state)
     x = np.random.default_rng(0).normal(size=(4, 3))
     np.testing.assert_array_equal(a(x).data, b(x).data)
-    state["scale"][...] = 99.0                       # a copy: changing it leaves both models alone
+    state["scale"][...] = 99.0  # a copy: changing it leaves both models alone
     assert a.scale.item() == 1.5 and b.scale.item() == 1.5
-    b.hidden.weight.data[0, 0] = 7.0                  # loaded by value, not shared
+    b.hidden.weight.data[0, 0] = 7.0  # loaded by value, not shared
     assert a.hidden.weight.data[0, 0] != 7.0
 
 
@@ -261,9 +290,11 @@ def test_repr_is_readable():
         "  (0): Linear(in_features=1, out_features=2, bias=True)\n"
         "  (1): SoftPlus()\n"
         "  (2): Linear(in_features=2, out_features=1, bias=True)\n"
-        ")")
+        ")"
+    )
     assert repr(DosageNetwork.from_lesson()) == (
-        "DosageNetwork(w1=3.34, b1=-1.43, w2=-3.53, b2=0.57, w3=-1.22, w4=-2.3, b3=2.61)")
+        "DosageNetwork(w1=3.34, b1=-1.43, w2=-3.53, b2=0.57, w3=-1.22, w4=-2.3, b3=2.61)"
+    )
     assert "(hidden): Linear(in_features=3, out_features=4, bias=True)" in repr(TwoLayers())
 
 
@@ -280,7 +311,7 @@ def test_linear_computes_x_at_weight_plus_bias():
     lin.bias.data[...] = [0.5, -1.0]
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_allclose(lin(x).data, x @ lin.weight.data.T + [0.5, -1.0])
-    assert lin.weight.shape == (2, 3) and lin.bias.shape == (2,)     # (out_features, in_features)
+    assert lin.weight.shape == (2, 3) and lin.bias.shape == (2,)  # (out_features, in_features)
     np.testing.assert_array_equal(Linear(3, 2, seed=0).bias.data, [0.0, 0.0])
     with pytest.raises(ValueError, match="3 features.*\\(2, 4\\)"):
         lin(np.zeros((2, 4)))
@@ -291,20 +322,23 @@ def test_linear_seeding_is_reproducible():
     assert not np.array_equal(Linear(4, 3, seed=7).weight.data, Linear(4, 3, seed=8).weight.data)
     g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
     np.testing.assert_array_equal(Linear(4, 3, seed=g1).weight.data, Linear(4, 3, seed=g2).weight.data)
-    np.testing.assert_array_equal(mlp([2, 5, 1], seed=1).state_dict()["2.weight"],
-                                  mlp([2, 5, 1], seed=1).state_dict()["2.weight"])
+    np.testing.assert_array_equal(
+        mlp([2, 5, 1], seed=1).state_dict()["2.weight"], mlp([2, 5, 1], seed=1).state_dict()["2.weight"]
+    )
 
 
 def test_linear_init_scale_is_one_over_sqrt_in_features():
-    assert "1/in_features" in Linear.__doc__          # documented: N(0, 1/in_features)
-    w = Linear(400, 300, seed=0).weight.data         # 120,000 draws
+    assert "1/in_features" in Linear.__doc__  # documented: N(0, 1/in_features)
+    w = Linear(400, 300, seed=0).weight.data  # 120,000 draws
     # The sample std of 120,000 normals is within 1% of the true std with overwhelming probability.
     assert w.std() == pytest.approx(1 / np.sqrt(400), rel=0.01)
     assert abs(w.mean()) < 5 * (1 / np.sqrt(400)) / np.sqrt(w.size)
 
 
-@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError),
-                                        ("3", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError), (None, TypeError)],
+)
 def test_linear_rejects_bad_sizes(bad, error):
     with pytest.raises(error, match=re.escape(f"Linear: in_features must be an integer >= 1, got {bad!r}")):
         Linear(bad, 2)
@@ -312,11 +346,14 @@ def test_linear_rejects_bad_sizes(bad, error):
         Linear(2, bad)
 
 
-@pytest.mark.parametrize("sizes, error", [([1], ValueError), ([1, 0, 1], ValueError), ([1, 2.0, 1], TypeError),
-                                          ("121", TypeError), (3, TypeError)])
+@pytest.mark.parametrize(
+    "sizes, error",
+    [([1], ValueError), ([1, 0, 1], ValueError), ([1, 2.0, 1], TypeError), ("121", TypeError), (3, TypeError)],
+)
 def test_mlp_rejects_bad_sizes(sizes, error):
-    with pytest.raises(error, match=re.escape(f"mlp: sizes must be a sequence of at least 2 integers >= 1, "
-                                              f"got {sizes!r}")):
+    with pytest.raises(
+        error, match=re.escape(f"mlp: sizes must be a sequence of at least 2 integers >= 1, got {sizes!r}")
+    ):
         mlp(sizes)
 
 
@@ -334,13 +371,16 @@ def test_linear_float32_stays_float32():
     assert lin.weight.grad.dtype == np.float32
 
 
-@pytest.mark.parametrize("module, fn", [
-    (SoftPlus(), lambda x: np.log1p(np.exp(x))),
-    (ReLU(), lambda x: np.maximum(x, 0)),
-    (Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
-    (Tanh(), np.tanh),
-    (Identity(), lambda x: x),
-])
+@pytest.mark.parametrize(
+    "module, fn",
+    [
+        (SoftPlus(), lambda x: np.log1p(np.exp(x))),
+        (ReLU(), lambda x: np.maximum(x, 0)),
+        (Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
+        (Tanh(), np.tanh),
+        (Identity(), lambda x: x),
+    ],
+)
 def test_activations_compute_their_formula(module, fn):
     x = np.linspace(-3, 3, 13)
     np.testing.assert_allclose(module(cr.tensor(x)).data, fn(x), rtol=1e-12, atol=1e-15)

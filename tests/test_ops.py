@@ -4,6 +4,7 @@ Layer 1 of the test suite (STYLE.md, 12): every op in ``chainrule.ops.REGISTRY``
 has an entry in ``CASES`` and is checked against central differences; an op
 registered without a case fails ``test_every_op_has_a_gradcheck_case``.
 """
+
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ SETTINGS = settings(max_examples=50, deadline=None)
 
 
 # ---- inputs for the gradient checks ------------------------------------------------------
+
 
 def _t(rng, *shape, low=-2.0, high=2.0):
     """A float64 leaf that requires grad, uniform in [low, high)."""
@@ -73,8 +75,10 @@ CASES = {
     "neg": lambda r: [((_t(r, 2, 3),), {})],
     "maximum": lambda r: [(_apart(r, (3, 1), (4,)), {}), (_apart(r, (2, 3), ()), {})],
     "minimum": lambda r: [(_apart(r, (3, 1), (4,)), {}), (_apart(r, (2, 3), ()), {})],
-    "where": lambda r: [((r.uniform(size=(3, 1)) > 0.5, _t(r, 3, 4), _t(r, 4)), {}),
-                        ((np.array([True, False, True]), _t(r, 2, 3), _t(r)), {})],
+    "where": lambda r: [
+        ((r.uniform(size=(3, 1)) > 0.5, _t(r, 3, 4), _t(r, 4)), {}),
+        ((np.array([True, False, True]), _t(r, 2, 3), _t(r)), {}),
+    ],
     # elementwise functions
     "exp": lambda r: [((_t(r, 2, 3),), {}), ((_t(r),), {})],
     "log": lambda r: [((_pos(r, 2, 3),), {})],
@@ -84,45 +88,77 @@ CASES = {
     "softplus": lambda r: [((_t(r, 2, 3, low=-5, high=5),), {})],
     "sigmoid": lambda r: [((_t(r, 2, 3, low=-5, high=5),), {})],
     "relu": lambda r: [((_away(r, 2, 3),), {})],
-    "clip": lambda r: [((_away(r, 3, 4, points=(-0.5, 0.5)),), {"lo": -0.5, "hi": 0.5}),
-                       ((_away(r, 3, 4, points=(0.0,)),), {"lo": 0.0}),
-                       ((_away(r, 3, 4, points=(1.0,)),), {"hi": 1.0})],
+    "clip": lambda r: [
+        ((_away(r, 3, 4, points=(-0.5, 0.5)),), {"lo": -0.5, "hi": 0.5}),
+        ((_away(r, 3, 4, points=(0.0,)),), {"lo": 0.0}),
+        ((_away(r, 3, 4, points=(1.0,)),), {"hi": 1.0}),
+    ],
     # reductions
-    "sum": lambda r: [((_t(r, 2, 3, 4),), {}), ((_t(r, 2, 3, 4),), {"axis": 1}),
-                      ((_t(r, 2, 3, 4),), {"axis": (0, 2), "keepdims": True}),
-                      ((_t(r, 2, 3),), {"axis": -1}), ((_t(r),), {})],
-    "max": lambda r: [((_distinct(r, 2, 3, 4),), {}), ((_distinct(r, 2, 3, 4),), {"axis": 1}),
-                      ((_distinct(r, 2, 3, 4),), {"axis": (0, -1), "keepdims": True}), ((_t(r),), {})],
-    "logsumexp": lambda r: [((_t(r, 2, 3, 4),), {}), ((_t(r, 2, 3, 4),), {"axis": -1}),
-                            ((_t(r, 2, 3, 4),), {"axis": (0, 1), "keepdims": True})],
+    "sum": lambda r: [
+        ((_t(r, 2, 3, 4),), {}),
+        ((_t(r, 2, 3, 4),), {"axis": 1}),
+        ((_t(r, 2, 3, 4),), {"axis": (0, 2), "keepdims": True}),
+        ((_t(r, 2, 3),), {"axis": -1}),
+        ((_t(r),), {}),
+    ],
+    "max": lambda r: [
+        ((_distinct(r, 2, 3, 4),), {}),
+        ((_distinct(r, 2, 3, 4),), {"axis": 1}),
+        ((_distinct(r, 2, 3, 4),), {"axis": (0, -1), "keepdims": True}),
+        ((_t(r),), {}),
+    ],
+    "logsumexp": lambda r: [
+        ((_t(r, 2, 3, 4),), {}),
+        ((_t(r, 2, 3, 4),), {"axis": -1}),
+        ((_t(r, 2, 3, 4),), {"axis": (0, 1), "keepdims": True}),
+    ],
     "log_softmax": lambda r: [((_t(r, 2, 3, 4),), {}), ((_t(r, 3, 4),), {"axis": 0}), ((_t(r, 5),), {})],
     # linear algebra
-    "matmul": lambda r: [((_t(r, 2, 3), _t(r, 3, 4)), {}),
-                         ((_t(r, 3), _t(r, 3)), {}),
-                         ((_t(r, 3), _t(r, 2, 3, 4)), {}),
-                         ((_t(r, 2, 4, 3), _t(r, 3)), {}),
-                         ((_t(r, 2, 1, 3, 4), _t(r, 5, 4, 2)), {})],
+    "matmul": lambda r: [
+        ((_t(r, 2, 3), _t(r, 3, 4)), {}),
+        ((_t(r, 3), _t(r, 3)), {}),
+        ((_t(r, 3), _t(r, 2, 3, 4)), {}),
+        ((_t(r, 2, 4, 3), _t(r, 3)), {}),
+        ((_t(r, 2, 1, 3, 4), _t(r, 5, 4, 2)), {}),
+    ],
     # fused primitives
-    "linear": lambda r: [((_t(r, 5, 3), _t(r, 4, 3), _t(r, 4)), {}), ((_t(r, 3), _t(r, 2, 3), _t(r, 2)), {}),
-                         ((_t(r, 5, 3), _t(r, 2, 4, 3), _t(r, 2, 1, 4)), {})],
-    "softmax_cross_entropy": lambda r: [((_t(r, 5, 3), _probabilities(r, 5, 3)), {}),
-                                        ((_t(r, 2, 4, 3), _probabilities(r, 2, 4, 3)), {})],
+    "linear": lambda r: [
+        ((_t(r, 5, 3), _t(r, 4, 3), _t(r, 4)), {}),
+        ((_t(r, 3), _t(r, 2, 3), _t(r, 2)), {}),
+        ((_t(r, 5, 3), _t(r, 2, 4, 3), _t(r, 2, 1, 4)), {}),
+    ],
+    "softmax_cross_entropy": lambda r: [
+        ((_t(r, 5, 3), _probabilities(r, 5, 3)), {}),
+        ((_t(r, 2, 4, 3), _probabilities(r, 2, 4, 3)), {}),
+    ],
     # shape and indexing
-    "reshape": lambda r: [((_t(r, 2, 3),), {"shape": (3, 2)}), ((_t(r, 2, 3),), {"shape": (-1,)}),
-                          ((_t(r),), {"shape": (1, 1)})],
-    "transpose": lambda r: [((_t(r, 2, 3),), {}), ((_t(r, 2, 3, 4),), {"axes": (1, 0, 2)}),
-                            ((_t(r, 2, 3, 4),), {"axes": (-1, 0, 1)})],
-    "getitem": lambda r: [((_t(r, 4, 3),), {"index": slice(1, None, 2)}),
-                          ((_t(r, 4, 3),), {"index": np.array([0, 2, 0, 0])}),
-                          ((_t(r, 4, 3),), {"index": (slice(None, None, -1), np.array([2, 2, 1]))}),
-                          ((_t(r, 4, 3),), {"index": (np.array([3, 3]), np.array([1, 1]))}),
-                          ((_t(r, 4, 3),), {"index": (Ellipsis, None, 1)}),
-                          ((_t(r, 4, 3),), {"index": (-1, 0)})],
-    "concatenate": lambda r: [((_t(r, 2, 3), _t(r, 1, 3), _t(r, 4, 3)), {"axis": 0}),
-                              ((_t(r, 2, 3), _t(r, 2, 1)), {"axis": -1})],
-    "stack": lambda r: [((_t(r, 2, 3), _t(r, 2, 3)), {"axis": 0}),
-                        ((_t(r, 2, 3), _t(r, 2, 3), _t(r, 2, 3)), {"axis": -1}),
-                        ((_t(r), _t(r)), {"axis": 0})],
+    "reshape": lambda r: [
+        ((_t(r, 2, 3),), {"shape": (3, 2)}),
+        ((_t(r, 2, 3),), {"shape": (-1,)}),
+        ((_t(r),), {"shape": (1, 1)}),
+    ],
+    "transpose": lambda r: [
+        ((_t(r, 2, 3),), {}),
+        ((_t(r, 2, 3, 4),), {"axes": (1, 0, 2)}),
+        ((_t(r, 2, 3, 4),), {"axes": (-1, 0, 1)}),
+    ],
+    "getitem": lambda r: [
+        ((_t(r, 4, 3),), {"index": slice(1, None, 2)}),
+        ((_t(r, 4, 3),), {"index": np.array([0, 2, 0, 0])}),
+        ((_t(r, 4, 3),), {"index": (slice(None, None, -1), np.array([2, 2, 1]))}),
+        ((_t(r, 4, 3),), {"index": (np.array([3, 3]), np.array([1, 1]))}),
+        ((_t(r, 4, 3),), {"index": (Ellipsis, None, 1)}),
+        ((_t(r, 4, 3),), {"index": (-1, 0)}),
+    ],
+    "concatenate": lambda r: [
+        ((_t(r, 2, 3), _t(r, 1, 3), _t(r, 4, 3)), {"axis": 0}),
+        ((_t(r, 2, 3), _t(r, 2, 1)), {"axis": -1}),
+    ],
+    "stack": lambda r: [
+        ((_t(r, 2, 3), _t(r, 2, 3)), {"axis": 0}),
+        ((_t(r, 2, 3), _t(r, 2, 3), _t(r, 2, 3)), {"axis": -1}),
+        ((_t(r), _t(r)), {"axis": 0}),
+    ],
 }
 
 
@@ -176,8 +212,7 @@ def test_gradcheck_cases_catch_a_wrong_derivative(name, monkeypatch):
 def test_op_keeps_float32(name):
     op = REGISTRY[name]
     for inputs, kw in _cases(name):
-        xs = [cr.tensor(x.data, dtype="float32", requires_grad=True) if isinstance(x, cr.Tensor) else x
-              for x in inputs]
+        xs = [cr.tensor(x.data, dtype="float32", requires_grad=True) if isinstance(x, cr.Tensor) else x for x in inputs]
         out = apply(op, *xs, **kw)
         assert out.dtype == np.float32
         (out * 1.5).sum().backward()
@@ -201,6 +236,7 @@ def test_op_documents_f_and_its_derivatives(name):
 
 
 # ---- unbroadcast -------------------------------------------------------------------------
+
 
 def _unbroadcast_ref(g, shape):
     """Independent reference: each element of g is added to the input element it was copied from."""
@@ -228,8 +264,16 @@ def test_unbroadcast_matches_reference(shapes, data):
     np.testing.assert_allclose(out, _unbroadcast_ref(g, small), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("big, small", [((1000, 3, 1), (1000, 1, 1)), ((200, 5, 4), (200, 1, 4)),
-                                        ((7, 100, 3, 2), (100, 1, 1)), ((600, 9), (600, 1)), ((2, 600, 3), ())])
+@pytest.mark.parametrize(
+    "big, small",
+    [
+        ((1000, 3, 1), (1000, 1, 1)),
+        ((200, 5, 4), (200, 1, 4)),
+        ((7, 100, 3, 2), (100, 1, 1)),
+        ((600, 9), (600, 1)),
+        ((2, 600, 3), ()),
+    ],
+)
 def test_unbroadcast_of_a_population_matches_reference(big, small):
     # sizes of 512 and more with a short stretched axis take the slice-by-slice plan (or, over 8, the reduce)
     g = np.random.default_rng(0).normal(size=big)
@@ -237,6 +281,7 @@ def test_unbroadcast_of_a_population_matches_reference(big, small):
 
 
 # ---- properties on random shapes: binary ops ------------------------------------------------
+
 
 # op -> (forward, d/da, d/db), written independently of chainrule.ops
 def _tie_share(wins, ties):
@@ -248,12 +293,21 @@ BINARY = {
     "sub": (lambda a, b: a - b, lambda a, b: np.ones_like(a * b), lambda a, b: -np.ones_like(a * b)),
     "mul": (lambda a, b: a * b, lambda a, b: b + 0 * a, lambda a, b: a + 0 * b),
     "div": (lambda a, b: a * (1 / b), lambda a, b: 1 / b + 0 * a, lambda a, b: -a / (b * b)),
-    "pow": (lambda a, b: np.exp(b * np.log(a)), lambda a, b: b * np.exp((b - 1) * np.log(a)),
-            lambda a, b: np.exp(b * np.log(a)) * np.log(a)),
-    "maximum": (lambda a, b: np.where(a >= b, a, b), lambda a, b: _tie_share(a > b, a == b),
-                lambda a, b: _tie_share(b > a, a == b)),
-    "minimum": (lambda a, b: np.where(a <= b, a, b), lambda a, b: _tie_share(a < b, a == b),
-                lambda a, b: _tie_share(b < a, a == b)),
+    "pow": (
+        lambda a, b: np.exp(b * np.log(a)),
+        lambda a, b: b * np.exp((b - 1) * np.log(a)),
+        lambda a, b: np.exp(b * np.log(a)) * np.log(a),
+    ),
+    "maximum": (
+        lambda a, b: np.where(a >= b, a, b),
+        lambda a, b: _tie_share(a > b, a == b),
+        lambda a, b: _tie_share(b > a, a == b),
+    ),
+    "minimum": (
+        lambda a, b: np.where(a <= b, a, b),
+        lambda a, b: _tie_share(a < b, a == b),
+        lambda a, b: _tie_share(b < a, a == b),
+    ),
 }
 
 _SMALL = st.floats(-3, 3, allow_nan=False).map(lambda v: round(v, 1))  # rounded: ties happen
@@ -289,11 +343,12 @@ def test_binary_op_value_and_gradient(name, shapes, data):
 
 # ---- properties on random shapes: reductions ---------------------------------------------------
 
+
 def _grouped(x, axes):
     """x with the reduced axes moved last and flattened into one: reductions become ``axis=-1``."""
     kept = [i for i in range(x.ndim) if i not in axes]
     moved = np.transpose(x, kept + list(axes))
-    return moved.reshape(moved.shape[:len(kept)] + (-1,)), kept
+    return moved.reshape(moved.shape[: len(kept)] + (-1,)), kept
 
 
 def _ungrouped(y, x_shape, axes, kept):
@@ -311,8 +366,10 @@ def _lse_last(v):
 REDUCTIONS = {
     "sum": (lambda v: v.sum(-1), lambda v: np.ones_like(v)),
     "mean": (lambda v: v.sum(-1) / v.shape[-1], lambda v: np.full_like(v, 1 / v.shape[-1])),
-    "max": (lambda v: v.max(-1),
-            lambda v: (v == v.max(-1, keepdims=True)) / (v == v.max(-1, keepdims=True)).sum(-1, keepdims=True)),
+    "max": (
+        lambda v: v.max(-1),
+        lambda v: (v == v.max(-1, keepdims=True)) / (v == v.max(-1, keepdims=True)).sum(-1, keepdims=True),
+    ),
     "logsumexp": (_lse_last, lambda v: np.exp(v - _lse_last(v)[..., None])),
 }
 
@@ -376,6 +433,7 @@ def test_softmax_value_and_gradient(name, shape, data):
 
 # ---- matmul on shapes NumPy promotes or broadcasts ------------------------------------------------
 
+
 def _matmul_ref(a, b, g):
     """Value and gradients of sum(g * (a @ b)) with einsum on explicitly promoted, broadcast operands."""
     a2 = a[None, :] if a.ndim == 1 else a
@@ -390,9 +448,18 @@ def _matmul_ref(a, b, g):
     return out, ga, gb
 
 
-MATMUL_SHAPES = [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((3,), (5, 3, 2)),
-                 ((5, 2, 3), (3,)), ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)), ((5, 1, 2, 3), (4, 3, 2)),
-                 ((1, 2, 3), (4, 1, 3, 2))]
+MATMUL_SHAPES = [
+    ((3,), (3,)),
+    ((3,), (3, 2)),
+    ((2, 3), (3,)),
+    ((2, 3), (3, 4)),
+    ((3,), (5, 3, 2)),
+    ((5, 2, 3), (3,)),
+    ((5, 2, 3), (3, 4)),
+    ((2, 3), (5, 3, 4)),
+    ((5, 1, 2, 3), (4, 3, 2)),
+    ((1, 2, 3), (4, 1, 3, 2)),
+]
 
 
 @pytest.mark.parametrize("shape_a, shape_b", MATMUL_SHAPES)
@@ -412,6 +479,7 @@ def test_matmul_value_and_gradient(shape_a, shape_b):
 
 
 # ---- hand-worked values and derivatives -------------------------------------------------------------
+
 
 def _value_and_grads(name, *values, **kw):
     xs = [cr.tensor(v, requires_grad=True) for v in values]

@@ -1,4 +1,5 @@
 """chainrule.optim: one hand-worked step of each optimizer, and hyperparameter checks."""
+
 import math
 import re
 
@@ -28,7 +29,7 @@ def test_gradient_descent_step_by_hand():
 
 
 def test_gradient_descent_reproduces_the_lessons_first_step():
-    b3 = _param(0.0, -15.7)                           # the lesson's dSSR/db3 at b3 = 0
+    b3 = _param(0.0, -15.7)  # the lesson's dSSR/db3 at b3 = 0
     opt = GradientDescent(lr=0.1, params=[b3])
     opt.step()
     # step size = -15.7 x 0.1 = -1.57; new b3 = 0 - (-1.57) = 1.57
@@ -81,7 +82,7 @@ def test_adam_two_steps_by_hand():
     step0 = 0.1 * (0.28 / 0.19) / (math.sqrt(0.004996 / 0.001999) + 1e-8)
     # second element: the same gradient twice, so m_hat = g and v_hat = g^2 again: step = -0.1 (to 1e-7)
     np.testing.assert_allclose(opt.step_sizes[0], [step0, -0.1], rtol=1e-7)
-    assert step0 == pytest.approx(0.0932, abs=1e-4)     # 0.1 * 1.47368 / 1.58090
+    assert step0 == pytest.approx(0.0932, abs=1e-4)  # 0.1 * 1.47368 / 1.58090
     np.testing.assert_allclose(p.data, [0.9 - step0, 1.2], rtol=1e-7)
 
 
@@ -160,16 +161,19 @@ def test_invalid_momentum(momentum):
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         Momentum(lr=0.1, momentum=0.0, nesterov=True)
-    assert Momentum(lr=0.1, momentum=0.0).momentum == 0.0      # plain gradient descent is allowed
+    assert Momentum(lr=0.1, momentum=0.0).momentum == 0.0  # plain gradient descent is allowed
 
 
-@pytest.mark.parametrize("betas, which, value", [
-    ((1.0, 0.999), "betas[0]", 1.0),
-    ((-0.1, 0.999), "betas[0]", -0.1),
-    ((0.9, 1.0), "betas[1]", 1.0),
-    ((0.9, 1.2), "betas[1]", 1.2),
-    ((0.9, math.nan), "betas[1]", math.nan),
-])
+@pytest.mark.parametrize(
+    "betas, which, value",
+    [
+        ((1.0, 0.999), "betas[0]", 1.0),
+        ((-0.1, 0.999), "betas[0]", -0.1),
+        ((0.9, 1.0), "betas[1]", 1.0),
+        ((0.9, 1.2), "betas[1]", 1.2),
+        ((0.9, math.nan), "betas[1]", math.nan),
+    ],
+)
 def test_invalid_betas(betas, which, value):
     _raises(lambda: Adam(betas=betas), f"Adam: {which}", "a number in [0, 1)", value)
 
@@ -192,6 +196,7 @@ def test_boundary_hyperparameters_are_accepted():
 
 # ---- parameters packed into one buffer ------------------------------------------------------
 
+
 @pytest.mark.parametrize("make", [lambda ps: Momentum(0.1, params=ps), lambda ps: Adam(0.1, params=ps)])
 def test_packing_changes_nothing_even_when_a_gradient_is_missing(make):
     # Reference: each parameter with its own optimizer (never packed). A step without b's gradient
@@ -204,24 +209,29 @@ def test_packing_changes_nothing_even_when_a_gradient_is_missing(make):
             for opt in opts:
                 opt.step()
         return a.item(), b.item()
+
     assert run(packed=True) == run(packed=False)
 
 
 def test_a_parameter_given_a_new_array_is_still_optimized():
     a, b = Parameter(1.0, name="a"), Parameter(2.0, name="b")
     opt = GradientDescent(0.5, params=[a, b])
-    a.data = np.array(10.0)                      # as a user might reset a value
+    a.data = np.array(10.0)  # as a user might reset a value
     a.grad, b.grad = np.array(2.0), np.array(2.0)
     opt.step()
-    assert (a.item(), b.item()) == (9.0, 1.0)   # 10 - 0.5 x 2 and 2 - 0.5 x 2
+    assert (a.item(), b.item()) == (9.0, 1.0)  # 10 - 0.5 x 2 and 2 - 0.5 x 2
 
 
 # ---- large parameters: not packed, steps applied and let go -----------------------------------
 
-@pytest.mark.parametrize("make", [lambda ps: GradientDescent(0.5, params=ps), lambda ps: Momentum(0.5, params=ps),
-                                  lambda ps: Adam(0.5, params=ps)])
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda ps: GradientDescent(0.5, params=ps), lambda ps: Momentum(0.5, params=ps), lambda ps: Adam(0.5, params=ps)],
+)
 def test_a_large_parameter_keeps_no_step_but_moves_as_a_small_one_does(make):
     from chainrule import optim
+
     rng = np.random.default_rng(0)
     n = optim.KEEP_LIMIT + 5  # more than one piece of the in-place update
     big, twin = Parameter(rng.normal(size=(n,))), Parameter(np.zeros(n))
@@ -241,6 +251,7 @@ def test_a_large_parameter_keeps_no_step_but_moves_as_a_small_one_does(make):
 
 def test_gradient_descent_on_a_large_parameter_by_hand():
     from chainrule import optim
+
     n = optim.KEEP_LIMIT + 3
     p = Parameter(np.full((n,), 1.0))
     p.grad = np.arange(n, dtype=float)
@@ -256,6 +267,7 @@ def test_gradient_descent_on_a_large_parameter_by_hand():
 
 def test_parameters_beyond_the_pack_limit_are_not_packed():
     from chainrule import optim
+
     small = [Parameter(np.zeros(3)), Parameter(np.zeros(4))]
     large = [Parameter(np.zeros(optim.PACK_LIMIT)), Parameter(np.zeros(2))]
     GradientDescent(0.1, params=small)

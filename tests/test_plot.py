@@ -4,6 +4,7 @@ The expected curves are recomputed here in NumPy from MISSION.md's formulas; the
 descent path is checked against the lessons' first steps (0 -> 1.57 -> 2.19 -> 2.44
 -> 2.54, stopping at 2.609 after 10 iterations).
 """
+
 import os
 import stat
 import warnings
@@ -90,8 +91,11 @@ def test_squiggle_draws_the_lessons_three_curves_and_the_data():
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     ax = fig.axes[0]
     blue, orange, green = ax.lines
-    assert [to_hex(line.get_color()) for line in ax.lines] == [to_hex("tab:blue"), to_hex("tab:orange"),
-                                                             to_hex("tab:green")]
+    assert [to_hex(line.get_color()) for line in ax.lines] == [
+        to_hex("tab:blue"),
+        to_hex("tab:orange"),
+        to_hex("tab:green"),
+    ]
     xs = blue.get_xdata()
     # the grid runs 5% past the data on each side: -0.05 .. 1.05
     assert xs[0] == pytest.approx(-0.05) and xs[-1] == pytest.approx(1.05) and len(xs) == 200
@@ -113,7 +117,7 @@ def test_squiggle_of_a_one_hidden_layer_sequential():
     before = net.state_dict()
     fig = plot.squiggle(net, x, y)
     ax = fig.axes[0]
-    assert len(ax.lines) == 3 + 1                        # a dashed curve per hidden node, then the sum
+    assert len(ax.lines) == 3 + 1  # a dashed curve per hidden node, then the sum
     *nodes, total = ax.lines
     assert all(line.get_linestyle() == "--" for line in nodes)
     # by hand: node j's curve is softplus(x W0[j, 0] + b0[j]) W1[0, j] (weights are (out, in));
@@ -146,7 +150,7 @@ def test_loss_curve_pink_curve_and_the_lessons_descent_steps(b3_history):
     assert np.round(steps.get_xdata()[:5], 2).tolist() == [0.0, 1.57, 2.19, 2.44, 2.54]
     assert len(path) == 10 + 1 and round(path[-1], 3) == 2.609
     np.testing.assert_allclose(steps.get_ydata(), ssr_at(p, x, y, b3=np.array(path)), rtol=1e-12)
-    assert round(steps.get_ydata()[0], 2) == 20.42                   # SSR at b3 = 0
+    assert round(steps.get_ydata()[0], 2) == 20.42  # SSR at b3 = 0
     # the curve covers the whole path
     assert curve.get_xdata().min() < min(path) and curve.get_xdata().max() > max(path)
     assert ax.get_xlabel() == "b3" and ax.get_ylabel() == "SSR"
@@ -157,7 +161,7 @@ def test_loss_curve_at_given_values_without_history():
     net = DosageNetwork.from_lesson()
     x, y = dosage()
     values = np.array([0.0, 1.0, 2.0, 3.0])
-    fig = plot.loss_curve(net, x, y, net.b3, values=values)     # a Parameter works as well as its name
+    fig = plot.loss_curve(net, x, y, net.b3, values=values)  # a Parameter works as well as its name
     [curve] = fig.axes[0].lines
     # MISSION.md: SSR at b3 = 0, 1, 2, 3 is 20.42, 7.77, 1.11, 0.46
     assert np.round(curve.get_ydata(), 2).tolist() == [20.42, 7.77, 1.11, 0.46]
@@ -173,7 +177,7 @@ def test_landscape_has_contours_and_the_descent_path(w3_b3_history):
     before = net.state_dict()
     fig = plot.landscape(net, x, y, ["w3", "b3"], history=w3_b3_history, grid=30)
     assert isinstance(fig, Figure)
-    ax = fig.axes[0]                                   # fig.axes[1] is the colorbar
+    ax = fig.axes[0]  # fig.axes[1] is the colorbar
     assert len(fig.axes) == 2
     contours = [c for c in ax.collections if isinstance(c, QuadContourSet)]
     assert len(contours) == 1
@@ -202,12 +206,12 @@ def test_landscape_without_history_and_restores_parameters_after_an_error():
     before = net.state_dict()
     fig = plot.landscape(net, x, y, ["w1", "b1"], grid=10)
     assert any(isinstance(c, QuadContourSet) for c in fig.axes[0].collections)
-    assert not fig.axes[0].lines                       # no path without a history
+    assert not fig.axes[0].lines  # no path without a history
     calls = []
 
     def failing_loss(predicted, observed):
         calls.append(1)
-        if len(calls) == 15:                           # in the middle of the second row of the grid
+        if len(calls) == 15:  # in the middle of the second row of the grid
             raise RuntimeError("boom")
         return cr.losses.ssr(predicted, observed)
 
@@ -273,7 +277,7 @@ def test_gradients_of_matrix_parameters_show_norms():
     h = quiet_fit(net, x, y, max_iter=5)
     top, bottom = plot.gradients(h).axes
     assert [ln.get_label() for ln in top.lines] == [n for n, _ in net.named_parameters()]
-    for line, (name, trace) in zip(top.lines, h.params.items()):
+    for line, trace in zip(top.lines, h.params.values()):
         norms = [np.sqrt(np.sum(np.asarray(g) ** 2)) for g in trace.derivative]
         np.testing.assert_allclose(line.get_ydata(), np.maximum(norms, 1e-300), rtol=1e-12)
         assert len(line.get_xdata()) == 5
@@ -295,7 +299,7 @@ def test_bad_parameter_names_raise():
         plot.landscape(net, x, y, ["w1", "w2", "w3"])
     m = mlp([1, 2, 1], seed=0)
     with pytest.raises(ValueError, match="one-element"):
-        plot.loss_curve(m, x, y, "0.weight")            # a (1, 2) matrix cannot be one axis
+        plot.loss_curve(m, x, y, "0.weight")  # a (1, 2) matrix cannot be one axis
 
 
 # ---- save ---------------------------------------------------------------------------------------------------------
@@ -315,7 +319,7 @@ def _umask():
 def test_save_png_has_the_figure_size_times_110_dpi(tmp_path, squiggle_fig):
     path = tmp_path / "squiggle.png"
     assert plot.save(squiggle_fig, path) == path
-    assert os.listdir(tmp_path) == ["squiggle.png"]           # nothing else left behind
+    assert os.listdir(tmp_path) == ["squiggle.png"]  # nothing else left behind
     assert path.stat().st_size > 10_000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # 6.4 x 4.4 inches at 110 dpi = 704 x 484 pixels
@@ -325,7 +329,7 @@ def test_save_png_has_the_figure_size_times_110_dpi(tmp_path, squiggle_fig):
 
 def test_save_png_of_the_gradients_figure(tmp_path, b3_history):
     path = tmp_path / "gradients.png"
-    plot.save(plot.gradients(b3_history), str(path))          # a str works as well as a Path
+    plot.save(plot.gradients(b3_history), str(path))  # a str works as well as a Path
     # 7.5 x 6.0 inches at 110 dpi = 825 x 660 pixels
     assert imread(path).shape[:2] == (660, 825)
     assert os.listdir(tmp_path) == ["gradients.png"]

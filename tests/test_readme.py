@@ -1,4 +1,5 @@
 """The README's Python examples run, top to bottom, as a reader would paste them."""
+
 import re
 from pathlib import Path
 
@@ -19,5 +20,5 @@ def test_the_readme_python_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     for block in runnable:
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102  (our own README)
     out = capsys.readouterr().out
-    assert "every step size fell below 0.001 at iteration 10" in out    # the quick start's stop reason
-    assert "dSSR/dw1 = sum_i dSSR/dPredicted_i" in out                  # the explanation example
+    assert "every step size fell below 0.001 at iteration 10" in out  # the quick start's stop reason
+    assert "dSSR/dw1 = sum_i dSSR/dPredicted_i" in out  # the explanation example

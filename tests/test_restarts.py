@@ -1,4 +1,5 @@
 """fit(..., restarts=N): N starts trained at once equal N separate runs from the same starts."""
+
 import warnings
 
 import numpy as np
@@ -26,8 +27,9 @@ def _separate_runs(make, n, start_seed, x, y, **kw):
         model.reset_parameters(rng)
         history = cr.fit(model, x, y, **kw)
         with cr.no_grad():
-            loss = cr.losses.get_loss(kw.get("loss", "ssr"))(model(cr.tensor(np.asarray(x).reshape(len(x), -1))),
-                                                              _targets(y, kw.get("loss", "ssr"))).item()
+            loss = cr.losses.get_loss(kw.get("loss", "ssr"))(
+                model(cr.tensor(np.asarray(x).reshape(len(x), -1))), _targets(y, kw.get("loss", "ssr"))
+            ).item()
         results.append((loss, history.n_iter, history.converged, model.state_dict()))
     return results
 
@@ -48,7 +50,7 @@ def test_the_lessons_network_from_six_starts_equals_six_separate_runs():
     assert list(history.restart_converged) == [r[2] for r in reference]
     best = int(np.argmin(losses))
     assert history.best_restart == best
-    for name, value in reference[best][3].items():       # the model ends where the best run ends
+    for name, value in reference[best][3].items():  # the model ends where the best run ends
         np.testing.assert_allclose(net.state_dict()[name], value, rtol=1e-12, atol=1e-15)
 
 
@@ -100,8 +102,9 @@ def test_frozen_parameters_stay_fixed_across_restarts():
 
 def test_a_diverging_start_does_not_stop_the_others():
     x, y = cr.data.dosage()
-    history = cr.fit(DosageNetwork.random(seed=0), x, y, restarts=5, seed=2,
-                     optimizer=GradientDescent(lr=3.0), max_iter=50)
+    history = cr.fit(
+        DosageNetwork.random(seed=0), x, y, restarts=5, seed=2, optimizer=GradientDescent(lr=3.0), max_iter=50
+    )
     assert history.restart_losses.shape == (5,)
     assert not np.isnan(history.restart_losses).any()
 
@@ -124,8 +127,21 @@ def test_compiled_restarts_with_mini_batches_read_each_batch_s_targets():
     # every batch's own targets, so compiled and eager restarts end alike.
     x = np.linspace(-1, 1, 8)[:, None]
     y = (x[:, 0] > 0).astype(float)
-    runs = [cr.fit(mlp([1, 4, 1], activation="tanh", seed=0), x, y, loss="mse", restarts=3, batch_size=1,
-                   seed=2, max_iter=50, tol=0, compile=c).restart_losses for c in (False, True)]
+    runs = [
+        cr.fit(
+            mlp([1, 4, 1], activation="tanh", seed=0),
+            x,
+            y,
+            loss="mse",
+            restarts=3,
+            batch_size=1,
+            seed=2,
+            max_iter=50,
+            tol=0,
+            compile=c,
+        ).restart_losses
+        for c in (False, True)
+    ]
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -134,7 +150,7 @@ def test_restarts_of_only_an_output_bias_broadcast_over_the_population():
     x = np.linspace(-1, 1, 8)[:, None]
     history = cr.fit(mlp([1, 3, 1], activation="tanh", seed=0), x, x[:, 0] ** 2, restarts=3, params=["2.bias"])
     assert history.restart_losses.shape == (3,)
-    np.testing.assert_allclose(history.restart_losses, history.restart_losses[0])   # a bias starts at 0 each time
+    np.testing.assert_allclose(history.restart_losses, history.restart_losses[0])  # a bias starts at 0 each time
 
 
 @pytest.mark.parametrize("batch_size", [None, 2])
@@ -142,8 +158,20 @@ def test_a_start_that_blows_up_is_kept_at_its_values_before_the_blow_up_also_wit
     # The reviewer's case: at lr 5 most starts diverge. Each frozen start keeps the values it had before
     # the iteration that blew up, so its loss is finite there, whatever tol is.
     x, y = cr.data.dosage()
-    runs = [cr.fit(DosageNetwork.random(seed=0), x, y, restarts=40, seed=3, optimizer=GradientDescent(lr=5.0),
-                   max_iter=30, tol=tol, batch_size=batch_size) for tol in (0.0, 1e-12)]
+    runs = [
+        cr.fit(
+            DosageNetwork.random(seed=0),
+            x,
+            y,
+            restarts=40,
+            seed=3,
+            optimizer=GradientDescent(lr=5.0),
+            max_iter=30,
+            tol=tol,
+            batch_size=batch_size,
+        )
+        for tol in (0.0, 1e-12)
+    ]
     for h in runs:
         assert np.isfinite(h.restart_losses).sum() > 20
         assert h.best_restart == int(np.argmin(h.restart_losses))

@@ -7,6 +7,7 @@ fails here, naming the op and the table. The scalar templates are then evaluated
 floats and compared with the op's NumPy forward and VJPs, and the optimizers' written-out updates
 with optim.py's.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,13 +33,25 @@ def _exactly_one(op, tables):
 
 def missing_rules(op):
     """What each interpreter fails to say about ``op``: a list of problems, empty when all is well."""
-    problems = [f"scalar: {p}" for p in _exactly_one(op, {
-        "FORWARD": scalar.FORWARD, "STRUCTURAL": scalar.STRUCTURAL, "SUMS": scalar.SUMS,
-        "MATRIX": scalar.MATRIX, "DECLINED": scalar.DECLINED})]
+    problems = [
+        f"scalar: {p}"
+        for p in _exactly_one(
+            op,
+            {
+                "FORWARD": scalar.FORWARD,
+                "STRUCTURAL": scalar.STRUCTURAL,
+                "SUMS": scalar.SUMS,
+                "MATRIX": scalar.MATRIX,
+                "DECLINED": scalar.DECLINED,
+            },
+        )
+    ]
     if (op in scalar.FORWARD) != (op in scalar.BACKWARD):
         problems.append("scalar: FORWARD and BACKWARD must cover the same ops")
-    problems += [f"explain: {p}" for p in _exactly_one(op, {
-        "ELEMENTWISE": explain.ELEMENTWISE, "NOT_ELEMENTWISE": explain.NOT_ELEMENTWISE})]
+    problems += [
+        f"explain: {p}"
+        for p in _exactly_one(op, {"ELEMENTWISE": explain.ELEMENTWISE, "NOT_ELEMENTWISE": explain.NOT_ELEMENTWISE})
+    ]
     problems += [f"explain labels: {p}" for p in _exactly_one(op, {"INFIX": explain.INFIX, "PLAIN": explain.PLAIN})]
     # The NumPy replay calls each op's own forward and VJPs: it takes every op that has them.
     if op in trace.DECLINED or not callable(op.fwd) or op.vjps is None:
@@ -53,25 +66,43 @@ def test_every_interpreter_has_a_rule_or_declines_the_op(name):
 
 def test_the_tables_hold_only_registered_ops():
     ops = set(REGISTRY.values())
-    for table in (scalar.FORWARD, scalar.BACKWARD, scalar.STRUCTURAL, scalar.SUMS, scalar.MATRIX, scalar.DECLINED,
-                  explain.ELEMENTWISE, explain.NOT_ELEMENTWISE, explain.INFIX, explain.PLAIN):
+    for table in (
+        scalar.FORWARD,
+        scalar.BACKWARD,
+        scalar.STRUCTURAL,
+        scalar.SUMS,
+        scalar.MATRIX,
+        scalar.DECLINED,
+        explain.ELEMENTWISE,
+        explain.NOT_ELEMENTWISE,
+        explain.INFIX,
+        explain.PLAIN,
+    ):
         assert set(table) <= ops
 
 
-@pytest.mark.parametrize("module, table, name, expected", [
-    (scalar, "FORWARD", "exp", "scalar"),
-    (scalar, "DECLINED", "max", "scalar"),
-    (scalar, "BACKWARD", "mul", "FORWARD and BACKWARD"),
-    (explain, "ELEMENTWISE", "tanh", "explain"),
-    (explain, "INFIX", "add", "explain labels"),
-    (explain, "PLAIN", "sum", "explain labels"),
-])
+@pytest.mark.parametrize(
+    "module, table, name, expected",
+    [
+        (scalar, "FORWARD", "exp", "scalar"),
+        (scalar, "DECLINED", "max", "scalar"),
+        (scalar, "BACKWARD", "mul", "FORWARD and BACKWARD"),
+        (explain, "ELEMENTWISE", "tanh", "explain"),
+        (explain, "INFIX", "add", "explain labels"),
+        (explain, "PLAIN", "sum", "explain labels"),
+    ],
+)
 def test_the_check_reports_a_rule_taken_away(monkeypatch, module, table, name, expected):
     """The check has teeth: with one rule removed, it names the op's interpreter."""
     op, entries = REGISTRY[name], getattr(module, table)
     assert op in entries
-    monkeypatch.setattr(module, table, {k: entries[k] for k in entries if k is not op} if isinstance(entries, dict)
-                        else {k for k in entries if k is not op})
+    monkeypatch.setattr(
+        module,
+        table,
+        {k: entries[k] for k in entries if k is not op}
+        if isinstance(entries, dict)
+        else {k for k in entries if k is not op},
+    )
     assert any(expected in p for p in missing_rules(op))
 
 

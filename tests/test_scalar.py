@@ -3,6 +3,7 @@
 The expected numbers come from the eager engine (compile=False), from NumPy loops
 of the lessons' chain rule written here, or from arithmetic worked in comments.
 """
+
 import re
 import warnings
 
@@ -63,14 +64,19 @@ def _close(runs, rtol=RTOL, atol=ATOL):
 
 def _close_history(ha, hb, rtol=RTOL, atol=ATOL):
     assert ha.engine == "eager"
-    assert (hb.n_iter, hb.stop_reason, hb.converged, hb.best_iter) == \
-        (ha.n_iter, ha.stop_reason, ha.converged, ha.best_iter)
+    assert (hb.n_iter, hb.stop_reason, hb.converged, hb.best_iter) == (
+        ha.n_iter,
+        ha.stop_reason,
+        ha.converged,
+        ha.best_iter,
+    )
     np.testing.assert_allclose(hb.loss, ha.loss, rtol=rtol, atol=atol)
     assert list(hb.params) == list(ha.params)
     for name in ha.params:
         for field in ("value", "derivative", "step"):
-            np.testing.assert_allclose(_fields(hb, name, field), _fields(ha, name, field), rtol=rtol, atol=atol,
-                                       err_msg=f"{name}: {field}")
+            np.testing.assert_allclose(
+                _fields(hb, name, field), _fields(ha, name, field), rtol=rtol, atol=atol, err_msg=f"{name}: {field}"
+            )
 
 
 def _identical(runs):
@@ -108,17 +114,23 @@ def numpy_descent(start, lr, max_iter, skew=1.0):
     losses, values = [], []
     for _ in range(max_iter):
         x1, x2 = x * p["w1"] + p["b1"], x * p["w2"] + p["b2"]
-        y1, y2 = np.log1p(np.exp(x1)), np.log1p(np.exp(x2))               # softplus
+        y1, y2 = np.log1p(np.exp(x1)), np.log1p(np.exp(x2))  # softplus
         s1, s2 = skew * np.exp(x1) / (1 + np.exp(x1)), np.exp(x2) / (1 + np.exp(x2))  # softplus'
         predicted = p["w3"] * y1 + p["w4"] * y2 + p["b3"]
-        d = -2 * (observed - predicted)                                      # dSSR/dPredicted_i
-        g = {"w1": np.sum(d * p["w3"] * s1 * x), "b1": np.sum(d * p["w3"] * s1),
-             "w2": np.sum(d * p["w4"] * s2 * x), "b2": np.sum(d * p["w4"] * s2),
-             "w3": np.sum(d * y1), "w4": np.sum(d * y2), "b3": np.sum(d)}
+        d = -2 * (observed - predicted)  # dSSR/dPredicted_i
+        g = {
+            "w1": np.sum(d * p["w3"] * s1 * x),
+            "b1": np.sum(d * p["w3"] * s1),
+            "w2": np.sum(d * p["w4"] * s2 * x),
+            "b2": np.sum(d * p["w4"] * s2),
+            "w3": np.sum(d * y1),
+            "w4": np.sum(d * y2),
+            "b3": np.sum(d),
+        }
         losses.append(np.sum((observed - predicted) ** 2))
         values.append(dict(p))
         for name in p:
-            p[name] -= g[name] * lr                                          # new = old - derivative x lr
+            p[name] -= g[name] * lr  # new = old - derivative x lr
     return np.array(losses), values, p
 
 
@@ -145,8 +157,9 @@ def test_the_lessons_network_matches_a_numpy_loop_of_the_chain_rule():
     # The loss falls to ~7e-15, where the residuals cancel: compare it with an absolute allowance there.
     np.testing.assert_allclose(history.loss, losses, rtol=RTOL, atol=ATOL)
     for name in DosageNetwork.NAMES:
-        np.testing.assert_allclose(_fields(history, name, "value"), [v[name] for v in values], rtol=RTOL,
-                                   atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(
+            _fields(history, name, "value"), [v[name] for v in values], rtol=RTOL, atol=ATOL, err_msg=name
+        )
         assert getattr(net, name).item() == pytest.approx(final[name], rel=RTOL, abs=ATOL)
 
 
@@ -156,8 +169,7 @@ def test_the_allowance_catches_a_derivative_wrong_in_its_ninth_digit():
     _, values, _ = numpy_descent(START, lr=0.1, max_iter=1000, skew=1 + 1e-9)
     for name in ("w1", "b1", "w3"):  # the parameters the wrong derivative reaches first
         with pytest.raises(AssertionError):
-            np.testing.assert_allclose(_fields(history, name, "value"), [v[name] for v in values], rtol=RTOL,
-                                       atol=ATOL)
+            np.testing.assert_allclose(_fields(history, name, "value"), [v[name] for v in values], rtol=RTOL, atol=ATOL)
 
 
 def test_the_lessons_b3_run_written_out():
@@ -192,10 +204,11 @@ def test_a_one_parameter_model_by_hand():
     assert history.engine == "python"
     assert history.n_iter == 18 and history.converged
     assert history.loss[0] == 1.0 and float(history.params["w"].derivative[0]) == -1.0
-    np.testing.assert_allclose(_fields(history, "w", "value"), [0.4 * (1 - 0.75 ** n) for n in range(18)],
-                               rtol=1e-13, atol=1e-16)
-    np.testing.assert_allclose(_fields(history, "w", "step"), [-0.1 * 0.75 ** n for n in range(18)], rtol=1e-12)
-    assert net.w.item() == pytest.approx(0.4 * (1 - 0.75 ** 18), rel=1e-13)
+    np.testing.assert_allclose(
+        _fields(history, "w", "value"), [0.4 * (1 - 0.75**n) for n in range(18)], rtol=1e-13, atol=1e-16
+    )
+    np.testing.assert_allclose(_fields(history, "w", "step"), [-0.1 * 0.75**n for n in range(18)], rtol=1e-12)
+    assert net.w.item() == pytest.approx(0.4 * (1 - 0.75**18), rel=1e-13)
 
 
 # ---- optimizers: the same steps and the same state afterwards ----------------------------------
@@ -231,8 +244,9 @@ def test_optimizers_written_out_match_eager_and_leave_the_same_state(kind, train
         net, opt = _lessons_net(), OPTIMIZERS[kind]()
         run = runs[compiled] = {"histories": [], "optimizer": [], "values": []}
         for max_iter in (150, 120):  # fit twice: the second fit starts where the first ended
-            run["histories"].append(cr.fit(net, x, y, optimizer=opt, params=trained, tol=0, max_iter=max_iter,
-                                           compile=compiled))
+            run["histories"].append(
+                cr.fit(net, x, y, optimizer=opt, params=trained, tol=0, max_iter=max_iter, compile=compiled)
+            )
             run["optimizer"].append((opt.t, _state(opt), [np.array(s, dtype=float) for s in opt.step_sizes]))
             run["values"].append(net.state_dict())
         _continue(net, opt, steps=30)
@@ -241,8 +255,9 @@ def test_optimizers_written_out_match_eager_and_leave_the_same_state(kind, train
     assert [h.engine for h in written["histories"]] == ["python", "python"]
     for he, hw in zip(eager["histories"], written["histories"]):
         _close_history(he, hw)
-    for (t_e, state_e, steps_e), (t_w, state_w, steps_w), t in zip(eager["optimizer"], written["optimizer"],
-                                                                   (150, 120)):
+    for (t_e, state_e, steps_e), (t_w, state_w, steps_w), t in zip(
+        eager["optimizer"], written["optimizer"], (150, 120)
+    ):
         assert t_w == t_e == t
         assert [sorted(s) for s in state_w] == [sorted(s) for s in state_e]
         for se, sw in zip(state_e, state_w):
@@ -296,8 +311,15 @@ def test_a_small_mlp_is_written_out_for_each_activation(activation):
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, size=(5, 1))
     y = np.sin(x[:, 0])
-    runs = _both(lambda: mlp([1, 3, 1], activation=activation, seed=3), x, y, loss="mse",
-                 optimizer=GradientDescent(0.2), tol=0, max_iter=300)
+    runs = _both(
+        lambda: mlp([1, 3, 1], activation=activation, seed=3),
+        x,
+        y,
+        loss="mse",
+        optimizer=GradientDescent(0.2),
+        tol=0,
+        max_iter=300,
+    )
     assert runs[1][1].engine == "python"
     assert runs[1][1].loss[-1] < runs[1][1].loss[0] / 2  # it learned something
     _close(runs)
@@ -360,8 +382,9 @@ def test_a_callback_that_lowers_the_learning_rate_is_obeyed():
             if history.n_iter == 2:
                 opt.lr = 0.01
 
-        history = cr.fit(net, x, y, params=["b3"], optimizer=opt, tol=0, max_iter=5, callback=callback,
-                         compile=compiled)
+        history = cr.fit(
+            net, x, y, params=["b3"], optimizer=opt, tol=0, max_iter=5, callback=callback, compile=compiled
+        )
         steps.append(_fields(history, "b3", "step"))
     # iteration 3 onwards: step = derivative x 0.01
     np.testing.assert_allclose(steps[1], steps[0], rtol=RTOL, atol=ATOL)
@@ -410,8 +433,8 @@ def test_the_gradient_monitor_flags_the_same_events_as_eager():
     eager, written = runs
     assert written.engine == "python"
     assert len(eager.health_events) >= 3 and all("vanishing" in e for e in eager.health_events)
-    assert any("iteration 150:" in e for e in eager.health_events)   # in the second block of iterations
-    assert any("iteration 170:" in e for e in eager.health_events)   # later in it
+    assert any("iteration 150:" in e for e in eager.health_events)  # in the second block of iterations
+    assert any("iteration 170:" in e for e in eager.health_events)  # later in it
     _same_words(written.health_events, eager.health_events)
 
 
@@ -442,8 +465,11 @@ def _same_divergence(runs, engine):
         assert eb.history.engine == engine
 
 
-@pytest.mark.parametrize("make_opt", [lambda: GradientDescent(100.0), lambda: Momentum(1.0, momentum=0.9)],
-                         ids=["gd-lr-100", "momentum-lr-1"])
+@pytest.mark.parametrize(
+    "make_opt",
+    [lambda: GradientDescent(100.0), lambda: Momentum(1.0, momentum=0.9)],
+    ids=["gd-lr-100", "momentum-lr-1"],
+)
 def test_divergence_is_reported_as_eager_reports_it(make_opt):
     x, y = dosage()
     runs = [_diverge(_lessons_net, x, y, compiled, optimizer=make_opt()) for compiled in (False, True)]
@@ -470,8 +496,10 @@ def test_finite_steps_whose_sum_overflows_are_not_a_divergence():
     # loss = a + b at x = 1, so both derivatives are 1 and both steps are lr = 1e308 (finite); their
     # sum is inf. Eager takes the step, and the loss at a = b = -1e308 is -inf: it diverges at iteration 2.
     x, y = np.array([1.0]), np.array([0.0])
-    runs = [_diverge(_TwoSlopes, x, y, compiled, loss=lambda p, t: p.sum(), optimizer=GradientDescent(1e308))
-            for compiled in (False, True)]
+    runs = [
+        _diverge(_TwoSlopes, x, y, compiled, loss=lambda p, t: p.sum(), optimizer=GradientDescent(1e308))
+        for compiled in (False, True)
+    ]
     assert runs[0][0].iteration == 2
     _same_divergence(runs, engine=None)
 
@@ -496,17 +524,21 @@ class _Exp(Module):
         return cr.exp(x * self.w)
 
 
-@pytest.mark.parametrize("make, y, lr, engine, iteration, first_loss", [
-    # x = (1, 2). At w = -1: log(1 - 1) = log 0 and log(1 - 2) = log -1 at iteration 1, nothing written out
-    (lambda: _Log(-1.0), [-3.0, -3.0], 0.1, "numpy", 1, None),
-    # At w = 1: SSR = (3 + log 2)^2 + (3 + log 3)^2 and
-    # dSSR/dw = -2 [(-3 - log 2) / 2 + (-3 - log 3) x 2 / 3] = 9.16, so w = 1 - 0.3 x 9.16 = -1.75:
-    # log(1 - 1.75) is a log of a negative number at iteration 2
-    (lambda: _Log(1.0), [-3.0, -3.0], 0.3, "python+numpy", 2, (3 + np.log(2)) ** 2 + (3 + np.log(3)) ** 2),
-    # At w = 0: SSR = 2 x 99^2 = 19602, dSSR/dw = -2 x 99 x (1 + 2) = -594; lr 0.6 makes w = 356.4,
-    # and e^(2 x 356.4) overflows at iteration 2
-    (lambda: _Exp(0.0), [100.0, 100.0], 0.6, "python+numpy", 2, 19602.0),
-], ids=["log-at-once", "log-later", "exp-overflow"])
+@pytest.mark.parametrize(
+    "make, y, lr, engine, iteration, first_loss",
+    [
+        # x = (1, 2). At w = -1: log(1 - 1) = log 0 and log(1 - 2) = log -1 at iteration 1, nothing written out
+        (lambda: _Log(-1.0), [-3.0, -3.0], 0.1, "numpy", 1, None),
+        # At w = 1: SSR = (3 + log 2)^2 + (3 + log 3)^2 and
+        # dSSR/dw = -2 [(-3 - log 2) / 2 + (-3 - log 3) x 2 / 3] = 9.16, so w = 1 - 0.3 x 9.16 = -1.75:
+        # log(1 - 1.75) is a log of a negative number at iteration 2
+        (lambda: _Log(1.0), [-3.0, -3.0], 0.3, "python+numpy", 2, (3 + np.log(2)) ** 2 + (3 + np.log(3)) ** 2),
+        # At w = 0: SSR = 2 x 99^2 = 19602, dSSR/dw = -2 x 99 x (1 + 2) = -594; lr 0.6 makes w = 356.4,
+        # and e^(2 x 356.4) overflows at iteration 2
+        (lambda: _Exp(0.0), [100.0, 100.0], 0.6, "python+numpy", 2, 19602.0),
+    ],
+    ids=["log-at-once", "log-later", "exp-overflow"],
+)
 def test_a_math_error_in_python_hands_the_iteration_to_numpy(make, y, lr, engine, iteration, first_loss):
     x = np.array([1.0, 2.0])
     with np.errstate(divide="ignore"):
@@ -545,7 +577,7 @@ def test_a_branch_on_a_parameter_value_is_caught_by_the_next_check():
     c = np.where(values < 1, 1.0, 0.5)
     true_loss = 1.25 * (2 - c * values) ** 2
     wrong = np.flatnonzero(~np.isclose(history.loss, true_loss, rtol=1e-12, atol=1e-15)) + 1
-    assert len(wrong) > 0 and wrong.max() <= RECHECK          # the old graph, until the next check at most
+    assert len(wrong) > 0 and wrong.max() <= RECHECK  # the old graph, until the next check at most
     assert eager.w.item() == pytest.approx(4.0) and model.w.item() == pytest.approx(4.0)
     # Independently, what that means: iterations 1..RECHECK on the graph recorded at the start (c = 1),
     # then the model's own branch, with the momentum carried over (v <- 0.5 v + g; step = 0.1 v).
@@ -594,8 +626,15 @@ def test_a_classifier_with_cross_entropy_replays_numpy_bit_for_bit():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 2))
     labels = np.array([0, 1, 2, 0, 1, 2])
-    runs = _both(lambda: mlp([2, 3, 3], activation="tanh", seed=2), x, labels, loss="cross_entropy",
-                 optimizer=GradientDescent(0.5), tol=0, max_iter=50)
+    runs = _both(
+        lambda: mlp([2, 3, 3], activation="tanh", seed=2),
+        x,
+        labels,
+        loss="cross_entropy",
+        optimizer=GradientDescent(0.5),
+        tol=0,
+        max_iter=50,
+    )
     assert runs[1][1].engine == "numpy"
     _identical(runs)
 
@@ -604,8 +643,9 @@ def test_a_step_longer_than_max_operations_replays_numpy():
     rng = np.random.default_rng(2)
     x = rng.uniform(-1, 1, size=(20, 1))
     # the second layer alone is 20 rows x 16 outputs x 16 products: far beyond MAX_OPERATIONS
-    runs = _both(lambda: mlp([1, 16, 16, 1], activation="tanh", seed=0), x, np.sin(3 * x[:, 0]), loss="mse",
-                 tol=0, max_iter=20)
+    runs = _both(
+        lambda: mlp([1, 16, 16, 1], activation="tanh", seed=0), x, np.sin(3 * x[:, 0]), loss="mse", tol=0, max_iter=20
+    )
     assert runs[1][1].engine == "numpy"
     _identical(runs)
 
@@ -793,8 +833,7 @@ def test_a_callback_that_raises_leaves_the_optimizer_as_eager_does():
 
 def test_a_one_element_vector_keeps_its_shape_in_the_history_with_a_callback():
     x, y = dosage()
-    h = cr.fit(mlp([1, 2, 1], seed=0), x, y, loss="mse", tol=0, max_iter=3, callback=lambda h: False,
-               compile=True)
+    h = cr.fit(mlp([1, 2, 1], seed=0), x, y, loss="mse", tol=0, max_iter=3, callback=lambda h: False, compile=True)
     assert h.engine == "python"
     assert [np.shape(v) for v in h.params["2.bias"].value] == [(1,)] * 3
 
@@ -807,12 +846,12 @@ class _Shapes(Module):
         self.a = Parameter(rng.normal(size=(2, 3)))
         self.k = Parameter(1.5)
 
-    def forward(self, x):                                                   # x: (4, 2)
-        h = cr.sigmoid(cr.matmul(x, self.a))                                # (4, 3)
-        col = cr.sum(h, axis=0, keepdims=True)                              # (1, 3)
-        row = cr.sum(cr.transpose(h), axis=0)                               # (4,)
-        back = cr.reshape(cr.sqrt(h * h + 1.0), (3, 4))                     # (3, 4)
-        mix = cr.sum(back, axis=1) ** self.k                                # (3,): a trained exponent
+    def forward(self, x):  # x: (4, 2)
+        h = cr.sigmoid(cr.matmul(x, self.a))  # (4, 3)
+        col = cr.sum(h, axis=0, keepdims=True)  # (1, 3)
+        row = cr.sum(cr.transpose(h), axis=0)  # (4,)
+        back = cr.reshape(cr.sqrt(h * h + 1.0), (3, 4))  # (3, 4)
+        mix = cr.sum(back, axis=1) ** self.k  # (3,): a trained exponent
         return cr.reshape(row, (4, 1)) + cr.sum(col * mix) / 10.0
 
 

@@ -1,4 +1,5 @@
 """chainrule.sklearn: scikit-learn's own estimator checks, Pipeline and GridSearchCV, the digits."""
+
 import os
 import re
 import runpy
@@ -45,8 +46,9 @@ def quiet(fn, *args, **kwargs):
 
 # Fewer, larger steps than the defaults keep the ~110 checks near 2 s (the defaults pass too, in ~6 s).
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks([NeuralNetworkRegressor(learning_rate=0.01, max_iter=50),
-                          NeuralNetworkClassifier(learning_rate=0.01, max_iter=50)])
+@parametrize_with_checks(
+    [NeuralNetworkRegressor(learning_rate=0.01, max_iter=50), NeuralNetworkClassifier(learning_rate=0.01, max_iter=50)]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -57,8 +59,10 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_pipeline_and_grid_search_on_iris():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(StandardScaler(), NeuralNetworkClassifier(random_state=0, max_iter=100))
-    grid = {"neuralnetworkclassifier__hidden_layer_sizes": [(4,), (16,)],
-            "neuralnetworkclassifier__learning_rate": [0.001, 0.01]}
+    grid = {
+        "neuralnetworkclassifier__hidden_layer_sizes": [(4,), (16,)],
+        "neuralnetworkclassifier__learning_rate": [0.001, 0.01],
+    }
     search = quiet(GridSearchCV(pipe, grid, cv=3).fit, X, y)
     assert search.best_params_["neuralnetworkclassifier__learning_rate"] == 0.01  # 100 epochs at 0.001 is too few
     assert search.best_score_ > 0.9
@@ -78,8 +82,9 @@ def test_linear_network_matches_least_squares():
     # No hidden layer, full-batch gradient descent on the MSE: the least-squares solution,
     # which scikit-learn's LinearRegression computes independently.
     X, y = make_regression(n_samples=50, n_features=3, noise=2.0, bias=1.5, random_state=1)
-    reg = NeuralNetworkRegressor((), optimizer="gd", learning_rate=0.1, batch_size=None, tol=1e-10,
-                                 max_iter=5000, random_state=0).fit(X, y)
+    reg = NeuralNetworkRegressor(
+        (), optimizer="gd", learning_rate=0.1, batch_size=None, tol=1e-10, max_iter=5000, random_state=0
+    ).fit(X, y)
     ols = LinearRegression().fit(X, y)
     assert reg.history_.converged
     np.testing.assert_allclose(reg.model_[0].weight.data.ravel(), ols.coef_, rtol=1e-6)
@@ -99,8 +104,12 @@ def test_regressor_predicts_the_shape_of_y(shape):
 def test_ssr_loss_is_the_lessons_loss():
     # Same random_state, same starting network: before the first update SSR = n x MSE (n = 3 dosages).
     x, y = cr.data.dosage()
-    first = {loss: quiet(NeuralNetworkRegressor((2,), "softplus", loss=loss, max_iter=1, random_state=0).fit,
-                         x.reshape(-1, 1), y).loss_curve_[0] for loss in ("ssr", "mse")}
+    first = {
+        loss: quiet(
+            NeuralNetworkRegressor((2,), "softplus", loss=loss, max_iter=1, random_state=0).fit, x.reshape(-1, 1), y
+        ).loss_curve_[0]
+        for loss in ("ssr", "mse")
+    }
     assert first["ssr"] == pytest.approx(3 * first["mse"], rel=1e-12)
 
 
@@ -154,30 +163,39 @@ def test_tol_zero_runs_max_iter_epochs_without_a_warning():
     assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3 and not clf.history_.converged
 
 
-@pytest.mark.parametrize("name, value, allowed", [
-    ("hidden_layer_sizes", (4, 0), "an integer >= 1 or a sequence of integers >= 1"),
-    ("hidden_layer_sizes", True, "an integer >= 1 or a sequence of integers >= 1"),
-    ("activation", "gelu", "one of 'identity', 'relu', 'sigmoid', 'softplus', 'tanh'"),
-    ("optimizer", "sgd", "one of 'adam', 'gd', 'momentum'"),
-    ("learning_rate", 0.0, "a finite number > 0"),
-    ("momentum", 1.0, r"a number in \[0, 1\)"),
-    ("tol", -1.0, "a finite number >= 0"),
-    ("tol", "0.1", "a finite number >= 0"),
-    ("max_iter", 0, "an integer >= 1"),
-    ("max_iter", 10.0, "an integer >= 1"),
-    ("batch_size", 0, "'auto' or None or an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("hidden_layer_sizes", (4, 0), "an integer >= 1 or a sequence of integers >= 1"),
+        ("hidden_layer_sizes", True, "an integer >= 1 or a sequence of integers >= 1"),
+        ("activation", "gelu", "one of 'identity', 'relu', 'sigmoid', 'softplus', 'tanh'"),
+        ("optimizer", "sgd", "one of 'adam', 'gd', 'momentum'"),
+        ("learning_rate", 0.0, "a finite number > 0"),
+        ("momentum", 1.0, r"a number in \[0, 1\)"),
+        ("tol", -1.0, "a finite number >= 0"),
+        ("tol", "0.1", "a finite number >= 0"),
+        ("max_iter", 0, "an integer >= 1"),
+        ("max_iter", 10.0, "an integer >= 1"),
+        ("batch_size", 0, "'auto' or None or an integer >= 1"),
+    ],
+)
 def test_invalid_parameters_name_the_parameter_and_the_value(name, value, allowed):
     X, y = load_iris(return_X_y=True)
     clf = NeuralNetworkClassifier().set_params(**{name: value})
-    with pytest.raises(ValueError, match=rf"The '{name}' parameter of NeuralNetworkClassifier must be "
-                                         rf"{allowed}.*Got {re.escape(repr(value))} instead"):
+    with pytest.raises(
+        ValueError,
+        match=rf"The '{name}' parameter of NeuralNetworkClassifier must be "
+        rf"{allowed}.*Got {re.escape(repr(value))} instead",
+    ):
         clf.fit(X, y)
 
 
 def test_invalid_loss():
-    with pytest.raises(ValueError, match=r"The 'loss' parameter of NeuralNetworkRegressor must be one of "
-                                         r"'mse', 'ssr'. Got 'cross_entropy' instead."):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'loss' parameter of NeuralNetworkRegressor must be one of "
+        r"'mse', 'ssr'. Got 'cross_entropy' instead.",
+    ):
         NeuralNetworkRegressor(loss="cross_entropy").fit(np.zeros((3, 1)), np.zeros(3))
 
 
@@ -216,8 +234,9 @@ def test_digits_example_reaches_96_percent(capsys):
 
 def test_digits_classifier_reaches_96_percent():
     images, labels = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split((images / 16).astype(np.float32), labels,
-                                                        test_size=0.25, stratify=labels, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        (images / 16).astype(np.float32), labels, test_size=0.25, stratify=labels, random_state=0
+    )
     clf = NeuralNetworkClassifier((128, 64), batch_size=64, max_iter=40, tol=0, random_state=0)
     clf.fit(X_train, y_train)
     assert clf.n_iter_ == 40

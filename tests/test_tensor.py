@@ -1,4 +1,5 @@
 """Tensor, apply and backward: the API contract, hand-worked chain rules, stability and errors."""
+
 import math
 import operator
 
@@ -14,6 +15,7 @@ def _leaf(values, dtype=None):
 
 
 # ---- construction ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("data", [1, 2.5, [1, 2, 3], [[1.0], [2.0]], np.arange(3), np.float64(2.0), True])
 def test_tensor_is_float64_by_default(data):
@@ -65,6 +67,7 @@ def test_detach_shares_data_and_stops_the_gradient():
 
 
 # ---- backward ------------------------------------------------------------------------------
+
 
 def test_backward_on_non_scalar_needs_grad():
     x = _leaf([1.0, 2.0])
@@ -158,12 +161,26 @@ def test_constants_get_no_gradient():
 # ---- float32 -------------------------------------------------------------------------------
 
 MIXED = [
-    lambda x: x + 1, lambda x: 1 - x, lambda x: x * 2.5, lambda x: 2.5 / (x + 3), lambda x: x ** 2,
-    lambda x: 2.0 ** x, lambda x: x + np.ones(3), lambda x: np.ones(3) * x, lambda x: x @ np.ones(3),
-    lambda x: np.ones((2, 3)) @ x, lambda x: cr.maximum(x, 0.5), lambda x: cr.where(x > 0, x, 0.0),
-    lambda x: x.clip(-0.5, 0.5), lambda x: x.mean(), lambda x: cr.softmax(x), lambda x: x[[0, 0]],
-    lambda x: cr.concatenate([x, np.ones(2)]), lambda x: cr.stack([x, np.ones(3)]),
-    lambda x: x + np.float64(1.5), lambda x: x * np.arange(3),
+    lambda x: x + 1,
+    lambda x: 1 - x,
+    lambda x: x * 2.5,
+    lambda x: 2.5 / (x + 3),
+    lambda x: x**2,
+    lambda x: 2.0**x,
+    lambda x: x + np.ones(3),
+    lambda x: np.ones(3) * x,
+    lambda x: x @ np.ones(3),
+    lambda x: np.ones((2, 3)) @ x,
+    lambda x: cr.maximum(x, 0.5),
+    lambda x: cr.where(x > 0, x, 0.0),
+    lambda x: x.clip(-0.5, 0.5),
+    lambda x: x.mean(),
+    lambda x: cr.softmax(x),
+    lambda x: x[[0, 0]],
+    lambda x: cr.concatenate([x, np.ones(2)]),
+    lambda x: cr.stack([x, np.ones(3)]),
+    lambda x: x + np.float64(1.5),
+    lambda x: x * np.arange(3),
 ]
 
 
@@ -190,7 +207,9 @@ def test_operators_take_numbers_and_arrays_on_either_side(op, other):
         if not left and isinstance(other, list):
             continue  # list <op> Tensor: only through the reflected operator for + and *, tested below
         y = op(x, other) if left else op(other, x)
-        expected = op(x_values, np.asarray(other, dtype=float)) if left else op(np.asarray(other, dtype=float), x_values)
+        expected = (
+            op(x_values, np.asarray(other, dtype=float)) if left else op(np.asarray(other, dtype=float), x_values)
+        )
         np.testing.assert_allclose(y.data, expected, rtol=1e-15)
         fn = (lambda t: op(t, other)) if left else (lambda t: op(other, t))
         assert gradcheck(fn, x)
@@ -227,16 +246,26 @@ def test_comparisons_give_boolean_arrays():
 
 def test_methods_match_functions():
     x = cr.tensor(np.arange(6.0).reshape(2, 3) / 6)
-    pairs = [(x.exp(), cr.exp(x)), (x.tanh(), cr.tanh(x)), (x.sum(axis=0), cr.sum(x, 0)),
-             (x.max(axis=1, keepdims=True), cr.max(x, 1, True)), (x.T, cr.transpose(x)),
-             (x.reshape(3, 2), cr.reshape(x, (3, 2))), (x.transpose(1, 0), cr.transpose(x, (1, 0))),
-             (x.log_softmax(), cr.log_softmax(x)), (x.logsumexp(axis=1), cr.logsumexp(x, 1)),
-             (-x, cr.neg(x)), (x.relu(), cr.relu(x)), (x.softplus(), cr.softplus(x))]
+    pairs = [
+        (x.exp(), cr.exp(x)),
+        (x.tanh(), cr.tanh(x)),
+        (x.sum(axis=0), cr.sum(x, 0)),
+        (x.max(axis=1, keepdims=True), cr.max(x, 1, True)),
+        (x.T, cr.transpose(x)),
+        (x.reshape(3, 2), cr.reshape(x, (3, 2))),
+        (x.transpose(1, 0), cr.transpose(x, (1, 0))),
+        (x.log_softmax(), cr.log_softmax(x)),
+        (x.logsumexp(axis=1), cr.logsumexp(x, 1)),
+        (-x, cr.neg(x)),
+        (x.relu(), cr.relu(x)),
+        (x.softplus(), cr.softplus(x)),
+    ]
     for method, function in pairs:
         np.testing.assert_array_equal(method.data, function.data)
 
 
 # ---- hand-worked chain rules -----------------------------------------------------------------
+
 
 def test_square_of_linear_by_hand():
     # loss = (2w - 1)^2 at w = 3: (6 - 1)^2 = 25; d/dw = 2 (2w - 1) * 2 = 4 * 5 = 20
@@ -304,6 +333,7 @@ def test_sigmoid_composite_matches_primitive():
 
 # ---- numerical stability ---------------------------------------------------------------------
 
+
 def test_softplus_and_sigmoid_at_plus_minus_1000():
     # softplus(x) -> x for large x (slope 1) and -> 0 for very negative x (slope 0);
     # sigmoid -> 1 and 0, with slope sigmoid (1 - sigmoid) -> 0 both ways.
@@ -318,8 +348,9 @@ def test_softplus_and_sigmoid_at_plus_minus_1000():
         np.testing.assert_array_equal(x.grad, [0.0, 0.0])
 
 
-@pytest.mark.parametrize("fn", [cr.softplus, cr.sigmoid, cr.logsumexp, cr.softmax, cr.log_softmax, cr.tanh],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "fn", [cr.softplus, cr.sigmoid, cr.logsumexp, cr.softmax, cr.log_softmax, cr.tanh], ids=lambda f: f.__name__
+)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_stable_ops_never_overflow(fn, dtype):
     # Not even in an intermediate step that happens to give the right limit (1 / (1 + e^1000) = 0)
@@ -361,6 +392,7 @@ def test_logsumexp_and_softmax_at_large_logits():
 
 
 # ---- choices at non-differentiable points -----------------------------------------------------
+
 
 def _grads(fn, *values):
     xs = [_leaf(v) for v in values]
@@ -410,14 +442,21 @@ def test_clip_rejects_lo_above_hi():
 
 # ---- errors: shapes ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn, op, shapes", [
-    (lambda: cr.tensor(np.ones((2, 3))) + cr.tensor(np.ones(4)), "add", ["(2, 3)", "(4,)"]),
-    (lambda: cr.tensor(np.ones((2, 3))) * np.ones((3, 2)), "mul", ["(2, 3)", "(3, 2)"]),
-    (lambda: cr.tensor(np.ones((2, 3))) @ cr.tensor(np.ones((4, 5))), "matmul", ["(2, 3)", "(4, 5)"]),
-    (lambda: cr.reshape(cr.tensor(np.ones((2, 3))), (4, 2)), "reshape", ["(2, 3)", "(4, 2)"]),
-    (lambda: cr.concatenate([cr.tensor(np.ones((2, 3))), cr.tensor(np.ones((2, 4)))]), "concatenate",
-     ["(2, 3)", "(2, 4)"]),
-])
+
+@pytest.mark.parametrize(
+    "fn, op, shapes",
+    [
+        (lambda: cr.tensor(np.ones((2, 3))) + cr.tensor(np.ones(4)), "add", ["(2, 3)", "(4,)"]),
+        (lambda: cr.tensor(np.ones((2, 3))) * np.ones((3, 2)), "mul", ["(2, 3)", "(3, 2)"]),
+        (lambda: cr.tensor(np.ones((2, 3))) @ cr.tensor(np.ones((4, 5))), "matmul", ["(2, 3)", "(4, 5)"]),
+        (lambda: cr.reshape(cr.tensor(np.ones((2, 3))), (4, 2)), "reshape", ["(2, 3)", "(4, 2)"]),
+        (
+            lambda: cr.concatenate([cr.tensor(np.ones((2, 3))), cr.tensor(np.ones((2, 4)))]),
+            "concatenate",
+            ["(2, 3)", "(2, 4)"],
+        ),
+    ],
+)
 def test_shape_errors_name_the_op_and_the_shapes(fn, op, shapes):
     with pytest.raises(ValueError) as info:
         fn()
@@ -433,6 +472,7 @@ def test_index_errors_stay_index_errors():
 
 
 # ---- errors: anomalies ---------------------------------------------------------------------------
+
 
 def test_detect_anomaly_names_the_op_of_a_forward_nan():
     x = _leaf([1.0, -1.0])
@@ -470,16 +510,24 @@ def test_detect_anomaly_is_off_again_after_the_block():
 
 # ---- errors: types -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("data", ["abc", ["a", "b"], None, {"a": 1}, [1.0, [2.0, 3.0]], 1 + 2j])
 def test_tensor_of_non_numbers_raises_type_error(data):
     with pytest.raises(TypeError, match="expected"):
         cr.tensor(data)
 
 
-@pytest.mark.parametrize("fn, op", [
-    (lambda x: x + "s", "add"), (lambda x: "s" + x, "add"), (lambda x: x * ["a"], "mul"),
-    (lambda x: x - None, "sub"), (lambda x: x @ "m", "matmul"), (lambda x: cr.maximum(x, "a"), "maximum"),
-])
+@pytest.mark.parametrize(
+    "fn, op",
+    [
+        (lambda x: x + "s", "add"),
+        (lambda x: "s" + x, "add"),
+        (lambda x: x * ["a"], "mul"),
+        (lambda x: x - None, "sub"),
+        (lambda x: x @ "m", "matmul"),
+        (lambda x: cr.maximum(x, "a"), "maximum"),
+    ],
+)
 def test_operands_of_the_wrong_type_raise_type_error(fn, op):
     with pytest.raises(TypeError, match=rf"^{op}: input \d must be a Tensor, a number or a numeric array"):
         fn(cr.tensor([1.0]))
@@ -495,7 +543,9 @@ def test_concatenate_wants_a_sequence():
 def test_backward_lets_go_of_each_node_once_past_it():
     # While exp's derivative is computed, the product node after it (already done) must be freed.
     import weakref
+
     from chainrule.ops import REGISTRY
+
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     a = cr.exp(x)
     b = a * 3.0
@@ -508,6 +558,7 @@ def test_backward_lets_go_of_each_node_once_past_it():
     def watching(g, out, x):
         seen.append(gone() is None)
         return original[0](g, out, x)
+
     op.vjps = (watching,)
     try:
         c.backward()
@@ -519,8 +570,9 @@ def test_backward_lets_go_of_each_node_once_past_it():
 
 # ---- graph(output): the public view of the record ------------------------------------------------
 
+
 def test_the_graph_lists_leaves_and_nodes_inputs_first():
-    x = cr.tensor([1.0, 2.0], name="x")          # a named constant: a leaf that needs no grad
+    x = cr.tensor([1.0, 2.0], name="x")  # a named constant: a leaf that needs no grad
     w = cr.tensor(0.5, requires_grad=True, name="w")
     loss = ((x * w + 1.0) ** 2).sum()
     g = cr.graph(loss)
@@ -528,11 +580,11 @@ def test_the_graph_lists_leaves_and_nodes_inputs_first():
     assert [n.index for n in g] == list(range(len(g))) and g.output is g.nodes[-1]
     assert [n.name for n in g.leaves] == ["x", "w"] and g.node(w).requires_grad and not g.node(x).requires_grad
     add = g.nodes[3]
-    assert add.inputs == (g.nodes[2], None) and add.args[1] == 1.0   # the constant 1.0: no node, its array
-    assert add.args[0] is g.nodes[2].value                             # the arrays the op received, as they are
+    assert add.inputs == (g.nodes[2], None) and add.args[1] == 1.0  # the constant 1.0: no node, its array
+    assert add.args[0] is g.nodes[2].value  # the arrays the op received, as they are
     assert g.output.kwargs == {"axis": None, "keepdims": False} and g.output.tensor is loss
     for n in g:
-        if n.op:   # each node's op gives its value again from its args and kwargs
+        if n.op:  # each node's op gives its value again from its args and kwargs
             np.testing.assert_array_equal(n.op.fwd(*n.args, **n.kwargs), n.value)
     assert all(n.grad is None for n in g) and w in g and cr.tensor(1.0) not in g
 
@@ -567,6 +619,8 @@ def test_a_graph_freed_by_backward_says_to_retain_it():
 
 def test_anomaly_error_lives_in_errors_and_is_re_exported():
     import importlib
+
     from chainrule import errors
+
     tensor_module = importlib.import_module("chainrule.tensor")  # cr.tensor is the function
     assert cr.AnomalyError is tensor_module.AnomalyError is errors.AnomalyError

@@ -4,6 +4,7 @@ Bit for bit where the replay runs (the same NumPy calls in the same order). The 
 network on the full batch is written out as Python arithmetic instead (engine "python",
 chainrule.scalar), which calls Python's math where eager calls NumPy: those runs agree to rounding.
 """
+
 import warnings
 
 import numpy as np
@@ -63,24 +64,40 @@ def test_the_lessons_b3_run_is_the_same_compiled():
     x, y = cr.data.dosage()
     runs = _both(lambda: DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"])
     _close(runs)
-    assert runs[1][1].n_iter == 10 and round(runs[1][0].b3.item(), 3) == 2.609   # MISSION.md
+    assert runs[1][1].n_iter == 10 and round(runs[1][0].b3.item(), 3) == 2.609  # MISSION.md
 
 
 @pytest.mark.parametrize("batch_size", [None, 2], ids=["full-batch-written-out", "mini-batches-replayed"])
 def test_all_seven_parameters_for_1000_iterations_are_the_same_compiled(batch_size):
     x, y = cr.data.dosage()
-    runs = _both(lambda: DosageNetwork(2.0, 0.0, -2.0, 0.0, 1.0, 1.0, 0.0), x, y, tol=0, max_iter=1000,
-                 batch_size=batch_size, seed=0)
+    runs = _both(
+        lambda: DosageNetwork(2.0, 0.0, -2.0, 0.0, 1.0, 1.0, 0.0),
+        x,
+        y,
+        tol=0,
+        max_iter=1000,
+        batch_size=batch_size,
+        seed=0,
+    )
     (_close if batch_size is None else _same)(runs)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_classifier_with_mini_batches_and_a_short_last_batch_is_the_same_compiled(dtype):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(50, 4)).astype(dtype)            # 50 = 3 batches of 16 and one of 2
+    x = rng.normal(size=(50, 4)).astype(dtype)  # 50 = 3 batches of 16 and one of 2
     labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
-    runs = _both(lambda: mlp([4, 8, 3], activation="relu", seed=1, dtype=dtype), x, labels,
-                 loss="cross_entropy", optimizer=Adam(0.01), batch_size=16, seed=2, max_iter=5, tol=0)
+    runs = _both(
+        lambda: mlp([4, 8, 3], activation="relu", seed=1, dtype=dtype),
+        x,
+        labels,
+        loss="cross_entropy",
+        optimizer=Adam(0.01),
+        batch_size=16,
+        seed=2,
+        max_iter=5,
+        tol=0,
+    )
     _same(runs)
     assert runs[1][0].parameters()[0].dtype == dtype
 
@@ -89,8 +106,18 @@ def test_a_regression_mlp_with_frozen_layers_is_the_same_compiled():
     rng = np.random.default_rng(3)
     x = rng.uniform(-1, 1, size=(20, 2))
     y = np.sin(3 * x[:, 0]) * x[:, 1]
-    _same(_both(lambda: mlp([2, 6, 6, 1], activation="tanh", seed=4), x, y, loss="mse",
-                params=["2.weight", "2.bias", "4.weight"], optimizer=GradientDescent(0.3), max_iter=40, tol=0))
+    _same(
+        _both(
+            lambda: mlp([2, 6, 6, 1], activation="tanh", seed=4),
+            x,
+            y,
+            loss="mse",
+            params=["2.weight", "2.bias", "4.weight"],
+            optimizer=GradientDescent(0.3),
+            max_iter=40,
+            tol=0,
+        )
+    )
 
 
 class _PeekingModel(Module):
@@ -112,7 +139,7 @@ def test_a_model_that_builds_constants_from_its_data_falls_back_to_eager_with_a_
     compiled = _PeekingModel()
     with pytest.warns(CompileWarning, match="differs from the eager one"):
         cr.fit(compiled, x, y, loss="mse", batch_size=4, seed=0, max_iter=3, tol=0, compile=True)
-    assert compiled.w.item() == eager.w.item()            # the fallback trained exactly as eager did
+    assert compiled.w.item() == eager.w.item()  # the fallback trained exactly as eager did
 
 
 def test_the_tape_reads_as_straight_line_numpy_calls():

@@ -1,4 +1,5 @@
 """chainrule.fit and History: the lessons' gradient descent, stopping rules, input checks."""
+
 import math
 import warnings
 
@@ -21,9 +22,15 @@ def lesson_gradients(p, x, observed):
     y1, y2 = np.log1p(np.exp(x1)), np.log1p(np.exp(x2))
     s1, s2 = np.exp(x1) / (1 + np.exp(x1)), np.exp(x2) / (1 + np.exp(x2))
     d = -2 * (observed - (p["w3"] * y1 + p["w4"] * y2 + p["b3"]))
-    return {"w1": np.sum(d * p["w3"] * s1 * x), "b1": np.sum(d * p["w3"] * s1),
-            "w2": np.sum(d * p["w4"] * s2 * x), "b2": np.sum(d * p["w4"] * s2),
-            "w3": np.sum(d * y1), "w4": np.sum(d * y2), "b3": np.sum(d)}
+    return {
+        "w1": np.sum(d * p["w3"] * s1 * x),
+        "b1": np.sum(d * p["w3"] * s1),
+        "w2": np.sum(d * p["w4"] * s2 * x),
+        "b2": np.sum(d * p["w4"] * s2),
+        "w3": np.sum(d * y1),
+        "w4": np.sum(d * y2),
+        "b3": np.sum(d),
+    }
 
 
 def numpy_descent(p, names, lr, tol, max_iter):
@@ -33,9 +40,9 @@ def numpy_descent(p, names, lr, tol, max_iter):
     for _ in range(max_iter):
         values.append({n: p[n] for n in names})
         g = lesson_gradients(p, x, y)
-        steps = {n: g[n] * lr for n in names}                # step size = derivative x learning rate
+        steps = {n: g[n] * lr for n in names}  # step size = derivative x learning rate
         for n in names:
-            p[n] -= steps[n]                                 # new value = old value - step size
+            p[n] -= steps[n]  # new value = old value - step size
         if all(abs(s) < tol for s in steps.values()):
             break
     return values, p
@@ -68,11 +75,11 @@ def test_first_steps_of_the_lesson(b3_run):
     # b3: 0 -> 1.57 -> 2.19 -> 2.44 -> 2.54
     assert [round(float(v), 2) for v in trace.value[:5]] == [0.0, 1.57, 2.19, 2.44, 2.54]
     assert round(float(trace.derivative[0]), 2) == -15.66
-    assert round(float(trace.derivative[1]), 2) == -6.26     # dSSR/db3 at b3 = 1.5655
+    assert round(float(trace.derivative[1]), 2) == -6.26  # dSSR/db3 at b3 = 1.5655
     for v, d, s, new in zip(trace.value, trace.derivative, trace.step, trace.new_value):
-        assert s == pytest.approx(d * 0.1, rel=1e-15)          # step size = derivative x learning rate
-        assert new == pytest.approx(v - s, rel=1e-15)          # new value = old value - step size
-    assert round(history.loss[0], 2) == 20.42                  # loss[0]: the SSR before the first step
+        assert s == pytest.approx(d * 0.1, rel=1e-15)  # step size = derivative x learning rate
+        assert new == pytest.approx(v - s, rel=1e-15)  # new value = old value - step size
+    assert round(history.loss[0], 2) == 20.42  # loss[0]: the SSR before the first step
 
 
 def test_b3_stops_at_2_609_after_10_iterations(b3_run):
@@ -84,15 +91,16 @@ def test_b3_stops_at_2_609_after_10_iterations(b3_run):
     assert abs(history.params["b3"].step[-1]) < 0.001 <= abs(history.params["b3"].step[-2])
     x, y = dosage()
     final = ssr(net(x), y).item()
-    assert final < 1e-3 and round(final, 2) != 0.46            # nearly 0, not the seed's 0.46
+    assert final < 1e-3 and round(final, 2) != 0.46  # nearly 0, not the seed's 0.46
 
 
 def test_b3_trajectory_matches_an_independent_numpy_descent(b3_run):
     net, history = b3_run
     values, final = numpy_descent({**LESSON, "b3": 0.0}, ["b3"], lr=0.1, tol=0.001, max_iter=1000)
     assert len(values) == history.n_iter == 10
-    np.testing.assert_allclose([float(v) for v in history.params["b3"].value], [v["b3"] for v in values],
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        [float(v) for v in history.params["b3"].value], [v["b3"] for v in values], rtol=1e-12, atol=1e-14
+    )
     assert net.b3.item() == pytest.approx(final["b3"], rel=1e-12)
 
 
@@ -125,7 +133,7 @@ def test_table_needs_an_index_for_a_vector_and_a_name_for_several():
     history = quiet_fit(net, x, y, max_iter=3)
     with pytest.raises(ValueError, match="several parameters"):
         history.table()
-    with pytest.raises(ValueError, match=r"shape \(2, 1\); pass index="):   # (out_features, in_features)
+    with pytest.raises(ValueError, match=r"shape \(2, 1\); pass index="):  # (out_features, in_features)
         history.table("0.weight")
     rows = history.table("0.weight", index=(1, 0)).splitlines()
     assert len(rows) == 2 + 3
@@ -144,8 +152,9 @@ def test_w3_w4_b3_together_match_numpy_and_hold_the_others():
     start = {**LESSON, "w3": 0.36, "w4": 0.63, "b3": 0.0}
     values, final = numpy_descent(start, ["w3", "w4", "b3"], lr=0.1, tol=0.001, max_iter=50)
     for name in ("w3", "w4", "b3"):
-        np.testing.assert_allclose([float(v) for v in history.params[name].value], [v[name] for v in values],
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            [float(v) for v in history.params[name].value], [v[name] for v in values], rtol=1e-10, atol=1e-12
+        )
         assert getattr(net, name).item() == pytest.approx(final[name], rel=1e-10)
     after = snapshot(net)
     assert all(after[n] == before[n] for n in ("w1", "b1", "w2", "b2"))
@@ -160,8 +169,9 @@ def test_all_seven_from_a_random_start_match_numpy():
     values, final = numpy_descent(start, NAMES, lr=0.1, tol=0.001, max_iter=30)
     assert history.n_iter == len(values)
     for name in NAMES:
-        np.testing.assert_allclose([float(v) for v in history.params[name].value], [v[name] for v in values],
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            [float(v) for v in history.params[name].value], [v[name] for v in values], rtol=1e-9, atol=1e-12
+        )
         assert getattr(net, name).item() == pytest.approx(final[name], rel=1e-9, abs=1e-12)
 
 
@@ -185,7 +195,7 @@ def test_frozen_parameters_are_unchanged_bit_for_bit(params, optimizer):
             assert after[name] != before[name], name
         else:
             assert after[name] == before[name], name
-    assert all(p.requires_grad for p in net.parameters())     # frozen ones are trainable again afterwards
+    assert all(p.requires_grad for p in net.parameters())  # frozen ones are trainable again afterwards
 
 
 def test_frozen_parameters_in_a_sequential():
@@ -210,12 +220,12 @@ def test_max_iter_warns_and_says_so():
     assert history.n_iter == 3 and len(history.loss) == 3
     assert not history.converged
     assert "max_iter = 3" in history.stop_reason
-    assert round(net.b3.item(), 2) == 2.44                      # three steps: 0 -> 1.57 -> 2.19 -> 2.44
+    assert round(net.b3.item(), 2) == 2.44  # three steps: 0 -> 1.57 -> 2.19 -> 2.44
 
 
 def test_tol_zero_never_stops_early():
     x, y = dosage()
-    with pytest.warns(cr.ConvergenceWarning):      # max_iter reached: the warning the issue asks for
+    with pytest.warns(cr.ConvergenceWarning):  # max_iter reached: the warning the issue asks for
         history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"], tol=0, max_iter=15)
     assert history.n_iter == 15 and not history.converged
     assert "tol = 0" in history.stop_reason
@@ -232,7 +242,7 @@ def test_divergence_on_the_lessons_network_with_a_huge_learning_rate():
     assert "diverged" in err.history.stop_reason
     history = err.history
     assert history.best_loss == min(history.loss) == history.loss[history.best_iter - 1]
-    for name in NAMES:                                          # restored to the best seen
+    for name in NAMES:  # restored to the best seen
         assert getattr(net, name).data == history.params[name].value[history.best_iter - 1], name
     assert ssr(net(x), y).item() == pytest.approx(history.best_loss, rel=1e-12)
     assert all(np.isfinite(p.data).all() for p in net.parameters())
@@ -245,7 +255,7 @@ def test_divergence_restores_the_best_parameters_seen_mid_run():
     x = np.array([[1.0, 0.0], [0.0, 10.0]])
     y = np.array([[10.0], [0.0]])
     net = Linear(2, 1, bias=False)
-    net.weight.data[...] = [[0.0, 1e-11]]                 # (out_features, in_features) = (1, 2)
+    net.weight.data[...] = [[0.0, 1e-11]]  # (out_features, in_features) = (1, 2)
     with pytest.raises(cr.DivergenceError) as info:
         cr.fit(net, x, y, optimizer=GradientDescent(lr=0.02), max_iter=10_000)
     history = info.value.history
@@ -274,32 +284,35 @@ def _net():
     return DosageNetwork.from_lesson(b3=0.0)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(x=[0.0, 0.5, 1.0], y=[0.0, 1.0]), ValueError, "x has 3 rows but y has 2"),
-    (dict(x=[], y=[]), ValueError, "empty"),
-    (dict(x=[0.0, math.nan, 1.0]), ValueError, r"x contains NaN or inf \(first at index \(1,\)\)"),
-    (dict(y=[0.0, 1.0, math.nan]), ValueError, r"y contains NaN or inf \(first at index \(2,\)\)"),
-    (dict(x=[0.0, math.inf, 1.0]), ValueError, "x contains NaN or inf"),
-    (dict(x=["a", "b", "c"]), TypeError, "x must hold numbers"),
-    (dict(x=np.zeros((3, 1, 1))), ValueError, r"x must be 1-D .* or 2-D .*\(3, 1, 1\)"),
-    (dict(x=1.0), ValueError, "x must be an array of rows"),
-    (dict(tol=-0.1), ValueError, "tol must be a finite number >= 0, got -0.1"),
-    (dict(tol=math.nan), ValueError, "tol must be a finite number >= 0, got nan"),
-    (dict(max_iter=0), ValueError, "max_iter must be an integer >= 1, got 0"),
-    (dict(max_iter=2.5), ValueError, "max_iter must be an integer >= 1, got 2.5"),
-    (dict(max_iter=10.0), ValueError, "max_iter must be an integer >= 1, got 10.0"),
-    (dict(max_iter=True), ValueError, "max_iter must be an integer >= 1, got True"),
-    (dict(batch_size=0), ValueError, "batch_size must be None or an integer >= 1, got 0"),
-    (dict(batch_size=1.5), ValueError, "batch_size must be None or an integer >= 1, got 1.5"),
-    (dict(batch_size="2"), ValueError, "batch_size must be None or an integer >= 1, got '2'"),
-    (dict(params=["b4"]), ValueError, r"'b4', which is not a parameter of DosageNetwork; it has \['w1'"),
-    (dict(params=[]), ValueError, "params is empty"),
-    (dict(params=[Parameter(1.0, name="b3")]), ValueError, "not a parameter of this model"),
-    (dict(params=[3]), TypeError, "params must be parameter names or Parameters, got int"),
-    (dict(loss="hinge"), ValueError, "unknown loss 'hinge'"),
-    (dict(optimizer="adam"), TypeError, "optimizer must be a chainrule.optim.Optimizer, got str"),
-    (dict(optimizer=GradientDescent), TypeError, "optimizer must be a chainrule.optim.Optimizer, got type"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(x=[0.0, 0.5, 1.0], y=[0.0, 1.0]), ValueError, "x has 3 rows but y has 2"),
+        (dict(x=[], y=[]), ValueError, "empty"),
+        (dict(x=[0.0, math.nan, 1.0]), ValueError, r"x contains NaN or inf \(first at index \(1,\)\)"),
+        (dict(y=[0.0, 1.0, math.nan]), ValueError, r"y contains NaN or inf \(first at index \(2,\)\)"),
+        (dict(x=[0.0, math.inf, 1.0]), ValueError, "x contains NaN or inf"),
+        (dict(x=["a", "b", "c"]), TypeError, "x must hold numbers"),
+        (dict(x=np.zeros((3, 1, 1))), ValueError, r"x must be 1-D .* or 2-D .*\(3, 1, 1\)"),
+        (dict(x=1.0), ValueError, "x must be an array of rows"),
+        (dict(tol=-0.1), ValueError, "tol must be a finite number >= 0, got -0.1"),
+        (dict(tol=math.nan), ValueError, "tol must be a finite number >= 0, got nan"),
+        (dict(max_iter=0), ValueError, "max_iter must be an integer >= 1, got 0"),
+        (dict(max_iter=2.5), ValueError, "max_iter must be an integer >= 1, got 2.5"),
+        (dict(max_iter=10.0), ValueError, "max_iter must be an integer >= 1, got 10.0"),
+        (dict(max_iter=True), ValueError, "max_iter must be an integer >= 1, got True"),
+        (dict(batch_size=0), ValueError, "batch_size must be None or an integer >= 1, got 0"),
+        (dict(batch_size=1.5), ValueError, "batch_size must be None or an integer >= 1, got 1.5"),
+        (dict(batch_size="2"), ValueError, "batch_size must be None or an integer >= 1, got '2'"),
+        (dict(params=["b4"]), ValueError, r"'b4', which is not a parameter of DosageNetwork; it has \['w1'"),
+        (dict(params=[]), ValueError, "params is empty"),
+        (dict(params=[Parameter(1.0, name="b3")]), ValueError, "not a parameter of this model"),
+        (dict(params=[3]), TypeError, "params must be parameter names or Parameters, got int"),
+        (dict(loss="hinge"), ValueError, "unknown loss 'hinge'"),
+        (dict(optimizer="adam"), TypeError, "optimizer must be a chainrule.optim.Optimizer, got str"),
+        (dict(optimizer=GradientDescent), TypeError, "optimizer must be a chainrule.optim.Optimizer, got type"),
+    ],
+)
 def test_invalid_input_is_rejected_with_a_helpful_message(kwargs, error, match):
     x, y = dosage()
     kwargs = {"x": x, "y": y, **kwargs}
@@ -322,10 +335,12 @@ def test_model_must_be_a_module():
 
 def test_lists_1d_and_column_inputs_give_the_same_fit():
     results = []
-    for x, y in [([0, 0.5, 1], [0, 1, 0]),
-                 (np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.0])),
-                 (np.array([[0.0], [0.5], [1.0]]), np.array([[0.0], [1.0], [0.0]])),
-                 (cr.tensor([0.0, 0.5, 1.0]), cr.tensor([0.0, 1.0, 0.0]))]:
+    for x, y in [
+        ([0, 0.5, 1], [0, 1, 0]),
+        (np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.0])),
+        (np.array([[0.0], [0.5], [1.0]]), np.array([[0.0], [1.0], [0.0]])),
+        (cr.tensor([0.0, 0.5, 1.0]), cr.tensor([0.0, 1.0, 0.0])),
+    ]:
         net = _net()
         history = cr.fit(net, x, y, params="b3")
         results.append((history.n_iter, net.b3.item()))
@@ -368,8 +383,8 @@ def test_batches_are_reproducible_by_seed_and_max_iter_counts_epochs():
     assert snapshot(a) == snapshot(b)
     assert ha.loss == hb.loss
     assert snapshot(a) != snapshot(c)
-    assert ha.n_iter == len(ha.loss) == 5                      # 5 epochs ...
-    assert opt.t == 5 * 4                                     # ... of ceil(10 / 3) = 4 updates each
+    assert ha.n_iter == len(ha.loss) == 5  # 5 epochs ...
+    assert opt.t == 5 * 4  # ... of ceil(10 / 3) = 4 updates each
     # With batches, the recorded step is the whole epoch's change: new value = old value - step.
     trace = ha.params["0.weight"]
     np.testing.assert_allclose(trace.value[1], trace.value[0] - trace.step[0], rtol=1e-12)
@@ -395,7 +410,7 @@ def test_cross_entropy_fit_separates_three_blobs():
     history = quiet_fit(net, x, labels, loss="cross_entropy", optimizer=Adam(lr=0.05), max_iter=150)
     accuracy = np.mean(np.argmax(net(x).data, axis=1) == labels)
     assert accuracy >= 0.95
-    assert history.loss[0] == pytest.approx(math.log(3), rel=0.5)   # about chance at the start
+    assert history.loss[0] == pytest.approx(math.log(3), rel=0.5)  # about chance at the start
     assert history.loss[-1] < 0.2
 
 
@@ -410,6 +425,7 @@ def test_binary_cross_entropy_fit_separates_two_blobs():
 
 # ---- gradient health -------------------------------------------------------------------------
 
+
 def _health_warnings(record):
     return [str(w.message) for w in record if issubclass(w.category, cr.GradientHealthWarning)]
 
@@ -421,8 +437,13 @@ def test_the_lessons_runs_raise_no_gradient_health_warning():
         warnings.simplefilter("ignore", cr.ConvergenceWarning)
         cr.fit(cr.nn.DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"])
         for lr in (0.01, 0.1):
-            cr.fit(cr.nn.DosageNetwork.from_lesson(w3=0.36, w4=0.63, b3=0.0), x, y,
-                   params=["w3", "w4", "b3"], optimizer=cr.optim.GradientDescent(lr))
+            cr.fit(
+                cr.nn.DosageNetwork.from_lesson(w3=0.36, w4=0.63, b3=0.0),
+                x,
+                y,
+                params=["w3", "w4", "b3"],
+                optimizer=cr.optim.GradientDescent(lr),
+            )
         for seed in range(5):
             cr.fit(cr.nn.DosageNetwork.random(seed=seed), x, y)
 
@@ -441,7 +462,7 @@ def test_a_deep_sigmoid_chain_is_flagged_as_vanishing_once_per_parameter():
     first = [m for m in messages if "'0.weight'" in m]
     assert len(first) == 1 and "vanishing" in first[0]
     assert len(messages) == len(set(messages))
-    assert not any("'24.weight'" in m for m in messages)   # the last layer is the yardstick, never flagged
+    assert not any("'24.weight'" in m for m in messages)  # the last layer is the yardstick, never flagged
     assert "vanishing gradient" in history.health()
 
 
@@ -461,19 +482,16 @@ def test_the_monitor_can_be_turned_off_or_tuned():
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         with pytest.raises(cr.DivergenceError):
-            cr.fit(cr.nn.DosageNetwork.from_lesson(), x, y, optimizer=cr.optim.GradientDescent(lr=100),
-                   monitor=False)
+            cr.fit(cr.nn.DosageNetwork.from_lesson(), x, y, optimizer=cr.optim.GradientDescent(lr=100), monitor=False)
     assert not _health_warnings(record)
     # An exploding threshold of 1 flags the lessons' b3 run at once: |dSSR/db3| = 15.66 at b3 = 0.
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        cr.fit(cr.nn.DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"],
-               monitor=cr.GradientMonitor(exploding=1.0))
+        cr.fit(cr.nn.DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"], monitor=cr.GradientMonitor(exploding=1.0))
     assert any("'b3'" in m and "exploding" in m for m in _health_warnings(record))
 
 
-@pytest.mark.parametrize("kwargs", [{"vanishing": -1}, {"exploding": float("nan")}, {"patience": 0},
-                                    {"patience": 2.5}])
+@pytest.mark.parametrize("kwargs", [{"vanishing": -1}, {"exploding": float("nan")}, {"patience": 0}, {"patience": 2.5}])
 def test_bad_monitor_settings_raise(kwargs):
     with pytest.raises(ValueError):
         cr.GradientMonitor(**kwargs)
@@ -484,7 +502,7 @@ def test_the_history_keeps_its_derivatives_when_backward_runs_again_after_fit():
     net = DosageNetwork.from_lesson(b3=0.0)
     history = cr.fit(net, x, y, params=["b3"])
     last = float(history.params["b3"].derivative[-1])
-    ssr(net(x), y).backward()                    # accumulates into net.b3.grad
+    ssr(net(x), y).backward()  # accumulates into net.b3.grad
     assert float(history.params["b3"].derivative[-1]) == last
 
 
@@ -496,9 +514,10 @@ def test_a_mini_batch_epoch_loss_weighs_each_batch_by_its_rows():
     net = mlp([1, 3, 1], activation="tanh", seed=0)
     with cr.no_grad():
         whole = cr.losses.mse(net(x[:, None]), y[:, None]).item()
-    with pytest.warns(cr.ConvergenceWarning):   # one epoch asked for, with tol=0
-        history = cr.fit(net, x, y, loss="mse", optimizer=GradientDescent(1e-300), batch_size=4, seed=0,
-                         max_iter=1, tol=0)
+    with pytest.warns(cr.ConvergenceWarning):  # one epoch asked for, with tol=0
+        history = cr.fit(
+            net, x, y, loss="mse", optimizer=GradientDescent(1e-300), batch_size=4, seed=0, max_iter=1, tol=0
+        )
     assert history.loss[0] == pytest.approx(whole, rel=1e-12)
 
 

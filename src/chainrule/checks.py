@@ -24,16 +24,29 @@ Example::
     ...
     ValueError: Adam: betas[0] must be a number in [0, 1), got 1.0
 """
+
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Sequence
 from collections.abc import Sequence as _Sequence
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Rule", "Number", "Integer", "Integers", "OneOf", "AnyOf", "Instance", "Typed", "check", "message",
-           "sklearn_message"]
+__all__ = [
+    "Rule",
+    "Number",
+    "Integer",
+    "Integers",
+    "OneOf",
+    "AnyOf",
+    "Instance",
+    "Typed",
+    "check",
+    "message",
+    "sklearn_message",
+]
 
 
 class Rule:
@@ -161,8 +174,9 @@ class Integers(Rule):
         return tuple(int(v) for v in value)
 
     def of_kind(self, value: Any) -> bool:
-        return isinstance(value, _Sequence) and not isinstance(value, (str, bytes)) and \
-            all(_is_integer(v) for v in value)
+        return (
+            isinstance(value, _Sequence) and not isinstance(value, (str, bytes)) and all(_is_integer(v) for v in value)
+        )
 
     @property
     def items(self) -> str:

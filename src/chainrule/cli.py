@@ -6,6 +6,7 @@ sets ``run`` to the function doing the work. A user's mistake (a ValueError,
 TypeError or OSError) becomes one line on stderr, ``chainrule: error: ...``,
 and exit status 2, with no output file written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,9 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Neural networks trained by backpropagation, with every derivative shown.",
-        epilog=EXAMPLES, formatter_class=_Help)
+        epilog=EXAMPLES,
+        formatter_class=_Help,
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_demo_command, _explain_command, _fit_command, _predict_command, _evaluate_command, _plot_command):
         add(sub)
@@ -101,14 +104,22 @@ def _message(e):
 
 
 def _demo_command(sub):
-    demo = sub.add_parser("demo", help="reproduce the three lessons with the true numbers",
-                          description="Walk through the lessons: SSR against b3, gradient descent on b3, "
-                                      "on w3, w4, b3 together, and on all seven parameters; then draw the "
-                                      "lessons' pictures into a folder.")
-    demo.add_argument("--seed", type=int, default=0,
-                      help="seed of the random start for the all-parameter fit (default 0)")
-    demo.add_argument("--out", default="chainrule-demo", metavar="FOLDER",
-                      help="folder for the pictures (default chainrule-demo); --out '' draws none")
+    demo = sub.add_parser(
+        "demo",
+        help="reproduce the three lessons with the true numbers",
+        description="Walk through the lessons: SSR against b3, gradient descent on b3, "
+        "on w3, w4, b3 together, and on all seven parameters; then draw the "
+        "lessons' pictures into a folder.",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the random start for the all-parameter fit (default 0)"
+    )
+    demo.add_argument(
+        "--out",
+        default="chainrule-demo",
+        metavar="FOLDER",
+        help="folder for the pictures (default chainrule-demo); --out '' draws none",
+    )
     demo.set_defaults(run=_demo)
 
 
@@ -122,24 +133,36 @@ def _demo(args):
 
 def _explain_command(sub):
     p = sub.add_parser(
-        "explain", help="write one derivative out as the chain rule, with numbers",
+        "explain",
+        help="write one derivative out as the chain rule, with numbers",
         description="Explain dLOSS/dPARAM as the chain rule: the chain of local derivatives, each factor's "
-                    "value per data point, and the total, which is the number backward computes. Without "
-                    "--model it is the lessons' network on the dosage data, starting as in the first lesson "
-                    "(the lessons' optimized values with b3 = 0; change any with --set). With --model and "
-                    "--data it is a saved model's loss on a CSV file.",
+        "value per data point, and the total, which is the number backward computes. Without "
+        "--model it is the lessons' network on the dosage data, starting as in the first lesson "
+        "(the lessons' optimized values with b3 = 0; change any with --set). With --model and "
+        "--data it is a saved model's loss on a CSV file.",
         epilog="examples:\n  chainrule explain --param b3\n  chainrule explain --param w1 --set b3=2.61"
-               "\n  chainrule explain --param w3 --set w3=0.36 --set w4=0.63 --markdown"
-               "\n  chainrule explain --model model.json --data data.csv --param 0.weight --index 0,1",
-        formatter_class=_Help)
-    p.add_argument("--param", default="b3",
-                   help="the parameter: w1, b1, w2, b2, w3, w4 or b3 for the lessons' network (default b3); a "
-                        "dotted name such as 0.weight for a saved model")
-    p.add_argument("--index", metavar="I,J",
-                   help="the element of a matrix parameter (default: the one with the largest derivative)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a lessons' parameter value, e.g. --set b3=2.61 (repeatable; default: the lessons' "
-                        "values, b3 = 0)")
+        "\n  chainrule explain --param w3 --set w3=0.36 --set w4=0.63 --markdown"
+        "\n  chainrule explain --model model.json --data data.csv --param 0.weight --index 0,1",
+        formatter_class=_Help,
+    )
+    p.add_argument(
+        "--param",
+        default="b3",
+        help="the parameter: w1, b1, w2, b2, w3, w4 or b3 for the lessons' network (default b3); a "
+        "dotted name such as 0.weight for a saved model",
+    )
+    p.add_argument(
+        "--index",
+        metavar="I,J",
+        help="the element of a matrix parameter (default: the one with the largest derivative)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a lessons' parameter value, e.g. --set b3=2.61 (repeatable; default: the lessons' values, b3 = 0)",
+    )
     p.add_argument("--model", metavar="MODEL", help="a model file written by chainrule fit (needs --data)")
     p.add_argument("--data", metavar="DATA.csv", help="rows with the model's feature and target columns")
     p.add_argument("--markdown", action="store_true", help="print Markdown (for notebooks and docs)")
@@ -187,7 +210,8 @@ def _saved_model_loss(args):
     dtype = model.network.parameters()[0].dtype
     outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
     loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
-    where = f"{args.model} ({'-'.join(map(str, model.sizes))} network, {model.loss}) on the {len(targets)} rows of {args.data}"
+    network = f"{'-'.join(map(str, model.sizes))} network, {model.loss}"
+    where = f"{args.model} ({network}) on the {len(targets)} rows of {args.data}"
     return loss, dict(model.network.named_parameters()), where
 
 
@@ -195,41 +219,76 @@ def _saved_model_loss(args):
 
 
 def _fit_command(sub):
-    p = sub.add_parser("fit", help="train a network on a CSV file and save it to a model file",
-                       description="Train a multilayer perceptron on the columns of a CSV file (header line "
-                                   "first) to predict one column, and write the trained model to a file. "
-                                   "Regression by default; --loss cross-entropy makes a classifier.",
-                       epilog=FIT_EXAMPLE, formatter_class=_Help)
+    p = sub.add_parser(
+        "fit",
+        help="train a network on a CSV file and save it to a model file",
+        description="Train a multilayer perceptron on the columns of a CSV file (header line "
+        "first) to predict one column, and write the trained model to a file. "
+        "Regression by default; --loss cross-entropy makes a classifier.",
+        epilog=FIT_EXAMPLE,
+        formatter_class=_Help,
+    )
     p.add_argument("data", metavar="DATA.csv", help="the training data: a CSV file with a header line")
     p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
-    p.add_argument("--features", metavar="A,B,C",
-                   help="the input columns, comma-separated (default: every column but the target)")
-    p.add_argument("--hidden", default="2", metavar="SIZES",
-                   help="hidden layer sizes, comma-separated: 2 is the lessons' network, 16,16 two layers "
-                        "of 16 (default 2)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="softplus",
-                   help="activation of the hidden layers (default softplus, the lessons')")
-    p.add_argument("--loss", choices=list(LOSSES), default="mse",
-                   help="mse (mean squared error) or ssr (sum of squared residuals, the lessons') for numbers; "
-                        "cross-entropy treats the target as class labels, numbers or text (default mse: "
-                        "unlike the SSR, its derivatives do not grow with the number of rows)")
-    p.add_argument("--optimizer", choices=("gd", "momentum", "adam"), default="gd",
-                   help="gd (gradient descent, the lessons'), momentum or adam (default gd)")
+    p.add_argument(
+        "--features", metavar="A,B,C", help="the input columns, comma-separated (default: every column but the target)"
+    )
+    p.add_argument(
+        "--hidden",
+        default="2",
+        metavar="SIZES",
+        help="hidden layer sizes, comma-separated: 2 is the lessons' network, 16,16 two layers of 16 (default 2)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default="softplus",
+        help="activation of the hidden layers (default softplus, the lessons')",
+    )
+    p.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        default="mse",
+        help="mse (mean squared error) or ssr (sum of squared residuals, the lessons') for numbers; "
+        "cross-entropy treats the target as class labels, numbers or text (default mse: "
+        "unlike the SSR, its derivatives do not grow with the number of rows)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("gd", "momentum", "adam"),
+        default="gd",
+        help="gd (gradient descent, the lessons'), momentum or adam (default gd)",
+    )
     p.add_argument("--lr", type=float, default=0.1, help="learning rate, > 0 (default 0.1)")
-    p.add_argument("--tol", type=float, default=0.001,
-                   help="stop when every step size of an iteration is below this (default 0.001)")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=0.001,
+        help="stop when every step size of an iteration is below this (default 0.001)",
+    )
     p.add_argument("--max-iter", type=int, default=1000, help="stop after this many iterations (default 1000)")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="train on shuffled mini-batches of N rows; an iteration is then a pass over the data "
-                        "(default: all rows at once)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="train on shuffled mini-batches of N rows; an iteration is then a pass over the data "
+        "(default: all rows at once)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffling (default 0)")
-    p.add_argument("--restarts", type=int, metavar="N",
-                   help="train N random starts at once (one vectorized run) and keep the best: a guard "
-                        "against poor local minima (default: one start)")
-    p.add_argument("--standardize", action="store_true",
-                   help="scale each feature (and a numeric target) to mean 0 and standard deviation 1 "
-                        "before training; the model file keeps the scaling, so predictions come out in "
-                        "the original units (the loss shown while training is on the scaled target)")
+    p.add_argument(
+        "--restarts",
+        type=int,
+        metavar="N",
+        help="train N random starts at once (one vectorized run) and keep the best: a guard "
+        "against poor local minima (default: one start)",
+    )
+    p.add_argument(
+        "--standardize",
+        action="store_true",
+        help="scale each feature (and a numeric target) to mean 0 and standard deviation 1 "
+        "before training; the model file keeps the scaling, so predictions come out in "
+        "the original units (the loss shown while training is on the scaled target)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
     p.add_argument("--out", required=True, metavar="MODEL", help="the model file to write (JSON)")
     p.set_defaults(run=_fit)
@@ -246,11 +305,16 @@ def _fit(args):
     network = mlp([x.shape[1], *hidden, len(classes) if classify else 1], args.activation, seed=args.seed)
     scaling = Scaling.fit(x, None if classify else y) if args.standardize else None
     model = Model(network, data.features, args.target, classes, scaling, loss=LOSSES[args.loss])
-    _say(args, f"fitting {args.target!r} from {', '.join(data.features)} ({len(data)} rows): network "
-               f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer} lr {args.lr:g}")
+    _say(
+        args,
+        f"fitting {args.target!r} from {', '.join(data.features)} ({len(data)} rows): network "
+        f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer} lr {args.lr:g}",
+    )
     if args.restarts:
-        _say(args, f"training {args.restarts} random starts at once (no progress shown), then the best one "
-                   "again alone ...")
+        _say(
+            args,
+            f"training {args.restarts} random starts at once (no progress shown), then the best one again alone ...",
+        )
     history, interrupted = _train(model, x, y, optimizer, args)
     if history is None:
         return 2
@@ -262,11 +326,13 @@ def _fit(args):
 
 # (option, attribute, what it must be), checked before any data is read; an option not given (None) is
 # left to fit's default
-LIMITS = (("--lr", "lr", Number(low=0, low_open=True)),
-          ("--tol", "tol", Number(low=0)),
-          ("--max-iter", "max_iter", Integer(low=1)),
-          ("--batch-size", "batch_size", Integer(low=1)),
-          ("--restarts", "restarts", Integer(low=1)))
+LIMITS = (
+    ("--lr", "lr", Number(low=0, low_open=True)),
+    ("--tol", "tol", Number(low=0)),
+    ("--max-iter", "max_iter", Integer(low=1)),
+    ("--batch-size", "batch_size", Integer(low=1)),
+    ("--restarts", "restarts", Integer(low=1)),
+)
 
 
 def _hyperparameters(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
@@ -312,13 +378,26 @@ def _train(model, x, y, optimizer, args):
     with progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            history = fit(model.network, model.network_inputs(x), model.network_targets(y), loss=model.loss,
-                          optimizer=optimizer, tol=args.tol, max_iter=args.max_iter, batch_size=args.batch_size,
-                          seed=args.seed, callback=progress, restarts=args.restarts,
-                          compile=True)  # an mlp replays exactly: the same numbers, faster
+            history = fit(
+                model.network,
+                model.network_inputs(x),
+                model.network_targets(y),
+                loss=model.loss,
+                optimizer=optimizer,
+                tol=args.tol,
+                max_iter=args.max_iter,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                callback=progress,
+                restarts=args.restarts,
+                compile=True,
+            )  # an mlp replays exactly: the same numbers, faster
         except DivergenceError as e:
-            print(f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
-                  f"{_divergence_hint(args, len(x))}", file=sys.stderr)
+            print(
+                f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
+                f"{_divergence_hint(args, len(x))}",
+                file=sys.stderr,
+            )
             return None, False
         progress.finish(history)
     _warn(caught, history)
@@ -330,8 +409,11 @@ def _train(model, x, y, optimizer, args):
 def _warn(caught, history):
     """Each warning as one line, not Python's two-line dump with the source file."""
     for w in caught:
-        text = (f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
-                if issubclass(w.category, ConvergenceWarning) else str(w.message).splitlines()[0])
+        text = (
+            f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
+            if issubclass(w.category, ConvergenceWarning)
+            else str(w.message).splitlines()[0]
+        )
         print(f"chainrule: warning: {text}", file=sys.stderr)
 
 
@@ -344,25 +426,40 @@ def _divergence_hint(args, rows):
 
 def _record(model, data, history, interrupted, args):
     """The model file's training section (final_loss: the saved model's loss on the training data)."""
-    return {"data": os.path.basename(data.path), "rows": len(data), "optimizer": args.optimizer, "lr": args.lr,
-            "tol": args.tol, "max_iter": args.max_iter, "batch_size": args.batch_size, "seed": args.seed,
-            "restarts": args.restarts,
-            "n_iter": history.n_iter, "stop_reason": history.stop_reason,
-            "interrupted": interrupted,
-            "final_loss": model.evaluate(data).loss, "seconds": round(history.seconds, 6)}
+    return {
+        "data": os.path.basename(data.path),
+        "rows": len(data),
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "tol": args.tol,
+        "max_iter": args.max_iter,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "restarts": args.restarts,
+        "n_iter": history.n_iter,
+        "stop_reason": history.stop_reason,
+        "interrupted": interrupted,
+        "final_loss": model.evaluate(data).loss,
+        "seconds": round(history.seconds, 6),
+    }
 
 
 def _summary(args, model, history):
     t = model.training
     if t["interrupted"]:
-        _say(args, f"interrupted at iteration {history.n_iter}: saved the best model seen, from iteration "
-                   f"{history.best_iter}")
+        _say(
+            args,
+            f"interrupted at iteration {history.n_iter}: saved the best model seen, from iteration {history.best_iter}",
+        )
     else:
         _say(args, f"stopped: {history.stop_reason}")
     if getattr(history, "restart_losses", None) is not None:
         losses = history.restart_losses
-        _say(args, f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
-                   f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})")
+        _say(
+            args,
+            f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
+            f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
+        )
     _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
     _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
     _say(args, f"wrote {args.out}")
@@ -435,9 +532,14 @@ def _rich_bar(total):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     except ImportError:
         return None
-    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("iteration {task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]}"), TextColumn("largest step {task.fields[step]}"),
-                   TimeElapsedColumn())
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("iteration {task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("largest step {task.fields[step]}"),
+        TimeElapsedColumn(),
+    )
     bar.add_task("fit", total=total, loss="-", step="-")
     bar.start()
     return bar
@@ -447,17 +549,21 @@ def _rich_bar(total):
 
 
 def _predict_command(sub):
-    p = sub.add_parser("predict", help="add the model's predictions to the rows of a CSV file",
-                       description="Write the rows of DATA.csv with the model's prediction as a new last "
-                                   "column (for a classifier: the predicted label). The file needs the "
-                                   "model's feature columns; other columns are copied as they are.",
-                       epilog="example:\n  chainrule predict model.json new.csv --out predictions.csv",
-                       formatter_class=_Help)
+    p = sub.add_parser(
+        "predict",
+        help="add the model's predictions to the rows of a CSV file",
+        description="Write the rows of DATA.csv with the model's prediction as a new last "
+        "column (for a classifier: the predicted label). The file needs the "
+        "model's feature columns; other columns are copied as they are.",
+        epilog="example:\n  chainrule predict model.json new.csv --out predictions.csv",
+        formatter_class=_Help,
+    )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     p.add_argument("data", metavar="DATA.csv", help="rows to predict, with the model's feature columns")
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="the CSV file to write (default: print to stdout)")
-    p.add_argument("--proba", action="store_true",
-                   help="classifiers: also write one column per class with its probability")
+    p.add_argument(
+        "--proba", action="store_true", help="classifiers: also write one column per class with its probability"
+    )
     p.set_defaults(run=_predict)
 
 
@@ -501,11 +607,14 @@ def _write_csv(f, header, rows):
 
 
 def _evaluate_command(sub):
-    p = sub.add_parser("evaluate", help="print a model's loss (and accuracy) on a CSV file",
-                       description="Print the model's loss on the rows of DATA.csv, and the accuracy for a "
-                                   "classifier. The file needs the feature columns and the target column.",
-                       epilog="example:\n  chainrule evaluate model.json test.csv",
-                       formatter_class=_Help)
+    p = sub.add_parser(
+        "evaluate",
+        help="print a model's loss (and accuracy) on a CSV file",
+        description="Print the model's loss on the rows of DATA.csv, and the accuracy for a "
+        "classifier. The file needs the feature columns and the target column.",
+        epilog="example:\n  chainrule evaluate model.json test.csv",
+        formatter_class=_Help,
+    )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
     p.set_defaults(run=_evaluate)
@@ -526,13 +635,16 @@ def _evaluate(args):
 
 
 def _plot_command(sub):
-    p = sub.add_parser("plot", help="draw the fitted model against the data",
-                       description="Draw the model against DATA.csv: with one feature, the fitted curve "
-                                   "over the data points (a classifier: each class's probability); with "
-                                   "more, predicted against observed with the diagonal (a classifier: the "
-                                   "table of observed against predicted classes).",
-                       epilog="example:\n  chainrule plot model.json data.csv --out fit.png",
-                       formatter_class=_Help)
+    p = sub.add_parser(
+        "plot",
+        help="draw the fitted model against the data",
+        description="Draw the model against DATA.csv: with one feature, the fitted curve "
+        "over the data points (a classifier: each class's probability); with "
+        "more, predicted against observed with the diagonal (a classifier: the "
+        "table of observed against predicted classes).",
+        epilog="example:\n  chainrule plot model.json data.csv --out fit.png",
+        formatter_class=_Help,
+    )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
     p.add_argument("--out", required=True, metavar="FIG.png", help="the image to write: .png, .svg or .pdf")
@@ -562,8 +674,9 @@ def _figure(model, data):
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     one = len(model.features) == 1
-    draw = {(False, True): _curve, (False, False): _diagonal, (True, True): _class_curves,
-            (True, False): _class_table}[(model.classes is not None, one)]
+    draw = {(False, True): _curve, (False, False): _diagonal, (True, True): _class_curves, (True, False): _class_table}[
+        (model.classes is not None, one)
+    ]
     draw(ax, model, data)
     return figure
 
@@ -571,6 +684,7 @@ def _figure(model, data):
 def _grid(data):
     """300 inputs spanning the one feature's range, 5% beyond each end."""
     import numpy as np
+
     lo, hi = data.x[:, 0].min(), data.x[:, 0].max()
     pad = 0.05 * (hi - lo or 1.0)
     return np.linspace(lo - pad, hi + pad, 300)[:, None]
@@ -589,8 +703,11 @@ def _diagonal(ax, model, data):
     lo, hi = min(observed.min(), predicted.min()), max(observed.max(), predicted.max())
     ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", label="predicted = observed")
     ax.scatter(observed, predicted, color="tab:blue", zorder=3)
-    ax.set(xlabel=f"observed {model.target}", ylabel=f"predicted {model.target}",
-           title=f"{model.target}: predicted against observed ({len(data)} rows)")
+    ax.set(
+        xlabel=f"observed {model.target}",
+        ylabel=f"predicted {model.target}",
+        title=f"{model.target}: predicted against observed ({len(data)} rows)",
+    )
     ax.legend()
 
 
@@ -598,16 +715,21 @@ def _class_curves(ax, model, data):
     xs, observed = _grid(data), data.target_indices(model.classes)
     p = model.predict_proba(xs)
     for k, label in enumerate(model.classes):
-        line, = ax.plot(xs[:, 0], p[:, k], label=f"P({label})")
+        (line,) = ax.plot(xs[:, 0], p[:, k], label=f"P({label})")
         rows = observed == k  # each observed row as a tick at the top (its class's colour)
         ax.scatter(data.x[rows, 0], [1.03] * int(rows.sum()), marker="|", s=200, color=line.get_color())
-    ax.set(xlabel=model.features[0], ylabel="probability", ylim=(-0.02, 1.08),
-           title=f"{model.target}: class probabilities (ticks: observed rows)")
+    ax.set(
+        xlabel=model.features[0],
+        ylabel="probability",
+        ylim=(-0.02, 1.08),
+        title=f"{model.target}: class probabilities (ticks: observed rows)",
+    )
     ax.legend()
 
 
 def _class_table(ax, model, data):
     import numpy as np
+
     k = len(model.classes)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (data.target_indices(model.classes), model.outputs(data).argmax(axis=1)), 1)
@@ -615,9 +737,15 @@ def _class_table(ax, model, data):
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
     ticks = list(range(k))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=model.classes, yticklabels=model.classes,
-           xlabel=f"predicted {model.target}", ylabel=f"observed {model.target}",
-           title=f"{model.target}: observed against predicted ({len(data)} rows)")
+    ax.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=model.classes,
+        yticklabels=model.classes,
+        xlabel=f"predicted {model.target}",
+        ylabel=f"observed {model.target}",
+        title=f"{model.target}: observed against predicted ({len(data)} rows)",
+    )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ Example::
     >>> x, y
     (array([0. , 0.5, 1. ]), array([0., 1., 0.]))
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -59,11 +61,11 @@ class CSVData:
     def __len__(self):
         return len(self.rows)
 
-    def where(self, row: int, column: int) -> str:
+    def where(self, row: int, column: str | None) -> str:
         """'data.csv line 7, column 'x'': where a cell is, as users see the file."""
         return f"{self.path} line {self.lines[row]}, column {column!r}"
 
-    def for_training(self, classify: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def for_training(self, classify: bool = False) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
         """``(x, y, classes)`` ready for :func:`chainrule.fit`, checked for enough rows and classes.
 
         Regression (``classify=False``): y is the numeric target, classes None.
@@ -79,23 +81,26 @@ class CSVData:
 
     def target_numbers(self) -> np.ndarray:
         """The target as float64; a ValueError names the first cell that is not a number."""
-        self._need_target()
-        if self.y.dtype.kind == "f":
-            return self.y
-        row = next(i for i, v in enumerate(self.y) if _number(v) is None)
-        raise ValueError(f"{self.where(row, self.target)}: {str(self.y[row])!r} is not a number; a regression "
-                         "target must be numeric (class labels need the cross-entropy loss)")
+        y = self._need_target()
+        if y.dtype.kind == "f":
+            return y
+        row = next(i for i, v in enumerate(y) if _number(v) is None)
+        raise ValueError(
+            f"{self.where(row, self.target)}: {str(y[row])!r} is not a number; a regression "
+            "target must be numeric (class labels need the cross-entropy loss)"
+        )
 
     def target_classes(self) -> tuple[list[Any], np.ndarray]:
         """``(classes, indices)``: the sorted distinct labels and each row's index into them.
 
         Numeric labels come back as Python numbers (int when whole), text labels as str.
         """
-        self._need_target()
-        values, indices = np.unique(self.y, return_inverse=True)
+        values, indices = np.unique(self._need_target(), return_inverse=True)
         if len(values) < 2:
-            raise ValueError(f"column {self.target!r} of {self.path} has a single value ({_label(values[0])!r}) "
-                             "for all rows; classification needs at least 2 classes")
+            raise ValueError(
+                f"column {self.target!r} of {self.path} has a single value ({_label(values[0])!r}) "
+                "for all rows; classification needs at least 2 classes"
+            )
         return [_label(v) for v in values], indices.reshape(-1)
 
     def target_indices(self, classes: Sequence[str]) -> np.ndarray:
@@ -107,17 +112,20 @@ class CSVData:
         for row in range(len(self)):
             key = _number(self._text(row)) if numeric else self._text(row)
             if key not in keys:
-                raise ValueError(f"{self.where(row, self.target)}: {self._text(row)!r} is not one of the "
-                                 f"model's classes {classes}")
+                raise ValueError(
+                    f"{self.where(row, self.target)}: {self._text(row)!r} is not one of the model's classes {classes}"
+                )
             out[row] = keys[key]
         return out
 
     def _text(self, row):
         return self.rows[row][self.columns.index(self.target)].strip()
 
-    def _need_target(self):
-        if self.target is None:
+    def _need_target(self) -> np.ndarray:
+        """The target's values, or a ValueError when no target column was named."""
+        if self.target is None or self.y is None:
             raise ValueError(f"no target column was named when reading {self.path}")
+        return self.y
 
 
 def read_csv(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
@@ -147,7 +155,7 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
     """
     path = os.fspath(path)
     columns, rows, lines = _read_cells(path)
-    features = _choose(path, columns, target, features)
+    features = list(_choose(path, columns, target, features))
     index = {name: i for i, name in enumerate(columns)}
     x = np.empty((len(rows), len(features)))
     for j, name in enumerate(features):
@@ -177,8 +185,9 @@ def _read_cells(path):
         raise ValueError(f"{path} has a header line but no data rows")
     for cells, line in records[1:]:
         if len(cells) != len(columns):
-            raise ValueError(f"{path} line {line} has {len(cells)} cells but the header has {len(columns)} "
-                             f"columns {columns}")
+            raise ValueError(
+                f"{path} line {line} has {len(cells)} cells but the header has {len(columns)} columns {columns}"
+            )
     return columns, [r for r, _ in records[1:]], [n for _, n in records[1:]]
 
 
@@ -187,8 +196,9 @@ def _check_header(path, columns):
         if not name:
             raise ValueError(f"{path} line 1: column {i + 1} has no name; every column needs one")
         if name in columns[:i]:
-            raise ValueError(f"{path} line 1: column name {name!r} appears twice (columns "
-                             f"{columns.index(name) + 1} and {i + 1})")
+            raise ValueError(
+                f"{path} line 1: column name {name!r} appears twice (columns {columns.index(name) + 1} and {i + 1})"
+            )
 
 
 def _choose(path, columns, target, features):

@@ -14,11 +14,13 @@ stop and never writes the History: :class:`chainrule.loop.Trainer` does both.
 - :class:`WrittenOut`: a tiny float64 full-batch model as plain Python
   arithmetic (:mod:`chainrule.scalar`), a block of iterations a call.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,18 +33,31 @@ from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hy
 from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
 from .trace import CompiledStep
 
-__all__ = ["Settings", "Iteration", "Block", "Failure", "Outcome", "Epochs", "WrittenOut", "forward_backward",
-           "one_hot", "batches", "Batches", "BLOCK"]
+__all__ = [
+    "Settings",
+    "Iteration",
+    "Block",
+    "Failure",
+    "Outcome",
+    "Epochs",
+    "WrittenOut",
+    "forward_backward",
+    "one_hot",
+    "batches",
+    "Batches",
+    "BLOCK",
+]
+
 
 class Settings(NamedTuple):
     """One training run's settings, checked once by the Trainer and read by every engine."""
 
     model: Module
-    x: np.ndarray              # (rows, features) in the model's dtype
-    y: np.ndarray              # targets: (rows, outputs), or class labels for cross-entropy
+    x: np.ndarray  # (rows, features) in the model's dtype
+    y: np.ndarray  # targets: (rows, outputs), or class labels for cross-entropy
     loss_fn: Callable[..., Tensor]
     optimizer: Optimizer
-    named: list                # [(name, Parameter)] of the trained parameters
+    named: list  # [(name, Parameter)] of the trained parameters
     tol: float
     max_iter: int
     batch_size: int | None
@@ -76,7 +91,7 @@ class Block(NamedTuple):
     olds: list
     grads: list
     steps: list
-    largest: float             # the last iteration's largest |step|
+    largest: float  # the last iteration's largest |step|
 
 
 class Failure(NamedTuple):
@@ -97,8 +112,9 @@ class Outcome(NamedTuple):
 # ---- the eager step and the data --------------------------------------------------------------
 
 
-def forward_backward(model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor],
-                     params: Sequence[Parameter]) -> tuple[float, list[np.ndarray]]:
+def forward_backward(
+    model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+) -> tuple[float, list[np.ndarray]]:
     """One eager forward and backward pass: (loss, each parameter's gradient, zeros where none flows)."""
     for p in params:
         p.grad = None
@@ -118,7 +134,7 @@ def batches(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, batch_size: 
     """(inputs, targets) mini-batches of a fresh random permutation of the rows, gathered one at a time."""
     order = rng.permutation(len(x))
     for i in range(0, len(x), batch_size):
-        rows = order[i:i + batch_size]
+        rows = order[i : i + batch_size]
         yield tensor_from(x[rows]), y[rows]
 
 
@@ -148,7 +164,7 @@ def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for i in range(0, a.size, piece):
-            d = a[i:i + piece] - b[i:i + piece]
+            d = a[i : i + piece] - b[i : i + piece]
             total += float(np.dot(d, d))
     return math.sqrt(total)
 
@@ -161,8 +177,9 @@ class Epochs:
 
     def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]):
         self.run, self.step = run, step
-        self.batches = Batches(run.x, run.y, run.batch_size, run.seed,
-                               getattr(run.loss_fn, "reduction", "mean") == "mean")
+        self.batches = Batches(
+            run.x, run.y, run.batch_size, run.seed, getattr(run.loss_fn, "reduction", "mean") == "mean"
+        )
         # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
         # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
         self.watch = run.tol > 0 or self.batches.whole
@@ -184,8 +201,10 @@ class Epochs:
             if not math.isfinite(largest):
                 return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
         whole = self.batches.whole
-        steps = [s if whole and s is not None else old - p.data if full else _distance(old, p.data)
-                 for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)]
+        steps = [
+            s if whole and s is not None else old - p.data if full else _distance(old, p.data)
+            for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)
+        ]
         return Outcome(Iteration(value, largest, olds, grads, steps))
 
     def finish(self) -> None:
@@ -221,14 +240,17 @@ class WrittenOut:
     def create(cls, run: Settings) -> WrittenOut | None:
         """The engine, or None when the model, data or optimizer cannot be written out (nothing done)."""
         arrays = [run.x, run.y, *(p.data for p in run.params)]
-        if is_anomaly_enabled() or not is_grad_enabled() or not run.whole_batch \
-                or type(run.optimizer) not in (GradientDescent, Momentum, Adam) \
-                or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays):
+        if (
+            is_anomaly_enabled()
+            or not is_grad_enabled()
+            or not run.whole_batch
+            or type(run.optimizer) not in (GradientDescent, Momentum, Adam)
+            or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays)
+        ):
             return None  # (before any forward pass: a large model or data set is never written out)
         xt = tensor_from(run.x)
         try:
-            program = Program(Step(run.loss_fn(run.model(xt), run.y), run.params, run.x, run.y), run.optimizer,
-                              run.tol)
+            program = Program(Step(run.loss_fn(run.model(xt), run.y), run.params, run.x, run.y), run.optimizer, run.tol)
         except Unsupported:
             return None
         return cls(run, program, xt)
@@ -254,19 +276,24 @@ class WrittenOut:
         """Up to ``n`` iterations from the parameters' current values (a learner may have set them)."""
         run, params = self.run, self.run.params
         before = self._values()
-        expected = forward_backward(run.model, self.xt, run.y, run.loss_fn, params) \
-            if self.since_check >= RECHECK else None
+        expected = (
+            forward_backward(run.model, self.xt, run.y, run.loss_fn, params) if self.since_check >= RECHECK else None
+        )
         L: list = []
         V: list = []
         D: list = []
         Z: list = []
-        k, why, P, S, t, extra = self.program.run(n, before, self.X, self.Y, self.S, self.t,
-                                                  hyperparameters(run.optimizer), L, V, D, Z)
+        k, why, P, S, t, extra = self.program.run(
+            n, before, self.X, self.Y, self.S, self.t, hyperparameters(run.optimizer), L, V, D, Z
+        )
         if expected is not None and k and not _agrees(L[0], D[0], expected):
             self._put(np.array(before))  # the eager check ran at these values; the next engine goes on from them
-            warnings.warn("fit(compile=True): a step written out as Python arithmetic differs from the eager one "
-                          "(the model does different work per step); training goes on replaying NumPy calls",
-                          CompileWarning, stacklevel=outside_stacklevel())
+            warnings.warn(
+                "fit(compile=True): a step written out as Python arithmetic differs from the eager one "
+                "(the model does different work per step); training goes on replaying NumPy calls",
+                CompileWarning,
+                stacklevel=outside_stacklevel(),
+            )
             return Outcome(handover=True)
         self.since_check = (0 if expected is not None else self.since_check) + k
         self.S, self.t = S, t
@@ -292,8 +319,7 @@ class WrittenOut:
 
     def _put(self, flat: np.ndarray, grads: list | None = None) -> None:
         """Parameters (and their gradients: none where the loss does not reach) set from flat values."""
-        for p, v, g, graded in zip(self.run.params, self._split(flat), grads or self.run.params,
-                                   self.program.graded):
+        for p, v, g, graded in zip(self.run.params, self._split(flat), grads or self.run.params, self.program.graded):
             p.data[...] = v
             if grads is not None:
                 p.grad = np.array(g) if graded else None
@@ -324,5 +350,6 @@ def _agrees(loss: float, grads: Sequence[float], expected: tuple[float, list]) -
     """The written-out step against the eager one: Python's math and NumPy's may differ in the last
     bits (and long sums are added in another order), so to 1e-9, not bit for bit."""
     flat = np.concatenate([np.ravel(g) for g in expected[1]])
-    return bool(np.isclose(loss, expected[0], rtol=1e-9, atol=1e-12)
-                and np.allclose(grads, flat, rtol=1e-9, atol=1e-12))
+    return bool(
+        np.isclose(loss, expected[0], rtol=1e-9, atol=1e-12) and np.allclose(grads, flat, rtol=1e-9, atol=1e-12)
+    )

@@ -4,14 +4,22 @@ They live at the bottom of the house so that every layer can raise them:
 the engine (:class:`AnomalyError`, re-exported by :mod:`chainrule.tensor`), the
 step engines (:class:`CompileWarning`) and the training loop (the others).
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 from typing import Any
 
-__all__ = ["AnomalyError", "ConvergenceWarning", "GradientHealthWarning", "CompileWarning", "DivergenceError",
-           "outside_stacklevel"]
+__all__ = [
+    "AnomalyError",
+    "ConvergenceWarning",
+    "GradientHealthWarning",
+    "CompileWarning",
+    "DivergenceError",
+    "outside_stacklevel",
+]
 
 
 class AnomalyError(FloatingPointError):
@@ -49,7 +57,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 def outside_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first caller outside chainrule."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     return level

@@ -17,6 +17,7 @@ Example: the lessons' derivative of the SSR with respect to b3 at b3 = 0::
     >>> round(e.total, 2)
     -15.66
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,27 +28,94 @@ import numpy as np
 from .ops import REGISTRY, Op, unbroadcast
 from .tensor import Graph, Node, Tensor, graph
 
-MAX_PATHS = 6     # paths written out; the rest are added up in one line
+MAX_PATHS = 6  # paths written out; the rest are added up in one line
 MAX_WALKED = 200  # paths computed one by one; beyond, the rest is backward's total minus those
-MAX_POINTS = 8    # data points listed; longer tables show the first and last
-MAX_LABEL = 40    # longer expressions are replaced by the op's name and a number
+MAX_POINTS = 8  # data points listed; longer tables show the first and last
+MAX_LABEL = 40  # longer expressions are replaced by the op's name and a number
 
 # Ops whose Jacobian is diagonal: along them a derivative is one number per element. Every other op
 # mixes elements (NOT_ELEMENTWISE); tests/test_rules.py checks that each op of the registry is in one.
-ELEMENTWISE: set[Op] = {REGISTRY[n] for n in ("add", "sub", "mul", "div", "pow", "neg", "maximum", "minimum",
-                                              "where", "exp", "log", "sqrt", "abs", "tanh", "softplus",
-                                              "sigmoid", "relu", "clip")}
-NOT_ELEMENTWISE: set[Op] = {REGISTRY[n] for n in ("sum", "max", "logsumexp", "log_softmax", "matmul", "linear",
-                                                  "softmax_cross_entropy", "reshape", "transpose", "getitem",
-                                                  "concatenate", "stack")}
+ELEMENTWISE: set[Op] = {
+    REGISTRY[n]
+    for n in (
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "pow",
+        "neg",
+        "maximum",
+        "minimum",
+        "where",
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "tanh",
+        "softplus",
+        "sigmoid",
+        "relu",
+        "clip",
+    )
+}
+NOT_ELEMENTWISE: set[Op] = {
+    REGISTRY[n]
+    for n in (
+        "sum",
+        "max",
+        "logsumexp",
+        "log_softmax",
+        "matmul",
+        "linear",
+        "softmax_cross_entropy",
+        "reshape",
+        "transpose",
+        "getitem",
+        "concatenate",
+        "stack",
+    )
+}
 # Labels of nodes: arithmetic written infix, every other op plainly as op(operands) (PLAIN).
-INFIX: dict[Op, str] = {REGISTRY[n]: form for n, form in {
-    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} {b}", "div": "{a} / {b}", "pow": "{a}^{b}",
-    "neg": "-{x}"}.items()}
-PLAIN: set[Op] = {REGISTRY[n] for n in ("matmul", "maximum", "minimum", "where", "exp", "log", "sqrt", "abs",
-                                        "tanh", "softplus", "sigmoid", "relu", "clip", "sum", "max", "logsumexp",
-                                        "log_softmax", "linear", "softmax_cross_entropy", "reshape", "transpose",
-                                        "getitem", "concatenate", "stack")}
+INFIX: dict[Op, str] = {
+    REGISTRY[n]: form
+    for n, form in {
+        "add": "{a} + {b}",
+        "sub": "{a} - {b}",
+        "mul": "{a} {b}",
+        "div": "{a} / {b}",
+        "pow": "{a}^{b}",
+        "neg": "-{x}",
+    }.items()
+}
+PLAIN: set[Op] = {
+    REGISTRY[n]
+    for n in (
+        "matmul",
+        "maximum",
+        "minimum",
+        "where",
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "tanh",
+        "softplus",
+        "sigmoid",
+        "relu",
+        "clip",
+        "sum",
+        "max",
+        "logsumexp",
+        "log_softmax",
+        "linear",
+        "softmax_cross_entropy",
+        "reshape",
+        "transpose",
+        "getitem",
+        "concatenate",
+        "stack",
+    )
+}
 
 
 class Factor:
@@ -71,8 +139,16 @@ class Term:
 class Explanation:
     """The chain rule for d(loss)/d(param): ``chain``, ``terms``, ``total`` and ``gradient`` (backward's)."""
 
-    def __init__(self, loss_label: str, param_label: str, terms: list[Term], hidden: list[Term],
-                 rest: tuple[int, float] | None, gradient: float, n_points: int | None) -> None:
+    def __init__(
+        self,
+        loss_label: str,
+        param_label: str,
+        terms: list[Term],
+        hidden: list[Term],
+        rest: tuple[int, float] | None,
+        gradient: float,
+        n_points: int | None,
+    ) -> None:
         self.loss_label, self.param_label = loss_label, param_label
         self.terms, self.hidden, self.gradient, self.n_points = terms, hidden, gradient, n_points
         self.rest = rest  # (number, sum) of the paths beyond MAX_WALKED, or None
@@ -118,8 +194,10 @@ class Explanation:
             count = len(self.hidden) + (self.rest[0] if self.rest else 0)
             added = sum(t.total for t in self.hidden) + (self.rest[1] if self.rest else 0.0)
             out += [f"... and {count} more paths, adding {added:.6g}", ""]
-        out.append(code(f"d{self.loss_label}/d{self.param_label} = {self.total:.6g}") +
-                   f"   (backward computes {self.gradient:.6g})")
+        out.append(
+            code(f"d{self.loss_label}/d{self.param_label} = {self.total:.6g}")
+            + f"   (backward computes {self.gradient:.6g})"
+        )
         return out
 
 
@@ -132,7 +210,7 @@ def _table(term, markdown):
     n = len(term.per_point)
     half = MAX_POINTS // 2
     rows = []
-    for i in (range(n) if n <= MAX_POINTS else [*range(half), None, *range(n - half, n)]):
+    for i in range(n) if n <= MAX_POINTS else [*range(half), None, *range(n - half, n)]:
         if i is None:
             rows.append(["..."] + [""] * (len(head) - 1))
         else:
@@ -168,8 +246,15 @@ def explain(loss: Tensor, param: Tensor, index: int | tuple[int, ...] | None = N
     rest = None
     if count > len(terms):  # too many to walk: the rest is what backward found beyond the walked paths
         rest = (count - len(terms), float(gradient[index]) - sum(t.total for t in terms))
-    return Explanation(labels(g.output), labels(target) + _suffix(index), terms[:MAX_PATHS], terms[MAX_PATHS:],
-                       rest, float(gradient[index]), labels.n)
+    return Explanation(
+        labels(g.output),
+        labels(target) + _suffix(index),
+        terms[:MAX_PATHS],
+        terms[MAX_PATHS:],
+        rest,
+        float(gradient[index]),
+        labels.n,
+    )
 
 
 def _graph_of(loss, param):
@@ -183,11 +268,15 @@ def _graph_of(loss, param):
     try:
         g = graph(loss)
     except ValueError as e:
-        raise ValueError(f"explain: the loss's graph is gone ({e}); call explain before backward(), "
-                         "or run backward(retain_graph=True)") from None
+        raise ValueError(
+            f"explain: the loss's graph is gone ({e}); call explain before backward(), "
+            "or run backward(retain_graph=True)"
+        ) from None
     if param not in g or not g.node(param).requires_grad:
-        raise ValueError(f"explain: {param.name or 'the parameter'} does not affect this loss "
-                         "(it is not in the loss's graph, or does not require grad)")
+        raise ValueError(
+            f"explain: {param.name or 'the parameter'} does not affect this loss "
+            "(it is not in the loss's graph, or does not require grad)"
+        )
     return g, g.node(param)
 
 
@@ -205,8 +294,9 @@ def _pick(param, index, gradient):
 
 def _check_index(param, index):
     index = tuple(np.atleast_1d(index).tolist())
-    if len(index) != param.ndim or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
-                                       for i, n in zip(index, param.shape)):
+    if len(index) != param.ndim or any(
+        isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i, n in zip(index, param.shape)
+    ):
         raise ValueError(f"explain: index {index} is not an element of a parameter of shape {param.shape}")
     return index
 
@@ -248,6 +338,7 @@ def _paths(g: Graph, target: Node):
             for i, p in reversed(list(enumerate(n.inputs))):
                 if p is not None and p in count:
                     stack.append((p, edges + [(n, i)]))
+
     return count.get(g.output, 0), walk()
 
 
@@ -294,7 +385,7 @@ def _fill_values(factors, groups, target, index, n):
                 return
         parent = group[-1][0].inputs[group[-1][1]]
         if parent is target and target.value.ndim and d.ndim > 1:
-            d = d[(slice(None),) + index[-(d.ndim - 1):]] if d.ndim - 1 <= len(index) else None
+            d = d[(slice(None),) + index[-(d.ndim - 1) :]] if d.ndim - 1 <= len(index) else None
             if d is None:
                 return
         factor.values = np.broadcast_to(d, (n,)) if d.ndim <= 1 else None
@@ -440,6 +531,11 @@ def _value(a):
 
 def _n_points(g: Graph):
     """The number of data points: the most common leading size of the constant (data) inputs."""
-    sizes = [np.shape(a)[0] for n in g if n.op is not None
-             for a, p in zip(n.args, n.inputs) if (p is None or not p.requires_grad) and np.ndim(a) >= 1]
+    sizes = [
+        np.shape(a)[0]
+        for n in g
+        if n.op is not None
+        for a, p in zip(n.args, n.inputs)
+        if (p is None or not p.requires_grad) and np.ndim(a) >= 1
+    ]
     return max(set(sizes), key=sizes.count) if sizes else None

@@ -12,6 +12,7 @@ Example::
     >>> x.grad.round(4)          # sigmoid(x) / 3
     array([0.1667, 0.2437, 0.2936])
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ def _lifted(x) -> Tensor:
 
 
 # ---- arithmetic ---------------------------------------------------------------------
+
 
 def add(a: TensorLike, b: TensorLike) -> Tensor:
     """a + b, broadcasting."""
@@ -94,6 +96,7 @@ def where(condition: TensorLike, a: TensorLike, b: TensorLike) -> Tensor:
 
 # ---- elementwise functions -----------------------------------------------------------
 
+
 def exp(x: TensorLike) -> Tensor:
     """e^x."""
     return _apply("exp", x)
@@ -148,6 +151,7 @@ def clip(x: TensorLike, lo: float | None = None, hi: float | None = None) -> Ten
 
 # ---- reductions ----------------------------------------------------------------------
 
+
 def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes when None)."""
     return _apply("sum", x, axis=axis, keepdims=keepdims)
@@ -186,6 +190,7 @@ def softmax(x: TensorLike, axis: int = -1) -> Tensor:
 
 
 # ---- shape ------------------------------------------------------------------------------
+
 
 def reshape(x: TensorLike, shape: int | tuple[int, ...]) -> Tensor:
     """The same elements in a new shape (one entry may be -1)."""

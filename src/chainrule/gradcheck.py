@@ -1,4 +1,5 @@
 """Finite-difference gradient checking, public so users can check their own functions."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,8 +10,8 @@ import numpy as np
 from .checks import Instance, Number, check
 from .tensor import Tensor, no_grad
 
-_STEP = Number(low=0, low_open=True)   # eps: a finite number > 0
-_TOLERANCE = Number(low=0)             # atol, rtol: a finite number >= 0
+_STEP = Number(low=0, low_open=True)  # eps: a finite number > 0
+_TOLERANCE = Number(low=0)  # atol, rtol: a finite number >= 0
 _FUNCTION = Instance((Callable,), "a function of the inputs")
 
 
@@ -23,12 +24,15 @@ class GradcheckError(AssertionError):
 
     def __init__(self, input: int, index: tuple[int, ...], numerical: float, analytical: float) -> None:
         self.input, self.index, self.numerical, self.analytical = input, index, numerical, analytical
-        super().__init__(f"gradcheck: input {input}, element {index}: numerical derivative {numerical:.10g} "
-                         f"but backward gave {analytical:.10g}")
+        super().__init__(
+            f"gradcheck: input {input}, element {index}: numerical derivative {numerical:.10g} "
+            f"but backward gave {analytical:.10g}"
+        )
 
 
-def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: float = 1e-5,
-              rtol: float = 1e-3, seed: int = 0) -> bool:
+def gradcheck(
+    fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0
+) -> bool:
     """Compare ``fn``'s backward gradients with central differences, in float64.
 
     Inputs that are Tensors with ``requires_grad=True``, or float ndarrays, are
@@ -50,8 +54,10 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: 
     checked = [i for i, x in enumerate(inputs) if _is_checked(x)]
     if not checked:
         raise ValueError("gradcheck: no input to check; pass Tensors with requires_grad=True or float arrays")
-    args = [Tensor(np.array(_raw(x), dtype=np.float64), requires_grad=True) if i in checked else x
-            for i, x in enumerate(inputs)]
+    args = [
+        Tensor(np.array(_raw(x), dtype=np.float64), requires_grad=True) if i in checked else x
+        for i, x in enumerate(inputs)
+    ]
     weights = None
 
     def scalar(*xs):

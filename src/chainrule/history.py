@@ -15,11 +15,13 @@ Example: one iteration of the lessons' table, recorded by hand::
     >>> h.n_iter, h.params["b3"].new_value[0], h.best_loss
     (1, np.float64(1.566), 20.42)
 """
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +137,15 @@ class History:
 
     # ---- the writers: only these assign the fields ------------------------------------------
 
-    def record(self, iteration: int, loss: float, largest: float, olds: Sequence[Any], grads: Sequence[Any],
-               steps: Sequence[Any]) -> None:
+    def record(
+        self,
+        iteration: int,
+        loss: float,
+        largest: float,
+        olds: Sequence[Any],
+        grads: Sequence[Any],
+        steps: Sequence[Any],
+    ) -> None:
         """One iteration: its loss (before the update), largest step, and each parameter's old value,
         derivative and step (arrays fresh each iteration, so kept without a copy; a step may be a norm)."""
         if loss < self.best_loss:
@@ -146,8 +155,15 @@ class History:
             trace.record(old, g, s)
         self.n_iter, self.largest_step = iteration, largest
 
-    def record_block(self, first: int, losses: Sequence[float], olds: Sequence[np.ndarray],
-                     grads: Sequence[np.ndarray], steps: Sequence[np.ndarray], largest: float) -> None:
+    def record_block(
+        self,
+        first: int,
+        losses: Sequence[float],
+        olds: Sequence[np.ndarray],
+        grads: Sequence[np.ndarray],
+        steps: Sequence[np.ndarray],
+        largest: float,
+    ) -> None:
         """Iterations ``first`` .. ``first + k - 1`` at once: ``olds[j]`` (and ``grads[j]``, ``steps[j]``)
         holds parameter j's values with the iteration as the first axis; ``largest`` is the last
         iteration's largest step."""
@@ -179,8 +195,7 @@ class History:
     def add_health_event(self, message: str) -> None:
         self.health_events.append(message)
 
-    def record_restarts(self, losses: np.ndarray, iterations: np.ndarray, converged: np.ndarray,
-                        best: int) -> None:
+    def record_restarts(self, losses: np.ndarray, iterations: np.ndarray, converged: np.ndarray, best: int) -> None:
         """What ``fit(restarts=N)`` found: every start's final loss, iterations, convergence; the best."""
         self.restart_losses, self.restart_iterations = losses, iterations
         self.restart_converged, self.best_restart = converged, best
@@ -207,8 +222,10 @@ class History:
             raise ValueError(f"table: '{trace.name}' has shape {trace.shape}; pass index= to pick an element")
         label = trace.name + ("" if index is None else str(list(np.atleast_1d(index))))
         head = ["iteration", f"old {label}", f"d loss/d {label}", "step size", f"new {label}"]
-        rows = [[str(k + 1), *(f"{float(pick(a)):.6g}" for a in (v, d, s, v - s))]
-                for k, (v, d, s) in enumerate(zip(trace.value, trace.derivative, trace.step))]
+        rows = [
+            [str(k + 1), *(f"{float(pick(a)):.6g}" for a in (v, d, s, v - s))]
+            for k, (v, d, s) in enumerate(zip(trace.value, trace.derivative, trace.step))
+        ]
         if len(rows) > max_rows:
             half = max_rows // 2
             rows = rows[:half] + [["...", "", "", "", ""]] + rows[-half:]
@@ -240,9 +257,11 @@ class History:
     def summary(self) -> str:
         """A few lines: iterations, stop reason, first/final/best loss."""
         first = self.loss[0] if self.loss else math.nan
-        return (f"{self.n_iter} iterations in {self.seconds:.3g} s; {self.stop_reason}\n"
-                f"loss: first {first:.6g}, final {self.final_loss:.6g}, best {self.best_loss:.6g}"
-                f" (iteration {self.best_iter})")
+        return (
+            f"{self.n_iter} iterations in {self.seconds:.3g} s; {self.stop_reason}\n"
+            f"loss: first {first:.6g}, final {self.final_loss:.6g}, best {self.best_loss:.6g}"
+            f" (iteration {self.best_iter})"
+        )
 
     def __repr__(self) -> str:
         return f"History(n_iter={self.n_iter}, final_loss={self.final_loss:.6g}, stop_reason={self.stop_reason!r})"
@@ -279,8 +298,7 @@ class GradientMonitor:
         self.flagged: set[tuple[str, str]] = set()
 
     def __call__(self, history: History) -> None:
-        self.observe(history, {name: trace.last_grad_norm() for name, trace in history.params.items()},
-                     history.n_iter)
+        self.observe(history, {name: trace.last_grad_norm() for name, trace in history.params.items()}, history.n_iter)
 
     def observe(self, history: History, norms: dict[str, float], iteration: int) -> None:
         """Look at one iteration's derivative norms ({parameter name: norm})."""
@@ -288,13 +306,23 @@ class GradientMonitor:
         small = self.vanishing * top
         for name, norm in norms.items():
             if norm > self.exploding:
-                self._flag(history, name, "exploding", f"exploding gradient: the derivative of '{name}' reached "
-                           f"{norm:.3g} at iteration {iteration} (threshold {self.exploding:g})")
+                self._flag(
+                    history,
+                    name,
+                    "exploding",
+                    f"exploding gradient: the derivative of '{name}' reached "
+                    f"{norm:.3g} at iteration {iteration} (threshold {self.exploding:g})",
+                )
             low = self.low[name] = self.low.get(name, 0) + 1 if norm < small or norm == 0 else 0
             if low >= self.patience:
-                self._flag(history, name, "vanishing", f"vanishing gradient: the derivative of '{name}' stayed "
-                           f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
-                           f"(iteration {iteration}: {norm:.3g} against {top:.3g})")
+                self._flag(
+                    history,
+                    name,
+                    "vanishing",
+                    f"vanishing gradient: the derivative of '{name}' stayed "
+                    f"below {self.vanishing:g} x the largest one for {self.patience} iterations "
+                    f"(iteration {iteration}: {norm:.3g} against {top:.3g})",
+                )
 
     def observe_block(self, history: History, norms: np.ndarray, first: int) -> None:
         """Look at a block of iterations at once: ``norms[i, j]`` is parameter j's derivative norm at
@@ -306,16 +334,34 @@ class GradientMonitor:
         for j, name in enumerate(names):
             column = norms[:, j]
             for i in np.flatnonzero(column > self.exploding)[:1].tolist():
-                events.append((i, j, 0, name, "exploding", f"exploding gradient: the derivative of '{name}' "
-                               f"reached {column[i]:.3g} at iteration {first + i} (threshold {self.exploding:g})"))
+                events.append(
+                    (
+                        i,
+                        j,
+                        0,
+                        name,
+                        "exploding",
+                        f"exploding gradient: the derivative of '{name}' "
+                        f"reached {column[i]:.3g} at iteration {first + i} (threshold {self.exploding:g})",
+                    )
+                )
             run, seen = self.low.get(name, 0), False
             for i, low in enumerate(((column < small) | (column == 0)).tolist()):
                 run = run + 1 if low else 0
                 if run >= self.patience and not seen:
                     seen = True
-                    events.append((i, j, 1, name, "vanishing", f"vanishing gradient: the derivative of '{name}' "
-                                   f"stayed below {self.vanishing:g} x the largest one for {self.patience} "
-                                   f"iterations (iteration {first + i}: {column[i]:.3g} against {top[i]:.3g})"))
+                    events.append(
+                        (
+                            i,
+                            j,
+                            1,
+                            name,
+                            "vanishing",
+                            f"vanishing gradient: the derivative of '{name}' "
+                            f"stayed below {self.vanishing:g} x the largest one for {self.patience} "
+                            f"iterations (iteration {first + i}: {column[i]:.3g} against {top[i]:.3g})",
+                        )
+                    )
             self.low[name] = run
         for *_, name, kind, message in sorted(events, key=lambda e: e[:3]):
             self._flag(history, name, kind, message)
@@ -324,8 +370,10 @@ class GradientMonitor:
         """Look at a block of iterations from the derivatives themselves: ``grads[j]`` holds parameter j's
         with the iteration as the first axis."""
         k = len(grads[0])
-        norms = np.stack([np.abs(g.reshape(k)) if g[0].size == 1 else np.sqrt(np.sum(g.reshape(k, -1) ** 2, axis=1))
-                          for g in grads], axis=1)
+        norms = np.stack(
+            [np.abs(g.reshape(k)) if g[0].size == 1 else np.sqrt(np.sum(g.reshape(k, -1) ** 2, axis=1)) for g in grads],
+            axis=1,
+        )
         self.observe_block(history, norms, first)
 
     def _flag(self, history: History, name: str, kind: str, message: str) -> None:
@@ -333,8 +381,6 @@ class GradientMonitor:
             self.flagged.add((name, kind))
             history.add_health_event(message)
             warnings.warn(message, GradientHealthWarning, stacklevel=outside_stacklevel())
-
-
 
 
 ParameterTrace = Trace  # the name the architecture uses; both are public

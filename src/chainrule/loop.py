@@ -24,18 +24,19 @@ Example: the lessons' gradient descent on b3, one iteration at a time::
     >>> trainer.stop_reason is not None, round(net.b3.item(), 2)
     (True, 2.61)
 """
+
 from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .checks import Integer, Number, check
 from .data import training_arrays
-from .engines import BLOCK, Block, Epochs, Failure, Iteration, Settings, WrittenOut, forward_backward, one_hot, \
-    replayed
+from .engines import BLOCK, Block, Epochs, Failure, Iteration, Settings, WrittenOut, forward_backward, one_hot, replayed
 from .errors import ConvergenceWarning, DivergenceError, outside_stacklevel
 from .history import GradientMonitor, History
 from .losses import cross_entropy, get_loss
@@ -64,11 +65,24 @@ class Trainer:
     gives. The keywords are those of :func:`chainrule.fit`.
     """
 
-    def __init__(self, model: Module, x: Any, y: Any, *, loss: str | Callable[..., Tensor] = "ssr",
-                 optimizer: Optimizer | None = None, params: Any = None, tol: float = 0.001,
-                 max_iter: int = 1000, batch_size: int | None = None, seed: int | None = None,
-                 callback: Callable[[History], Any] | None = None, monitor: bool | GradientMonitor = True,
-                 restarts: int | None = None, compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: Module,
+        x: Any,
+        y: Any,
+        *,
+        loss: str | Callable[..., Tensor] = "ssr",
+        optimizer: Optimizer | None = None,
+        params: Any = None,
+        tol: float = 0.001,
+        max_iter: int = 1000,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        callback: Callable[[History], Any] | None = None,
+        monitor: bool | GradientMonitor = True,
+        restarts: int | None = None,
+        compile: bool = False,
+    ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
         tol = check("fit", "tol", tol, Number(low=0))
@@ -86,8 +100,7 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
-        self.settings = Settings(model, x, y, loss_fn, optimizer, named, tol, max_iter, batch_size, seed,
-                                 bool(compile))
+        self.settings = Settings(model, x, y, loss_fn, optimizer, named, tol, max_iter, batch_size, seed, bool(compile))
         self.frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
         self.history = History([(n, p.shape) for n, p in named], tol)
         self._engine: Epochs | WrittenOut | None = None
@@ -112,8 +125,9 @@ class Trainer:
     def step(self) -> Iteration | Block | None:
         """One iteration (an epoch with mini-batches); returns what was recorded."""
         if self._ended:
-            raise RuntimeError(f"Trainer.step(): the run has ended ({self.history.stop_reason}); "
-                               "make a new Trainer to train on")
+            raise RuntimeError(
+                f"Trainer.step(): the run has ended ({self.history.stop_reason}); make a new Trainer to train on"
+            )
         with self._session():
             done = None
             while done is None and not self._ended:  # an engine that hands over did nothing: the next one does
@@ -158,10 +172,15 @@ class Trainer:
         elif stop:
             self._end(f"stopped by the callback at iteration {it}")
         elif it >= s.max_iter:
-            self._end(f"reached max_iter = {s.max_iter} iterations; the largest step size was still "
-                      f"{done.largest:.3g} (tol = {s.tol:g})")
-            warnings.warn(f"fit: {h.stop_reason}. Raise max_iter or the learning rate.", ConvergenceWarning,
-                          stacklevel=outside_stacklevel())
+            self._end(
+                f"reached max_iter = {s.max_iter} iterations; the largest step size was still "
+                f"{done.largest:.3g} (tol = {s.tol:g})"
+            )
+            warnings.warn(
+                f"fit: {h.stop_reason}. Raise max_iter or the learning rate.",
+                ConvergenceWarning,
+                stacklevel=outside_stacklevel(),
+            )
         return done
 
     def _end(self, reason: str, converged: bool = False) -> None:
@@ -176,10 +195,17 @@ class Trainer:
             p.data[...] = b
         h.diverge(f"diverged at iteration {iteration}: {_culprit(named, f)[1]}")
         self._ended = True
-        seen = (f"the best seen (loss {h.best_loss:.6g} at iteration {h.best_iter})"
-                if h.best_iter else "their values before this iteration")
-        raise DivergenceError(f"fit: {h.stop_reason}; parameters restored to {seen}. Try a smaller learning rate.",
-                              iteration, _culprit(named, f)[0], h)
+        seen = (
+            f"the best seen (loss {h.best_loss:.6g} at iteration {h.best_iter})"
+            if h.best_iter
+            else "their values before this iteration"
+        )
+        raise DivergenceError(
+            f"fit: {h.stop_reason}; parameters restored to {seen}. Try a smaller learning rate.",
+            iteration,
+            _culprit(named, f)[0],
+            h,
+        )
 
     # ---- engines -------------------------------------------------------------------------------
 
@@ -298,8 +324,10 @@ def _trained(model: Module, params: Any) -> list[tuple[str, Parameter]]:
     for item in params:
         if isinstance(item, str):
             if item not in by_name:
-                raise ValueError(f"fit: params names {item!r}, which is not a parameter of "
-                                 f"{type(model).__name__}; it has {list(by_name)}")
+                raise ValueError(
+                    f"fit: params names {item!r}, which is not a parameter of "
+                    f"{type(model).__name__}; it has {list(by_name)}"
+                )
             chosen.append((item, by_name[item]))
         elif isinstance(item, Parameter):
             match = [(n, p) for n, p in named if p is item]
@@ -311,4 +339,3 @@ def _trained(model: Module, params: Any) -> list[tuple[str, Parameter]]:
     if not chosen:
         raise ValueError("fit: params is empty; name at least one parameter to train (or None for all)")
     return list(dict((n, (n, p)) for n, p in chosen).values())
-

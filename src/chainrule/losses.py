@@ -11,15 +11,18 @@ Example::
     >>> ssr(cr.tensor([1.0, 2.0]), [0.0, 0.0])     # (0 - 1)^2 + (0 - 2)^2
     tensor(5., name='SSR')
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
 from .ops import REGISTRY
-from .tensor import Tensor, apply, constant, named as _named, tensor_from
+from .tensor import Tensor, apply, constant, tensor_from
+from .tensor import named as _named
 
 _SOFTMAX_XENT = REGISTRY["softmax_cross_entropy"]
 
@@ -29,8 +32,10 @@ def _same_shape(name, predicted, target):
     if not isinstance(target, Tensor):
         target = constant(np.asarray(target, dtype=predicted.dtype), "Observed")
     if predicted.shape != target.shape:
-        raise ValueError(f"{name}: predicted has shape {predicted.shape} but target has shape "
-                         f"{target.shape}; they must match (no broadcasting in a loss)")
+        raise ValueError(
+            f"{name}: predicted has shape {predicted.shape} but target has shape "
+            f"{target.shape}; they must match (no broadcasting in a loss)"
+        )
     return predicted, target
 
 
@@ -76,15 +81,20 @@ def targets_for(logits: Any, labels: Any) -> np.ndarray:
     if labels.shape == logits.shape and labels.dtype.kind == "f":
         return labels.astype(logits.dtype, copy=False)
     if labels.shape != (n,):
-        raise ValueError(f"cross_entropy: labels must have shape ({n},) (class indices) or {logits.shape} "
-                         f"(probabilities) to match logits {logits.shape}, got {labels.shape}")
+        raise ValueError(
+            f"cross_entropy: labels must have shape ({n},) (class indices) or {logits.shape} "
+            f"(probabilities) to match logits {logits.shape}, got {labels.shape}"
+        )
     if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
-        raise TypeError(f"cross_entropy: labels must be integer class indices, got dtype {labels.dtype} "
-                        f"(e.g. {labels.reshape(-1)[:3].tolist()})")
+        raise TypeError(
+            f"cross_entropy: labels must be integer class indices, got dtype {labels.dtype} "
+            f"(e.g. {labels.reshape(-1)[:3].tolist()})"
+        )
     labels = labels.astype(np.intp)
     if n and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), got values from "
-                         f"{labels.min()} to {labels.max()}")
+        raise ValueError(
+            f"cross_entropy: labels must lie in [0, {classes}), got values from {labels.min()} to {labels.max()}"
+        )
     onehot = np.zeros(logits.shape, dtype=logits.dtype)
     onehot[np.arange(n), labels] = 1.0
     return onehot
@@ -107,8 +117,9 @@ def binary_cross_entropy(logits: Tensor, targets: Any) -> Tensor:
     return _named((F.softplus(logits) - logits * targets).mean(), "BCE")
 
 
-ssr.reduction = "sum"
-mse.reduction = cross_entropy.reduction = binary_cross_entropy.reduction = "mean"
+# How each loss adds up its rows: a mini-batch's share of an epoch's loss follows from it.
+ssr.reduction = "sum"  # type: ignore[attr-defined]
+mse.reduction = cross_entropy.reduction = binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
 
 LOSSES = {
     "ssr": ssr,

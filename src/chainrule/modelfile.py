@@ -24,6 +24,7 @@ Example::
     True
     >>> folder.cleanup()
 """
+
 from __future__ import annotations
 
 import base64
@@ -100,8 +101,7 @@ class Model:
     or the path of a CSV file with the feature columns.
     """
 
-    def __init__(self, network, features=None, target=None, classes=None, scaling=None, loss=None,
-                 training=None):
+    def __init__(self, network, features=None, target=None, classes=None, scaling=None, loss=None, training=None):
         self.network = network
         self.sizes, self.activation = architecture(network)
         self.features = list(features) if features is not None else [f"x{i + 1}" for i in range(self.sizes[0])]
@@ -192,13 +192,17 @@ class Model:
         if x.ndim == 1 and self.sizes[0] == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
-            raise ValueError(f"predict: expected inputs of shape (rows, {self.sizes[0]}) for the features "
-                             f"{self.features}, got shape {x.shape}")
+            raise ValueError(
+                f"predict: expected inputs of shape (rows, {self.sizes[0]}) for the features "
+                f"{self.features}, got shape {x.shape}"
+            )
         return x
 
     def __repr__(self):
-        return (f"Model(features={self.features}, target={self.target!r}, sizes={self.sizes}, "
-                f"activation={self.activation!r}, task={self.task!r})")
+        return (
+            f"Model(features={self.features}, target={self.target!r}, sizes={self.sizes}, "
+            f"activation={self.activation!r}, task={self.task!r})"
+        )
 
 
 def _indices(labels, classes):
@@ -217,10 +221,15 @@ def architecture(network):
     linears, activations = layers[::2], layers[1::2]
     names = {type(a).__name__ for a in activations}
     by_class = {cls.__name__: name for name, cls in ACTIVATIONS.items()}
-    if not all(isinstance(layer, Linear) and layer.bias is not None for layer in linears) \
-            or len(names) > 1 or not names <= set(by_class):
-        raise ValueError("model files hold networks made by chainrule.nn.mlp: Linear layers with biases "
-                         f"and one activation between them; got {network!r}")
+    if (
+        not all(isinstance(layer, Linear) and layer.bias is not None for layer in linears)
+        or len(names) > 1
+        or not names <= set(by_class)
+    ):
+        raise ValueError(
+            "model files hold networks made by chainrule.nn.mlp: Linear layers with biases "
+            f"and one activation between them; got {network!r}"
+        )
     sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
     return sizes, by_class[names.pop()] if names else "identity"
 
@@ -228,13 +237,14 @@ def architecture(network):
 def _check_model(model):
     n_in, n_out = model.sizes[0], model.sizes[-1]
     if len(model.features) != n_in or len(set(model.features)) != n_in:
-        raise ValueError(f"Model: features must be {n_in} distinct names (the network's inputs), "
-                         f"got {model.features}")
+        raise ValueError(f"Model: features must be {n_in} distinct names (the network's inputs), got {model.features}")
     if model.classes is None and n_out != 1:
         raise ValueError(f"Model: a regression network has 1 output, got {n_out}; a classifier needs classes")
     if model.classes is not None and (len(model.classes) != n_out or n_out < 2):
-        raise ValueError(f"Model: a classifier needs one network output per class (at least 2); the network "
-                         f"has {n_out} outputs for the classes {model.classes}")
+        raise ValueError(
+            f"Model: a classifier needs one network output per class (at least 2); the network "
+            f"has {n_out} outputs for the classes {model.classes}"
+        )
     check("Model", "loss", model.loss, OneOf(sorted(LOSSES)))
 
 
@@ -271,17 +281,24 @@ def to_dict(model):
         "architecture": {"kind": "mlp", "sizes": model.sizes, "activation": model.activation, "task": model.task},
         "parameters": {name: _encode(p.data) for name, p in model.network.named_parameters()},
         "preprocessing": {
-            "features": model.features, "target": model.target, "classes": model.classes,
-            "feature_mean": s and s.feature_mean, "feature_std": s and s.feature_std,
-            "target_mean": s and s.target_mean, "target_std": s and s.target_std,
+            "features": model.features,
+            "target": model.target,
+            "classes": model.classes,
+            "feature_mean": s and s.feature_mean,
+            "feature_std": s and s.feature_std,
+            "target_mean": s and s.target_mean,
+            "target_std": s and s.target_std,
         },
         "training": {"loss": model.loss, **model.training},
     }
 
 
 def _encode(a):
-    return {"shape": list(a.shape), "dtype": a.dtype.name,
-            "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii")}
+    return {
+        "shape": list(a.shape),
+        "dtype": a.dtype.name,
+        "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii"),
+    }
 
 
 @contextlib.contextmanager
@@ -359,8 +376,9 @@ def from_dict(content):
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise ValueError(f"not a chainrule model file (format {found!r}, expected {FORMAT!r})")
     if content.get("version") != VERSION:
-        raise ValueError(f"model file version {content.get('version')!r} is not supported; this chainrule "
-                         f"reads version {VERSION}")
+        raise ValueError(
+            f"model file version {content.get('version')!r} is not supported; this chainrule reads version {VERSION}"
+        )
     for key in ("architecture", "parameters", "preprocessing", "training"):
         _need(content, key, dict, "the model file")
     sizes, activation, task = _architecture(content["architecture"])
@@ -371,8 +389,15 @@ def from_dict(content):
         raise ValueError(f"architecture.task is {task!r} but preprocessing.classes is {classes!r}")
     training = dict(content["training"])
     loss = training.pop("loss", None)
-    return Model(network, features=_strings(pre, "features"), target=_target(pre), classes=_classes(classes),
-                 scaling=_scaling(pre, sizes[0], task), loss=loss, training=training)
+    return Model(
+        network,
+        features=_strings(pre, "features"),
+        target=_target(pre),
+        classes=_classes(classes),
+        scaling=_scaling(pre, sizes[0], task),
+        loss=loss,
+        training=training,
+    )
 
 
 def _need(obj, key, kind, where):
@@ -419,8 +444,10 @@ def _decode(name, entry, shape, dtype):
         raise ValueError(f"parameter {name!r}: data is not valid base64") from None
     little = np.dtype(dtype).newbyteorder("<")
     if len(raw) != math.prod(shape) * little.itemsize:
-        raise ValueError(f"parameter {name!r}: data holds {len(raw)} bytes, shape {list(shape)} of {dtype} "
-                         f"needs {math.prod(shape) * little.itemsize}")
+        raise ValueError(
+            f"parameter {name!r}: data holds {len(raw)} bytes, shape {list(shape)} of {dtype} "
+            f"needs {math.prod(shape) * little.itemsize}"
+        )
     values = np.frombuffer(raw, dtype=little).reshape(shape).astype(dtype)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"parameter {name!r} contains NaN or inf")
@@ -444,8 +471,10 @@ def _target(pre):
 def _classes(classes):
     if classes is None:
         return None
-    ok = isinstance(classes, list) and (all(isinstance(c, str) for c in classes) or all(
-        isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes))
+    ok = isinstance(classes, list) and (
+        all(isinstance(c, str) for c in classes)
+        or all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes)
+    )
     if not ok or len(set(classes)) != len(classes):
         raise ValueError(f"preprocessing.classes must be distinct labels, all text or all numbers, got {classes!r}")
     return classes
@@ -460,10 +489,15 @@ def _scaling(pre, n_features, task):
         if not isinstance(values, list) or len(values) != n_features or not all(map(_finite, values)):
             raise ValueError(f"preprocessing.{key} must be {n_features} finite numbers, got {values!r}")
     t_mean, t_std = pre.get("target_mean"), pre.get("target_std")
-    if task == "regression" and not (t_mean is None and t_std is None) \
-            and not (_finite(t_mean) and _finite(t_std) and t_std > 0):
-        raise ValueError(f"preprocessing.target_mean/target_std must be finite numbers (std > 0) or both null, "
-                         f"got {t_mean!r}, {t_std!r}")
+    if (
+        task == "regression"
+        and not (t_mean is None and t_std is None)
+        and not (_finite(t_mean) and _finite(t_std) and t_std > 0)
+    ):
+        raise ValueError(
+            f"preprocessing.target_mean/target_std must be finite numbers (std > 0) or both null, "
+            f"got {t_mean!r}, {t_std!r}"
+        )
     if not all(s > 0 for s in std):
         raise ValueError(f"preprocessing.feature_std must be positive, got {std!r}")
     return Scaling(mean, std, t_mean, t_std)

@@ -10,20 +10,24 @@ Example::
     >>> net(cr.tensor([[0.0], [0.5], [1.0]])).shape
     (3, 1)
 """
+
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Sequence as _Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence as _Sequence
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
 from .checks import Instance, Integer, Integers, OneOf, Typed, check
 from .ops import REGISTRY
-from .tensor import Tensor, apply, constant, named as _named, tensor_from
+from .tensor import Tensor, apply, constant, tensor_from
+from .tensor import named as _named
 
 _LINEAR = REGISTRY["linear"]
-_SIZE = Typed(Integer(low=1))                  # a layer's width: TypeError for 2.0, ValueError for 0
+_SIZE = Typed(Integer(low=1))  # a layer's width: TypeError for 2.0, ValueError for 0
 _SIZES = Typed(Integers(low=1, min_length=2))  # mlp's widths, inputs to outputs
 _NUMBER = Instance((numbers.Real,), "a number")
 
@@ -102,8 +106,10 @@ class Module:
         """Draw fresh starting values (each layer's own initialization) from ``rng`` (a seed or Generator)."""
         rng = _rng(rng)
         if any(isinstance(v, Parameter) for v in vars(self).values()):
-            raise NotImplementedError(f"{type(self).__name__} has parameters of its own: define "
-                                      "reset_parameters(rng) to draw them (fit(..., restarts=N) needs it)")
+            raise NotImplementedError(
+                f"{type(self).__name__} has parameters of its own: define "
+                "reset_parameters(rng) to draw them (fit(..., restarts=N) needs it)"
+            )
         for _, child in self.children():
             child.reset_parameters(rng)
 
@@ -129,8 +135,9 @@ class Module:
                 raise TypeError(f"load_state_dict: '{name}' must hold numbers, got {value.dtype} ({state[name]!r:.40})")
         for name, p in own.items():  # check every shape first: a failed load changes nothing
             if values[name].shape != p.shape:
-                raise ValueError(f"load_state_dict: '{name}' has shape {p.shape} in the model "
-                                 f"but {values[name].shape} in the state")
+                raise ValueError(
+                    f"load_state_dict: '{name}' has shape {p.shape} in the model but {values[name].shape} in the state"
+                )
         for name, p in own.items():
             p.data[...] = values[name]
 
@@ -163,8 +170,9 @@ class Linear(Module):
         Linear(in_features=3, out_features=2, bias=True)
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, seed: Any = None,
-                 dtype: Any = np.float64) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, seed: Any = None, dtype: Any = np.float64
+    ) -> None:
         self.in_features = check("Linear", "in_features", in_features, _SIZE)
         self.out_features = check("Linear", "out_features", out_features, _SIZE)
         self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
@@ -180,8 +188,9 @@ class Linear(Module):
     def forward(self, x):
         x = tensor_from(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear: expected inputs with {self.in_features} features in the last "
-                             f"dimension, got shape {x.shape}")
+            raise ValueError(
+                f"Linear: expected inputs with {self.in_features} features in the last dimension, got shape {x.shape}"
+            )
         if self.bias is None:
             return x @ self.weight.T
         return apply(_LINEAR, x, self.weight, self.bias)
@@ -205,26 +214,31 @@ class _Activation(Module):
 
 class SoftPlus(_Activation):
     """softplus(x) = log(1 + e^x), the lessons' activation."""
+
     fn = staticmethod(F.softplus)
 
 
 class ReLU(_Activation):
     """relu(x) = max(x, 0)."""
+
     fn = staticmethod(F.relu)
 
 
 class Sigmoid(_Activation):
     """sigmoid(x) = 1 / (1 + e^-x)."""
+
     fn = staticmethod(F.sigmoid)
 
 
 class Tanh(_Activation):
     """tanh(x)."""
+
     fn = staticmethod(F.tanh)
 
 
 class Identity(_Activation):
     """x unchanged."""
+
     fn = staticmethod(tensor_from)
 
 
@@ -325,8 +339,9 @@ class DosageNetwork(Module):
         """The lessons' optimized values, with any of them overridden (``from_lesson(b3=0.0)``)."""
         unknown = sorted(set(overrides) - set(cls.NAMES))
         if unknown:
-            raise ValueError(f"DosageNetwork.from_lesson: unknown parameter(s) {unknown}; "
-                             f"the parameters are {list(cls.NAMES)}")
+            raise ValueError(
+                f"DosageNetwork.from_lesson: unknown parameter(s) {unknown}; the parameters are {list(cls.NAMES)}"
+            )
         return cls(**{**cls.LESSON, **overrides}, dtype=dtype)
 
     @classmethod

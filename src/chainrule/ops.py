@@ -16,6 +16,7 @@ formula: ``relu'(0) = 0``, ``abs'(0) = 0``, ties of ``maximum``/``minimum``
 share the gradient half and half, ties of ``max`` share it equally, and ``clip``
 passes the gradient at its bounds.
 """
+
 from __future__ import annotations
 
 import functools
@@ -104,9 +105,12 @@ def unbroadcast_lines(var: str, src: tuple[int, ...], dst: tuple[int, ...]) -> l
         if n > 8 or int(np.prod(shape)) < 512 or axis == 0:
             lines.append(f"{var} = {var}.sum(axis={axis}, keepdims=True)")
         else:
-            lines += [f"_s = {var}", f"{var} = add(_s[{before}0:1], _s[{before}1:2])",
-                      *(f"{var} += _s[{before}{k}:{k + 1}]" for k in range(2, n))]
-        shape = shape[:axis] + (1,) + shape[axis + 1:]
+            lines += [
+                f"_s = {var}",
+                f"{var} = add(_s[{before}0:1], _s[{before}1:2])",
+                *(f"{var} += _s[{before}{k}:{k + 1}]" for k in range(2, n)),
+            ]
+        shape = shape[:axis] + (1,) + shape[axis + 1 :]
     if shape != tuple(dst):
         lines.append(f"{var} = asarray({var}).reshape({tuple(dst)!r})")
     return lines
@@ -172,6 +176,9 @@ def _clip_vjp(g, out, x, lo=None, hi=None):
         inside &= x <= hi
     return g * inside
 
+
+# fmt: off
+# (The registry below is a table: each entry stays laid out as one block, STYLE.md 1.)
 
 # ---- elementwise arithmetic --------------------------------------------------
 
@@ -414,3 +421,4 @@ defop_variadic("stack", lambda *xs, axis=0: np.stack(xs, axis=axis),
                "stack(x_1, ..., x_n) along a new axis",
                "d/dx_i = g at position i of the new axis",
                lambda i, g, out, *xs, axis=0: np.take(g, i, axis=axis))
+# fmt: on

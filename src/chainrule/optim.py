@@ -16,18 +16,20 @@ Example::
     >>> opt.step_sizes[0], b3.item()              # step = -15.7 x 0.1; new b3 = 0 - (-1.57)
     (array(-1.57), 1.57)
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from .checks import Number, check
 
 _LR = Number(low=0, low_open=True)  # a finite number > 0
-_FRACTION = Number(low=0, high=1)   # a number in [0, 1): momentum, betas
-_EPS = Number(low=0)                # a finite number >= 0
+_FRACTION = Number(low=0, high=1)  # a number in [0, 1): momentum, betas
+_EPS = Number(low=0)  # a finite number >= 0
 
 
 # Parameters are packed into one buffer (one update call for all) only up to this many elements in all:
@@ -47,7 +49,7 @@ class Optimizer:
     applied and let go (None there): set ``keep_limit = math.inf`` to keep them all.
     """
 
-    keep_limit = KEEP_LIMIT
+    keep_limit: float = KEEP_LIMIT
 
     def __init__(self, lr: float, params: Iterable[Any] | None = None) -> None:
         self.lr = check(type(self).__name__, "lr", lr, _LR)
@@ -77,8 +79,11 @@ class Optimizer:
         no gradient keeps its values and its state, as when unpacked.
         """
         self._flat = None
-        if len(self.params) < 2 or len({p.dtype for p in self.params}) != 1 or \
-                sum(p.size for p in self.params) > PACK_LIMIT:
+        if (
+            len(self.params) < 2
+            or len({p.dtype for p in self.params}) != 1
+            or sum(p.size for p in self.params) > PACK_LIMIT
+        ):
             return
         ends = np.cumsum([p.size for p in self.params])
         self._spans = list(zip(ends - [p.size for p in self.params], ends))
@@ -129,8 +134,9 @@ class Optimizer:
         """A packed step where some parameters have no gradient: they neither move nor age."""
         idle = [span for g, span in zip(grads, self._spans) if g is None]
         kept = [{k: v[a:b].copy() for k, v in self.state[0].items()} for a, b in idle]
-        g = np.concatenate([np.zeros(p.size, self._flat.dtype) if g is None else g.ravel()
-                            for p, g in zip(self.params, grads)])
+        g = np.concatenate(
+            [np.zeros(p.size, self._flat.dtype) if g is None else g.ravel() for p, g in zip(self.params, grads)]
+        )
         step = np.asarray(self.update(g, self.state[0]))
         for (a, b), saved in zip(idle, kept):
             step[a:b] = 0.0
@@ -169,16 +175,18 @@ class Optimizer:
         ends = np.cumsum([p.size for p in self.params])
         spans = list(zip(ends - [p.size for p in self.params], ends))
         self.step_sizes = [step_sizes[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, spans)]
-        self.state = [{k: v[a:b].reshape(p.shape).copy() for k, v in state.items()} for p, (a, b) in
-                      zip(self.params, spans)]
-
+        self.state = [
+            {k: v[a:b].reshape(p.shape).copy() for k, v in state.items()} for p, (a, b) in zip(self.params, spans)
+        ]
 
     def largest_step(self) -> float:
         """max |step size| over every parameter in the last step (NaN if any step is NaN)."""
         if self._flat is not None:
             return float(np.maximum(self._last.max(), -self._last.min())) if self._last.size else 0.0
-        sizes = [top if s is None else float(np.max(np.abs(s))) if s.size else 0.0
-                 for s, top in zip(self.step_sizes, self._largest)]
+        sizes = [
+            top if s is None else float(np.max(np.abs(s))) if s.size else 0.0
+            for s, top in zip(self.step_sizes, self._largest)
+        ]
         return float(np.max(sizes)) if sizes else 0.0
 
     def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
@@ -216,9 +224,9 @@ class GradientDescent(Optimizer):
         buffer = np.empty(min(_CHUNK, values.size), dtype=np.result_type(grads, self.lr))
         tops = []
         for a in range(0, values.size, _CHUNK):
-            piece = buffer[:min(values.size - a, _CHUNK)]
-            np.multiply(grads[a:a + _CHUNK], self.lr, out=piece)
-            values[a:a + _CHUNK] -= piece
+            piece = buffer[: min(values.size - a, _CHUNK)]
+            np.multiply(grads[a : a + _CHUNK], self.lr, out=piece)
+            values[a : a + _CHUNK] -= piece
             tops.append(np.abs(piece, out=piece).max())
         return float(np.max(tops)) if tops else 0.0
 
@@ -232,8 +240,9 @@ class Momentum(Optimizer):
     convention as PyTorch's SGD with momentum (no dampening).
     """
 
-    def __init__(self, lr: float, momentum: float = 0.9, nesterov: bool = False,
-                 params: Iterable[Any] | None = None) -> None:
+    def __init__(
+        self, lr: float, momentum: float = 0.9, nesterov: bool = False, params: Iterable[Any] | None = None
+    ) -> None:
         self.momentum = check("Momentum", "momentum", momentum, _FRACTION)
         if nesterov and self.momentum == 0:
             raise ValueError("Momentum: nesterov=True needs momentum > 0, got momentum=0")
@@ -258,8 +267,13 @@ class Adam(Optimizer):
     Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
     """
 
-    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 params: Iterable[Any] | None = None) -> None:
+    def __init__(
+        self,
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        params: Iterable[Any] | None = None,
+    ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (check("Adam", "betas[0]", betas[0], _FRACTION), check("Adam", "betas[1]", betas[1], _FRACTION))
@@ -279,11 +293,11 @@ class Adam(Optimizer):
         v += scratch
         # The formula above with both bias corrections moved into scalars, in place (ten passes over
         # the parameters): (lr sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps sqrt(1 - b2^t)).
-        root = math.sqrt(1 - b2 ** self.t)
+        root = math.sqrt(1 - b2**self.t)
         step = np.sqrt(v, out=np.empty_like(v))  # an array even for a 0-d parameter
         step += self.eps * root
         np.divide(m, step, out=step)
-        step *= self.lr * root / (1 - b1 ** self.t)
+        step *= self.lr * root / (1 - b1**self.t)
         return step
 
     def extra_repr(self):

@@ -14,6 +14,7 @@ Example::
     >>> [line.get_label() for line in fig.axes[0].lines]
     ['blue curve: w3 x softplus(x w1 + b1)', 'orange curve: w4 x softplus(x w2 + b2)', 'green squiggle (sum + b3)']
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def _figure(width=6.4, height=4.4):
     return fig, fig.add_subplot()
 
 
-def save(fig: Figure, path: str | os.PathLike) -> None:
+def save(fig: Figure, path: str | os.PathLike) -> str | os.PathLike:
     """Write ``fig`` to ``path`` (.png or .svg), through a temporary file so no half-written file remains."""
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg"):
@@ -56,17 +57,29 @@ def _contributions(model, xs):
     with no_grad():
         if isinstance(model, DosageNetwork):
             c = model.curves(tensor(xs))
-            return ([(c["blue"].data, BLUE, "blue curve: w3 x softplus(x w1 + b1)"),
-                     (c["orange"].data, ORANGE, "orange curve: w4 x softplus(x w2 + b2)")],
-                    model.b3.item(), "green squiggle (sum + b3)")
+            return (
+                [
+                    (c["blue"].data, BLUE, "blue curve: w3 x softplus(x w1 + b1)"),
+                    (c["orange"].data, ORANGE, "orange curve: w4 x softplus(x w2 + b2)"),
+                ],
+                model.b3.item(),
+                "green squiggle (sum + b3)",
+            )
         layers = model.layers if isinstance(model, Sequential) else []
-        if (len(layers) == 3 and isinstance(layers[0], Linear) and isinstance(layers[2], Linear)
-                and layers[0].in_features == 1 and layers[2].out_features == 1):
+        if (
+            len(layers) == 3
+            and isinstance(layers[0], Linear)
+            and isinstance(layers[2], Linear)
+            and layers[0].in_features == 1
+            and layers[2].out_features == 1
+        ):
             hidden = layers[1](layers[0](tensor(xs[:, None]))).data
             w = layers[2].weight.data[0]
             colors = [BLUE, ORANGE, "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
-            curves = [(hidden[:, j] * w[j], colors[j % len(colors)], f"hidden node {j + 1} x its output weight")
-                      for j in range(len(w))]
+            curves = [
+                (hidden[:, j] * w[j], colors[j % len(colors)], f"hidden node {j + 1} x its output weight")
+                for j in range(len(w))
+            ]
             bias = layers[2].bias.item() if layers[2].bias is not None else 0.0
             return curves, bias, "green squiggle (sum + output bias)"
     return [], 0.0, "model output"
@@ -111,8 +124,9 @@ def _loss_at(model, x, y, loss, param, values):
     return np.array(out)
 
 
-def loss_curve(model: Module, x: Any, y: Any, param: Any, history: History | None = None, values: Any = None,
-               loss: Any = "ssr") -> Figure:
+def loss_curve(
+    model: Module, x: Any, y: Any, param: Any, history: History | None = None, values: Any = None, loss: Any = "ssr"
+) -> Figure:
     """The loss against one parameter, the others held (the lessons' pink curve), with the descent steps.
 
     ``param`` is a name or a scalar Parameter. ``values`` defaults to a range
@@ -136,15 +150,16 @@ def loss_curve(model: Module, x: Any, y: Any, param: Any, history: History | Non
     return fig
 
 
-def landscape(model: Module, x: Any, y: Any, params: Any, history: History | None = None, loss: Any = "ssr",
-              grid: int = 60) -> Figure:
+def landscape(
+    model: Module, x: Any, y: Any, params: Any, history: History | None = None, loss: Any = "ssr", grid: int = 60
+) -> Figure:
     """Contours of the loss over two parameters, with the path gradient descent took."""
     if len(params) != 2:
         raise ValueError(f"landscape: needs exactly two parameters, got {list(params)}")
     p, q = (_param(model, name) for name in params)
     path_p, path_q = _path(history, p), _path(history, q)
-    ps = np.linspace(*_span([p.item(), *path_p], pad=1.0), grid)
-    qs = np.linspace(*_span([q.item(), *path_q], pad=1.0), grid)
+    (p_lo, p_hi), (q_lo, q_hi) = _span([p.item(), *path_p], pad=1.0), _span([q.item(), *path_q], pad=1.0)
+    ps, qs = np.linspace(p_lo, p_hi, grid), np.linspace(q_lo, q_hi, grid)
     keep = q.data.copy()
     try:
         z = np.empty((grid, grid))

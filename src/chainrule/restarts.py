@@ -21,10 +21,11 @@ Example: the lessons' network from 20 random starts; one of them fits the data::
     >>> bool(cr.losses.ssr(net(x), y).item() < 0.01)    # the model holds the best start's fit
     True
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -75,20 +76,26 @@ def _broadcast(y, n):
 
 
 POPULATION = {
-    ssr: (_broadcast,
-          lambda pred, t, n: ssr(pred, constant(t, "Observed")),
-          lambda pred, t: ((t - pred) ** 2).sum(axis=(1, 2))),
-    mse: (_broadcast,
-          lambda pred, t, n: mse(pred, constant(t, "Observed")) * n,
-          lambda pred, t: ((t - pred) ** 2).mean(axis=(1, 2))),
+    ssr: (
+        _broadcast,
+        lambda pred, t, n: ssr(pred, constant(t, "Observed")),
+        lambda pred, t: ((t - pred) ** 2).sum(axis=(1, 2)),
+    ),
+    mse: (
+        _broadcast,
+        lambda pred, t, n: mse(pred, constant(t, "Observed")) * n,
+        lambda pred, t: ((t - pred) ** 2).mean(axis=(1, 2)),
+    ),
     binary_cross_entropy: (
         _broadcast,
         lambda pred, t, n: binary_cross_entropy(pred, constant(t, "Target")) * n,
-        lambda pred, t: (np.logaddexp(0.0, pred) - pred * t).mean(axis=(1, 2))),
+        lambda pred, t: (np.logaddexp(0.0, pred) - pred * t).mean(axis=(1, 2)),
+    ),
     cross_entropy: (  # targets arrive one-hot (fit makes them once); the starts' rows are stacked
         lambda y, n: np.tile(y, (n, 1)),
         lambda pred, t, n: cross_entropy(pred.reshape((-1, pred.shape[-1])), t) * n,
-        lambda pred, t: -(t.reshape(pred.shape) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1]),
+        lambda pred, t: -(t.reshape(pred.shape) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1],
+    ),
 }
 
 
@@ -98,8 +105,10 @@ def train_population(run: Settings, starts: list) -> tuple[np.ndarray, np.ndarra
     Restores the parameters' single shapes (and their values) afterwards.
     """
     if run.loss_fn not in POPULATION:
-        raise ValueError("fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
-                         f"binary_cross_entropy), got {getattr(run.loss_fn, '__name__', run.loss_fn)!r}")
+        raise ValueError(
+            "fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
+            f"binary_cross_entropy), got {getattr(run.loss_fn, '__name__', run.loss_fn)!r}"
+        )
     spread, differentiable, per_start = POPULATION[run.loss_fn]
     n = len(starts[0])
     params, optimizer = run.params, run.optimizer
@@ -141,7 +150,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, n
         olds = [p.data.copy() for p in params]
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
-        for xb, yb in ([(xt, y)] if run.whole_batch else batches(rng, x, y, run.batch_size)):
+        for xb, yb in [(xt, y)] if run.whole_batch else batches(rng, x, y, run.batch_size or len(x)):
             total, _ = step(model, xb, spread_y if run.whole_batch else spread(yb, n), run.loss_fn, params)
             optimizer.step()
             if watch:

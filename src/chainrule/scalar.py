@@ -32,16 +32,18 @@ Example: the lessons' network, every parameter, compiled::
     >>> "exp(" in program_source(net, x, y)     # softplus, written out per data point
     True
 """
+
 from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import numpy as np
 
 from .data import training_arrays
 from .losses import get_loss
-from .ops import REGISTRY
+from .ops import REGISTRY, Op
 from .optim import Adam, GradientDescent, Momentum
 from .tensor import Node, graph, tensor_from
 
@@ -62,46 +64,55 @@ class Unsupported(Exception):
 # The formulas are the registry's (chainrule.ops), operation for operation; the tables are keyed by the
 # registry's Op (tests/test_rules.py evaluates every template against the op's NumPy forward and VJPs).
 
+
 def _softplus(z):
     # log(1 + e^z) as NumPy's logaddexp(0, z) computes it: no overflow either way
     return f"({z} + log1p(exp(-{z})) if {z} > 0 else log1p(exp({z})))"
 
 
-FORWARD = {REGISTRY[name]: rule for name, rule in {
-    "add": lambda a, b: f"{a} + {b}",
-    "sub": lambda a, b: f"{a} - {b}",
-    "mul": lambda a, b: f"{a} * {b}",
-    "div": lambda a, b: f"{a} / {b}",
-    "pow": lambda a, b: f"{a} * {a}" if b == "2.0" else f"pow({a}, {b})",  # NumPy squares by multiplying
-    "neg": lambda a: f"-{a}",
-    "exp": lambda a: f"exp({a})",
-    "log": lambda a: f"log({a})",
-    "sqrt": lambda a: f"sqrt({a})",
-    "abs": lambda a: f"abs({a})",
-    "tanh": lambda a: f"tanh({a})",
-    "softplus": _softplus,
-    "sigmoid": lambda a: f"exp(-{_softplus('(-' + a + ')')})",
-    "relu": lambda a: f"({a} if not {a} <= 0 else 0.0)",  # NaN stays NaN, as in NumPy's maximum
-}.items()}
+FORWARD: dict[Op, Any] = {
+    REGISTRY[name]: rule
+    for name, rule in {
+        "add": lambda a, b: f"{a} + {b}",
+        "sub": lambda a, b: f"{a} - {b}",
+        "mul": lambda a, b: f"{a} * {b}",
+        "div": lambda a, b: f"{a} / {b}",
+        "pow": lambda a, b: f"{a} * {a}" if b == "2.0" else f"pow({a}, {b})",  # NumPy squares by multiplying
+        "neg": lambda a: f"-{a}",
+        "exp": lambda a: f"exp({a})",
+        "log": lambda a: f"log({a})",
+        "sqrt": lambda a: f"sqrt({a})",
+        "abs": lambda a: f"abs({a})",
+        "tanh": lambda a: f"tanh({a})",
+        "softplus": _softplus,
+        "sigmoid": lambda a: f"exp(-{_softplus('(-' + a + ')')})",
+        "relu": lambda a: f"({a} if not {a} <= 0 else 0.0)",  # NaN stays NaN, as in NumPy's maximum
+    }.items()
+}
 
 # VJP of one output element (gradient g, value o) for each input element.
-BACKWARD = {REGISTRY[name]: rules for name, rules in {
-    "add": (lambda g, o, a, b: g, lambda g, o, a, b: g),
-    "sub": (lambda g, o, a, b: g, lambda g, o, a, b: f"-{g}"),
-    "mul": (lambda g, o, a, b: f"{g} * {b}", lambda g, o, a, b: f"{g} * {a}"),
-    "div": (lambda g, o, a, b: f"{g} / {b}", lambda g, o, a, b: f"-{g} * {o} / {b}"),
-    "pow": (lambda g, o, a, b: f"{g} * {b} * pow({a}, {b} - 1)",
-            lambda g, o, a, b: f"{g} * {o} * log({a} if {a} != 0 else 1.0)"),
-    "neg": (lambda g, o, a: f"-{g}",),
-    "exp": (lambda g, o, a: f"{g} * {o}",),
-    "log": (lambda g, o, a: f"{g} / {a}",),
-    "sqrt": (lambda g, o, a: f"{g} / (2 * {o})",),
-    "abs": (lambda g, o, a: f"{g} * (1.0 if {a} > 0 else -1.0 if {a} < 0 else 0.0 if {a} == 0 else nan)",),
-    "tanh": (lambda g, o, a: f"{g} * (1 - {o} * {o})",),
-    "softplus": (lambda g, o, a: f"{g} * exp({a} - {o})",),
-    "sigmoid": (lambda g, o, a: f"{g} * {o} * (1 - {o})",),
-    "relu": (lambda g, o, a: f"{g} * (1.0 if {o} > 0 else 0.0 if {o} == 0 else nan)",),  # g sign(relu(a))
-}.items()}
+BACKWARD: dict[Op, Any] = {
+    REGISTRY[name]: rules
+    for name, rules in {
+        "add": (lambda g, o, a, b: g, lambda g, o, a, b: g),
+        "sub": (lambda g, o, a, b: g, lambda g, o, a, b: f"-{g}"),
+        "mul": (lambda g, o, a, b: f"{g} * {b}", lambda g, o, a, b: f"{g} * {a}"),
+        "div": (lambda g, o, a, b: f"{g} / {b}", lambda g, o, a, b: f"-{g} * {o} / {b}"),
+        "pow": (
+            lambda g, o, a, b: f"{g} * {b} * pow({a}, {b} - 1)",
+            lambda g, o, a, b: f"{g} * {o} * log({a} if {a} != 0 else 1.0)",
+        ),
+        "neg": (lambda g, o, a: f"-{g}",),
+        "exp": (lambda g, o, a: f"{g} * {o}",),
+        "log": (lambda g, o, a: f"{g} / {a}",),
+        "sqrt": (lambda g, o, a: f"{g} / (2 * {o})",),
+        "abs": (lambda g, o, a: f"{g} * (1.0 if {a} > 0 else -1.0 if {a} < 0 else 0.0 if {a} == 0 else nan)",),
+        "tanh": (lambda g, o, a: f"{g} * (1 - {o} * {o})",),
+        "softplus": (lambda g, o, a: f"{g} * exp({a} - {o})",),
+        "sigmoid": (lambda g, o, a: f"{g} * {o} * (1 - {o})",),
+        "relu": (lambda g, o, a: f"{g} * (1.0 if {o} > 0 else 0.0 if {o} == 0 else nan)",),  # g sign(relu(a))
+    }.items()
+}
 
 # Ops that only move elements: replayed on an array of indices, they say where each output element comes from.
 STRUCTURAL = {REGISTRY["reshape"], REGISTRY["transpose"]}
@@ -110,10 +121,32 @@ _LINEAR = REGISTRY["linear"]
 MATRIX = {_LINEAR, REGISTRY["matmul"]}
 # Ops that are not written out (a graph using one trains through the NumPy replay instead): each op in the
 # registry is in exactly one of FORWARD (with BACKWARD), STRUCTURAL, SUMS, MATRIX or DECLINED.
-DECLINED = {REGISTRY[name] for name in ("maximum", "minimum", "where", "clip", "max", "logsumexp", "log_softmax",
-                                        "softmax_cross_entropy", "getitem", "concatenate", "stack")}
-NAMESPACE = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "tanh": math.tanh,
-             "pow": math.pow, "inf": math.inf, "nan": math.nan}
+DECLINED = {
+    REGISTRY[name]
+    for name in (
+        "maximum",
+        "minimum",
+        "where",
+        "clip",
+        "max",
+        "logsumexp",
+        "log_softmax",
+        "softmax_cross_entropy",
+        "getitem",
+        "concatenate",
+        "stack",
+    )
+}
+NAMESPACE = {
+    "exp": math.exp,
+    "log": math.log,
+    "log1p": math.log1p,
+    "sqrt": math.sqrt,
+    "tanh": math.tanh,
+    "pow": math.pow,
+    "inf": math.inf,
+    "nan": math.nan,
+}
 
 
 def _literal(v):
@@ -209,8 +242,11 @@ class Step:
         """For each output element of a sum, the flat indices of the input elements it adds."""
         index = np.arange(int(np.prod(shape))).reshape(shape)
         axis = n.kwargs.get("axis")  # (keepdims only adds axes of 1: the same flat order of outputs)
-        axes = tuple(range(len(shape))) if axis is None else tuple(
-            a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis))
+        axes = (
+            tuple(range(len(shape)))
+            if axis is None
+            else tuple(a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis))
+        )
         moved = np.moveaxis(index, axes, tuple(range(len(shape) - len(axes), len(shape))))
         return moved.reshape(-1, int(np.prod([shape[a] for a in axes], dtype=int)))
 
@@ -254,8 +290,13 @@ class Step:
     def _total(self, contributions, shape):
         names = np.empty(len(contributions), dtype=object)
         for j, terms in enumerate(contributions):
-            names[j] = None if not terms else terms[0] if len(terms) == 1 and _atom(terms[0]) else \
-                self.w.let(_added(terms), "g")
+            names[j] = (
+                None
+                if not terms
+                else terms[0]
+                if len(terms) == 1 and _atom(terms[0])
+                else self.w.let(_added(terms), "g")
+            )
         return names.reshape(shape)
 
     def _vjp(self, n, i, g, into):
@@ -322,6 +363,7 @@ def _is_number(expr):
 
 # ---- the loop: step, optimizer update, History records -------------------------------------------
 
+
 def _update_rules(optimizer, P, G):
     """(state names, lines computing the steps s{e} and new state, state assignments) per element.
 
@@ -335,16 +377,20 @@ def _update_rules(optimizer, P, G):
     if kind is Momentum:
         v = [f"velocity{e}" for e in range(len(P))]
         lines = [f"u{e} = (mom * {v[e]} + {g} if t else {g})" for e, g in enumerate(G)]
-        lines += [f"{s} = lr * ({g} + mom * u{e})" if optimizer.nesterov else f"{s} = lr * u{e}"
-                  for e, (s, g) in enumerate(zip(steps, G))]
+        lines += [
+            f"{s} = lr * ({g} + mom * u{e})" if optimizer.nesterov else f"{s} = lr * u{e}"
+            for e, (s, g) in enumerate(zip(steps, G))
+        ]
         return v, lines, [f"{v[e]} = u{e}" for e in range(len(P))]
     if kind is Adam:
         m, v = [f"m{e}" for e in range(len(P))], [f"v{e}" for e in range(len(P))]
         lines = ["root = sqrt(1 - b2 ** (t + 1))", "scale = lr * root / (1 - b1 ** (t + 1))", "shift = eps * root"]
         for e, g in enumerate(G):
-            lines += [f"m_{e} = {m[e]} * b1 + {g} * c1",
-                      f"v_{e} = {v[e]} * b2 + {g} * {g} * c2",
-                      f"s{e} = m_{e} / (sqrt(v_{e}) + shift) * scale"]
+            lines += [
+                f"m_{e} = {m[e]} * b1 + {g} * c1",
+                f"v_{e} = {v[e]} * b2 + {g} * {g} * c2",
+                f"s{e} = m_{e} / (sqrt(v_{e}) + shift) * scale",
+            ]
         return m + v, lines, [f"{m[e]} = m_{e}; {v[e]} = v_{e}" for e in range(len(P))]
     raise Unsupported(f"optimizer {kind.__name__} (GradientDescent, Momentum and Adam are written out)")
 
@@ -355,8 +401,7 @@ HYPERPARAMETERS = "lr, mom, b1, b2, c1, c2, eps"
 def hyperparameters(optimizer):
     """The optimizer's numbers as the program reads them (unused ones are 0)."""
     b1, b2 = getattr(optimizer, "betas", (0.0, 0.0))
-    return (optimizer.lr, getattr(optimizer, "momentum", 0.0), b1, b2, 1 - b1, 1 - b2,
-            getattr(optimizer, "eps", 0.0))
+    return (optimizer.lr, getattr(optimizer, "momentum", 0.0), b1, b2, 1 - b1, 1 - b2, getattr(optimizer, "eps", 0.0))
 
 
 def _tuple(names):
@@ -380,22 +425,29 @@ class Program:
         given = ["x_" + str(i) for i in range(step.x.size)], ["y_" + str(i) for i in range(step.y.size)]
         back = f"{_tuple(P)}, {_tuple(state)}, t"
         body = [*step.lines, *update]
-        src = ["def run(n, P, X, Y, S, t, H, L, V, D, Z):", f"    {_tuple(P)} = P", f"    {HYPERPARAMETERS} = H",
-               *(f"    {_tuple(g)} = {a}" for g, a in zip(given, "XY") if g),
-               *([f"    {_tuple(state)} = S"] if state else []),
-               "    for it in range(n):", "        try:", *("            " + line for line in body),
-               "        except (ArithmeticError, ValueError):", f"            return it, 'error', {back}, None",
-               # x - x is 0 for a finite x and NaN for NaN or inf: no sum of large finite steps overflows
-               f"        check = {' + '.join(f'({v} - {v})' for v in [step.loss, *steps])}",
-               "        if check != 0.0:",
-               f"            return it, 'diverged', {back}, ({step.loss}, {_tuple(G)}, {_tuple(steps)})",
-               f"        L.append({step.loss}); V.append({_tuple(P)}); D.append({_tuple(G)}); Z.append({_tuple(steps)})",
-               *(f"        {p} = {p} - {s}" for p, s in zip(P, steps)), *("        " + a for a in assign),
-               "        t = t + 1"]
+        src = [
+            "def run(n, P, X, Y, S, t, H, L, V, D, Z):",
+            f"    {_tuple(P)} = P",
+            f"    {HYPERPARAMETERS} = H",
+            *(f"    {_tuple(g)} = {a}" for g, a in zip(given, "XY") if g),
+            *([f"    {_tuple(state)} = S"] if state else []),
+            "    for it in range(n):",
+            "        try:",
+            *("            " + line for line in body),
+            "        except (ArithmeticError, ValueError):",
+            f"            return it, 'error', {back}, None",
+            # x - x is 0 for a finite x and NaN for NaN or inf: no sum of large finite steps overflows
+            f"        check = {' + '.join(f'({v} - {v})' for v in [step.loss, *steps])}",
+            "        if check != 0.0:",
+            f"            return it, 'diverged', {back}, ({step.loss}, {_tuple(G)}, {_tuple(steps)})",
+            f"        L.append({step.loss}); V.append({_tuple(P)}); D.append({_tuple(G)}); Z.append({_tuple(steps)})",
+            *(f"        {p} = {p} - {s}" for p, s in zip(P, steps)),
+            *("        " + a for a in assign),
+            "        t = t + 1",
+        ]
         if tol > 0:
             largest = f"max({', '.join(f'abs({s})' for s in steps)})" if len(steps) > 1 else f"abs({steps[0]})"
-            src += [f"        if {largest} < {_literal(tol)}:",
-                    f"            return it + 1, 'converged', {back}, None"]
+            src += [f"        if {largest} < {_literal(tol)}:", f"            return it + 1, 'converged', {back}, None"]
         src.append(f"    return n, 'ran', {back}, None")
         self.source = "\n".join(src) + "\n"
         namespace = dict(NAMESPACE)

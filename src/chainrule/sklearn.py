@@ -22,6 +22,7 @@ trained for 200 epochs (``tol=0``: a fixed number of epochs, no warning)::
     >>> clf.fit(X, y).score(X, y) > 0.95
     True
 """
+
 from __future__ import annotations
 
 import numbers
@@ -37,14 +38,18 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("chainrule.sklearn needs scikit-learn, which is not installed; install it with "
-                      "`pip install \"chainrule[sklearn]\"` or `pip install scikit-learn`") from error
+    raise ImportError(
+        "chainrule.sklearn needs scikit-learn, which is not installed; install it with "
+        '`pip install "chainrule[sklearn]"` or `pip install scikit-learn`'
+    ) from error
 
 try:
     from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn: the same checks as a method
+
     def validate_data(estimator, /, X="no_validation", y="no_validation", reset=True, **check_params):
         return estimator._validate_data(X, y, reset=reset, **check_params)
+
 
 from . import train
 from .checks import AnyOf, Integer, Integers, Number, OneOf, Rule, sklearn_message
@@ -88,19 +93,31 @@ class _NeuralNetwork(BaseEstimator):
         sizes = self._check_params()
         rng = check_random_state(self.random_state)
         init_seed, shuffle_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-        self.model_ = mlp([X.shape[1], *sizes, n_outputs], activation=self.activation, seed=init_seed,
-                          dtype=X.dtype)
+        self.model_ = mlp([X.shape[1], *sizes, n_outputs], activation=self.activation, seed=init_seed, dtype=X.dtype)
         batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
         with warnings.catch_warnings():  # re-emitted below as a warning scikit-learn also knows
             warnings.simplefilter("ignore", train.ConvergenceWarning)
-            history = train.fit(self.model_, X, targets, loss=loss, optimizer=self._optimizer(), tol=self.tol,
-                                max_iter=self.max_iter, batch_size=batch_size, seed=shuffle_seed,
-                                compile=True)  # an mlp replays exactly: the same numbers, faster
+            history = train.fit(
+                self.model_,
+                X,
+                targets,
+                loss=loss,
+                optimizer=self._optimizer(),
+                tol=self.tol,
+                max_iter=self.max_iter,
+                batch_size=batch_size,
+                seed=shuffle_seed,
+                compile=True,
+            )  # an mlp replays exactly: the same numbers, faster
         self.history_, self.n_iter_ = history, history.n_iter
         self.loss_curve_, self.loss_ = list(history.loss), history.final_loss
         if not history.converged and self.tol > 0:  # tol=0 asked for max_iter epochs: nothing to warn about
-            warnings.warn(f"{type(self).__name__}: {history.stop_reason}. Raise max_iter or learning_rate, "
-                          "or scale the inputs (StandardScaler).", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"{type(self).__name__}: {history.stop_reason}. Raise max_iter or learning_rate, "
+                "or scale the inputs (StandardScaler).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return self
 
     def _optimizer(self):
@@ -192,9 +209,20 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
         (2,)
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="mse", optimizer="adam",
-                 learning_rate=0.001, momentum=0.9, tol=1e-4, max_iter=200, batch_size="auto",
-                 random_state=None):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        loss="mse",
+        optimizer="adam",
+        learning_rate=0.001,
+        momentum=0.9,
+        tol=1e-4,
+        max_iter=200,
+        batch_size="auto",
+        random_state=None,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -252,8 +280,19 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
         (array([0]), array([[0.99, 0.01, 0.  ]]))
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, optimizer="adam", learning_rate=0.001,
-                 momentum=0.9, tol=1e-4, max_iter=200, batch_size="auto", random_state=None):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        optimizer="adam",
+        learning_rate=0.001,
+        momentum=0.9,
+        tol=1e-4,
+        max_iter=200,
+        batch_size="auto",
+        random_state=None,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.optimizer = optimizer
@@ -270,8 +309,10 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
         check_classification_targets(y)  # class labels, not continuous values (y is 1-D by now)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in y; "
-                             f"got only one class: {self.classes_.tolist()[0]!r}")
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in y; "
+                f"got only one class: {self.classes_.tolist()[0]!r}"
+            )
         return self._train(X, labels, len(self.classes_), "cross_entropy")
 
     def predict(self, X: Any) -> np.ndarray:
@@ -296,6 +337,8 @@ _REGRESSION_LOSS = """
 # One parameter list for both docstrings, filled in here (docstrings are None under python -OO).
 if NeuralNetworkRegressor.__doc__ and NeuralNetworkClassifier.__doc__:
     NeuralNetworkRegressor.__doc__ = NeuralNetworkRegressor.__doc__.format(
-        parameters=_PARAMETERS.format(linear="linear", loss=_REGRESSION_LOSS))
+        parameters=_PARAMETERS.format(linear="linear", loss=_REGRESSION_LOSS)
+    )
     NeuralNetworkClassifier.__doc__ = NeuralNetworkClassifier.__doc__.format(
-        parameters=_PARAMETERS.format(linear="linear (multinomial logistic)", loss=""))
+        parameters=_PARAMETERS.format(linear="linear (multinomial logistic)", loss="")
+    )

@@ -7,6 +7,7 @@ themselves live in :mod:`chainrule.ops`. :func:`graph` is the public view of
 the record, which the interpreters (trace, scalar, explain) read; this is the
 only module that reads a Tensor's private slots.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,24 @@ import numpy as np
 from .errors import AnomalyError
 from .ops import REGISTRY, Op, unbroadcast
 
-__all__ = ["AnomalyError", "Axis", "Graph", "Node", "Tensor", "TensorLike", "apply", "constant", "detect_anomaly",
-           "graph", "is_anomaly_enabled", "is_grad_enabled", "named", "no_grad", "tensor", "tensor_from"]
+__all__ = [
+    "AnomalyError",
+    "Axis",
+    "Graph",
+    "Node",
+    "Tensor",
+    "TensorLike",
+    "apply",
+    "constant",
+    "detect_anomaly",
+    "graph",
+    "is_anomaly_enabled",
+    "is_grad_enabled",
+    "named",
+    "no_grad",
+    "tensor",
+    "tensor_from",
+]
 
 _FLOATS = (np.float32, np.float64)
 _grad_enabled = True
@@ -46,10 +63,12 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_args", "_kw", "_parents", "_seq", "_site")
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operator
+    data: np.ndarray
+    grad: np.ndarray | None
     _op: Op | None
     _args: list
     _kw: dict
-    _parents: tuple
+    _parents: tuple | None
     _seq: int
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None) -> None:
@@ -89,8 +108,10 @@ class Tensor:
     def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
         if self.data.size != 1:
-            raise ValueError(f"item(): the tensor has shape {self.shape} ({self.data.size} elements); "
-                             "only a one-element tensor converts to a number")
+            raise ValueError(
+                f"item(): the tensor has shape {self.shape} ({self.data.size} elements); "
+                "only a one-element tensor converts to a number"
+            )
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
@@ -154,13 +175,17 @@ class Tensor:
     def _seed(self, grad):
         """The gradient that starts backward: 1 for a one-element output, else the ``grad`` given."""
         if not self.requires_grad:
-            raise ValueError("backward(): this tensor does not require grad, so no graph leads to it; "
-                             "create the leaves with requires_grad=True")
+            raise ValueError(
+                "backward(): this tensor does not require grad, so no graph leads to it; "
+                "create the leaves with requires_grad=True"
+            )
         if grad is None:
             if self.data.size != 1:
-                raise ValueError(f"backward(): the output has shape {self.shape}; without grad= only a "
-                                 "one-element output can start backward (pass grad= of that shape, "
-                                 "or reduce it first, e.g. .sum())")
+                raise ValueError(
+                    f"backward(): the output has shape {self.shape}; without grad= only a "
+                    "one-element output can start backward (pass grad= of that shape, "
+                    "or reduce it first, e.g. .sum())"
+                )
             return np.ones(self.data.shape, self.data.dtype)
         grad = _to_array(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
         if grad.shape != self.shape:
@@ -308,7 +333,8 @@ Axis = int | tuple[int, ...] | None
 
 _OPS = REGISTRY
 _ADD, _SUB, _MUL, _DIV, _POW, _MATMUL, _NEG = (
-    REGISTRY[n] for n in ("add", "sub", "mul", "div", "pow", "matmul", "neg"))
+    REGISTRY[n] for n in ("add", "sub", "mul", "div", "pow", "matmul", "neg")
+)
 
 
 def _new(data):
@@ -338,7 +364,7 @@ def apply(op: Op, *inputs: TensorLike, **kw) -> Tensor:
     if constants:
         args = [x.data if isinstance(x, Tensor) else _const(x, dtype, op, i) for i, x in enumerate(inputs)]
     else:
-        args = [x.data for x in inputs]
+        args = [x.data for x in inputs]  # type: ignore[union-attr]  # (no constants: every input is a Tensor)
     try:
         out = op.fwd(*args, **kw)
     except (ValueError, IndexError, TypeError) as e:
@@ -413,8 +439,10 @@ def _accumulate(t, g, owned=False):
 
 def _freed(who: str, t: Tensor) -> ValueError:
     assert t._op is not None
-    return ValueError(f"{who}: the graph through op '{t._op.name}' was already freed by an earlier "
-                      "backward(); pass retain_graph=True to that backward() to keep it")
+    return ValueError(
+        f"{who}: the graph through op '{t._op.name}' was already freed by an earlier "
+        "backward(); pass retain_graph=True to that backward() to keep it"
+    )
 
 
 # ---- the recorded graph, for interpreters -------------------------------------------
@@ -431,8 +459,15 @@ class Node:
 
     __slots__ = ("args", "grad", "index", "inputs", "kwargs", "name", "op", "requires_grad", "tensor", "value")
 
-    def __init__(self, index: int, tensor: Tensor, op: Op | None = None, inputs: tuple = (),
-                 args: tuple = (), kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        tensor: Tensor,
+        op: Op | None = None,
+        inputs: tuple = (),
+        args: tuple = (),
+        kwargs: dict | None = None,
+    ) -> None:
         self.index, self.tensor, self.op = index, tensor, op
         self.inputs: tuple[Node | None, ...] = inputs
         self.args: tuple[np.ndarray, ...] = args
@@ -478,7 +513,7 @@ class Graph:
     def _node(self, t: Tensor) -> Node:
         if t._op is None:
             return Node(len(self.nodes), t)
-        inputs = tuple(None if p is None else self._of[p] for p in t._parents)
+        inputs = tuple(None if p is None else self._of[p] for p in t._parents or ())
         return Node(len(self.nodes), t, t._op, inputs, tuple(t._args), dict(t._kw))
 
     def node(self, tensor: Tensor) -> Node:
@@ -486,8 +521,10 @@ class Graph:
         try:
             return self._of[tensor]
         except (KeyError, TypeError):
-            raise KeyError(f"graph.node(): this tensor is not in the graph (got {type(tensor).__name__} "
-                           f"of shape {getattr(tensor, 'shape', None)})") from None
+            raise KeyError(
+                f"graph.node(): this tensor is not in the graph (got {type(tensor).__name__} "
+                f"of shape {getattr(tensor, 'shape', None)})"
+            ) from None
 
     def __contains__(self, tensor: object) -> bool:
         return isinstance(tensor, Tensor) and tensor in self._of
@@ -501,8 +538,10 @@ class Graph:
     def __repr__(self) -> str:
         rows = [(f"%{n.index} = {n.expression()}", _node_notes(n)) for n in self.nodes]
         width = min(max(len(r[0]) for r in rows), 48)
-        head = f"Graph of {_count(len(self.nodes), 'node')} ({_count(len(self.leaves), 'leaf', 'leaves')}), " \
-               f"output %{self.output.index}"
+        head = (
+            f"Graph of {_count(len(self.nodes), 'node')} ({_count(len(self.leaves), 'leaf', 'leaves')}), "
+            f"output %{self.output.index}"
+        )
         return "\n".join([head, *(f"  {a.ljust(width)} {b}".rstrip() for a, b in rows)])
 
 
@@ -552,7 +591,7 @@ def _recorded(root: Tensor) -> list[Tensor]:
     order: list[Tensor] = []
     placed = set()
     for t in found:
-        for p in t._parents:
+        for p in t._parents or ():
             if p is not None and p._op is None and p not in placed:
                 placed.add(p)
                 order.append(p)
@@ -562,8 +601,11 @@ def _recorded(root: Tensor) -> list[Tensor]:
 
 def _constant_text(a) -> str:
     """A constant as the graph's text shows it: its number when it has one element, else its shape."""
-    return f"{float(np.asarray(a).ravel()[0]):g}" if np.size(a) == 1 and np.asarray(a).dtype.kind in "biuf" \
+    return (
+        f"{float(np.asarray(a).ravel()[0]):g}"
+        if np.size(a) == 1 and np.asarray(a).dtype.kind in "biuf"
         else f"const{np.shape(a)}"
+    )
 
 
 def _count(n: int, one: str, many: str = "") -> str:
@@ -618,7 +660,6 @@ def tensor_from(x: TensorLike) -> Tensor:
     return Tensor(x)
 
 
-
 def _to_array(data, dtype=None):
     """User data as a float ndarray; floats keep their precision, everything else becomes float64."""
     if isinstance(data, Tensor):
@@ -628,11 +669,14 @@ def _to_array(data, dtype=None):
     try:
         arr = np.array(data, dtype=None, copy=True)
     except (ValueError, TypeError) as e:
-        raise TypeError(f"tensor(): expected a number, a (nested) list of numbers or an ndarray, "
-                        f"got {type(data).__name__} ({e})") from None
+        raise TypeError(
+            f"tensor(): expected a number, a (nested) list of numbers or an ndarray, got {type(data).__name__} ({e})"
+        ) from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"tensor(): expected numbers, got {type(data).__name__} with elements of dtype "
-                        f"{arr.dtype} (e.g. {_peek(data)})")
+        raise TypeError(
+            f"tensor(): expected numbers, got {type(data).__name__} with elements of dtype "
+            f"{arr.dtype} (e.g. {_peek(data)})"
+        )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in _FLOATS else np.float64
     return arr.astype(dtype, copy=False)
@@ -649,8 +693,9 @@ def _const(x, dtype, op, i):
     except (ValueError, TypeError):
         arr = np.asarray(None)
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{op.name}: input {i} must be a Tensor, a number or a numeric array, "
-                        f"got {type(x).__name__} {_peek(x)}")
+        raise TypeError(
+            f"{op.name}: input {i} must be a Tensor, a number or a numeric array, got {type(x).__name__} {_peek(x)}"
+        )
     if arr.dtype.kind == "b":
         return arr
     return arr.astype(dtype or np.float64, copy=False)
@@ -758,4 +803,3 @@ def is_grad_enabled() -> bool:
 
 def is_anomaly_enabled() -> bool:
     return _anomaly
-

@@ -34,6 +34,7 @@ Example: the same numbers as the eager engine, in a fraction of the time::
     >>> all(np.array_equal(a.data, b.data) for a, b in zip(eager.parameters(), compiled.parameters()))
     True
 """
+
 from __future__ import annotations
 
 import re
@@ -106,8 +107,14 @@ class Tape:
         return f"v{k}" if k in self.variables else f"C{k}"
 
     def _source(self, n, forward, backward_steps, loss):
-        lines = ["def step(params, x, y):", *(f"    v{k} = params[{k}].data" for k in range(n)),
-                 f"    v{n} = x", f"    v{n + 1} = y", *forward, f"    g{loss} = ones_like(v{loss})"]
+        lines = [
+            "def step(params, x, y):",
+            *(f"    v{k} = params[{k}].data" for k in range(n)),
+            f"    v{n} = x",
+            f"    v{n + 1} = y",
+            *forward,
+            f"    g{loss} = ones_like(v{loss})",
+        ]
         has = {loss}
         for j, node, out, args, edges in reversed(backward_steps):
             if out not in has:
@@ -135,8 +142,10 @@ class Tape:
         adds into these in place, and gives every ``.grad`` its own copy when it ends.
         """
         loss, grads = self.run_step(params, x, y)
-        return loss.item(), [g if type(g) is np.ndarray and g.dtype == p.data.dtype else
-                             np.asarray(g, dtype=p.data.dtype) for p, g in zip(params, grads)]
+        return loss.item(), [
+            g if type(g) is np.ndarray and g.dtype == p.data.dtype else np.asarray(g, dtype=p.data.dtype)
+            for p, g in zip(params, grads)
+        ]
 
 
 _LOCAL = re.compile(r"\b([vgr]\d*|_s)\b")
@@ -166,8 +175,8 @@ class CompiledStep:
 
     def __init__(self, model, loss_fn, params, eager):
         self.model, self.loss_fn, self.params, self.eager = model, loss_fn, params, eager
-        self.tapes = {}      # shape -> Tape, or None where replay was refused
-        self.replays = {}    # shape -> how many steps were replayed
+        self.tapes = {}  # shape -> Tape, or None where replay was refused
+        self.replays = {}  # shape -> how many steps were replayed
 
     def __call__(self, model, x, y, loss_fn, params):
         """The step for fit's loop (same signature as the eager one; model, loss and params are fixed)."""
@@ -204,13 +213,20 @@ class CompiledStep:
         replayed = tape.run(self.params, x.data, y)  # reads the parameters, changes nothing
         loss, grads = self.eager(self.model, x, y, self.loss_fn, self.params)
         same = np.isclose(replayed[0], loss, rtol=1e-12, atol=0) and all(
-            np.allclose(a, b, rtol=1e-12, atol=1e-300) for a, b in zip(replayed[1], grads))
+            np.allclose(a, b, rtol=1e-12, atol=1e-300) for a, b in zip(replayed[1], grads)
+        )
         if not same:
-            self._refuse(key, "a replayed step differs from the eager one: the model does different work per "
-                              "batch, or builds constants from its data or parameters outside the graph")
+            self._refuse(
+                key,
+                "a replayed step differs from the eager one: the model does different work per "
+                "batch, or builds constants from its data or parameters outside the graph",
+            )
         return loss, grads
 
     def _refuse(self, key, why):
         self.tapes[key] = None
-        warnings.warn(f"fit(compile=True): {why}; training eagerly for inputs of shape {key[0]}",
-                      CompileWarning, stacklevel=outside_stacklevel())
+        warnings.warn(
+            f"fit(compile=True): {why}; training eagerly for inputs of shape {key[0]}",
+            CompileWarning,
+            stacklevel=outside_stacklevel(),
+        )

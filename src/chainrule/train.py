@@ -7,25 +7,51 @@ It returns a :class:`History` of the loss and of each trained parameter's value,
 derivative and step size per iteration. It is ``Trainer(...).run()``: the one
 training loop lives in :mod:`chainrule.loop`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConvergenceWarning, DivergenceError, GradientHealthWarning, outside_stacklevel
 from .history import TRACE_LIMIT, GradientMonitor, History, Trace, format_table
 from .loop import Trainer
-from .optim import Optimizer
 from .nn import Module
+from .optim import Optimizer
 from .tensor import Tensor
 
-__all__ = ["fit", "Trainer", "History", "Trace", "GradientMonitor", "ConvergenceWarning", "DivergenceError",
-           "GradientHealthWarning", "TRACE_LIMIT", "format_table", "outside_stacklevel"]
+__all__ = [
+    "fit",
+    "Trainer",
+    "History",
+    "Trace",
+    "GradientMonitor",
+    "ConvergenceWarning",
+    "DivergenceError",
+    "GradientHealthWarning",
+    "TRACE_LIMIT",
+    "format_table",
+    "outside_stacklevel",
+]
 
 
-def fit(model: Module, x: Any, y: Any, *, loss: str | Callable[..., Tensor] = "ssr",
-        optimizer: Optimizer | None = None, params: Any = None, tol: float = 0.001, max_iter: int = 1000,
-        batch_size: int | None = None, seed: int | None = None, callback: Callable[[History], Any] | None = None,
-        monitor: bool | GradientMonitor = True, restarts: int | None = None, compile: bool = False) -> History:
+def fit(
+    model: Module,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | Callable[..., Tensor] = "ssr",
+    optimizer: Optimizer | None = None,
+    params: Any = None,
+    tol: float = 0.001,
+    max_iter: int = 1000,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    callback: Callable[[History], Any] | None = None,
+    monitor: bool | GradientMonitor = True,
+    restarts: int | None = None,
+    compile: bool = False,
+) -> History:
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
     - ``loss``: "ssr" (the lessons'), "mse", "cross_entropy", "binary_cross_entropy" or a function.
@@ -65,6 +91,19 @@ def fit(model: Module, x: Any, y: Any, *, loss: str | Callable[..., Tensor] = "s
         >>> h.n_iter, round(net.b3.item(), 3)
         (10, 2.609)
     """
-    return Trainer(model, x, y, loss=loss, optimizer=optimizer, params=params, tol=tol, max_iter=max_iter,
-                   batch_size=batch_size, seed=seed, callback=callback, monitor=monitor, restarts=restarts,
-                   compile=compile).run()
+    return Trainer(
+        model,
+        x,
+        y,
+        loss=loss,
+        optimizer=optimizer,
+        params=params,
+        tol=tol,
+        max_iter=max_iter,
+        batch_size=batch_size,
+        seed=seed,
+        callback=callback,
+        monitor=monitor,
+        restarts=restarts,
+        compile=compile,
+    ).run()
