@@ -144,7 +144,7 @@ class Batches:
     A batch's weight turns its loss into its share of the epoch's: its rows / n for a mean loss.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int | None, seed: int | None, mean: bool):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int | None, seed: int | None, mean: bool) -> None:
         self.x, self.y, self.size, self.mean = x, y, batch_size, mean
         self.whole = batch_size is None or batch_size >= len(x)
         self.rng = np.random.default_rng(seed)
@@ -175,7 +175,7 @@ def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
 class Epochs:
     """One iteration a call: every batch of an epoch through ``step``, the optimizer after each."""
 
-    def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]):
+    def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]) -> None:
         self.run, self.step = run, step
         self.batches = Batches(
             run.x, run.y, run.batch_size, run.seed, getattr(run.loss_fn, "reduction", "mean") == "mean"
@@ -255,7 +255,7 @@ class WrittenOut:
             return None
         return cls(run, program, xt)
 
-    def __init__(self, run: Settings, program: Program, xt: Tensor):
+    def __init__(self, run: Settings, program: Program, xt: Tensor) -> None:
         self.run, self.program, self.xt = run, program, xt
         sizes = [p.size for p in run.params]
         ends = np.cumsum(sizes)
