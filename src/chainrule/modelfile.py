@@ -33,7 +33,8 @@ import json
 import math
 import os
 import tempfile
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class Scaling(NamedTuple):
     target_std: float | None = None
 
     @classmethod
-    def fit(cls, x, y=None):
+    def fit(cls, x: Any, y: Any = None) -> Scaling:
         """Means and standard deviations of the columns of ``x`` (and of ``y``); a std of 0 becomes 1."""
         x = np.asarray(x, dtype=np.float64)
         mean, std = x.mean(axis=0), x.std(axis=0)
@@ -101,7 +102,16 @@ class Model:
     or the path of a CSV file with the feature columns.
     """
 
-    def __init__(self, network, features=None, target=None, classes=None, scaling=None, loss=None, training=None):
+    def __init__(
+        self,
+        network: Module,
+        features: Iterable[str] | None = None,
+        target: str | None = None,
+        classes: Iterable[Any] | None = None,
+        scaling: Scaling | Sequence[Any] | None = None,
+        loss: str | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> None:
         self.network = network
         self.sizes, self.activation = architecture(network)
         self.features = list(features) if features is not None else [f"x{i + 1}" for i in range(self.sizes[0])]
@@ -113,29 +123,30 @@ class Model:
         _check_model(self)
 
     @property
-    def task(self):
+    def task(self) -> str:
         return "classification" if self.classes is not None else "regression"
 
-    def network_inputs(self, data):
+    def network_inputs(self, data: Any) -> np.ndarray:
         """What the network sees: the features of ``data`` as (rows, features), standardized if the model is."""
         x = self._inputs(data)
         if self.scaling is None:
             return x
         return (x - np.asarray(self.scaling.feature_mean)) / np.asarray(self.scaling.feature_std)
 
-    def network_targets(self, y):
+    def network_targets(self, y: Any) -> Any:
         """What the network is trained on: class indices as given, regression targets standardized if the model is."""
         if self.classes is not None or self.scaling is None or self.scaling.target_mean is None:
             return y
-        return (np.asarray(y, dtype=np.float64) - self.scaling.target_mean) / self.scaling.target_std
+        # (a Scaling with a target_mean has a target_std: Scaling.fit and the file's checks give both)
+        return (np.asarray(y, dtype=np.float64) - self.scaling.target_mean) / self.scaling.target_std  # type: ignore[operator]
 
-    def outputs(self, data):
+    def outputs(self, data: Any) -> np.ndarray:
         """The network's raw outputs (rows, outputs): regression values on the trained scale, or logits."""
         dtype = self.network.parameters()[0].dtype
         with no_grad():
             return self.network(tensor(self.network_inputs(data), dtype=dtype)).data
 
-    def predict(self, data):
+    def predict(self, data: Any) -> np.ndarray:
         """Predictions per row: numbers (regression) or class labels (classification)."""
         out = self.outputs(data)
         if self.classes is not None:  # numbers stay Python ints and floats, as in the file
@@ -145,7 +156,7 @@ class Model:
             return out[:, 0] * self.scaling.target_std + self.scaling.target_mean
         return out[:, 0]
 
-    def predict_proba(self, data):
+    def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (rows, classes), the softmax of the logits, in the order of ``classes``."""
         if self.classes is None:
             raise ValueError("predict_proba: this model does regression; probabilities need a classifier")
@@ -153,7 +164,7 @@ class Model:
         e = np.exp(z - z.max(axis=1, keepdims=True))  # shifted so that exp cannot overflow
         return e / e.sum(axis=1, keepdims=True)
 
-    def evaluate(self, data, y=None):
+    def evaluate(self, data: Any, y: Any = None) -> Evaluation:
         """The loss (and accuracy for a classifier) on ``data``: a CSVData or CSV path with the
         target column, or an array of inputs with the targets ``y`` (numbers, or class labels)."""
         if isinstance(data, (str, os.PathLike)):
@@ -175,13 +186,13 @@ class Model:
         loss = get_loss(self.loss)(logits, y).item()
         return Evaluation(self.loss, loss, float(np.mean(logits.argmax(axis=1) == y)), len(y))
 
-    def read_csv(self, path, with_target=False):
+    def read_csv(self, path: str | os.PathLike, with_target: bool = False) -> CSVData:
         """Read a CSV file's feature columns (and the target column) by this model's names."""
         if with_target and self.target is None:
             raise ValueError("this model names no target column, so a CSV file cannot give the targets")
         return read_csv(path, target=self.target if with_target else None, features=self.features)
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
         """Write this model to ``path`` (atomically); see :func:`save`."""
         save(path, self)
 
@@ -198,7 +209,7 @@ class Model:
             )
         return x
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Model(features={self.features}, target={self.target!r}, sizes={self.sizes}, "
             f"activation={self.activation!r}, task={self.task!r})"
@@ -213,7 +224,7 @@ def _indices(labels, classes):
         raise ValueError(f"evaluate: label {e.args[0]!r} is not one of the model's classes {classes}") from None
 
 
-def architecture(network):
+def architecture(network: Module) -> tuple[list[int], str]:
     """``(sizes, activation)`` of a network made by :func:`chainrule.nn.mlp`; ValueError for any other."""
     layers = network.layers if isinstance(network, Sequential) else None
     if not layers or not isinstance(layers[0], Linear) or len(layers) % 2 == 0:
@@ -230,7 +241,8 @@ def architecture(network):
             "model files hold networks made by chainrule.nn.mlp: Linear layers with biases "
             f"and one activation between them; got {network!r}"
         )
-    sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
+    # (the layers in linears are Linears: checked above)
+    sizes = [linears[0].in_features] + [layer.out_features for layer in linears]  # type: ignore[attr-defined]
     return sizes, by_class[names.pop()] if names else "identity"
 
 
@@ -251,7 +263,7 @@ def _check_model(model):
 # ---- writing ----------------------------------------------------------------------------
 
 
-def save(path, model, **info):
+def save(path: str | os.PathLike, model: Model | Module, **info: Any) -> None:
     """Write ``model`` to ``path`` as a chainrule model file, atomically.
 
     ``model`` is a :class:`Model`, or a network made by :func:`chainrule.nn.mlp`
@@ -271,7 +283,7 @@ def save(path, model, **info):
         f.write(text + "\n")
 
 
-def to_dict(model):
+def to_dict(model: Model) -> dict[str, Any]:
     """The model file's content as a dict (see docs/model-format.md)."""
     s = model.scaling
     return {
@@ -302,7 +314,7 @@ def _encode(a):
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="w"):
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success rename it to ``path``.
 
     On any error the temporary file is removed and ``path`` is left as it was,
@@ -324,7 +336,7 @@ def atomic_open(path, mode="w"):
     folder, name = os.path.split(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
-        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:  # type: ignore[call-overload]
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -345,7 +357,7 @@ def _umask():
 # ---- reading ----------------------------------------------------------------------------
 
 
-def load(path):
+def load(path: str | os.PathLike) -> Model:
     """Read a model file written by :func:`save` into a :class:`Model`.
 
     Never executes code from the file. Checks the format name and version, the
@@ -370,7 +382,7 @@ def _no_constant(name):
     raise ValueError(f"{name} is not allowed in a model file")
 
 
-def from_dict(content):
+def from_dict(content: Any) -> Model:
     """A :class:`Model` from a model file's content (a dict), checked as :func:`load` describes."""
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__

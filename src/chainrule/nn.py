@@ -47,7 +47,7 @@ class Parameter(Tensor):
     def __init__(self, data: Any, name: str | None = None, dtype: Any = None) -> None:
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         value = self.data.item() if self.data.size == 1 else f"array of shape {self.shape}"
         dtype = "" if self.dtype == np.float64 else f", dtype={self.dtype}"
         return f"Parameter({self.name or 'unnamed'}={value}{dtype})"
@@ -61,14 +61,14 @@ class Module:
     attribute takes that attribute's name if it has none.
     """
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter) and value.name is None:
             value.name = name
         elif isinstance(value, Module):
             value._prefix_names(name)
         object.__setattr__(self, name, value)
 
-    def _prefix_names(self, prefix):
+    def _prefix_names(self, prefix: str) -> None:
         """Give this module's parameters their dotted names as seen from a parent ("0.weight")."""
         for name, p in self.named_parameters():
             p.name = f"{prefix}.{name}"
@@ -91,7 +91,7 @@ class Module:
                 seen.add(id(p))
                 yield name, p
 
-    def _walk(self, prefix):
+    def _walk(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
         for k, v in vars(self).items():
             if isinstance(v, Parameter):
                 yield prefix + k, v
@@ -141,10 +141,10 @@ class Module:
         for name, p in own.items():
             p.data[...] = values[name]
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kids = self.children()
         if not kids:
             return f"{type(self).__name__}({self.extra_repr()})"
@@ -152,7 +152,7 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
-def _rng(seed):
+def _rng(seed: Any) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
@@ -179,13 +179,13 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
         self.reset_parameters(seed)
 
-    def reset_parameters(self, rng=None):
+    def reset_parameters(self, rng: Any = None) -> None:
         """weight ~ N(0, 1/in_features), bias = 0."""
         self.weight.data[...] = _rng(rng).normal(0.0, 1.0 / np.sqrt(self.in_features), self.weight.shape)
         if self.bias is not None:
             self.bias.data[...] = 0.0
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Tensor:
         x = tensor_from(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -195,11 +195,11 @@ class Linear(Module):
             return x @ self.weight.T
         return apply(_LINEAR, x, self.weight, self.bias)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def _input(x):
+def _input(x: Any) -> Tensor:
     """Model input as a tensor; a constant one is labelled "Input" for explanations."""
     x = tensor_from(x)
     return constant(x.data, "Input") if not x.requires_grad and x.name is None else x
@@ -208,7 +208,7 @@ def _input(x):
 class _Activation(Module):
     fn: Any = None
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Tensor:
         return type(self).fn(x)
 
 
@@ -256,10 +256,10 @@ class Sequential(Module):
         for i, layer in enumerate(self.layers):
             layer._prefix_names(str(i))
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return [(str(i), m) for i, m in enumerate(self.layers)]
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Tensor:
         x = _input(x)
         for i, layer in enumerate(self.layers):
             out = layer(x)
@@ -268,10 +268,10 @@ class Sequential(Module):
             x = out
         return x
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Module:
         return self.layers[i]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.layers)
 
 
@@ -351,7 +351,7 @@ class DosageNetwork(Module):
         net.reset_parameters(seed)
         return net
 
-    def reset_parameters(self, rng=None):
+    def reset_parameters(self, rng: Any = None) -> None:
         """w1, w2, w3, w4 from a standard normal (in that order), the biases 0."""
         for name, value in zip(("w1", "w2", "w3", "w4"), _rng(rng).standard_normal(4)):
             getattr(self, name).data[...] = value
@@ -365,7 +365,7 @@ class DosageNetwork(Module):
         orange = F.softplus(x * self.w2 + self.b2) * self.w4
         return {"blue": blue, "orange": orange, "green": blue + orange + self.b3}
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Tensor:
         x = self._check(x)
         # Named as in the lessons, so explanations read dSSR/dPredicted_i x dPredicted_i/dy1_i ...
         x1 = _named(x * self.w1 + self.b1, "x1")
@@ -374,11 +374,11 @@ class DosageNetwork(Module):
         y2 = _named(F.softplus(x2), "y2")
         return _named(y1 * self.w3 + y2 * self.w4 + self.b3, "Predicted")
 
-    def _check(self, x):
+    def _check(self, x: Any) -> Tensor:
         x = _input(x)
         if x.ndim == 2 and x.shape[1] != 1 or x.ndim > 2:
             raise ValueError(f"DosageNetwork: takes one input feature (shape (n,) or (n, 1)), got shape {x.shape}")
         return x
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ", ".join(f"{n}={getattr(self, n).item():.4g}" for n in self.NAMES)

@@ -149,14 +149,14 @@ class Optimizer:
         self._last, self._sizes = step, None  # the per-parameter views are made when asked for
 
     @property
-    def step_sizes(self):
+    def step_sizes(self) -> list[np.ndarray | None]:
         """Each parameter's step size of the last step (new value = old value - step size)."""
         if self._sizes is None:
             self._sizes = [self._last[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self._spans)]
         return self._sizes
 
     @step_sizes.setter
-    def step_sizes(self, sizes):
+    def step_sizes(self, sizes: list[np.ndarray | None]) -> None:
         self._sizes = sizes
 
     def restore(self, t: int, step_sizes: np.ndarray, state: dict[str, np.ndarray]) -> None:
@@ -210,7 +210,7 @@ class GradientDescent(Optimizer):
     step = lr * g;  p <- p - step
     """
 
-    def update(self, g, state):
+    def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         return self.lr * g
 
     def _update_owned(self, g, state):
@@ -249,13 +249,13 @@ class Momentum(Optimizer):
         self.nesterov = bool(nesterov)
         super().__init__(lr, params)
 
-    def update(self, g, state):
+    def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         v = state.get("v")
         v = g.copy() if v is None else self.momentum * v + g
         state["v"] = v
         return self.lr * (g + self.momentum * v if self.nesterov else v)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}"
 
 
@@ -280,7 +280,7 @@ class Adam(Optimizer):
         self.eps = check("Adam", "eps", eps, _EPS)
         super().__init__(lr, params)
 
-    def update(self, g, state):
+    def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         b1, b2 = self.betas
         if not state:
             state["m"], state["v"], state["scratch"] = (np.zeros_like(g) for _ in range(3))
@@ -300,7 +300,7 @@ class Adam(Optimizer):
         step *= self.lr * root / (1 - b1**self.t)
         return step
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"lr={self.lr}, betas={self.betas}, eps={self.eps}"
 
 

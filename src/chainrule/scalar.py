@@ -37,15 +37,19 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data import training_arrays
 from .losses import get_loss
 from .ops import REGISTRY, Op
-from .optim import Adam, GradientDescent, Momentum
-from .tensor import Node, graph, tensor_from
+from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .tensor import Node, Tensor, graph, tensor_from
+
+if TYPE_CHECKING:
+    from .nn import Module
 
 # The largest array (in elements) and the longest step (in float operations) that are written out.
 # (The operation count is the real limit; the element cap only stops a huge array early.)
@@ -178,7 +182,7 @@ class Step:
     parameter k's gradient, flat in C order; ``lines`` the source.
     """
 
-    def __init__(self, loss, params, x, y):
+    def __init__(self, loss: Tensor, params: Sequence[Tensor], x: np.ndarray, y: np.ndarray) -> None:
         if loss.data.size != 1:
             raise Unsupported("the loss is not a single number")
         for a in [p.data for p in params] + [x, y]:
@@ -398,7 +402,7 @@ def _update_rules(optimizer, P, G):
 HYPERPARAMETERS = "lr, mom, b1, b2, c1, c2, eps"
 
 
-def hyperparameters(optimizer):
+def hyperparameters(optimizer: Optimizer) -> tuple[float, ...]:
     """The optimizer's numbers as the program reads them (unused ones are 0)."""
     b1, b2 = getattr(optimizer, "betas", (0.0, 0.0))
     return (optimizer.lr, getattr(optimizer, "momentum", 0.0), b1, b2, 1 - b1, 1 - b2, getattr(optimizer, "eps", 0.0))
@@ -417,7 +421,7 @@ class Program:
     gradients and steps; nothing applied) or "error" (a math error; nothing of that iteration applied).
     """
 
-    def __init__(self, step, optimizer, tol):
+    def __init__(self, step: Step, optimizer: Optimizer, tol: float) -> None:
         P = [n for names in step.params for n in names.ravel()]
         G = [g for grads in step.grads for g in grads]
         state, update, assign = _update_rules(optimizer, P, G)
@@ -450,14 +454,21 @@ class Program:
             src += [f"        if {largest} < {_literal(tol)}:", f"            return it + 1, 'converged', {back}, None"]
         src.append(f"    return n, 'ran', {back}, None")
         self.source = "\n".join(src) + "\n"
-        namespace = dict(NAMESPACE)
+        namespace: dict[str, Any] = dict(NAMESPACE)
         exec(compile(self.source, "<chainrule scalar step>", "exec"), namespace)  # our own generated code
         self.run = namespace["run"]
         self.n_state = len(state) // max(len(P), 1)
         self.graded = [any(g != "0.0" for g in grads) for grads in step.grads]  # reached by the loss
 
 
-def program_source(model, x, y, loss="ssr", optimizer=None, tol=0.001):
+def program_source(
+    model: Module,
+    x: Any,
+    y: Any,
+    loss: str | Callable[..., Tensor] = "ssr",
+    optimizer: Optimizer | None = None,
+    tol: float = 0.001,
+) -> str:
     """The Python source ``fit(model, x, y, compile=True)`` runs for a tiny float64 model (for reading)."""
     params = list(model.parameters())
     x, y = training_arrays(x, y, params[0].dtype, False)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -211,18 +212,18 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
         *,
-        loss="mse",
-        optimizer="adam",
-        learning_rate=0.001,
-        momentum=0.9,
-        tol=1e-4,
-        max_iter=200,
-        batch_size="auto",
-        random_state=None,
-    ):
+        loss: str = "mse",
+        optimizer: str = "adam",
+        learning_rate: float = 0.001,
+        momentum: float = 0.9,
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        batch_size: int | str | None = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -248,7 +249,7 @@ class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
         out = self._forward(X).data
         return out.reshape(len(out), *self._y_shape)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
@@ -282,17 +283,17 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
         *,
-        optimizer="adam",
-        learning_rate=0.001,
-        momentum=0.9,
-        tol=1e-4,
-        max_iter=200,
-        batch_size="auto",
-        random_state=None,
-    ):
+        optimizer: str = "adam",
+        learning_rate: float = 0.001,
+        momentum: float = 0.9,
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        batch_size: int | str | None = "auto",
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.optimizer = optimizer

@@ -15,8 +15,10 @@ import operator
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import AnomalyError
 from .ops import REGISTRY, Op, unbroadcast
@@ -71,7 +73,9 @@ class Tensor:
     _parents: tuple | None
     _seq: int
 
-    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None) -> None:
+    def __init__(
+        self, data: Any, requires_grad: bool = False, dtype: npt.DTypeLike | None = None, name: str | None = None
+    ) -> None:
         self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -122,7 +126,7 @@ class Tensor:
         """A tensor sharing this data, cut from the graph (no gradient flows through it)."""
         return _new(self.data)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         if copy:
             return self.data.astype(dtype or self.data.dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype)
@@ -233,7 +237,7 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return apply(_NEG, self)
 
-    def __getitem__(self, index) -> Tensor:
+    def __getitem__(self, index: Any) -> Tensor:
         return apply(_OPS["getitem"], self, index=_index(index))
 
     # Comparisons give plain boolean arrays: they have no derivative.
@@ -315,11 +319,11 @@ class Tensor:
         """x - logsumexp(x) over ``axis``: log-probabilities from logits, stable."""
         return apply(_OPS["log_softmax"], self, axis=axis)
 
-    def reshape(self, *shape) -> Tensor:
+    def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
         """The same elements in a new shape: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
         return apply(_OPS["reshape"], self, shape=shape[0] if len(shape) == 1 else shape)
 
-    def transpose(self, *axes) -> Tensor:
+    def transpose(self, *axes: int | tuple[int, ...] | None) -> Tensor:
         """Axes permuted (reversed when none are given)."""
         return apply(_OPS["transpose"], self, axes=axes[0] if len(axes) == 1 else (axes or None))
 
@@ -345,7 +349,7 @@ def _new(data):
     return t
 
 
-def apply(op: Op, *inputs: TensorLike, **kw) -> Tensor:
+def apply(op: Op, *inputs: TensorLike, **kw: Any) -> Tensor:
     """Run primitive ``op`` on tensors/arrays/numbers and record it for backward.
 
     Non-tensor inputs are constants; they take the dtype of the first tensor, so
@@ -621,7 +625,9 @@ def _node_notes(n: Node) -> str:
 # ---- conversions and checks ---------------------------------------------------------
 
 
-def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
+def tensor(
+    data: Any, requires_grad: bool = False, dtype: npt.DTypeLike | None = None, name: str | None = None
+) -> Tensor:
     """A new tensor holding a copy of ``data``.
 
     Floats keep their precision (float32 arrays stay float32); numbers, lists and
@@ -644,7 +650,7 @@ def named(t: Tensor, name: str) -> Tensor:
     return t
 
 
-def constant(data, name: str) -> Tensor:
+def constant(data: Any, name: str) -> Tensor:
     """A named constant tensor over ``data`` (no copy): how models label their inputs for explanations."""
     t = _new(data if isinstance(data, np.ndarray) else np.asarray(data))
     t.name = name

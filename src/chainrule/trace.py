@@ -39,12 +39,17 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import CompileWarning, outside_stacklevel
 from .ops import UNBROADCAST_NAMES, unbroadcast_lines
-from .tensor import graph, is_anomaly_enabled, is_grad_enabled
+from .tensor import Tensor, graph, is_anomaly_enabled, is_grad_enabled
+
+if TYPE_CHECKING:
+    from .nn import Module, Parameter
 
 __all__ = ["DECLINED", "RECHECK", "CompileWarning", "CompiledStep", "Tape"]
 
@@ -64,7 +69,12 @@ class Tape:
     is the gradient of ``v{k}``. The generated source is kept in ``source``.
     """
 
-    def __init__(self, loss, params, x, y):
+    names: dict[str, Any]  # the generated function's globals: ops, their keyword arguments, constants
+    slot: dict[int, int]  # id(array) -> its variable or constant number
+    shapes: list[tuple[int, ...]]
+    variables: set[int]
+
+    def __init__(self, loss: Tensor, params: Sequence[Tensor], x: np.ndarray, y: np.ndarray) -> None:
         nodes = [n for n in graph(loss) if n.op is not None]  # creation order: the eager forward's
         self.names = {"ones_like": np.ones_like, "zeros_like": np.zeros_like, **UNBROADCAST_NAMES}
         self.slot, self.shapes, self.variables = {}, [], set()
@@ -73,6 +83,7 @@ class Tape:
         needs = {id(p.data) for p in params}  # arrays whose gradient is wanted or flows to a parameter
         forward, backward_steps = [], []
         for j, n in enumerate(nodes):
+            assert n.op is not None  # (nodes holds recorded ops only)
             args = ", ".join(self._name(a) for a in n.args) + (f", **K{j}" if n.kwargs else "")
             self.names[f"F{j}"], self.names[f"K{j}"] = n.op.fwd, n.kwargs
             out = self._variable(n.value)
@@ -135,7 +146,7 @@ class Tape:
         lines = _freed_early(lines, {f"v{loss}", *(f"g{k}" for k in range(n)), *(f"v{k}" for k in range(n))})
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
-    def run(self, params, x, y):
+    def run(self, params: Sequence[Tensor], x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         """Forward and backward on new parameter values and data: (loss, gradients).
 
         NOTE: a pass-through VJP can hand one array to two parameters; fit never
@@ -173,12 +184,23 @@ def _freed_early(lines, keep):
 class CompiledStep:
     """Forward and backward of ``loss_fn(model(x), y)``, replayed per input shape, checked on first use."""
 
-    def __init__(self, model, loss_fn, params, eager):
+    tapes: dict[tuple, Tape | None]
+    replays: dict[tuple, int]
+
+    def __init__(
+        self,
+        model: Module,
+        loss_fn: Callable[..., Tensor],
+        params: Sequence[Parameter],
+        eager: Callable[..., tuple[float, list[np.ndarray]]],
+    ) -> None:
         self.model, self.loss_fn, self.params, self.eager = model, loss_fn, params, eager
         self.tapes = {}  # shape -> Tape, or None where replay was refused
         self.replays = {}  # shape -> how many steps were replayed
 
-    def __call__(self, model, x, y, loss_fn, params):
+    def __call__(
+        self, model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+    ) -> tuple[float, list[np.ndarray]]:
         """The step for fit's loop (same signature as the eager one; model, loss and params are fixed)."""
         key = (x.shape, y.shape)
         if is_anomaly_enabled():  # anomaly mode checks every op as it runs: only the eager path does
