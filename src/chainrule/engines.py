@@ -183,10 +183,11 @@ class Epochs:
         # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
         # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
         self.watch = run.tol > 0 or self.batches.whole
-        self.full = [p.size <= TRACE_LIMIT for p in run.params]
+        self.params = run.params
+        self.full = [p.size <= TRACE_LIMIT for p in self.params]
 
     def advance(self, n: int, light: bool) -> Outcome:
-        run, params, optimizer = self.run, self.run.params, self.run.optimizer
+        run, params, optimizer = self.run, self.params, self.run.optimizer
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
         for xb, yb, weight in self.batches:
@@ -257,7 +258,8 @@ class WrittenOut:
 
     def __init__(self, run: Settings, program: Program, xt: Tensor) -> None:
         self.run, self.program, self.xt = run, program, xt
-        sizes = [p.size for p in run.params]
+        self.params = run.params
+        sizes = [p.size for p in self.params]
         ends = np.cumsum(sizes)
         self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
         self.X, self.Y = run.x.ravel().tolist(), run.y.ravel().tolist()
@@ -267,14 +269,14 @@ class WrittenOut:
         self.pending: tuple | None = None  # the optimizer's state after a light call, loaded by finish()
 
     def _values(self) -> tuple:
-        return tuple(np.concatenate([p.data.ravel() for p in self.run.params]).tolist())
+        return tuple(np.concatenate([p.data.ravel() for p in self.params]).tolist())
 
     def _split(self, flat: np.ndarray) -> list[np.ndarray]:
-        return [flat[..., a:b].reshape(flat.shape[:-1] + p.shape) for p, (a, b) in zip(self.run.params, self.spans)]
+        return [flat[..., a:b].reshape(flat.shape[:-1] + p.shape) for p, (a, b) in zip(self.params, self.spans)]
 
     def advance(self, n: int, light: bool) -> Outcome:
         """Up to ``n`` iterations from the parameters' current values (a learner may have set them)."""
-        run, params = self.run, self.run.params
+        run, params = self.run, self.params
         before = self._values()
         expected = (
             forward_backward(run.model, self.xt, run.y, run.loss_fn, params) if self.since_check >= RECHECK else None
@@ -319,7 +321,7 @@ class WrittenOut:
 
     def _put(self, flat: np.ndarray, grads: list | None = None) -> None:
         """Parameters (and their gradients: none where the loss does not reach) set from flat values."""
-        for p, v, g, graded in zip(self.run.params, self._split(flat), grads or self.run.params, self.program.graded):
+        for p, v, g, graded in zip(self.params, self._split(flat), grads or self.params, self.program.graded):
             p.data[...] = v
             if grads is not None:
                 p.grad = np.array(g) if graded else None
@@ -340,9 +342,9 @@ class WrittenOut:
         if self.pending is not None:
             P, S, t, steps, grads = self.pending
             self.pending = None
-            values = [p.data.copy() for p in self.run.params]  # a callback may have set them since
+            values = [p.data.copy() for p in self.params]  # a callback may have set them since
             self._settle(P, S, t, steps, grads)
-            for p, v in zip(self.run.params, values):
+            for p, v in zip(self.params, values):
                 p.data[...] = v
 
 
