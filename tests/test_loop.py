@@ -155,3 +155,15 @@ def test_trainer_checks_its_arguments_as_fit_does():
         cr.Trainer(DosageNetwork.random(seed=0), *dosage(), tol=-1)
     with pytest.raises(TypeError, match=r"fit: callback must be a function of the history, got int"):
         cr.Trainer(DosageNetwork.random(seed=0), *dosage(), callback=3)
+
+
+def test_one_stopping_rule_serves_the_loop_and_every_start_of_the_restarts(monkeypatch):
+    from chainrule.stopping import StoppingRule
+
+    x, y = dosage()
+    history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"], restarts=4, seed=0)
+    assert history.converged and history.n_iter < 1000 and (history.restart_iterations < 1000).all()
+    monkeypatch.setattr(StoppingRule, "converged", lambda self, largest: largest < 0)  # never
+    with pytest.warns(cr.ConvergenceWarning):
+        history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"], restarts=4, seed=0, max_iter=50)
+    assert not history.converged and history.n_iter == 50 and (history.restart_iterations == 50).all()

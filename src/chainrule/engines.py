@@ -30,6 +30,7 @@ from .losses import targets_for
 from .nn import Module, Parameter
 from .optim import Adam, GradientDescent, Momentum, Optimizer
 from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
+from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
 from .trace import CompiledStep
 
@@ -58,8 +59,7 @@ class Settings(NamedTuple):
     loss_fn: Callable[..., Tensor]
     optimizer: Optimizer
     named: list  # [(name, Parameter)] of the trained parameters
-    tol: float
-    max_iter: int
+    rule: StoppingRule  # tol and max_iter
     batch_size: int | None
     seed: int | None
     compile: bool
@@ -182,7 +182,7 @@ class Epochs:
         )
         # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
         # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
-        self.watch = run.tol > 0 or self.batches.whole
+        self.watch = run.rule.can_converge or self.batches.whole
         self.params = run.params
         self.full = [p.size <= TRACE_LIMIT for p in self.params]
 
@@ -251,7 +251,9 @@ class WrittenOut:
             return None  # (before any forward pass: a large model or data set is never written out)
         xt = tensor_from(run.x)
         try:
-            program = Program(Step(run.loss_fn(run.model(xt), run.y), run.params, run.x, run.y), run.optimizer, run.tol)
+            program = Program(
+                Step(run.loss_fn(run.model(xt), run.y), run.params, run.x, run.y), run.optimizer, run.rule.tol
+            )
         except Unsupported:
             return None
         return cls(run, program, xt)

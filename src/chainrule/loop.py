@@ -43,6 +43,7 @@ from .losses import cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
 from .restarts import draw_starts, train_population
+from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled
 
 __all__ = ["Trainer"]
@@ -100,7 +101,8 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
-        self.settings = Settings(model, x, y, loss_fn, optimizer, named, tol, max_iter, batch_size, seed, bool(compile))
+        rule = StoppingRule(tol, max_iter)
+        self.settings = Settings(model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile))
         self.frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
         self.history = History([(n, p.shape) for n, p in named], tol)
         self._engine: Epochs | WrittenOut | None = None
@@ -149,7 +151,8 @@ class Trainer:
         first = h.n_iter + 1
         engine = self._engine
         assert engine is not None
-        out = engine.advance(min(n, s.max_iter - h.n_iter), light)
+        rule = s.rule
+        out = engine.advance(min(n, rule.max_iter - h.n_iter), light)
         done = out.done
         if isinstance(done, Iteration):
             h.record(first, done.loss, done.largest, done.olds, done.grads, done.steps)
@@ -167,15 +170,12 @@ class Trainer:
             return None
         stop = self.callback is not None and bool(self.callback(h))
         it = h.n_iter
-        if done.largest < s.tol:
-            self._end(f"every step size fell below {s.tol:g} at iteration {it}", converged=True)
+        if rule.converged(done.largest):
+            self._end(rule.converged_reason(it), converged=True)
         elif stop:
-            self._end(f"stopped by the callback at iteration {it}")
-        elif it >= s.max_iter:
-            self._end(
-                f"reached max_iter = {s.max_iter} iterations; the largest step size was still "
-                f"{done.largest:.3g} (tol = {s.tol:g})"
-            )
+            self._end(rule.callback_reason(it))
+        elif rule.ran_out(it):
+            self._end(rule.ran_out_reason(done.largest))
             warnings.warn(
                 f"fit: {h.stop_reason}. Raise max_iter or the learning rate.",
                 ConvergenceWarning,

@@ -136,17 +136,17 @@ def train_population(run: Settings, starts: list) -> tuple[np.ndarray, np.ndarra
 def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
     when it stops being finite; the others go on."""
-    model, x, y, params, optimizer, tol = run.model, run.x, run.y, run.params, run.optimizer, run.tol
+    model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
     rng = np.random.default_rng(run.seed)
     xt = tensor_from(x)
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
-    iterations = np.full(n, run.max_iter)
+    iterations = np.full(n, rule.max_iter)
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
-    watch = tol > 0
+    watch = rule.can_converge
     spread_y = spread(y, n)
-    for it in range(1, run.max_iter + 1):
+    for it in range(1, rule.max_iter + 1):
         olds = [p.data.copy() for p in params]
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
@@ -160,7 +160,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, n
             finite &= np.isfinite(largest)
         if not watch and finite.all():  # nothing stops this iteration
             continue
-        stop = ~done & (~finite | (largest < tol))
+        stop = ~done & (~finite | rule.converged(largest))
         converged |= stop & finite
         iterations[stop] = it
         frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
