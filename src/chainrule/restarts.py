@@ -144,14 +144,14 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, n
     iterations = np.full(n, rule.max_iter)
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
-    watch = rule.can_converge
+    watch, whole = rule.can_converge, run.whole_batch
     spread_y = spread(y, n)
     for it in range(1, rule.max_iter + 1):
         olds = [p.data.copy() for p in params]
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
-        for xb, yb in [(xt, y)] if run.whole_batch else batches(rng, x, y, run.batch_size or len(x)):
-            total, _ = step(model, xb, spread_y if run.whole_batch else spread(yb, n), run.loss_fn, params)
+        for xb, yb in [(xt, y)] if whole else batches(rng, x, y, run.batch_size or len(x)):
+            total, _ = step(model, xb, spread_y if whole else spread(yb, n), run.loss_fn, params)
             optimizer.step()
             if watch:
                 largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
