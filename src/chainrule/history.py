@@ -274,6 +274,9 @@ def format_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
+_THRESHOLD, _PATIENCE = Number(low=0), Integer(low=1)
+
+
 class GradientMonitor:
     """Watches the derivatives during :func:`fit` and warns once per parameter and kind.
 
@@ -288,9 +291,9 @@ class GradientMonitor:
     """
 
     def __init__(self, vanishing: float = 1e-4, exploding: float = 1e6, patience: int = 10) -> None:
-        self.vanishing = check("GradientMonitor", "vanishing", vanishing, Number(low=0))
-        self.exploding = check("GradientMonitor", "exploding", exploding, Number(low=0))
-        self.patience = check("GradientMonitor", "patience", patience, Integer(low=1))
+        self.vanishing = check("GradientMonitor", "vanishing", vanishing, _THRESHOLD)
+        self.exploding = check("GradientMonitor", "exploding", exploding, _THRESHOLD)
+        self.patience = check("GradientMonitor", "patience", patience, _PATIENCE)
         self.reset()
 
     def reset(self) -> None:

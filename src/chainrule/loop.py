@@ -46,7 +46,16 @@ from .restarts import draw_starts, train_population
 from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "ARGUMENTS"]
+
+# What fit's (and the Trainer's) numeric arguments must be: one table, worded by checks.check.
+ARGUMENTS = {
+    "tol": Number(low=0),
+    "max_iter": Integer(low=1),
+    "batch_size": Integer(low=1, optional=True),
+    "seed": Integer(low=0, optional=True),
+    "restarts": Integer(low=1, optional=True),
+}
 
 
 class Trainer:
@@ -86,11 +95,16 @@ class Trainer:
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
-        tol = check("fit", "tol", tol, Number(low=0))
-        max_iter = check("fit", "max_iter", max_iter, Integer(low=1))
-        batch_size = check("fit", "batch_size", batch_size, Integer(low=1, optional=True))
-        seed = check("fit", "seed", seed, Integer(low=0, optional=True))
-        self.restarts = check("fit", "restarts", restarts, Integer(low=1, optional=True))
+        tol, max_iter, batch_size, seed, self.restarts = (
+            check("fit", name, value, ARGUMENTS[name])
+            for name, value in (
+                ("tol", tol),
+                ("max_iter", max_iter),
+                ("batch_size", batch_size),
+                ("seed", seed),
+                ("restarts", restarts),
+            )
+        )
         loss_fn = get_loss(loss)
         named = _trained(model, params)
         x, y = training_arrays(x, y, named[0][1].dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
