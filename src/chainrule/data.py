@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,6 +35,17 @@ def dosage() -> Dataset:
 
 
 # ---- CSV files ------------------------------------------------------------------------
+
+# NOTE: read at every call, so a user can raise them: ``chainrule.data.MAX_LINE_CHARS = 10**7``.
+MAX_LINE_CHARS = 1_000_000  # characters in one line of a CSV file (its line ending aside)
+MAX_FILE_BYTES = 4 * 2**30  # bytes in one CSV file, 4 GiB: a regular file's size is checked before reading
+SHOWN = 10  # columns or values an error message lists before "... and N more"
+
+_CHUNK = 2**20  # bytes read at a time (more while one line is longer)
+_BREAK = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")  # after \n, \r\n or a lone \r, as newline="" text mode splits
+# What float() reads, minus the underscores and non-ASCII digits it also allows.
+_NUMBER = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)", re.I | re.ASCII)
+_REFUSED_IN_NAMES = {"\ufeff": "a byte order mark (U+FEFF)", "\x00": "a NUL character (U+0000)"}
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous
@@ -63,7 +76,7 @@ class CSVData:
 
     def where(self, row: int, column: str | None) -> str:
         """'data.csv line 7, column 'x'': where a cell is, as users see the file."""
-        return f"{self.path} line {self.lines[row]}, column {column!r}"
+        return f"{self.path} line {self.lines[row]}, column {_show(column)}"
 
     def for_training(self, classify: bool = False) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
         """``(x, y, classes)`` ready for :func:`chainrule.fit`, checked for enough rows and classes.
@@ -86,7 +99,7 @@ class CSVData:
             return y
         row = next(i for i, v in enumerate(y) if _number(v) is None)
         raise ValueError(
-            f"{self.where(row, self.target)}: {str(y[row])!r} is not a number; a regression "
+            f"{self.where(row, self.target)}: {_show(str(y[row]))} is not a number; a regression "
             "target must be numeric (class labels need the cross-entropy loss)"
         )
 
@@ -98,7 +111,7 @@ class CSVData:
         values, indices = np.unique(self._need_target(), return_inverse=True)
         if len(values) < 2:
             raise ValueError(
-                f"column {self.target!r} of {self.path} has a single value ({_label(values[0])!r}) "
+                f"column {_show(self.target)} of {self.path} has a single value ({_show(_label(values[0]))}) "
                 "for all rows; classification needs at least 2 classes"
             )
         return [_label(v) for v in values], indices.reshape(-1)
@@ -108,18 +121,18 @@ class CSVData:
         self._need_target()
         numeric = all(not isinstance(c, str) for c in classes)  # then "1" and "1.0" are the same label
         keys = {float(c) if numeric else c: i for i, c in enumerate(classes)}
+        column = self.columns.index(self.target)
         out = np.empty(len(self), dtype=np.intp)
-        for row in range(len(self)):
-            key = _number(self._text(row)) if numeric else self._text(row)
+        for row, cells in enumerate(self.rows):
+            text = cells[column].strip()
+            key = _number(text) if numeric else text
             if key not in keys:
                 raise ValueError(
-                    f"{self.where(row, self.target)}: {self._text(row)!r} is not one of the model's classes {classes}"
+                    f"{self.where(row, self.target)}: {_show(text)} is not one of the model's classes "
+                    f"{_listing(classes)}"
                 )
             out[row] = keys[key]
         return out
-
-    def _text(self, row):
-        return self.rows[row][self.columns.index(self.target)].strip()
 
     def _need_target(self) -> np.ndarray:
         """The target's values, or a ValueError when no target column was named."""
@@ -133,8 +146,27 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
 
     ``features``: column names (default: every column but the target); their
     cells must be finite numbers. ``target``: the column to predict (optional),
-    numbers or class labels. A ValueError says what is wrong and where: the
-    file, the line (the header is line 1), the column and the cell.
+    numbers or class labels. A ValueError says what is wrong and where, in one
+    line: the file, the line (the header is line 1), the column and the cell.
+
+    The file is UTF-8 text (a byte order mark at its start is dropped); lines
+    end in ``\\n``, ``\\r\\n`` or ``\\r``; a quoted cell may span lines. Column
+    names are stripped of spaces, must be distinct and non-empty, and may not
+    hold a NUL character or a (second) byte order mark.
+
+    Numbers: what ``float()`` reads, without its underscores (``1_000``) and
+    non-ASCII digits: an optional sign, ASCII digits with an optional decimal
+    point, an optional exponent (``2.5e-3``), or the words ``inf``,
+    ``infinity`` and ``nan`` in any case; spaces around are ignored. Those
+    words are numbers, so a feature cell or a numeric target holding one (or
+    an exponent too large for float64, such as ``1e999``) is refused as not
+    finite. A target with any cell that is not a number is read as class labels.
+
+    Limits, module constants you may raise: ``MAX_LINE_CHARS`` characters in
+    one line (1,000,000) and ``MAX_FILE_BYTES`` bytes in the file (4 GiB;
+    checked before reading a regular file, and while reading anything else,
+    such as a pipe). The csv module refuses a cell longer than
+    ``csv.field_size_limit()`` (131,072 characters).
 
     Example::
 
@@ -155,8 +187,8 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
     """
     path = os.fspath(path)
     columns, rows, lines = _read_cells(path)
-    features = list(_choose(path, columns, target, features))
     index = {name: i for i, name in enumerate(columns)}
+    features = list(_choose(path, columns, index, target, features))
     x = np.empty((len(rows), len(features)))
     for j, name in enumerate(features):
         x[:, j] = [_feature(path, cells[index[name]], line, name) for cells, line in zip(rows, lines)]
@@ -166,69 +198,124 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
 
 def _read_cells(path):
     """(column names, rows of cells, line numbers) with the file's shape checked."""
-    records = []  # (cells, line number); blank lines skipped
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets often add a BOM
-            reader = csv.reader(f)
-            for cells in reader:
-                if any(c.strip() for c in cells):
-                    records.append((cells, reader.line_num))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not a UTF-8 text file (byte {e.start}: {e.reason})") from None
-    except csv.Error as e:
-        raise ValueError(f"{path} is not a readable CSV file: {e}") from None
+    records = _records(path)  # (cells, line number); blank lines skipped
     if not records:
         raise ValueError(f"{path} is empty; expected a header line of column names, then rows of data")
     columns = [c.strip() for c in records[0][0]]
-    _check_header(path, columns)
+    _check_header(path, columns, records[0][1])
     if len(records) == 1:
         raise ValueError(f"{path} has a header line but no data rows")
     for cells, line in records[1:]:
         if len(cells) != len(columns):
             raise ValueError(
-                f"{path} line {line} has {len(cells)} cells but the header has {len(columns)} columns {columns}"
+                f"{path} line {line} has {len(cells)} cells but the header has {len(columns)} columns "
+                f"{_listing(columns)}"
             )
     return columns, [r for r, _ in records[1:]], [n for _, n in records[1:]]
 
 
-def _check_header(path, columns):
-    for i, name in enumerate(columns):
-        if not name:
-            raise ValueError(f"{path} line 1: column {i + 1} has no name; every column needs one")
-        if name in columns[:i]:
+def _records(path):
+    """Every non-blank CSV record with the number of its (last) line."""
+    records = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno())
+        if stat.S_ISREG(size.st_mode) and size.st_size > MAX_FILE_BYTES:
             raise ValueError(
-                f"{path} line 1: column name {name!r} appears twice (columns {columns.index(name) + 1} and {i + 1})"
+                f"{path} is {size.st_size} bytes, more than chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES}"
             )
+        reader = csv.reader(_lines(path, f))
+        try:
+            for cells in reader:
+                if any(c.strip() for c in cells):
+                    records.append((cells, reader.line_num))
+        except csv.Error as e:
+            raise ValueError(f"{path} is not a readable CSV file (line {reader.line_num}: {e})") from None
+    return records
 
 
-def _choose(path, columns, target, features):
+def _lines(path, f):
+    """The file's lines as text with their endings, each checked: UTF-8, not too long, not too many bytes."""
+    limit, offset = 4 * (MAX_LINE_CHARS + 2), 0  # bytes: a UTF-8 character takes at most 4
+    for number, raw in enumerate(_raw_lines(f, limit), 1):
+        if offset + len(raw) > MAX_FILE_BYTES:
+            raise ValueError(
+                f"{path} is longer than chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES} (at line {number})"
+            )
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # NOTE: offset + e.start is exact: each line is decoded on its own
+            raise ValueError(
+                f"{path} is not a UTF-8 text file (line {number}, byte {offset + e.start}: {e.reason})"
+            ) from None
+        if len(raw) > limit or len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            raise ValueError(
+                f"{path} line {number} is longer than chainrule.data.MAX_LINE_CHARS = {MAX_LINE_CHARS} characters"
+            )
+        offset += len(raw)
+        yield line[1:] if number == 1 and line.startswith("\ufeff") else line  # spreadsheets often add a BOM
+
+
+def _raw_lines(f, limit):
+    """Each line's bytes with its ending; an unfinished line longer than ``limit`` bytes comes last, as it stands."""
+    rest = b""
+    while chunk := f.read(max(_CHUNK, len(rest))):  # doubling: a long line is scanned a bounded number of times
+        lines = _BREAK.split(rest + chunk)
+        rest = lines.pop()
+        if not rest and lines and lines[-1].endswith(b"\r"):
+            rest = lines.pop()  # its \n may be the next chunk's first byte
+        yield from lines
+        if len(rest) > limit:
+            break
+    if rest:
+        yield rest
+
+
+def _check_header(path, columns, line):
+    """Every column has a name of plain text, and no name appears twice (one pass: a dict, not a list scan)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(columns, 1):
+        if not name:
+            raise ValueError(f"{path} line {line}: column {i} has no name; every column needs one")
+        for char, what in _REFUSED_IN_NAMES.items():
+            if char in name:
+                raise ValueError(f"{path} line {line}: column {i}'s name {_show(name)} contains {what}")
+        if name in seen:
+            raise ValueError(
+                f"{path} line {line}: column name {_show(name)} appears twice (columns {seen[name]} and {i})"
+            )
+        seen[name] = i
+
+
+def _choose(path, columns, index, target, features):
     """The feature names, after checking that every named column exists."""
-    if target is not None and target not in columns:
-        raise ValueError(f"{path} has no column {target!r} (the target); its columns are {columns}")
+    if target is not None and target not in index:
+        raise ValueError(f"{path} has no column {_show(target)} (the target); its columns are {_listing(columns)}")
     if features is None:
         features = [c for c in columns if c != target]
     elif isinstance(features, str):
-        raise TypeError(f"read_csv: features must be a list of column names, got the string {features!r}")
+        raise TypeError(f"read_csv: features must be a list of column names, got the string {_show(features)}")
     features = list(features)
     for name in features:
-        if name not in columns:
-            raise ValueError(f"{path} has no column {name!r} (a feature); its columns are {columns}")
+        if not isinstance(name, str):
+            raise TypeError(f"read_csv: features must be column names (str), got {_show(name)}")
+        if name not in index:
+            raise ValueError(f"{path} has no column {_show(name)} (a feature); its columns are {_listing(columns)}")
         if name == target:
-            raise ValueError(f"column {name!r} is the target and cannot also be a feature")
+            raise ValueError(f"column {_show(name)} is the target and cannot also be a feature")
     if len(set(features)) != len(features):
-        raise ValueError(f"read_csv: features lists a column twice: {features}")
+        raise ValueError(f"read_csv: features lists a column twice: {_listing(features)}")
     if not features:
-        raise ValueError(f"{path} has no feature columns besides the target {target!r}")
+        raise ValueError(f"{path} has no feature columns besides the target {_show(target)}")
     return features
 
 
 def _feature(path, cell, line, column):
     value = _number(cell)
     if value is None:
-        what = "is empty (a missing value)" if not cell.strip() else f"{cell.strip()!r} is not a number"
-        raise ValueError(f"{path} line {line}, column {column!r}: {what}; feature cells must be numbers")
+        what = "is empty (a missing value)" if not cell.strip() else f"{_show(cell.strip())} is not a number"
+        raise ValueError(f"{path} line {line}, column {_show(column)}: {what}; feature cells must be numbers")
     if not math.isfinite(value):
-        raise ValueError(f"{path} line {line}, column {column!r}: {cell.strip()!r} is not a finite number")
+        raise ValueError(f"{path} line {line}, column {_show(column)}: {_show(cell.strip())} is not a finite number")
     return value
 
 
@@ -236,7 +323,7 @@ def _target(path, cells, lines, column):
     """float64 when every cell is a number (each must be finite), else the stripped text."""
     for cell, line in zip(cells, lines):
         if not cell.strip():
-            raise ValueError(f"{path} line {line}, column {column!r}: is empty (a missing value)")
+            raise ValueError(f"{path} line {line}, column {_show(column)}: is empty (a missing value)")
     values = [_number(c) for c in cells]
     if any(v is None for v in values):
         return np.array([c.strip() for c in cells])
@@ -244,13 +331,11 @@ def _target(path, cells, lines, column):
 
 
 def _number(cell):
-    """The float in a cell (or a float already), None when it is not a number."""
+    """The float in a cell (or a float already), None when it is not a number (see read_csv)."""
     if isinstance(cell, (float, np.floating)):
         return float(cell)
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+    text = cell.strip()
+    return float(text) if _NUMBER.fullmatch(text) else None
 
 
 def _label(value):
@@ -259,6 +344,23 @@ def _label(value):
         return str(value)
     value = float(value)
     return int(value) if value.is_integer() else value
+
+
+def _show(value, width=60):
+    """repr(value) for one line of an error message, cut to about ``width`` characters."""
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    count = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[: width - 20]}...{count}"
+
+
+def _listing(values):
+    """'['a', 'b']': the values as a list, the first SHOWN of them and "... and N more" after."""
+    values = list(values)
+    shown = [_show(v, 40) for v in values[:SHOWN]]
+    more = [f"... and {len(values) - SHOWN} more"] if len(values) > SHOWN else []
+    return "[" + ", ".join(shown + more) + "]"
 
 
 # ---- arrays for training -------------------------------------------------------------
