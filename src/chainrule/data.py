@@ -272,7 +272,7 @@ def _raw_lines(f, limit):
 
 def _check_header(path, columns, line):
     """Every column has a name of plain text, and no name appears twice (one pass: a dict, not a list scan)."""
-    seen: dict[str, int] = {}
+    seen = {}  # name: its column number
     for i, name in enumerate(columns, 1):
         if not name:
             raise ValueError(f"{path} line {line}: column {i} has no name; every column needs one")
