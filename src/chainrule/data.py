@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,9 +41,7 @@ MAX_FILE_BYTES = 4 * 2**30  # bytes in one CSV file, 4 GiB: a regular file's siz
 SHOWN = 10  # columns or values an error message lists before "... and N more"
 
 _CHUNK = 2**20  # bytes read at a time (more while one line is longer)
-_BREAK = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")  # after \n, \r\n or a lone \r, as newline="" text mode splits
 # What float() reads, minus the underscores and non-ASCII digits it also allows.
-_NUMBER = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)", re.I | re.ASCII)
 _REFUSED_IN_NAMES = {"\ufeff": "a byte order mark (U+FEFF)", "\x00": "a NUL character (U+0000)"}
 
 
@@ -259,8 +256,8 @@ def _raw_lines(f, limit):
     """Each line's bytes with its ending; an unfinished line longer than ``limit`` bytes comes last, as it stands."""
     rest = b""
     while chunk := f.read(max(_CHUNK, len(rest))):  # doubling: a long line is scanned a bounded number of times
-        lines = _BREAK.split(rest + chunk)
-        rest = lines.pop()
+        lines = (rest + chunk).splitlines(keepends=True)  # at \n, \r\n or a lone \r, as newline="" text mode
+        rest = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
         if not rest and lines and lines[-1].endswith(b"\r"):
             rest = lines.pop()  # its \n may be the next chunk's first byte
         yield from lines
@@ -334,8 +331,13 @@ def _number(cell):
     """The float in a cell (or a float already), None when it is not a number (see read_csv)."""
     if isinstance(cell, (float, np.floating)):
         return float(cell)
-    text = cell.strip()
-    return float(text) if _NUMBER.fullmatch(text) else None
+    try:
+        value = float(cell)  # (float() itself skips the spaces around a number)
+    except ValueError:
+        return None
+    if "_" in cell:  # less underscores
+        return None
+    return value if cell.isascii() or cell.strip().isascii() else None  # and non-ASCII digits (spaces may be any)
 
 
 def _label(value):
