@@ -64,8 +64,15 @@ class _Help(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its mistakes in one line, like chainrule's own (not the usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chainrule",
         description="Neural networks trained by backpropagation, with every derivative shown.",
         epilog=EXAMPLES,
