@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-simd lint bench clean
+.PHONY: demo test test-simd lint bench fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,15 @@ lint: $(VENV)/.test
 bench: $(VENV)/.bench
 	$(PY) benchmarks/run.py
 
+$(VENV)/.fuzz: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q -e ".[fuzz]"
+	touch $@
+
+# Coverage-guided fuzzing (atheris) of read_csv, modelfile.from_dict and cli.main for FUZZ_SECONDS;
+# the corpus grows in .fuzz-corpus/ (git-ignored) from run to run.
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.fuzz
+	OPENBLAS_NUM_THREADS=1 $(PY) fuzz/run.py -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 .fuzz-corpus
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache chainrule-demo
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache chainrule-demo .fuzz-corpus

@@ -11,12 +11,13 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from chainrule import cli, modelfile
+from chainrule import cli, modelfile, restarts
 from chainrule.nn import mlp
 
 # A fast, reliable set-up for the 30-row curve (the lessons' defaults, ssr with lr 0.1, are tuned for 3 rows).
@@ -177,7 +178,17 @@ def test_divergence_is_one_error_line_and_writes_nothing(tmp_path, capsys, curve
     assert not (tmp_path / "m.json").exists()
 
 
-def test_ctrl_c_stops_after_the_iteration_and_saves_the_best_model(tmp_path, capsys, monkeypatch, curve):
+@pytest.fixture
+def default_sigint():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, whatever the handler pytest was started with."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_after_the_iteration_and_saves_the_best_model(
+    tmp_path, capsys, monkeypatch, curve, default_sigint
+):
     show = cli._Progress.show
 
     def press_ctrl_c_at_iteration_5(self, history, force=False):
@@ -208,6 +219,84 @@ def test_ctrl_c_stops_after_the_iteration_and_saves_the_best_model(tmp_path, cap
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back afterwards
 
 
+def test_ctrl_c_among_the_random_starts_saves_the_best_start_where_it_got_to(
+    tmp_path, capsys, monkeypatch, curve, default_sigint
+):
+    largest, calls = restarts._largest_per_start, []
+
+    def press_ctrl_c_in_iteration_5(steps, n):
+        calls.append(1)
+        if len(calls) == 5:
+            signal.raise_signal(signal.SIGINT)  # inside the population's 5th iteration
+        return largest(steps, n)
+
+    monkeypatch.setattr(restarts, "_largest_per_start", press_ctrl_c_in_iteration_5)
+    args = ["--target", "y", "--features", "x", "--restarts", "4", "--max-iter", "100000", "--tol", "1e-12"]
+    out, err = _fit(capsys, curve, tmp_path / "m.json", *args)
+    assert "interrupted while training the random starts: saved start" in out
+    assert "of 4 (the lowest loss) as it was after 4 iterations" in out
+    training = modelfile.load(tmp_path / "m.json").training
+    assert training["interrupted"] is True and training["n_iter"] == 0
+    lowest = float(re.search(r"final losses from (\S+) to", out).group(1))
+    assert training["final_loss"] == pytest.approx(lowest, rel=1e-5)  # the file holds that start's values
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_the_model_file_is_written_waits_for_it(tmp_path, capsys, monkeypatch, curve, default_sigint):
+    save = cli.save
+
+    def press_ctrl_c_then_save(path, model):
+        signal.raise_signal(signal.SIGINT)
+        save(path, model)
+
+    monkeypatch.setattr(cli, "save", press_ctrl_c_then_save)
+    code, out, err = _run(
+        capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out", tmp_path / "m.json"
+    )
+    assert code == 130 and f"Ctrl-C while writing: {tmp_path / 'm.json'} was written in full first" in err
+    assert modelfile.load(tmp_path / "m.json").training["n_iter"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _restore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the child gets Python's KeyboardInterrupt in any parent
+
+
+@pytest.mark.parametrize("extra, said", [([], "interrupted at iteration"), (["--restarts", "20"], "random starts")])
+def test_a_real_ctrl_c_in_a_child_process_saves_and_prints_no_traceback(tmp_path, curve, extra, said):
+    command = [sys.executable, "-c", "import sys; from chainrule.cli import main; sys.exit(main())"]
+    args = [
+        "fit",
+        str(curve),
+        "--target",
+        "y",
+        "--features",
+        "x",
+        "--tol",
+        "0",
+        "--max-iter",
+        "100000000",
+        "--out",
+        str(tmp_path / "m.json"),
+    ]
+    child = subprocess.Popen(
+        command + args + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_sigint
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("fitting"), line + child.communicate(timeout=60)[1]
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert "Traceback" not in err, err
+    if child.returncode == 0:
+        assert said in out and modelfile.load(tmp_path / "m.json").training["interrupted"] is True
+    else:  # Ctrl-C came before training began
+        assert child.returncode == 130 and "nothing written" in err and not (tmp_path / "m.json").exists()
+
+
 # ---- bad input: one line, exit 2, nothing written ---------------------------------------------
 
 FILES = {
@@ -221,6 +310,8 @@ FILES = {
     "same.csv": "x,y\n1,a\n2,a\n",
     "ragged.csv": "x,y\n1,2\n3\n",
     "good.csv": "x,y\n1,2\n2,3\n3,5\n",
+    "huge.csv": "x,z,y\n1,1e300,2\n2,-1e300,3\n3,1e300,5\n",
+    "fractions.csv": "x,y\n1,0.5\n2,1.5\n3,2.25\n",
     "notamodel.json": '{"hello": "world"}',
     "v2.json": '{"format": "chainrule-model", "version": 2}',
     "garbage.json": "\x00\x01 not json",
@@ -259,6 +350,23 @@ FIT = ["fit", "{good.csv}", "--target", "y"]
         (FIT + ["--hidden", "0"], r"--hidden must be integers >= 1"),
         (FIT + ["--features", "x,,y"], r"--features must be column names separated by commas"),
         (FIT + ["--features", "y"], r"column 'y' is the target and cannot also be a feature"),
+        # checked before anything is allocated or trained (the issue's reproductions)
+        (FIT + ["--hidden", "1000000000000"], r"1-1000000000000-1 network on 3 rows needs about 6e\+12 float64"),
+        (FIT + ["--restarts", "1000000000"], r"x 1000000000 --restarts .* more than the limit of 2e\+08"),
+        (FIT + ["--out", "{good.csv}"], r"--out .*good.csv is the input file .*good.csv; choose another name"),
+        (
+            ["fit", "{huge.csv}", "--target", "y", "--standardize"],
+            r"--standardize cannot scale column 'z': .*std inf",
+        ),
+        (FIT + ["--seed", "-1"], r"--seed must be an integer >= 0, got -1"),
+        (
+            ["fit", "{fractions.csv}", "--target", "y", "--loss", "cross-entropy"],
+            r"treats 'y' as class labels, but it holds continuous numbers .*use --loss mse",
+        ),
+        (["predict", "{model.json}", "{good.csv}", "--out", "{good.csv}"], r"is the input file .*good.csv"),
+        (["predict", "{model.json}", "{good.csv}", "--out", "{model.json}"], r"is the input file .*model.json"),
+        (["plot", "{model.json}", "{good.csv}", "--out", "{model.json}"], r"--out must end in one of"),
+        (["demo", "--seed", "-1", "--out", ""], r"--seed must be an integer >= 0, got -1"),
         (["predict", "{good.csv}", "{good.csv}"], r"good.csv is not a chainrule model file \(not JSON"),
         (["predict", "{notamodel.json}", "{good.csv}"], r"not a chainrule model file \(format None"),
         (["predict", "{v2.json}", "{good.csv}"], r"version 2 is not supported; this chainrule reads version 1"),
@@ -282,13 +390,39 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
     modelfile.save(tmp_path / "model.json", mlp([1, 2, 1], seed=0), features=["x"], target="y")
     before = set(os.listdir(tmp_path))
     out_name = "fig.png" if args[0] == "plot" else "out.json" if args[0] == "fit" else "out.csv"
-    if "--out" not in args and args[0] != "evaluate":
+    if "--out" not in args and args[0] not in ("evaluate", "demo"):
         args = args + ["--out", "{" + out_name + "}"]
     code, _, err = _run(capsys, *[_fill(a, tmp_path) for a in args])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("chainrule: error: "), err
     assert re.search(message, err), err
     assert set(os.listdir(tmp_path)) == before  # no output file, no temp file
+    assert all((tmp_path / name).read_text() == text for name, text in FILES.items())  # no input overwritten
+
+
+def test_predictions_that_are_not_finite_are_one_line_and_nothing_written(tmp_path, capsys):
+    net = mlp([1, 2, 1], activation="relu", seed=0)
+    for p in net.parameters():
+        p.data[...] = 1e300  # 1e300 x 1e300 overflows to inf
+    modelfile.save(tmp_path / "model.json", net, features=["x"], target="y")
+    (tmp_path / "new.csv").write_text("x\n1\n2\n")
+    code, out, err = _run(capsys, "predict", tmp_path / "model.json", tmp_path / "new.csv", "--out", tmp_path / "p.csv")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the model's output is not a finite number (nan or inf) on 2 of 2 rows, first on data row 1" in err
+    assert "RuntimeWarning" not in err and not (tmp_path / "p.csv").exists()
+
+
+def test_two_fits_with_the_same_seed_write_the_same_bytes(tmp_path, capsys, curve):
+    for name in ("a.json", "b.json"):
+        _fit(capsys, curve, tmp_path / name, "--target", "y", "--features", "x", "--max-iter", "50", "--seed", "3")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert "seconds" not in modelfile.load(tmp_path / "a.json").training  # the time is printed, not saved
+
+
+def test_a_learning_rate_too_small_for_the_tol_warns_at_iteration_1(tmp_path, capsys, curve):
+    out, err = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--lr", "1e-300")
+    assert "stopped: every step size fell below 0.001 at iteration 1" in out
+    assert err.count("\n") == 1 and "converged at iteration 1" in err and "learning rate may be too small" in err
 
 
 def _fill(arg, folder):

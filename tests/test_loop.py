@@ -167,3 +167,18 @@ def test_one_stopping_rule_serves_the_loop_and_every_start_of_the_restarts(monke
     with pytest.warns(cr.ConvergenceWarning):
         history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"], restarts=4, seed=0, max_iter=50)
     assert not history.converged and history.n_iter == 50 and (history.restart_iterations == 50).all()
+
+
+def test_converging_at_iteration_1_warns_that_the_learning_rate_may_be_too_small():
+    x, y = dosage()
+    with pytest.warns(cr.loop.FirstIterationWarning, match=r"converged at iteration 1: .* may be too small for"):
+        history = cr.fit(DosageNetwork.random(seed=0), x, y, optimizer=GradientDescent(lr=1e-300))
+    assert history.converged and history.n_iter == 1
+
+
+def test_the_lessons_converge_later_and_do_not_warn():
+    x, y = dosage()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cr.loop.FirstIterationWarning)
+        history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"])
+    assert history.converged and history.n_iter > 1

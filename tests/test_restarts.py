@@ -176,3 +176,50 @@ def test_a_start_that_blows_up_is_kept_at_its_values_before_the_blow_up_also_wit
         assert np.isfinite(h.restart_losses).sum() > 20
         assert h.best_restart == int(np.argmin(h.restart_losses))
     np.testing.assert_array_equal(runs[0].restart_losses, runs[1].restart_losses)
+
+
+# ---- before anything is drawn; and Ctrl-C ---------------------------------------------------------
+
+
+def test_a_population_too_big_for_max_elements_is_refused_before_a_start_is_drawn(monkeypatch):
+    x, y = cr.data.dosage()
+    drawn = []
+    monkeypatch.setattr(cr.restarts, "draw_starts", lambda *a: drawn.append(a))
+    monkeypatch.setattr(cr.loop, "draw_starts", lambda *a: drawn.append(a))
+    # 7 parameters + 3 rows x widest 1 = 10 numbers a start: 10**8 starts are 1e9 > MAX_ELEMENTS = 2e8
+    with pytest.raises(
+        ValueError, match=r"restarts=100000000 would hold about 1e\+09 float64 numbers .*restarts.MAX_ELEMENTS = 2e\+08"
+    ):
+        cr.fit(DosageNetwork.random(seed=0), x, y, restarts=10**8)
+    assert drawn == []
+    assert cr.restarts.population_elements(7, 3, 1, 10**8) == 10**9
+
+
+def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(monkeypatch):
+    x, y = cr.data.dosage()
+    largest, calls = cr.restarts._largest_per_start, []
+
+    def ctrl_c_in_iteration_4(steps, n):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return largest(steps, n)
+
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", ctrl_c_in_iteration_4)
+    net = DosageNetwork.random(seed=0)
+    trainer = cr.Trainer(net, x, y, restarts=5, seed=1)
+    history = trainer.run()
+    assert trainer.population_interrupted and "interrupted (Ctrl-C)" in history.stop_reason
+    assert "after 3 whole iterations; kept start" in history.stop_reason
+    assert history.n_iter == 0 and list(history.restart_iterations) == [3] * 5
+    best = history.best_restart
+    with cr.no_grad():
+        loss = cr.losses.ssr(net(cr.tensor(x.reshape(-1, 1))), cr.tensor(y.reshape(-1, 1))).item()
+    assert loss == pytest.approx(history.restart_losses[best]) and loss == history.restart_losses.min()
+
+    # the same starts trained 3 iterations without Ctrl-C reach the same values
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", largest)
+    again = DosageNetwork.random(seed=0)
+    cr.fit(again, x, y, restarts=5, seed=1, max_iter=3, tol=0)  # the best start again alone, 3 iterations
+    for name, value in net.state_dict().items():
+        np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)

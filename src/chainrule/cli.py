@@ -24,12 +24,14 @@ from .checks import Integer, Integers, Number, check
 from .data import dosage, read_csv
 from .demo import run as run_demo
 from .explain import explain
+from .loop import Trainer
 from .losses import get_loss, ssr
 from .modelfile import Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import OPTIMIZERS
+from .restarts import MAX_ELEMENTS, population_elements
 from .tensor import tensor
-from .train import ConvergenceWarning, DivergenceError, fit
+from .train import ConvergenceWarning, DivergenceError
 
 EXAMPLES = """examples:
   chainrule demo
@@ -62,8 +64,15 @@ class _Help(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its mistakes in one line, like chainrule's own (not the usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chainrule",
         description="Neural networks trained by backpropagation, with every derivative shown.",
         epilog=EXAMPLES,
@@ -76,11 +85,11 @@ def _parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command is None:
-        _parser().print_help()
-        return 2
     try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return 2
         return args.run(args)
     except KeyboardInterrupt:  # outside training, where Ctrl-C means "stop and save"
         print("\nchainrule: interrupted; nothing written", file=sys.stderr)
@@ -124,6 +133,7 @@ def _demo_command(sub):
 
 
 def _demo(args):
+    check(None, "--seed", args.seed, Integer(low=0))
     run_demo(seed=args.seed, out=args.out)
     return 0
 
@@ -297,13 +307,17 @@ def _fit_command(sub):
 def _fit(args):
 
     hidden, features = _hyperparameters(args)
-    _check_out(args.out)
+    _check_out(args.out, args.data)
     optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
     classify = args.loss == "cross-entropy"
     data = read_csv(args.data, target=args.target, features=features)
     x, y, classes = data.for_training(classify)
-    network = mlp([x.shape[1], *hidden, len(classes) if classify else 1], args.activation, seed=args.seed)
-    scaling = Scaling.fit(x, None if classify else y) if args.standardize else None
+    if classify:
+        _check_labels(data, y, classes)
+    sizes = [x.shape[1], *hidden, len(classes) if classify else 1]
+    _check_size(args, sizes, len(x))
+    scaling = _scaling(data, x, None if classify else y) if args.standardize else None
+    network = mlp(sizes, args.activation, seed=args.seed)
     model = Model(network, data.features, args.target, classes, scaling, loss=LOSSES[args.loss])
     _say(
         args,
@@ -319,9 +333,75 @@ def _fit(args):
     if history is None:
         return 2
     model.training = _record(model, data, history, interrupted, args)
-    save(args.out, model)
+    with _Deferred() as ctrl_c:  # a Ctrl-C now waits for the file to be written in full
+        save(args.out, model)
     _summary(args, model, history)
+    if ctrl_c.pressed:
+        print(f"chainrule: Ctrl-C while writing: {args.out} was written in full first", file=sys.stderr)
+        return 130
     return 0
+
+
+class _Deferred:
+    """Holds Ctrl-C back while a file is written (``pressed`` says whether it came); main thread only."""
+
+    def __enter__(self):
+        self.pressed, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, signum, frame):
+        self.pressed = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _check_labels(data, y, classes):
+    """Cross-entropy on a numeric target that is not labels (fractions, or a distinct value on most rows)."""
+    numbers = [c for c in classes if isinstance(c, float)]
+    many = len(classes) > max(20, len(y) // 2)
+    if numbers or (many and all(isinstance(c, (int, float)) for c in classes)):
+        example = numbers[0] if numbers else classes[-1]
+        raise ValueError(
+            f"--loss cross-entropy treats {data.target!r} as class labels, but it holds continuous numbers "
+            f"({len(classes)} distinct values on {len(y)} rows, e.g. {example!r}); use --loss mse for a regression"
+        )
+
+
+def _check_size(args, sizes, rows):
+    """One line, before anything is allocated, when the network (times --restarts) would pass MAX_ELEMENTS."""
+    parameters = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    batch = min(args.batch_size or rows, rows)
+    need = population_elements(parameters, batch, max(sizes), args.restarts)
+    if need > MAX_ELEMENTS:
+        starts = f" x {args.restarts} --restarts" if args.restarts else ""
+        raise ValueError(
+            f"a {'-'.join(map(str, sizes))} network{starts} on {batch} rows needs about {need:.3g} float64 numbers "
+            f"({need * 8 / 1e9:.3g} GB), more than the limit of {MAX_ELEMENTS:.3g} (chainrule.restarts.MAX_ELEMENTS); "
+            "use smaller --hidden sizes, fewer --restarts or a smaller --batch-size"
+        )
+
+
+def _scaling(data, x, y):
+    """Scaling.fit, checked now: every mean, std and scaled value finite, or a ValueError naming the column."""
+    with np.errstate(all="ignore"):
+        scaling = Scaling.fit(x, y)
+        columns = [
+            (name, x[:, j], scaling.feature_mean[j], scaling.feature_std[j]) for j, name in enumerate(data.features)
+        ]
+        if y is not None:
+            columns.append((data.target, y, scaling.target_mean, scaling.target_std))
+        for name, values, mean, std in columns:
+            if not (np.isfinite(mean) and np.isfinite(std) and np.all(np.isfinite((values - mean) / std))):
+                raise ValueError(
+                    f"--standardize cannot scale column {name!r}: its mean or standard deviation is not a finite "
+                    f"number (mean {mean:.3g}, std {std:.3g}; values up to {np.max(np.abs(values)):.3g}); "
+                    "rescale the column first or leave out --standardize"
+                )
+    return scaling
 
 
 # (option, attribute, what it must be), checked before any data is read; an option not given (None) is
@@ -332,6 +412,7 @@ LIMITS = (
     ("--max-iter", "max_iter", Integer(low=1)),
     ("--batch-size", "batch_size", Integer(low=1)),
     ("--restarts", "restarts", Integer(low=1)),
+    ("--seed", "seed", Integer(low=0)),
 )
 
 
@@ -359,8 +440,11 @@ def _integers(flag: str, text: str, low: int = 1, example: str = "2 or 16,16") -
     return values
 
 
-def _check_out(path):
-    """Fail now, not after training, when ``path`` cannot be written."""
+def _check_out(path, *inputs):
+    """Fail now, not after training, when ``path`` cannot be written or is one of the ``inputs``."""
+    for given in inputs:
+        if _same_file(path, given):
+            raise ValueError(f"--out {path} is the input file {given}; choose another name for the output")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {path}: the directory {folder} does not exist")
@@ -370,15 +454,22 @@ def _check_out(path):
         raise ValueError(f"cannot write {path}: it is a directory")
 
 
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _train(model, x, y, optimizer, args):
     """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted), or (None, False)
     after a divergence. After Ctrl-C the network holds the best parameters seen."""
 
-    progress = _Progress(args.max_iter, args.quiet)
+    progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts))
     with progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            history = fit(
+            trainer = Trainer(
                 model.network,
                 model.network_inputs(x),
                 model.network_targets(y),
@@ -392,6 +483,7 @@ def _train(model, x, y, optimizer, args):
                 restarts=args.restarts,
                 compile=True,
             )  # an mlp replays exactly: the same numbers, faster
+            history = trainer.run()
         except DivergenceError as e:
             print(
                 f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
@@ -401,6 +493,8 @@ def _train(model, x, y, optimizer, args):
             return None, False
         progress.finish(history)
     _warn(caught, history)
+    if trainer.population_interrupted:  # the model holds the best start where Ctrl-C found it
+        return history, True
     if progress.interrupted:
         model.network.load_state_dict(history.best_state)
     return history, progress.interrupted
@@ -438,15 +532,21 @@ def _record(model, data, history, interrupted, args):
         "restarts": args.restarts,
         "n_iter": history.n_iter,
         "stop_reason": history.stop_reason,
-        "interrupted": interrupted,
+        "interrupted": bool(interrupted),
         "final_loss": model.evaluate(data).loss,
-        "seconds": round(history.seconds, 6),
-    }
+    }  # no wall-clock time (it is printed): two runs with the same seed write the same bytes
 
 
 def _summary(args, model, history):
     t = model.training
-    if t["interrupted"]:
+    if getattr(history, "restart_losses", None) is not None and history.n_iter == 0 and t["interrupted"]:
+        _say(
+            args,
+            f"interrupted while training the random starts: saved start {history.best_restart + 1} of "
+            f"{len(history.restart_losses)} (the lowest loss) as it was after "
+            f"{int(history.restart_iterations[history.best_restart])} iterations",
+        )
+    elif t["interrupted"]:
         _say(
             args,
             f"interrupted at iteration {history.n_iter}: saved the best model seen, from iteration {history.best_iter}",
@@ -475,12 +575,14 @@ class _Progress:
 
     A rich progress bar when stdout is a terminal (and rich is installed), a
     plain line every tenth of ``max_iter`` otherwise, nothing when quiet. While
-    it is active, Ctrl-C sets a flag instead of raising KeyboardInterrupt; a
-    second Ctrl-C aborts at once.
+    it is active, Ctrl-C sets a flag instead of raising KeyboardInterrupt (but
+    raises it while the random starts of ``--restarts`` train, which stop on
+    it); a second Ctrl-C aborts at once.
     """
 
-    def __init__(self, max_iter, quiet):
+    def __init__(self, max_iter, quiet, population=False):
         self.max_iter, self.quiet = max_iter, quiet
+        self.population = population  # until the first iteration is shown, Ctrl-C stops the random starts
         self.every = max(1, max_iter // 10)
         self.interrupted = self.told = False
         self.bar = self.previous = None
@@ -502,8 +604,11 @@ class _Progress:
     def _interrupt(self, signum, frame):
         self.interrupted = True
         signal.signal(signal.SIGINT, self.previous)
+        if self.population:  # the random starts show no iterations: they stop on KeyboardInterrupt (restarts.py)
+            raise KeyboardInterrupt
 
     def __call__(self, history):
+        self.population = False
         self.show(history)
         if self.interrupted and not self.told:
             self.told = True
@@ -570,7 +675,7 @@ def _predict_command(sub):
 def _predict(args):
 
     if args.out:
-        _check_out(args.out)
+        _check_out(args.out, args.model, args.data)
     model = load(args.model)
     if args.proba and model.classes is None:
         raise ValueError(f"--proba needs a classifier; {args.model} does regression")
@@ -587,11 +692,22 @@ def _predict(args):
 
 def _prediction_columns(model, data, proba):
     """(names, value columns) to append: the prediction, then the class probabilities if asked."""
-    names, columns = [f"predicted_{model.target or 'value'}"], [model.predict(data)]
-    if proba:
-        p = model.predict_proba(data)
-        names += [f"probability_{label}" for label in model.classes]
-        columns += [p[:, k] for k in range(p.shape[1])]
+    with np.errstate(all="ignore"):  # a prediction that overflows is reported below, in one line
+        outputs = model.outputs(data)
+        names, columns = [f"predicted_{model.target or 'value'}"], [model.predict(data)]
+        if proba:
+            p = model.predict_proba(data)
+            names += [f"probability_{label}" for label in model.classes]
+            columns += [p[:, k] for k in range(p.shape[1])]
+    bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(data), -1)), axis=1)
+    if model.classes is None:
+        bad |= ~np.isfinite(np.asarray(columns[0], dtype=np.float64))
+    if bad.any():
+        raise ValueError(
+            f"{data.path}: the model's output is not a finite number (nan or inf) on {int(bad.sum())} of "
+            f"{len(data)} rows, first on data row {int(np.argmax(bad)) + 1}; are the values far outside the "
+            "training data's?"
+        )
     return names, columns
 
 
@@ -656,7 +772,7 @@ def _plot(args):
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in IMAGE_FORMATS:
         raise ValueError(f"--out must end in one of {', '.join(IMAGE_FORMATS)}, got {args.out!r}")
-    _check_out(args.out)
+    _check_out(args.out, args.model, args.data)
     model = load(args.model)
     figure = _figure(model, model.read_csv(args.data, with_target=True))
     with atomic_open(args.out, "wb") as f:

@@ -42,11 +42,16 @@ from .history import GradientMonitor, History
 from .losses import cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import GradientDescent, Optimizer
-from .restarts import draw_starts, train_population
+from .restarts import check_population, draw_starts, train_population
 from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled
 
-__all__ = ["Trainer", "ARGUMENTS"]
+__all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning"]
+
+
+class FirstIterationWarning(UserWarning):
+    """fit stopped at iteration 1 by the lessons' rule: often a learning rate too small for ``tol``."""
+
 
 # What fit's (and the Trainer's) numeric arguments must be: one table, worded by checks.check.
 ARGUMENTS = {
@@ -115,6 +120,8 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
+        if self.restarts is not None:  # before a single start is drawn
+            check_population(named, self.restarts, min(batch_size or len(x), len(x)))
         rule = StoppingRule(tol, max_iter)
         self.settings = Settings(model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile))
         self.frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
@@ -122,6 +129,7 @@ class Trainer:
         self._engine: Epochs | WrittenOut | None = None
         self._label = "eager"
         self._ended = False
+        self.population_interrupted = False  # True when Ctrl-C stopped the random starts (the run then ends)
 
     @property
     def model(self) -> Module:
@@ -186,6 +194,14 @@ class Trainer:
         it = h.n_iter
         if rule.converged(done.largest):
             self._end(rule.converged_reason(it), converged=True)
+            if it == 1:
+                warnings.warn(
+                    f"fit: converged at iteration 1: every step of the first iteration was already below "
+                    f"tol={rule.tol:g}. The learning rate may be too small for the tol (or the start is "
+                    "already a minimum).",
+                    FirstIterationWarning,
+                    stacklevel=outside_stacklevel(),
+                )
         elif stop:
             self._end(rule.callback_reason(it))
         elif rule.ran_out(it):
@@ -229,11 +245,18 @@ class Trainer:
         if self.restarts is not None:
             starts = draw_starts(s.model, s.named, self.restarts, s.seed)
             with np.errstate(all="ignore"):
-                final, iterations, converged = train_population(s, starts)
-            best = int(np.argmin(final))
-            for p, start in zip(s.params, starts):
-                p.data[...] = start[best]
-            h.record_restarts(final, iterations, converged, best)
+                found = train_population(s, starts)
+            best = int(np.argmin(found.losses))
+            for p, start, reached in zip(s.params, starts, found.values):
+                p.data[...] = reached[best] if found.interrupted else start[best]
+            h.record_restarts(found.losses, found.iterations, found.converged, best)
+            if found.interrupted:  # Ctrl-C among the starts: the model keeps the best start where it got to
+                self.population_interrupted = True
+                self._end(
+                    f"interrupted (Ctrl-C) while training the {self.restarts} random starts, after "
+                    f"{int(found.iterations.max())} whole iterations; kept start {best + 1}"
+                )
+                return
         s.optimizer.attach(s.params)
         if self.monitor:
             self.monitor.reset()

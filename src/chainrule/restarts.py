@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,34 @@ from .tensor import constant, no_grad, tensor_from
 from .trace import CompiledStep
 
 _log_softmax = REGISTRY["log_softmax"].fwd
+
+# The most float64 numbers (about 1.6 GB) a run may ask for before anything is allocated: the parameters
+# of every start plus the population's activations (starts x rows x the widest layer). A size estimate,
+# not an exact count; it catches a mistyped size before it costs minutes or a MemoryError.
+MAX_ELEMENTS = 200_000_000
+
+
+def population_elements(parameters: int, rows: int, widest: int, restarts: int | None = None) -> int:
+    """About how many float64 numbers a run holds: starts x (parameters + rows x widest layer).
+
+    >>> population_elements(parameters=7, rows=3, widest=2, restarts=10)   # the lessons' network, 10 starts
+    130
+    """
+    return max(restarts or 1, 1) * (int(parameters) + int(rows) * int(widest))
+
+
+def check_population(named: Sequence[tuple[str, Parameter]], n: int, rows: int) -> None:
+    """A ValueError, before any start is drawn, when ``n`` starts of these parameters would pass MAX_ELEMENTS."""
+    parameters = sum(p.size for _, p in named)
+    widest = max((max(p.shape, default=1) for _, p in named), default=1)
+    need = population_elements(parameters, rows, widest, n)
+    if need > MAX_ELEMENTS:
+        raise ValueError(
+            f"fit: restarts={n} would hold about {need:.3g} float64 numbers ({n} starts x ({parameters} "
+            f"parameters + {rows} rows x {widest})), more than chainrule.restarts.MAX_ELEMENTS = "
+            f"{MAX_ELEMENTS:.3g} (about {MAX_ELEMENTS * 8 / 1e9:.2g} GB); use fewer restarts, a smaller "
+            "network or a smaller batch_size"
+        )
 
 
 def draw_starts(model: Module, named: Sequence[tuple[str, Parameter]], n: int, seed: int | None) -> list[np.ndarray]:
@@ -99,10 +128,24 @@ POPULATION = {
 }
 
 
-def train_population(run: Settings, starts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train every start at once; return (final loss, iterations, converged) per start.
+class Population(NamedTuple):
+    """What the population's run found: per start its final ``losses``, ``iterations`` and whether it
+    ``converged``; ``values`` (one array per parameter, starts on axis 0) at the end; ``interrupted`` when
+    Ctrl-C (KeyboardInterrupt) stopped the run early, the values then being those of the last whole iteration."""
+
+    losses: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    values: list
+    interrupted: bool
+
+
+def train_population(run: Settings, starts: list) -> Population:
+    """Train every start at once; return what each start reached (a :class:`Population`).
 
     Restores the parameters' single shapes (and their values) afterwards.
+    Ctrl-C stops within an iteration: every start goes back to its values at
+    the start of that iteration, and the result says ``interrupted``.
     """
     if run.loss_fn not in POPULATION:
         raise ValueError(
@@ -133,21 +176,49 @@ def train_population(run: Settings, starts: list) -> tuple[np.ndarray, np.ndarra
             p.data = single
 
 
-def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
-    when it stops being finite; the others go on."""
-    model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
+    when it stops being finite; the others go on. Ctrl-C ends them all at the last whole iteration."""
+    model, x, y, params, rule = run.model, run.x, run.y, run.params, run.rule
     rng = np.random.default_rng(run.seed)
     xt = tensor_from(x)
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
     iterations = np.full(n, rule.max_iter)
+    mark = _Mark((0, [p.data.copy() for p in params]))
+    interrupted = False
+    try:
+        _iterate(run, step, per_start, spread, n, xt, rng, mark, done, converged, iterations)
+    except KeyboardInterrupt:
+        # NOTE: Ctrl-C may land inside a step: every start goes back to its values at the start of that
+        # iteration, the last state known to be whole (mark.at is replaced in one assignment, never half).
+        interrupted = True
+        whole_iterations, olds = mark.at
+        for p, old in zip(params, olds):
+            np.copyto(p.data, old)
+        iterations[~done] = np.minimum(iterations[~done], whole_iterations)
+    with no_grad():
+        final = per_start(model(xt).data, y)
+    values = [p.data.copy() for p in params]
+    return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, interrupted)
+
+
+class _Mark:
+    """(whole iterations done, the parameters' values then): where an interrupted population goes back to."""
+
+    def __init__(self, at: tuple[int, list]) -> None:
+        self.at = at
+
+
+def _iterate(run, step, per_start, spread, n, xt, rng, mark, done, converged, iterations):
+    model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
     watch, whole = rule.can_converge, run.whole_batch
     spread_y = spread(y, n)
     for it in range(1, rule.max_iter + 1):
         olds = [p.data.copy() for p in params]
+        mark.at = (it - 1, olds)
         largest = np.zeros(n)
         finite = np.ones(n, dtype=bool)
         for xb, yb in [(xt, y)] if whole else batches(rng, x, y, run.batch_size or len(x)):
@@ -170,9 +241,6 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> tuple[np.ndarray, n
         done |= stop
         if done.all():
             break
-    with no_grad():
-        final = per_start(model(xt).data, y)
-    return np.where(np.isfinite(final), final, math.inf), iterations, converged
 
 
 def _losses_before_step(model, x, y, per_start, params, optimizer):

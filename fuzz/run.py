@@ -1,0 +1,85 @@
+"""Coverage-guided fuzzing (atheris) of what reads a user's bytes: read_csv, modelfile.from_dict and cli.main.
+
+    make fuzz FUZZ_SECONDS=60        # or: python fuzz/run.py -max_total_time=60 .fuzz-corpus
+
+One input drives one target, picked by its first byte: CSV text for read_csv, JSON for from_dict, or an argv
+(NUL-separated words) for cli.main on a small CSV file. The rules are those of tests/test_fuzz_cli.py: a
+ValueError, TypeError or OSError is a user's mistake; anything else is a bug, and so is cli.main exiting
+with a status other than 0 or 2, or more than one line on stderr on 2.
+"""
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+
+import atheris
+
+with atheris.instrument_imports():
+    from chainrule import cli, modelfile
+    from chainrule.data import read_csv
+
+FOLDER = tempfile.mkdtemp(prefix="chainrule-fuzz-")
+DATA = os.path.join(FOLDER, "data.csv")
+with open(DATA, "w") as f:
+    f.write("x,y\n0,0.5\n1,1.5\n2,0.25\n")
+
+
+def _csv(data: bytes) -> None:
+    path = os.path.join(FOLDER, "fuzz.csv")
+    with open(path, "wb") as f:
+        f.write(data)
+    with contextlib.suppress(ValueError, TypeError, OSError):
+        read_csv(path, target="y")
+
+
+def _model(data: bytes) -> None:
+    try:
+        content = json.loads(data)
+    except (ValueError, RecursionError):
+        return
+    with contextlib.suppress(ValueError, TypeError):
+        modelfile.from_dict(content)
+
+
+def _argv(data: bytes) -> None:
+    words = [w.decode("utf-8", "replace").replace("{data}", DATA) for w in data.split(b"\0")][:12]
+    words = [os.path.join(FOLDER, w[6:]) if w.startswith("{out}/") else w for w in words]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(words)
+        except SystemExit as e:
+            code = e.code
+    if words and words[0] == "demo":
+        return
+    if code not in (0, 2) or (code == 2 and err.getvalue().count("\n") != 1):
+        raise AssertionError(f"cli.main({words!r}) exited {code} with {err.getvalue()!r}")
+
+
+TARGETS = (_csv, _model, _argv)
+
+
+def one_input(data: bytes) -> None:
+    if data:
+        TARGETS[data[0] % len(TARGETS)](data[1:])
+
+
+SEEDS = [
+    b"\x00x,y\n1,2\n3,4\n",
+    b'\x01{"format": "chainrule-model", "version": 1}',
+    b"\x02fit\0{data}\0--target\0y\0--max-iter\x005\0--out\0{out}/m.json",
+    b"\x02predict\0{out}/m.json\0{data}",
+]
+
+if __name__ == "__main__":
+    corpus = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if corpus:
+        os.makedirs(corpus, exist_ok=True)
+        for i, seed in enumerate(SEEDS):
+            with open(os.path.join(corpus, f"seed{i}"), "wb") as f:
+                f.write(seed)
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
