@@ -213,8 +213,8 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
     [
         (_edit(["format"], "keras"), r"not a chainrule model file \(format 'keras', expected 'chainrule-model'\)"),
         (_edit(["version"], 2), r"version 2 is not supported; this chainrule reads version 1"),
-        (_edit(["architecture"], DELETE), r"has no 'architecture'"),
-        (_edit(["parameters"], []), r"'parameters' must be dict"),
+        (_edit(["architecture"], DELETE), r"architecture is missing"),
+        (_edit(["parameters"], []), r"parameters must be an object, got \[\]"),
         (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
         (
             _edit(["architecture", "sizes"], [2, 0, 1]),
@@ -224,35 +224,51 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
         (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
         (
             _edit(["architecture", "sizes"], [2, 5, 4, 1]),
-            r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]",
+            r"parameters.2.weight.shape is \[3, 5\], the architecture needs \[4, 5\]",
         ),
         (
             _edit(["parameters", "0.weight", "shape"], [2, 5]),
-            r"'0.weight' has shape \[2, 5\], the architecture needs \[5, 2\]",
+            r"parameters.0.weight.shape is \[2, 5\], the architecture needs \[5, 2\]",
         ),
-        (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
-        (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
-        (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),
-        (_edit(["parameters", "0.weight", "data"], NAN_2x5), r"'0.weight' contains NaN or inf"),
+        (
+            _edit(["parameters", "0.weight", "dtype"], "int32"),
+            r"parameters.0.weight.dtype must be one of 'float32', 'float64', got 'int32'",
+        ),
+        (_edit(["parameters", "0.weight", "data"], "!!!"), r"parameters.0.weight.data is not valid base64"),
+        (
+            _edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4),
+            r"parameters.0.weight.data holds 40 bytes, shape \[5, 2\] of float64 needs 80",
+        ),
+        (
+            _edit(["parameters", "0.weight", "data"], NAN_2x5),
+            r"parameters.0.weight contains NaN or inf \(10 of 10 values\)",
+        ),
         (
             _edit(["parameters", "0.bias"], DELETE),
-            r"the parameters for sizes \[2, 5, 3, 1\] are \['0.weight', '0.bias'",
+            r"parameters for architecture.sizes \[2, 5, 3, 1\] are .*: missing \['0.bias'\], unexpected \[\]",
         ),
         (
             _edit(["parameters", "9.weight"], {"shape": [1], "dtype": "float64", "data": ""}),
-            r"the file has .*'9.weight'",
+            r"missing \[\], unexpected \['9.weight'\]",
         ),
         (_edit(["preprocessing", "features"], ["a"]), r"features must be 2 distinct names"),
-        (_edit(["preprocessing", "features"], "ab"), r"'features' must be list"),
+        (_edit(["preprocessing", "features"], "ab"), r"preprocessing.features must be a list, got 'ab'"),
         (_edit(["preprocessing", "target"], 3), r"target must be a column name or null"),
         (
             _edit(["preprocessing", "classes"], ["p", "q"]),
             r"task is 'regression' but preprocessing.classes is \['p', 'q'\]",
         ),
-        (_edit(["preprocessing", "feature_std"], [1.0, 0.0]), r"feature_std must be positive"),
-        (_edit(["preprocessing", "feature_mean"], [1.0]), r"feature_mean must be 2 finite numbers"),
+        (
+            _edit(["preprocessing", "feature_std"], [1.0, 0.0]),
+            r"preprocessing.feature_std.1 must be a finite number >= MIN_STD = 1e-150, got 0.0",
+        ),
+        (
+            _edit(["preprocessing", "feature_mean"], [1.0]),
+            r"preprocessing.feature_mean must be 2 finite numbers \(one per feature\), got \[1.0\]",
+        ),
         (_edit(["preprocessing", "target_std"], -1.0), r"target_mean/target_std must be finite numbers"),
-        (_edit(["training", "loss"], "hinge"), r"loss must be one of"),
+        (_edit(["training", "loss"], "hinge"), r"training.loss must be one of .* got 'hinge'"),
+        (_edit(["training", "loss"], "cross_entropy"), r"training.loss must be one of 'mse', 'ssr' for regression"),
     ],
 )
 def test_load_names_what_is_wrong(tmp_path, edit, message):
@@ -268,7 +284,7 @@ def test_classifier_labels_must_match_the_outputs(tmp_path):
     with pytest.raises(ValueError, match=r"one network output per class"):
         _load_dict(tmp_path, content)
     content["preprocessing"]["classes"] = ["ant", 1, "cat"]
-    with pytest.raises(ValueError, match=r"all text or all numbers"):
+    with pytest.raises(ValueError, match=r"all text or all finite numbers"):
         _load_dict(tmp_path, content)
 
 
