@@ -370,6 +370,9 @@ def test_deeply_nested_json_is_one_line_not_a_recursion_error(tmp_path):
     with pytest.raises(ValueError, match=r"nested deeper than MAX_DEPTH = 100") as info:
         load(path)
     assert "\n" not in str(info.value)
+    path.write_text("[" * 150 + "]" * 150)  # within what json.loads can parse, deeper than MAX_DEPTH
+    with pytest.raises(ValueError, match=r"nested deeper than MAX_DEPTH = 100"):
+        load(path)
     content = _content(tmp_path)
     content["training"]["note"] = {"a": [[["brackets in text do not count: [[[[[[["]]]}
     assert _load_dict(tmp_path, content).training["note"]["a"][0][0][0].startswith("brackets")

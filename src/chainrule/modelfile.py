@@ -32,7 +32,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import reprlib
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -359,8 +358,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         'all or nothing'
         >>> folder.cleanup()
     """
-    path = os.path.realpath(os.fspath(path))  # through symlinks: the link stays, its target is replaced
-    mode_bits = _writable_mode(path)
+    given = os.fspath(path)
+    path = os.path.realpath(given)  # through symlinks: the link stays, its target is replaced
+    mode_bits = _writable_mode(path, given)
     temp = _temp_path(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)  # left by a write that was killed; O_EXCL below then never follows a link planted there
@@ -384,14 +384,14 @@ def _temp_path(path: str | os.PathLike) -> str:
     return os.path.join(folder, f".{name}.chainrule-tmp")
 
 
-def _writable_mode(path):
+def _writable_mode(path, given):
     """The permission bits the new file gets; ValueError if ``path`` exists and is not a regular file."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return 0o666 & ~_umask()
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path} exists and is {_kind(st.st_mode)}; chainrule writes regular files only")
+        raise ValueError(f"{given} exists and is {_kind(st.st_mode)}; chainrule writes regular files only")
     return stat.S_IMODE(st.st_mode)
 
 
@@ -421,8 +421,8 @@ def load(path: str | os.PathLike) -> Model:
     """Read a model file written by :func:`save` into a :class:`Model`.
 
     Never executes code from the file. Checks the file's size (at most
-    :data:`MAX_FILE_BYTES`) and nesting (at most :data:`MAX_DEPTH`) before
-    parsing it, then everything :func:`from_dict` checks; a ValueError names
+    :data:`MAX_FILE_BYTES`) before reading it and its nesting (at most
+    :data:`MAX_DEPTH`) as it parses, then everything :func:`from_dict` checks; a ValueError names
     the file, the field and what it holds.
     """
     path = os.fspath(path)
@@ -437,7 +437,7 @@ def load(path: str | os.PathLike) -> Model:
 
 
 def _read(path):
-    """The JSON content of ``path``, parsed only once its size and nesting are known to be sane."""
+    """The JSON content of ``path``: its size checked before reading, its nesting while and after parsing."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"is {_kind(st.st_mode)}, not a model file (a regular file)")
@@ -449,13 +449,17 @@ def _read(path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("is not a chainrule model file (not text: a model file is UTF-8 JSON)") from None
-    _check_depth(text)
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        content = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:  # NOTE: json.loads recurses once per level of nesting
+        raise _too_deep() from None
     except json.JSONDecodeError as e:
         raise ValueError(f"is not a chainrule model file (not JSON: {e})") from None
     except ValueError as e:  # NaN, 1e999, or an integer of more digits than Python converts
         raise ValueError(f"is not a chainrule model file ({e})") from None
+    if isinstance(content, (dict, list)):
+        _check_depth(content)
+    return content
 
 
 def _check_size(size):
@@ -466,26 +470,21 @@ def _check_size(size):
         )
 
 
-_STRING_OR_FILLER = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
-_STEP = np.zeros(256, dtype=np.int64)
-_STEP[[ord("["), ord("{")]], _STEP[[ord("]"), ord("}")]] = 1, -1
+def _check_depth(content):
+    """ValueError if arrays and objects nest deeper than MAX_DEPTH; walked without recursion."""
+    level = [(content, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        level.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
 
 
-def _check_depth(text):
-    """ValueError if arrays and objects nest deeper than MAX_DEPTH; counted without recursion.
-
-    NOTE: json.loads recurses once per level and would raise RecursionError on a deep file.
-    """
-    brackets = np.frombuffer(_STRING_OR_FILLER.sub("", text).encode("ascii", "replace"), dtype=np.uint8)
-    depth = 0
-    for start in range(0, len(brackets), 1 << 20):  # in chunks: a file of brackets can be a gigabyte
-        running = depth + np.cumsum(_STEP[brackets[start : start + (1 << 20)]])
-        if running.max() > MAX_DEPTH:
-            raise ValueError(
-                f"is not a chainrule model file (JSON nested deeper than MAX_DEPTH = {MAX_DEPTH} levels; "
-                "a model file nests 4)"
-            )
-        depth = int(running[-1])
+def _too_deep():
+    return ValueError(
+        f"is not a chainrule model file (JSON nested deeper than MAX_DEPTH = {MAX_DEPTH} levels; a model file nests 4)"
+    )
 
 
 def _no_constant(name):
@@ -630,7 +629,7 @@ def _decode(name, data, shape, dtype):
     need = math.prod(shape) * np.dtype(dtype).itemsize
     if len(data) % 4:
         raise ValueError(f"{where}.data is not valid base64 (its length {len(data)} is not a multiple of 4)")
-    holds = len(data) // 4 * 3 - (len(data) - len(data.rstrip("="))) if data else 0
+    holds = len(data) // 4 * 3 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
     if holds != need:
         raise ValueError(f"{where}.data holds {holds} bytes, shape {shape} of {dtype} needs {need}")
     try:
