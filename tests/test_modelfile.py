@@ -213,8 +213,8 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
     [
         (_edit(["format"], "keras"), r"not a chainrule model file \(format 'keras', expected 'chainrule-model'\)"),
         (_edit(["version"], 2), r"version 2 is not supported; this chainrule reads version 1"),
-        (_edit(["architecture"], DELETE), r"has no 'architecture'"),
-        (_edit(["parameters"], []), r"'parameters' must be dict"),
+        (_edit(["architecture"], DELETE), r"architecture is missing"),
+        (_edit(["parameters"], []), r"parameters must be an object, got \[\]"),
         (_edit(["architecture", "kind"], "cnn"), r"architecture.kind must be 'mlp'"),
         (
             _edit(["architecture", "sizes"], [2, 0, 1]),
@@ -224,35 +224,51 @@ NAN_2x5 = base64.b64encode(np.full((2, 5), np.nan).astype("<f8").tobytes()).deco
         (_edit(["architecture", "task"], "ranking"), r"task must be one of"),
         (
             _edit(["architecture", "sizes"], [2, 5, 4, 1]),
-            r"parameter '2.weight' has shape \[3, 5\], the architecture needs \[4, 5\]",
+            r"parameters.2.weight.shape is \[3, 5\], the architecture needs \[4, 5\]",
         ),
         (
             _edit(["parameters", "0.weight", "shape"], [2, 5]),
-            r"'0.weight' has shape \[2, 5\], the architecture needs \[5, 2\]",
+            r"parameters.0.weight.shape is \[2, 5\], the architecture needs \[5, 2\]",
         ),
-        (_edit(["parameters", "0.weight", "dtype"], "int32"), r"one dtype of \['float64', 'float32'\]"),
-        (_edit(["parameters", "0.weight", "data"], "!!!"), r"'0.weight': data is not valid base64"),
-        (_edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4), r"'0.weight': data holds 40 bytes.* needs 80"),
-        (_edit(["parameters", "0.weight", "data"], NAN_2x5), r"'0.weight' contains NaN or inf"),
+        (
+            _edit(["parameters", "0.weight", "dtype"], "int32"),
+            r"parameters.0.weight.dtype must be one of 'float32', 'float64', got 'int32'",
+        ),
+        (_edit(["parameters", "0.weight", "data"], "!!!"), r"parameters.0.weight.data is not valid base64"),
+        (
+            _edit(["parameters", "0.weight", "data"], ZEROS_2x5_F4),
+            r"parameters.0.weight.data holds 40 bytes, shape \[5, 2\] of float64 needs 80",
+        ),
+        (
+            _edit(["parameters", "0.weight", "data"], NAN_2x5),
+            r"parameters.0.weight contains NaN or inf \(10 of 10 values\)",
+        ),
         (
             _edit(["parameters", "0.bias"], DELETE),
-            r"the parameters for sizes \[2, 5, 3, 1\] are \['0.weight', '0.bias'",
+            r"parameters for architecture.sizes \[2, 5, 3, 1\] are .*: missing \['0.bias'\], unexpected \[\]",
         ),
         (
             _edit(["parameters", "9.weight"], {"shape": [1], "dtype": "float64", "data": ""}),
-            r"the file has .*'9.weight'",
+            r"missing \[\], unexpected \['9.weight'\]",
         ),
         (_edit(["preprocessing", "features"], ["a"]), r"features must be 2 distinct names"),
-        (_edit(["preprocessing", "features"], "ab"), r"'features' must be list"),
+        (_edit(["preprocessing", "features"], "ab"), r"preprocessing.features must be a list, got 'ab'"),
         (_edit(["preprocessing", "target"], 3), r"target must be a column name or null"),
         (
             _edit(["preprocessing", "classes"], ["p", "q"]),
             r"task is 'regression' but preprocessing.classes is \['p', 'q'\]",
         ),
-        (_edit(["preprocessing", "feature_std"], [1.0, 0.0]), r"feature_std must be positive"),
-        (_edit(["preprocessing", "feature_mean"], [1.0]), r"feature_mean must be 2 finite numbers"),
+        (
+            _edit(["preprocessing", "feature_std"], [1.0, 0.0]),
+            r"preprocessing.feature_std.1 must be a finite number >= MIN_STD = 1e-150, got 0.0",
+        ),
+        (
+            _edit(["preprocessing", "feature_mean"], [1.0]),
+            r"preprocessing.feature_mean must be 2 finite numbers \(one per feature\), got \[1.0\]",
+        ),
         (_edit(["preprocessing", "target_std"], -1.0), r"target_mean/target_std must be finite numbers"),
-        (_edit(["training", "loss"], "hinge"), r"loss must be one of"),
+        (_edit(["training", "loss"], "hinge"), r"training.loss must be one of .* got 'hinge'"),
+        (_edit(["training", "loss"], "cross_entropy"), r"training.loss must be one of 'mse', 'ssr' for regression"),
     ],
 )
 def test_load_names_what_is_wrong(tmp_path, edit, message):
@@ -268,7 +284,7 @@ def test_classifier_labels_must_match_the_outputs(tmp_path):
     with pytest.raises(ValueError, match=r"one network output per class"):
         _load_dict(tmp_path, content)
     content["preprocessing"]["classes"] = ["ant", 1, "cat"]
-    with pytest.raises(ValueError, match=r"all text or all numbers"):
+    with pytest.raises(ValueError, match=r"all text or all finite numbers"):
         _load_dict(tmp_path, content)
 
 
@@ -306,3 +322,193 @@ def test_evaluate_and_predict_read_csv_columns_by_name(tmp_path):
     data = read_csv(path, target="kind", features=["x"])
     assert model.evaluate(path) == model.evaluate(data)
     assert modelfile.Evaluation._fields == ("loss_name", "loss", "accuracy", "rows")
+
+
+# ---- nothing a file claims costs anything before it is checked --------------------------
+
+
+def _refused(tmp_path, content, message):
+    with pytest.raises(ValueError, match=message) as info:
+        _load_dict(tmp_path, content)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_huge_sizes_with_small_data_fail_fast_without_allocating(tmp_path):
+    content = _content(tmp_path)
+    content["architecture"]["sizes"] = [2, 1000000, 1000000, 1]  # 10**12 parameters: 8 TB as float64
+    _refused(tmp_path, content, r"architecture.sizes .* more than MAX_PARAMETERS = 50000000")
+    content["architecture"]["sizes"] = [2, 1000, 1000, 1]  # under the cap, but the data is not there
+    _refused(tmp_path, content, r"parameters.0.weight.shape is \[5, 2\], the architecture needs \[1000, 2\]")
+
+
+def test_the_parameter_cap_can_be_raised(tmp_path, monkeypatch):
+    content = _content(tmp_path)
+    monkeypatch.setattr(modelfile, "MAX_PARAMETERS", 10)
+    _refused(tmp_path, content, r"means 37 parameters, more than MAX_PARAMETERS = 10")
+    monkeypatch.setattr(modelfile, "MAX_PARAMETERS", 37)
+    assert _load_dict(tmp_path, content).sizes == [2, 5, 3, 1]
+
+
+def test_data_longer_than_the_shape_is_refused_before_decoding(tmp_path):
+    content = _content(tmp_path)
+    content["parameters"]["0.bias"]["data"] = "AAAA" * 1000
+    _refused(tmp_path, content, r"parameters.0.bias.data holds 3000 bytes, shape \[5\] of float64 needs 40")
+
+
+def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "m.json"
+    save(path, _regressor()[0])
+    monkeypatch.setattr(modelfile, "MAX_FILE_BYTES", 100)
+    with pytest.raises(ValueError, match=r"m.json is \d+ bytes, more than MAX_FILE_BYTES = 100"):
+        load(path)
+
+
+def test_deeply_nested_json_is_one_line_not_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"nested deeper than MAX_DEPTH = 100") as info:
+        load(path)
+    assert "\n" not in str(info.value)
+    path.write_text("[" * 150 + "]" * 150)  # within what json.loads can parse, deeper than MAX_DEPTH
+    with pytest.raises(ValueError, match=r"nested deeper than MAX_DEPTH = 100"):
+        load(path)
+    content = _content(tmp_path)
+    content["training"]["note"] = {"a": [[["brackets in text do not count: [[[[[[["]]]}
+    assert _load_dict(tmp_path, content).training["note"]["a"][0][0][0].startswith("brackets")
+
+
+def test_load_refuses_what_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match=r"pipe is a FIFO \(named pipe\), not a model file"):
+        load(tmp_path / "pipe")  # would block forever if it were opened
+    with pytest.raises(ValueError, match=r"is a directory"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            _edit(["architecture", "activation"], ["relu"]),
+            r"architecture.activation must be one of .*, got \['relu'\]",
+        ),
+        (_edit(["architecture", "task"], {"a": 1}), r"architecture.task must be one of .*, got \{'a': 1\}"),
+        (
+            _edit(["parameters", "0.weight", "dtype"], "float16"),
+            r"parameters.0.weight.dtype must be one of 'float32', 'float64', got 'float16'",
+        ),
+        (_edit(["parameters", "0.weight", "dtype"], ["float64"]), r"dtype must be one of .*, got \['float64'\]"),
+        (_edit(["parameters", "0.weight", "dtype"], DELETE), r"parameters.0.weight.dtype is missing"),
+        (_edit(["parameters", "2.bias", "dtype"], "float32"), r"parameters.2.bias.dtype is 'float32' but"),
+        (_edit(["parameters", "0.weight", "data"], DELETE), r"parameters.0.weight.data is missing"),
+        (_edit(["parameters", "0.weight", "data"], 12), r"parameters.0.weight.data must be a string, got 12"),
+        (_edit(["parameters", "0.weight", "shape"], [5.0, 2.0]), r"parameters.0.weight.shape is \[5.0, 2.0\]"),
+        (_edit(["parameters", "0.weight", "shape"], [True, 2]), r"parameters.0.weight.shape is \[True, 2\]"),
+        (_edit(["training", "loss"], ["ssr"]), r"training.loss must be one of .*, got \['ssr'\]"),
+        (_edit(["version"], 1.0), r"version 1.0 is not supported; this chainrule reads version 1 \(an integer\)"),
+        (_edit(["version"], True), r"version True is not supported"),
+        (_edit(["version"], "1"), r"version '1' is not supported"),
+        (_edit(["preprocessing", "feature_std"], [1.0, 1e-200]), r"preprocessing.feature_std.1 .*got 1e-200"),
+        (_edit(["preprocessing", "feature_std"], [1.0, 10**400]), r"preprocessing.feature_std.1 must be a finite"),
+        (_edit(["preprocessing", "target_std"], 1e-300), r"target_std must be finite numbers \(std >= MIN_STD"),
+    ],
+)
+def test_errors_name_the_field_and_the_value_given(tmp_path, edit, message):
+    _refused(tmp_path, edit(_content(tmp_path)), message)
+
+
+def test_nan_or_inf_weights_are_refused_naming_the_parameter(tmp_path):
+    content = _content(tmp_path)
+    values = np.ones(3)
+    values[1] = np.inf
+    content["parameters"]["2.bias"]["data"] = base64.b64encode(values.astype("<f8").tobytes()).decode()
+    _refused(tmp_path, content, r"parameters.2.bias contains NaN or inf \(1 of 3 values\)")
+
+
+def test_huge_numbers_in_json_are_refused_not_read_as_inf(tmp_path):
+    content = json.dumps(_content(tmp_path)).replace('"n_iter": 7', '"n_iter": 1e999')
+    (tmp_path / "big.json").write_text(content)
+    with pytest.raises(ValueError, match=r"1e999 is not a finite number"):
+        load(tmp_path / "big.json")
+
+
+def test_a_loss_must_fit_the_task():
+    with pytest.raises(
+        ValueError, match=r"Model: loss must be one of 'mse', 'ssr' for regression, got 'cross_entropy'"
+    ):
+        Model(mlp([2, 1], seed=0), loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"for classification, got 'mse'"):
+        Model(mlp([1, 2], seed=0), classes=["a", "b"], loss="mse")
+
+
+def test_the_same_model_writes_the_same_bytes_without_the_clock(tmp_path):
+    model = _regressor()[0]
+    model.training.update(seconds=0.123, seed=0)
+    save(tmp_path / "a.json", model)
+    model.training["seconds"] = 9.87
+    save(tmp_path / "b.json", model)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert "seconds" not in _content(tmp_path, model)["training"]
+
+
+# ---- atomic_open writes regular files only, through links, keeping modes ----------------
+
+
+def test_atomic_open_refuses_a_fifo_or_a_directory_before_writing(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    for name, kind in (("pipe", "a FIFO"), ("folder", "a directory")):
+        with pytest.raises(ValueError, match=rf"{name} exists and is {kind}.*writes regular files only"):
+            with atomic_open(tmp_path / name) as f:
+                f.write("never")
+    assert sorted(os.listdir(tmp_path)) == ["folder", "pipe"] and os.listdir(tmp_path / "folder") == []
+
+
+def test_atomic_open_writes_through_a_symlink_which_stays_a_link(tmp_path):
+    (tmp_path / "real.txt").write_text("old")
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    with atomic_open(tmp_path / "link.txt") as f:
+        f.write("new")
+    assert os.path.islink(tmp_path / "link.txt") and (tmp_path / "real.txt").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "real.txt"]
+
+
+def test_atomic_open_keeps_an_existing_files_mode(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    with atomic_open(path, "wb") as f:
+        f.write(b"new")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and path.read_bytes() == b"new"
+
+
+KILLED_WRITER = """
+import sys, time
+from chainrule.modelfile import atomic_open
+with atomic_open(sys.argv[1]) as f:
+    f.write("half of a file")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_write_leaves_one_temp_file_that_the_next_write_replaces(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout.readline() == b"writing\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert sorted(os.listdir(tmp_path)) == [".out.txt.chainrule-tmp", "out.txt"] and path.read_text() == "old"
+    with atomic_open(path) as f:
+        f.write("new")
+    assert os.listdir(tmp_path) == ["out.txt"] and path.read_text() == "new"

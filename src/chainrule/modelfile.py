@@ -32,13 +32,14 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import reprlib
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from .checks import Integers, Number, OneOf, check
+from .checks import Integers, Number
 from .data import CSVData, read_csv
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
@@ -49,6 +50,13 @@ FORMAT = "chainrule-model"
 VERSION = 1
 DTYPES = ("float64", "float32")
 TASKS = ("regression", "classification")
+TASK_LOSSES = {"regression": ("mse", "ssr"), "classification": ("cross-entropy", "cross_entropy")}
+
+# Limits on what a file may claim, checked before anything is read or allocated (raise them to load more)
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: a model file of float64 parameters holds about 10.7 bytes per parameter
+MAX_PARAMETERS = 50_000_000  # numbers in all parameters together
+MAX_DEPTH = 100  # levels of nested JSON arrays and objects (a model file nests 4)
+MIN_STD = 1e-150  # the least standard deviation: dividing by less can overflow to inf
 
 
 # ---- the model -------------------------------------------------------------------------
@@ -72,14 +80,15 @@ class Scaling(NamedTuple):
 
     @classmethod
     def fit(cls, x: Any, y: Any = None) -> Scaling:
-        """Means and standard deviations of the columns of ``x`` (and of ``y``); a std of 0 becomes 1."""
+        """Means and standard deviations of the columns of ``x`` (and of ``y``); a std below MIN_STD becomes 1."""
         x = np.asarray(x, dtype=np.float64)
         mean, std = x.mean(axis=0), x.std(axis=0)
-        std[std == 0] = 1.0  # a constant column stays constant (0) instead of dividing by zero
+        std[std < MIN_STD] = 1.0  # a constant column stays constant (0) instead of dividing by (almost) zero
         if y is None:
             return cls(mean.tolist(), std.tolist())
         y = np.asarray(y, dtype=np.float64)
-        return cls(mean.tolist(), std.tolist(), float(y.mean()), float(y.std()) or 1.0)
+        t_std = float(y.std())
+        return cls(mean.tolist(), std.tolist(), float(y.mean()), t_std if t_std >= MIN_STD else 1.0)
 
 
 class Evaluation(NamedTuple):
@@ -118,7 +127,7 @@ class Model:
         self.target = target
         self.classes = None if classes is None else list(classes)
         self.scaling = None if scaling is None else Scaling(*scaling)
-        self.loss = loss or ("cross_entropy" if self.classes else "ssr")
+        self.loss = loss if loss is not None else ("cross_entropy" if self.classes is not None else "ssr")
         self.training = dict(training or {})
         _check_model(self)
 
@@ -257,7 +266,7 @@ def _check_model(model):
             f"Model: a classifier needs one network output per class (at least 2); the network "
             f"has {n_out} outputs for the classes {model.classes}"
         )
-    check("Model", "loss", model.loss, OneOf(sorted(LOSSES)))
+    _check_loss("Model: loss", model.loss, model.task)
 
 
 # ---- writing ----------------------------------------------------------------------------
@@ -284,8 +293,14 @@ def save(path: str | os.PathLike, model: Model | Module, **info: Any) -> None:
 
 
 def to_dict(model: Model) -> dict[str, Any]:
-    """The model file's content as a dict (see docs/model-format.md)."""
+    """The model file's content as a dict (see docs/model-format.md).
+
+    The same model gives the same dict: nothing depends on the clock. A
+    ``seconds`` entry in ``model.training`` (a run's wall-clock time) is left
+    out, so that training twice with the same seed writes the same file.
+    """
     s = model.scaling
+    record = {k: v for k, v in model.training.items() if k not in _UNSAVED}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -301,8 +316,11 @@ def to_dict(model: Model) -> dict[str, Any]:
             "target_mean": s and s.target_mean,
             "target_std": s and s.target_std,
         },
-        "training": {"loss": model.loss, **model.training},
+        "training": {"loss": model.loss, **record},
     }
+
+
+_UNSAVED = ("loss", "seconds")  # loss: written first, from model.loss; seconds: the clock
 
 
 def _encode(a):
@@ -320,6 +338,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     On any error the temporary file is removed and ``path`` is left as it was,
     so readers never see half a file. ``mode`` is "w" (text) or "wb".
 
+    Only regular files are written: an existing directory, FIFO, socket or
+    device at ``path`` is refused (ValueError) before anything is written. A
+    symbolic link is written through: its target gets the new content and the
+    link stays a link. An existing file keeps its permission bits; a new one
+    gets a normal file's mode (0o666 less the umask). The temporary file has
+    one name per output, ``.<name>.chainrule-tmp`` in the same directory, so
+    one left behind by a killed process is replaced by the next write.
+
     Example::
 
         >>> import os, tempfile
@@ -332,20 +358,54 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         'all or nothing'
         >>> folder.cleanup()
     """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    given = os.fspath(path)
+    path = os.path.realpath(given)  # through symlinks: the link stays, its target is replaced
+    mode_bits = _writable_mode(path, given)
+    temp = _temp_path(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # left by a write that was killed; O_EXCL below then never follows a link planted there
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:  # type: ignore[call-overload]
             yield f
             f.flush()
+            os.fchmod(f.fileno(), mode_bits)
             os.fsync(f.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temp)
         raise
+
+
+def _temp_path(path: str | os.PathLike) -> str:
+    """The temporary file :func:`atomic_open` writes before renaming it to ``path``: ``.<name>.chainrule-tmp``."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{name}.chainrule-tmp")
+
+
+def _writable_mode(path, given):
+    """The permission bits the new file gets; ValueError if ``path`` exists and is not a regular file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{given} exists and is {_kind(st.st_mode)}; chainrule writes regular files only")
+    return stat.S_IMODE(st.st_mode)
+
+
+def _kind(st_mode):
+    for test, words in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(st_mode):
+            return words
+    return "not a regular file"
 
 
 def _umask():
@@ -360,47 +420,111 @@ def _umask():
 def load(path: str | os.PathLike) -> Model:
     """Read a model file written by :func:`save` into a :class:`Model`.
 
-    Never executes code from the file. Checks the format name and version, the
-    architecture, every parameter's name, shape, dtype and values, and the
-    preprocessing; a ValueError names the file and what is wrong.
+    Never executes code from the file. Checks the file's size (at most
+    :data:`MAX_FILE_BYTES`) before reading it and its nesting (at most
+    :data:`MAX_DEPTH`) as it parses, then everything :func:`from_dict` checks; a ValueError names
+    the file, the field and what it holds.
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            content = json.load(f, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a chainrule model file (not text: a model file is JSON)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not a chainrule model file (not JSON: {e})") from None
+        content = _read(path)
+    except ValueError as e:  # "<path> is not a chainrule model file (...)"
+        raise ValueError(f"{path} {e}") from None
     try:
         return from_dict(content)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
 
+def _read(path):
+    """The JSON content of ``path``: its size checked before reading, its nesting while and after parsing."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"is {_kind(st.st_mode)}, not a model file (a regular file)")
+    _check_size(st.st_size)
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)  # no more, even if the file grew since os.stat
+    _check_size(len(raw))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("is not a chainrule model file (not text: a model file is UTF-8 JSON)") from None
+    try:
+        content = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:  # NOTE: json.loads recurses once per level of nesting
+        raise _too_deep() from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"is not a chainrule model file (not JSON: {e})") from None
+    except ValueError as e:  # NaN, 1e999, or an integer of more digits than Python converts
+        raise ValueError(f"is not a chainrule model file ({e})") from None
+    if isinstance(content, (dict, list)):
+        _check_depth(content)
+    return content
+
+
+def _check_size(size):
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"is {size} bytes, more than MAX_FILE_BYTES = {MAX_FILE_BYTES} "
+            "(raise chainrule.modelfile.MAX_FILE_BYTES to read bigger files)"
+        )
+
+
+def _check_depth(content):
+    """ValueError if arrays and objects nest deeper than MAX_DEPTH; walked without recursion."""
+    level = [(content, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        level.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+
+
+def _too_deep():
+    return ValueError(
+        f"is not a chainrule model file (JSON nested deeper than MAX_DEPTH = {MAX_DEPTH} levels; a model file nests 4)"
+    )
+
+
 def _no_constant(name):
     raise ValueError(f"{name} is not allowed in a model file")
 
 
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number (too large for a float)")
+    return value
+
+
 def from_dict(content: Any) -> Model:
-    """A :class:`Model` from a model file's content (a dict), checked as :func:`load` describes."""
+    """A :class:`Model` from a model file's content (a dict), checked as :func:`load` describes.
+
+    Every size the content claims is checked against the others and against
+    the data present before anything is allocated; a ValueError names the
+    field (e.g. ``parameters.0.weight.shape``), what it must be and what it holds.
+    """
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"not a chainrule model file (format {found!r}, expected {FORMAT!r})")
-    if content.get("version") != VERSION:
+        raise ValueError(f"not a chainrule model file (format {_show(found)}, expected {FORMAT!r})")
+    version = content.get("version")
+    if type(version) is not int or version != VERSION:
         raise ValueError(
-            f"model file version {content.get('version')!r} is not supported; this chainrule reads version {VERSION}"
+            f"model file version {_show(version)} is not supported; this chainrule reads version {VERSION} (an integer)"
         )
     for key in ("architecture", "parameters", "preprocessing", "training"):
-        _need(content, key, dict, "the model file")
+        _need(content, key, dict)
     sizes, activation, task = _architecture(content["architecture"])
     network = _network(content["parameters"], sizes, activation)
     pre = content["preprocessing"]
     classes = pre.get("classes")
     if (task == "classification") != (classes is not None):
-        raise ValueError(f"architecture.task is {task!r} but preprocessing.classes is {classes!r}")
+        raise ValueError(f"architecture.task is {task!r} but preprocessing.classes is {_show(classes)}")
     training = dict(content["training"])
     loss = training.pop("loss", None)
+    if loss is not None:
+        _check_loss("training.loss", loss, task)
     return Model(
         network,
         features=_strings(pre, "features"),
@@ -412,111 +536,190 @@ def from_dict(content: Any) -> Model:
     )
 
 
-def _need(obj, key, kind, where):
+_WORDS = {dict: "an object", list: "a list", str: "a string"}
+
+
+def _need(obj, key, kind, where=""):
+    """``obj[key]``, which must be present and a ``kind``; the error names the field's path."""
+    path = f"{where}.{key}" if where else key
     if key not in obj:
-        raise ValueError(f"{where} has no {key!r}")
+        raise ValueError(f"{path} is missing")
     if not isinstance(obj[key], kind):
-        raise ValueError(f"{where}: {key!r} must be {kind.__name__}, got {obj[key]!r}")
+        raise ValueError(f"{path} must be {_WORDS[kind]}, got {_show(obj[key])}")
     return obj[key]
+
+
+def _one_of(path, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{path} must be one of {', '.join(map(repr, options))}, got {_show(value)}")
+    return value
+
+
+def _check_loss(path, loss, task):
+    """``loss`` must be a known loss that fits ``task`` (cross-entropy for classifiers, ssr or mse otherwise)."""
+    _one_of(path, loss, sorted(LOSSES))
+    if loss not in TASK_LOSSES[task]:
+        raise ValueError(f"{path} must be one of {', '.join(map(repr, TASK_LOSSES[task]))} for {task}, got {loss!r}")
 
 
 def _architecture(arch):
     if arch.get("kind") != "mlp":
-        raise ValueError(f"architecture.kind must be 'mlp', got {arch.get('kind')!r}")
+        raise ValueError(f"architecture.kind must be 'mlp', got {_show(arch.get('kind'))}")
     sizes = _need(arch, "sizes", list, "architecture")
-    check(None, "architecture.sizes", sizes, Integers(low=1, min_length=2))
-    activation = check(None, "architecture.activation", arch.get("activation"), OneOf(sorted(ACTIVATIONS)))
-    task = check(None, "architecture.task", arch.get("task"), OneOf(list(TASKS)))
+    rule = Integers(low=1, min_length=2)
+    if not rule.accepts(sizes):
+        raise ValueError(f"architecture.sizes must be {rule.allowed}, got {_show(sizes)}")
+    count = sum(n_out * n_in + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"architecture.sizes {_show(sizes)} means {count} parameters, more than MAX_PARAMETERS = "
+            f"{MAX_PARAMETERS} (raise chainrule.modelfile.MAX_PARAMETERS to load bigger models)"
+        )
+    activation = _one_of("architecture.activation", arch.get("activation"), sorted(ACTIVATIONS))
+    task = _one_of("architecture.task", arch.get("task"), list(TASKS))
     return sizes, activation, task
 
 
+def _shapes(sizes):
+    """The parameter names and shapes ``mlp(sizes)`` has, without building it (building allocates)."""
+    shapes = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f"{2 * i}.weight"], shapes[f"{2 * i}.bias"] = [n_out, n_in], [n_out]
+    return shapes
+
+
 def _network(parameters, sizes, activation):
-    """The mlp of ``sizes`` with every parameter checked and copied in."""
-    for name, entry in parameters.items():
-        if not isinstance(entry, dict):
-            raise ValueError(f"parameter {name!r} must be an object with shape, dtype and data, got {entry!r}")
-    dtypes = {p.get("dtype") for p in parameters.values()}
-    dtype = dtypes.pop() if len(dtypes) == 1 else None
-    if dtype not in DTYPES:
-        raise ValueError(f"parameters must all have one dtype of {list(DTYPES)}, got {sorted(map(str, dtypes))}")
+    """The mlp of ``sizes`` with every parameter checked and copied in; nothing is allocated before."""
+    shapes = _shapes(sizes)
+    if set(parameters) != set(shapes):
+        missing = [n for n in shapes if n not in parameters]
+        unexpected = sorted(map(str, set(parameters) - set(shapes)))
+        raise ValueError(
+            f"parameters for architecture.sizes {_show(sizes)} are {_show(list(shapes))}: "
+            f"missing {_show(missing)}, unexpected {_show(unexpected)}"
+        )
+    entries = {name: _entry(name, parameters[name], shape) for name, shape in shapes.items()}
+    dtype = entries["0.weight"][0]
+    for name, (d, _) in entries.items():
+        if d != dtype:
+            raise ValueError(f"parameters.{name}.dtype is {d!r} but parameters.0.weight.dtype is {dtype!r}: one dtype")
+    values = {name: _decode(name, data, shapes[name], dtype) for name, (_, data) in entries.items()}
     network = mlp(sizes, activation, seed=0, dtype=dtype)
-    expected = dict(network.named_parameters())
-    if set(parameters) != set(expected):
-        raise ValueError(f"the parameters for sizes {sizes} are {list(expected)}, the file has {list(parameters)}")
-    network.load_state_dict({name: _decode(name, parameters[name], p.shape, dtype) for name, p in expected.items()})
+    network.load_state_dict(values)
     return network
 
 
-def _decode(name, entry, shape, dtype):
-    if entry.get("shape") != list(shape):
-        raise ValueError(f"parameter {name!r} has shape {entry.get('shape')!r}, the architecture needs {list(shape)}")
+def _entry(name, entry, shape):
+    """(dtype, data) of one parameter, its declared shape checked against the architecture's."""
+    where = f"parameters.{name}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object with shape, dtype and data, got {_show(entry)}")
+    declared = _need(entry, "shape", list, where)
+    if not all(type(n) is int for n in declared) or declared != shape:
+        raise ValueError(f"{where}.shape is {_show(declared)}, the architecture needs {shape}")
+    if "dtype" not in entry:
+        raise ValueError(f"{where}.dtype is missing")
+    dtype = _one_of(f"{where}.dtype", entry["dtype"], sorted(DTYPES))
+    return dtype, _need(entry, "data", str, where)
+
+
+def _decode(name, data, shape, dtype):
+    """The values of base64 ``data``, its length checked against ``shape`` before decoding."""
+    where = f"parameters.{name}"
+    need = math.prod(shape) * np.dtype(dtype).itemsize
+    if len(data) % 4:
+        raise ValueError(f"{where}.data is not valid base64 (its length {len(data)} is not a multiple of 4)")
+    holds = len(data) // 4 * 3 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
+    if holds != need:
+        raise ValueError(f"{where}.data holds {holds} bytes, shape {shape} of {dtype} needs {need}")
     try:
-        raw = base64.b64decode(_need(entry, "data", str, f"parameter {name!r}"), validate=True)
-    except ValueError:
-        raise ValueError(f"parameter {name!r}: data is not valid base64") from None
-    little = np.dtype(dtype).newbyteorder("<")
-    if len(raw) != math.prod(shape) * little.itemsize:
-        raise ValueError(
-            f"parameter {name!r}: data holds {len(raw)} bytes, shape {list(shape)} of {dtype} "
-            f"needs {math.prod(shape) * little.itemsize}"
-        )
-    values = np.frombuffer(raw, dtype=little).reshape(shape).astype(dtype)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"parameter {name!r} contains NaN or inf")
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        raise ValueError(f"{where}.data is not valid base64") from None
+    if len(raw) != need:
+        raise ValueError(f"{where}.data holds {len(raw)} bytes, shape {shape} of {dtype} needs {need}")
+    values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ValueError(f"{where} contains NaN or inf ({bad} of {values.size} values); parameters must be finite")
     return values
 
 
 def _strings(pre, key):
     names = _need(pre, key, list, "preprocessing")
     if not all(isinstance(n, str) for n in names):
-        raise ValueError(f"preprocessing.{key} must be a list of names, got {names!r}")
+        raise ValueError(f"preprocessing.{key} must be a list of names, got {_show(names)}")
     return names
 
 
 def _target(pre):
     target = pre.get("target")
     if target is not None and not isinstance(target, str):
-        raise ValueError(f"preprocessing.target must be a column name or null, got {target!r}")
+        raise ValueError(f"preprocessing.target must be a column name or null, got {_show(target)}")
     return target
 
 
 def _classes(classes):
     if classes is None:
         return None
-    ok = isinstance(classes, list) and (
-        all(isinstance(c, str) for c in classes)
-        or all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes)
-    )
+    ok = isinstance(classes, list) and (all(isinstance(c, str) for c in classes) or all(map(_finite, classes)))
     if not ok or len(set(classes)) != len(classes):
-        raise ValueError(f"preprocessing.classes must be distinct labels, all text or all numbers, got {classes!r}")
+        raise ValueError(
+            f"preprocessing.classes must be distinct labels, all text or all finite numbers, got {_show(classes)}"
+        )
     return classes
 
 
 def _scaling(pre, n_features, task):
     """A Scaling from the preprocessing section, or None; every number checked."""
-    mean, std = pre.get("feature_mean"), pre.get("feature_std")
+    mean, std, t_mean, t_std = (pre.get(k) for k in ("feature_mean", "feature_std", "target_mean", "target_std"))
     if mean is None and std is None:
+        if not (t_mean is None and t_std is None):
+            raise ValueError("preprocessing.target_mean/target_std must be null when feature_mean/feature_std are")
         return None
-    for key, values in (("feature_mean", mean), ("feature_std", std)):
-        if not isinstance(values, list) or len(values) != n_features or not all(map(_finite, values)):
-            raise ValueError(f"preprocessing.{key} must be {n_features} finite numbers, got {values!r}")
-    t_mean, t_std = pre.get("target_mean"), pre.get("target_std")
-    if (
-        task == "regression"
-        and not (t_mean is None and t_std is None)
-        and not (_finite(t_mean) and _finite(t_std) and t_std > 0)
-    ):
+    mean = _numbers("preprocessing.feature_mean", mean, n_features)
+    std = _numbers("preprocessing.feature_std", std, n_features, floor=MIN_STD)
+    if t_mean is None and t_std is None:
+        return Scaling(mean, std)
+    if task == "classification":
         raise ValueError(
-            f"preprocessing.target_mean/target_std must be finite numbers (std > 0) or both null, "
-            f"got {t_mean!r}, {t_std!r}"
+            f"preprocessing.target_mean/target_std must be null for a classifier, got {_show(t_mean)}, {_show(t_std)}"
         )
-    if not all(s > 0 for s in std):
-        raise ValueError(f"preprocessing.feature_std must be positive, got {std!r}")
-    return Scaling(mean, std, t_mean, t_std)
+    if not (_finite(t_mean) and _finite(t_std) and t_std >= MIN_STD):
+        raise ValueError(
+            f"preprocessing.target_mean/target_std must be finite numbers (std >= MIN_STD = {MIN_STD:g}) "
+            f"or both null, got {_show(t_mean)}, {_show(t_std)}"
+        )
+    return Scaling(mean, std, float(t_mean), float(t_std))
+
+
+def _numbers(path, values, n, floor=-math.inf):
+    """``values`` as ``n`` floats, each finite and >= ``floor``; the error names the first bad one."""
+    if not isinstance(values, list) or len(values) != n:
+        raise ValueError(f"{path} must be {n} finite numbers (one per feature), got {_show(values)}")
+    for i, v in enumerate(values):
+        if not (_finite(v) and v >= floor):
+            least = "" if floor == -math.inf else f" >= MIN_STD = {floor:g}"
+            raise ValueError(f"{path}.{i} must be a finite number{least}, got {_show(v)}")
+    return [float(v) for v in values]
 
 
 def _finite(v):
-    return _FINITE.accepts(v)
+    try:
+        return _FINITE.accepts(v)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 _FINITE = Number()
+_REPR = reprlib.Repr()
+_REPR.maxlist = _REPR.maxdict = 8
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _show(value):
+    """A short, one-line repr of a value read from a file (which may be huge or deeply nested)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int of more digits than Python converts to text
+        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "<a value>"
