@@ -174,7 +174,7 @@ def test_every_public_name_is_still_there(module):
 
 def test_the_package_exports_what_its_all_lists_and_the_new_names():
     assert set(NAMES["chainrule"]) - {"nn", "losses", "optim", "data", "__version__"} <= set(cr.__all__)
-    assert {"Trainer", "graph", "Graph"} <= set(cr.__all__)
+    assert {"Trainer", "graph", "Graph", "FirstIterationWarning"} <= set(cr.__all__)
     assert all(hasattr(cr, name) for name in cr.__all__)
 
 

@@ -46,7 +46,16 @@ from .functional import (
 from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
 from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, graph, is_grad_enabled, no_grad, tensor
-from .train import ConvergenceWarning, DivergenceError, GradientHealthWarning, GradientMonitor, History, Trainer, fit
+from .train import (
+    ConvergenceWarning,
+    DivergenceError,
+    FirstIterationWarning,
+    GradientHealthWarning,
+    GradientMonitor,
+    History,
+    Trainer,
+    fit,
+)
 from .version import __version__ as __version__
 
 __all__ = [
@@ -69,6 +78,7 @@ __all__ = [
     "Trainer",
     "History",
     "ConvergenceWarning",
+    "FirstIterationWarning",
     "DivergenceError",
     "explain",
     "GradientMonitor",

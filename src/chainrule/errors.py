@@ -18,6 +18,7 @@ __all__ = [
     "GradientHealthWarning",
     "CompileWarning",
     "DivergenceError",
+    "FirstIterationWarning",
     "outside_stacklevel",
 ]
 
@@ -32,6 +33,10 @@ class ConvergenceWarning(UserWarning):
 
 class GradientHealthWarning(UserWarning):
     """A parameter's gradient vanished or exploded during training (see :class:`~chainrule.GradientMonitor`)."""
+
+
+class FirstIterationWarning(UserWarning):
+    """fit stopped at iteration 1 by the lessons' rule: often a learning rate too small for ``tol``."""
 
 
 class CompileWarning(UserWarning):

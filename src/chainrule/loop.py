@@ -37,7 +37,7 @@ import numpy as np
 from .checks import Integer, Number, check
 from .data import training_arrays
 from .engines import BLOCK, Block, Epochs, Failure, Iteration, Settings, WrittenOut, forward_backward, one_hot, replayed
-from .errors import ConvergenceWarning, DivergenceError, outside_stacklevel
+from .errors import ConvergenceWarning, DivergenceError, FirstIterationWarning, outside_stacklevel
 from .history import GradientMonitor, History
 from .losses import cross_entropy, get_loss
 from .nn import Module, Parameter
@@ -47,10 +47,6 @@ from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled
 
 __all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning"]
-
-
-class FirstIterationWarning(UserWarning):
-    """fit stopped at iteration 1 by the lessons' rule: often a learning rate too small for ``tol``."""
 
 
 # What fit's (and the Trainer's) numeric arguments must be: one table, worded by checks.check.

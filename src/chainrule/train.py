@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConvergenceWarning, DivergenceError, GradientHealthWarning, outside_stacklevel
+from .errors import (
+    ConvergenceWarning,
+    DivergenceError,
+    FirstIterationWarning,
+    GradientHealthWarning,
+    outside_stacklevel,
+)
 from .history import TRACE_LIMIT, GradientMonitor, History, Trace, format_table
 from .loop import Trainer
 from .nn import Module
@@ -23,6 +29,7 @@ from .tensor import Tensor
 __all__ = [
     "fit",
     "Trainer",
+    "FirstIterationWarning",
     "History",
     "Trace",
     "GradientMonitor",
