@@ -75,6 +75,10 @@ SEEDS = [
 ]
 
 if __name__ == "__main__":
+    # The corpus path becomes absolute, then the fuzzer runs inside its own temporary folder: a fuzzed
+    # argv may name any relative --out, and it must land there, never in the repository.
+    sys.argv = [sys.argv[0], *(a if a.startswith("-") else os.path.abspath(a) for a in sys.argv[1:])]
+    os.chdir(FOLDER)
     corpus = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if corpus:
         os.makedirs(corpus, exist_ok=True)
