@@ -243,8 +243,8 @@ class Trainer:
             with np.errstate(all="ignore"):
                 found = train_population(s, starts)
             best = int(np.argmin(found.losses))
-            for p, start, reached in zip(s.params, starts, found.values):
-                p.data[...] = reached[best] if found.interrupted else start[best]
+            for p, start in zip(s.params, found.values if found.values is not None else starts):
+                p.data[...] = start[best]
             h.record_restarts(found.losses, found.iterations, found.converged, best)
             if found.interrupted:  # Ctrl-C among the starts: the model keeps the best start where it got to
                 self.population_interrupted = True

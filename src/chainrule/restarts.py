@@ -130,13 +130,13 @@ POPULATION = {
 
 class Population(NamedTuple):
     """What the population's run found: per start its final ``losses``, ``iterations`` and whether it
-    ``converged``; ``values`` (one array per parameter, starts on axis 0) at the end; ``interrupted`` when
-    Ctrl-C (KeyboardInterrupt) stopped the run early, the values then being those of the last whole iteration."""
+    ``converged``; ``interrupted`` when Ctrl-C (KeyboardInterrupt) stopped the run early, and then ``values``
+    (one array per parameter, starts on axis 0) as of the last whole iteration (else None)."""
 
     losses: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
-    values: list
+    values: list | None  # the values reached, kept only when interrupted
     interrupted: bool
 
 
@@ -179,68 +179,55 @@ def train_population(run: Settings, starts: list) -> Population:
 def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
     when it stops being finite; the others go on. Ctrl-C ends them all at the last whole iteration."""
-    model, x, y, params, rule = run.model, run.x, run.y, run.params, run.rule
+    model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
     rng = np.random.default_rng(run.seed)
     xt = tensor_from(x)
     done = np.zeros(n, dtype=bool)
     converged = np.zeros(n, dtype=bool)
     iterations = np.full(n, rule.max_iter)
-    mark = _Mark((0, [p.data.copy() for p in params]))
-    interrupted = False
-    try:
-        _iterate(run, step, per_start, spread, n, xt, rng, mark, done, converged, iterations)
-    except KeyboardInterrupt:
-        # NOTE: Ctrl-C may land inside a step: every start goes back to its values at the start of that
-        # iteration, the last state known to be whole (mark.at is replaced in one assignment, never half).
-        interrupted = True
-        whole_iterations, olds = mark.at
-        for p, old in zip(params, olds):
-            np.copyto(p.data, old)
-        iterations[~done] = np.minimum(iterations[~done], whole_iterations)
-    with no_grad():
-        final = per_start(model(xt).data, y)
-    values = [p.data.copy() for p in params]
-    return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, interrupted)
-
-
-class _Mark:
-    """(whole iterations done, the parameters' values then): where an interrupted population goes back to."""
-
-    def __init__(self, at: tuple[int, list]) -> None:
-        self.at = at
-
-
-def _iterate(run, step, per_start, spread, n, xt, rng, mark, done, converged, iterations):
-    model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
     watch, whole = rule.can_converge, run.whole_batch
     spread_y = spread(y, n)
-    for it in range(1, rule.max_iter + 1):
-        olds = [p.data.copy() for p in params]
-        mark.at = (it - 1, olds)
-        largest = np.zeros(n)
-        finite = np.ones(n, dtype=bool)
-        for xb, yb in [(xt, y)] if whole else batches(rng, x, y, run.batch_size or len(x)):
-            total, _ = step(model, xb, spread_y if whole else spread(yb, n), run.loss_fn, params)
-            optimizer.step()
-            if watch:
-                largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
-            if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
-                finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
-            finite &= np.isfinite(largest)
-        if not watch and finite.all():  # nothing stops this iteration
-            continue
-        stop = ~done & (~finite | rule.converged(largest))
-        converged |= stop & finite
-        iterations[stop] = it
-        frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
-        if frozen.any():
-            for p, old in zip(params, olds):
-                np.copyto(p.data, old, where=frozen.reshape((n,) + (1,) * (p.data.ndim - 1)))
-        done |= stop
-        if done.all():
-            break
+    whole_state = (0, [p.data.copy() for p in params])  # (iterations done, the values then): one assignment
+    values: list | None = None  # kept only when Ctrl-C stops the run
+    try:
+        for it in range(1, rule.max_iter + 1):
+            olds = [p.data.copy() for p in params]
+            whole_state = (it - 1, olds)
+            largest = np.zeros(n)
+            finite = np.ones(n, dtype=bool)
+            for xb, yb in [(xt, y)] if whole else batches(rng, x, y, run.batch_size or len(x)):
+                total, _ = step(model, xb, spread_y if whole else spread(yb, n), run.loss_fn, params)
+                optimizer.step()
+                if watch:
+                    largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
+                if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
+                    finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
+                finite &= np.isfinite(largest)
+            if not watch and finite.all():  # nothing stops this iteration
+                continue
+            stop = ~done & (~finite | rule.converged(largest))
+            converged |= stop & finite
+            iterations[stop] = it
+            frozen = done | ~finite  # those already stopped, and those that just blew up, keep their old values
+            if frozen.any():
+                for p, old in zip(params, olds):
+                    np.copyto(p.data, old, where=frozen.reshape((n,) + (1,) * (p.data.ndim - 1)))
+            done |= stop
+            if done.all():
+                break
+    except KeyboardInterrupt:
+        # NOTE: Ctrl-C may land inside a step: every start goes back to its values at the start of that
+        # iteration, the last state known to be whole.
+        whole_iterations, olds = whole_state
+        for p, old in zip(params, olds):
+            np.copyto(p.data, old)
+        iterations[~done] = np.minimum(iterations[~done], whole_iterations)
+        values = [p.data.copy() for p in params]
+    with no_grad():
+        final = per_start(model(xt).data, y)
+    return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, values is not None)
 
 
 def _losses_before_step(model, x, y, per_start, params, optimizer):
