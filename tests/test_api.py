@@ -65,6 +65,7 @@ NAMES = {
     "chainrule.nn": [
         "ACTIVATIONS",
         "DosageNetwork",
+        "INITS",
         "Identity",
         "Linear",
         "Module",
@@ -94,7 +95,13 @@ NAMES = {
         "save",
         "to_dict",
     ],
-    "chainrule.sklearn": ["ConvergenceWarning", "NeuralNetworkClassifier", "NeuralNetworkRegressor"],
+    "chainrule.sklearn": [
+        "ConvergenceWarning",
+        "MLPClassifier",
+        "MLPRegressor",
+        "NeuralNetworkClassifier",
+        "NeuralNetworkRegressor",
+    ],
     "chainrule.trace": ["CompileWarning", "CompiledStep", "RECHECK", "Tape"],
     "chainrule.scalar": [
         "BACKWARD",

@@ -30,6 +30,7 @@ _LINEAR = REGISTRY["linear"]
 _SIZE = Typed(Integer(low=1))  # a layer's width: TypeError for 2.0, ValueError for 0
 _SIZES = Typed(Integers(low=1, min_length=2))  # mlp's widths, inputs to outputs
 _NUMBER = Instance((numbers.Real,), "a number")
+_INIT = OneOf(("lecun", "glorot", "glorot_sigmoid"))
 
 
 class Parameter(Tensor):
@@ -152,38 +153,80 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
-def _rng(seed: Any) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+def _rng(seed: Any) -> Any:
+    """A numpy Generator from a seed; a Generator, or a legacy RandomState (scikit-learn's), as it is."""
+    return seed if isinstance(seed, (np.random.Generator, np.random.RandomState)) else np.random.default_rng(seed)
+
+
+def _lecun(rng: Any, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """weight ~ N(0, 1/in_features), drawn as (out, in); bias = 0."""
+    return rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_out, n_in)), None
+
+
+def _glorot(factor: float) -> Any:
+    def draw(rng: Any, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
+        # NOTE: drawn as (in, out) then transposed, weights before biases: scikit-learn's order, so the
+        # same RandomState gives the same starting network as sklearn.neural_network's MLP.
+        bound = np.sqrt(factor / (n_in + n_out))
+        weight = rng.uniform(-bound, bound, (n_in, n_out)).T
+        return weight, rng.uniform(-bound, bound, n_out)
+
+    return draw
+
+
+# How a Linear layer draws its starting values: (rng, in_features, out_features) -> (weight, bias or None = 0).
+INITS = {
+    "lecun": _lecun,  # N(0, 1/in_features) weights, zero biases (each unit's input starts with variance ~1)
+    "glorot": _glorot(6.0),  # Glorot & Bengio (2010) uniform, for weights and biases, as scikit-learn's MLP
+    "glorot_sigmoid": _glorot(2.0),  # scikit-learn's bound for activation="logistic": sqrt(2 / (in + out))
+}
 
 
 class Linear(Module):
     """y = x @ weight^T + bias, with ``weight`` of shape (out_features, in_features), as in PyTorch.
 
-    Weights are drawn from N(0, 1/in_features) (LeCun normal: each unit's input
-    starts with variance about 1) through ``seed`` (an int or a numpy
-    Generator); biases start at 0.
+    ``init`` says how the starting values are drawn through ``seed`` (an int, a
+    numpy Generator or a RandomState):
+
+    - ``"lecun"`` (the default): weights from N(0, 1/in_features) (LeCun normal:
+      each unit's input starts with variance about 1), biases 0;
+    - ``"glorot"``: weights and biases uniform in [-b, b], b = sqrt(6 / (in + out))
+      (Glorot & Bengio, 2010), scikit-learn's MLP initialization;
+    - ``"glorot_sigmoid"``: the same with b = sqrt(2 / (in + out)), scikit-learn's
+      bound for logistic units.
 
     Example::
 
         >>> from chainrule.nn import Linear
         >>> Linear(3, 2, seed=0)
         Linear(in_features=3, out_features=2, bias=True)
+        >>> lin = Linear(4, 2, seed=0, init="glorot")   # b = sqrt(6 / 6) = 1
+        >>> bool(abs(lin.weight.data).max() <= 1 and lin.bias.data.any())
+        True
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, seed: Any = None, dtype: Any = np.float64
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        seed: Any = None,
+        dtype: Any = np.float64,
+        init: str = "lecun",
     ) -> None:
         self.in_features = check("Linear", "in_features", in_features, _SIZE)
         self.out_features = check("Linear", "out_features", out_features, _SIZE)
+        self.init = check("Linear", "init", init, _INIT)
         self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
         self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
         self.reset_parameters(seed)
 
     def reset_parameters(self, rng: Any = None) -> None:
-        """weight ~ N(0, 1/in_features), bias = 0."""
-        self.weight.data[...] = _rng(rng).normal(0.0, 1.0 / np.sqrt(self.in_features), self.weight.shape)
+        """Fresh starting values by the layer's ``init`` (default: weight ~ N(0, 1/in_features), bias = 0)."""
+        weight, bias = INITS[self.init](_rng(rng), self.in_features, self.out_features)
+        self.weight.data[...] = weight
         if self.bias is not None:
-            self.bias.data[...] = 0.0
+            self.bias.data[...] = 0.0 if bias is None else bias
 
     def forward(self, x: Any) -> Tensor:
         x = tensor_from(x)
@@ -275,8 +318,14 @@ class Sequential(Module):
         return len(self.layers)
 
 
-def mlp(sizes: _Sequence[int], activation: str = "relu", seed: Any = None, dtype: Any = np.float64) -> Sequential:
+def mlp(
+    sizes: _Sequence[int], activation: str = "relu", seed: Any = None, dtype: Any = np.float64, init: str = "lecun"
+) -> Sequential:
     """A multilayer perceptron: Linear layers of ``sizes`` with ``activation`` between them.
+
+    ``init`` is each layer's (see :class:`Linear`); ``init="glorot"`` with
+    ``activation="sigmoid"`` uses the bound sqrt(2 / (in + out)) in every layer, as
+    scikit-learn's MLP does for logistic units.
 
     Example::
 
@@ -289,11 +338,14 @@ def mlp(sizes: _Sequence[int], activation: str = "relu", seed: Any = None, dtype
         )
     """
     check("mlp", "activation", activation, OneOf(sorted(ACTIVATIONS)))
+    init = check("mlp", "init", init, _INIT)
+    if init == "glorot" and activation == "sigmoid":
+        init = "glorot_sigmoid"
     sizes = check("mlp", "sizes", sizes.tolist() if isinstance(sizes, np.ndarray) else sizes, _SIZES)
     rng = _rng(seed)
     layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(Linear(n_in, n_out, seed=rng, dtype=dtype))
+        layers.append(Linear(n_in, n_out, seed=rng, dtype=dtype, init=init))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     return Sequential(*layers)

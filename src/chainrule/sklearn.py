@@ -1,43 +1,60 @@
-"""scikit-learn estimators: chainrule networks in Pipeline, GridSearchCV and cross_val_score.
+"""scikit-learn's MLP, trained by chainrule: :class:`MLPClassifier` and :class:`MLPRegressor`.
 
-:class:`NeuralNetworkRegressor` and :class:`NeuralNetworkClassifier` build an
-:func:`~chainrule.nn.mlp` and train it with :func:`chainrule.fit`, so they stop
-by the lessons' rule (every step size of an epoch below ``tol``) or after
-``max_iter`` epochs, with a :class:`ConvergenceWarning` that is both chainrule's
-and scikit-learn's (none when ``tol=0``, which asks for exactly ``max_iter``
-epochs). scikit-learn is an optional dependency (``pip install
+A drop-in for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor``: the
+same constructor parameters (names, meanings, defaults), methods and fitted
+attributes, the same loss and stopping rule, the same warnings at the same
+moments and the same Glorot-uniform start from ``random_state`` (so the same
+starting network as scikit-learn's). Every step is chainrule's: the network is
+an :func:`~chainrule.nn.mlp` (``model_``), its derivatives come from the
+recorded graph by the chain rule (replayed as NumPy calls, see
+:mod:`chainrule.trace`), the updates are :mod:`chainrule.optim`'s, and each
+epoch is written in a :class:`~chainrule.History` (``history_``);
+:meth:`MLPRegressor.explain` shows any derivative as its chain of local
+derivatives. scikit-learn is an optional dependency (``pip install
 "chainrule[sklearn]"``): ``import chainrule`` never imports it, only
 ``import chainrule.sklearn`` does.
 
-Example: standardize, then a network with one hidden layer of 16 units,
-trained for 200 epochs (``tol=0``: a fixed number of epochs, no warning)::
+Differences, on purpose (see the README's "scikit-learn drop-in" section):
+``activation="softplus"`` and the regressor's ``loss="ssr"`` (the lessons') are
+extras; sparse inputs are made dense (the whole matrix, once); with ``solver="sgd"``,
+momentum and a learning rate that changes (``"invscaling"``, ``"adaptive"``)
+the velocity is scaled by the current rate (PyTorch's convention) where
+scikit-learn scales each gradient by the rate it entered with.
+
+Example: the same code as with scikit-learn, one import changed::
 
     >>> from sklearn.datasets import load_iris
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
-    >>> from chainrule.sklearn import NeuralNetworkClassifier
+    >>> from chainrule.sklearn import MLPClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = make_pipeline(StandardScaler(),
-    ...                     NeuralNetworkClassifier((16,), learning_rate=0.01, tol=0, random_state=0))
+    >>> clf = make_pipeline(StandardScaler(), MLPClassifier((16,), max_iter=2000, random_state=0))
     >>> clf.fit(X, y).score(X, y) > 0.95
     True
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
-    from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, gen_batches, shuffle
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "chainrule.sklearn needs scikit-learn, which is not installed; install it with "
@@ -52,30 +69,68 @@ except ImportError:  # pragma: no cover - older scikit-learn: the same checks as
         return estimator._validate_data(X, y, reset=reset, **check_params)
 
 
-from . import train
-from .checks import AnyOf, Integer, Integers, Number, OneOf, Rule, sklearn_message
-from .functional import log_softmax, softmax
-from .nn import ACTIVATIONS, mlp
-from .optim import OPTIMIZERS, Momentum
-from .tensor import no_grad
+try:
+    from sklearn.utils.validation import _check_sample_weight as _sample_weight_checked  # noqa: PLC2701
+except ImportError:  # pragma: no cover
+    _sample_weight_checked = None
 
-__all__ = ["NeuralNetworkRegressor", "NeuralNetworkClassifier", "ConvergenceWarning"]
+from . import functional as F
+from . import train
+from .checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Rule, sklearn_message
+from .engines import forward_backward
+from .errors import CompileWarning
+from .explain import Explanation, explain
+from .history import History
+from .losses import cross_entropy
+from .nn import Linear, mlp
+from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .tensor import Tensor, constant, named, no_grad, tensor_from
+from .trace import CompiledStep
+
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "NeuralNetworkClassifier",
+    "NeuralNetworkRegressor",
+    "ConvergenceWarning",
+]
 
 # Inputs keep float32 (a float32 network, about twice as fast); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)
+# scikit-learn's activation names -> chainrule's (and chainrule's own extra, "softplus").
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "relu": "relu", "softplus": "softplus", "tanh": "tanh"}
+_BOOL = Instance((bool, np.bool_), "a bool")
+_FRACTION = Number(low=0, high=1)  # [0, 1)
 
-# What each parameter may be (the estimators' own fit checks loss: it is the regressor's alone).
+# What each parameter may be, as scikit-learn's _parameter_constraints say (and the extras).
 _RULES: dict[str, Rule] = {
     "hidden_layer_sizes": AnyOf((Integer(low=1), Integers(low=1))),
-    "activation": OneOf(sorted(ACTIVATIONS)),
-    "optimizer": OneOf(sorted(OPTIMIZERS)),
-    "learning_rate": Number(low=0, low_open=True),
-    "momentum": Number(low=0, high=1),
-    "tol": Number(low=0),
+    "activation": OneOf(sorted(_ACTIVATIONS)),
+    "solver": OneOf(("adam", "lbfgs", "sgd")),
+    "alpha": Number(low=0),
+    "batch_size": AnyOf((OneOf(("auto",)), Integer(low=1))),
+    "learning_rate": OneOf(("adaptive", "constant", "invscaling")),
+    "learning_rate_init": Number(low=0, low_open=True),
+    "power_t": Number(low=0),
     "max_iter": Integer(low=1),
-    "batch_size": AnyOf((OneOf(("auto",)), Integer(low=1, optional=True))),
+    "shuffle": _BOOL,
+    "tol": Number(low=0),
+    "verbose": AnyOf((_BOOL, Integer(low=0))),
+    "warm_start": _BOOL,
+    "momentum": Number(low=0, high=1, high_open=False),
+    "nesterovs_momentum": _BOOL,
+    "early_stopping": _BOOL,
+    "validation_fraction": _FRACTION,
+    "beta_1": _FRACTION,
+    "beta_2": _FRACTION,
+    "epsilon": Number(low=0, low_open=True),
+    "n_iter_no_change": AnyOf((Integer(low=1), OneOf((math.inf,)))),
+    "max_fun": Integer(low=1),
 }
-_LOSS = OneOf(("mse", "ssr"))
+_REGRESSION_LOSSES = OneOf(("poisson", "squared_error", "ssr"))
+_NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
+)
 
 
 class ConvergenceWarning(train.ConvergenceWarning, _SklearnConvergenceWarning):
@@ -86,199 +141,667 @@ class ConvergenceWarning(train.ConvergenceWarning, _SklearnConvergenceWarning):
     """
 
 
-class _NeuralNetwork(BaseEstimator):
-    """What both estimators share: parameter checks, building the network, training, the forward pass."""
+# ---- the loss scikit-learn minimizes, as a chainrule graph ---------------------------------------
 
-    def _train(self, X, targets, n_outputs, loss):
-        """Build ``model_`` for X's dtype and fit it to ``targets``; set the fitted attributes."""
-        sizes = self._check_params()
-        rng = check_random_state(self.random_state)
-        init_seed, shuffle_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-        self.model_ = mlp([X.shape[1], *sizes, n_outputs], activation=self.activation, seed=init_seed, dtype=X.dtype)
-        batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
-        with warnings.catch_warnings():  # re-emitted below as a warning scikit-learn also knows
-            warnings.simplefilter("ignore", train.ConvergenceWarning)
-            history = train.fit(
-                self.model_,
-                X,
-                targets,
-                loss=loss,
-                optimizer=self._optimizer(),
-                tol=self.tol,
-                max_iter=self.max_iter,
-                batch_size=batch_size,
-                seed=shuffle_seed,
-                compile=True,
-            )  # an mlp replays exactly: the same numbers, faster
-        self.history_, self.n_iter_ = history, history.n_iter
-        self.loss_curve_, self.loss_ = list(history.loss), history.final_loss
-        if not history.converged and self.tol > 0:  # tol=0 asked for max_iter epochs: nothing to warn about
-            warnings.warn(
-                f"{type(self).__name__}: {history.stop_reason}. Raise max_iter or learning_rate, "
-                "or scale the inputs (StandardScaler).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+
+class _Objective:
+    """The loss of one batch as a function of the network's raw outputs z and the batch's targets.
+
+    ``kind`` is the output's: "squared_error" (identity), "poisson" (log link: the
+    mean is exp(z)), "log_loss" (softmax), "binary_log_loss" (logistic, one
+    column per label) or "ssr" (the lessons'). As scikit-learn's, the data loss is
+    summed over the output columns and averaged over the rows (weighted by the
+    sample weights), and the L2 penalty ``0.5 * alpha * sum ||W||^2`` is divided by
+    the rows (the weights' sum). Targets carry extra columns where the loss needs
+    them: Poisson's constant ``y log y - y`` and the sample weight, so that one
+    recorded graph replays for every batch.
+    """
+
+    def __init__(self, kind: str, weights: list[Tensor], alpha: float, k: int, weighted: bool) -> None:
+        self.kind, self.weights, self.alpha, self.k, self.weighted = kind, weights, alpha, k, weighted
+        self.reduction = "sum" if kind == "ssr" else "mean"
+        self.__name__ = kind
+
+    def pack(self, y: np.ndarray, sample_weight: np.ndarray | None, dtype: Any) -> np.ndarray:
+        """The targets (n, k) as ``dtype``, with the extra columns this loss reads."""
+        y = y.astype(dtype)
+        columns = [y]
+        if self.kind == "poisson":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                columns.append(np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0.0) - y)
+        if self.weighted:
+            columns.append(np.ones((len(y), 1)) if sample_weight is None else sample_weight.reshape(-1, 1))
+        return columns[0] if len(columns) == 1 else np.hstack(columns).astype(y.dtype)
+
+    def __call__(self, z: Tensor, target: np.ndarray) -> Tensor:
+        k, kind = self.k, self.kind
+        if kind == "log_loss" and not self.weighted:  # one fused op: softmax and cross-entropy
+            total = cross_entropy(z, target)
+            return self._penalized(total, z.shape[0])
+        t = constant(target, "Observed")
+        y = t if t.shape[1] == k else t[:, :k]
+        if kind in ("squared_error", "ssr"):
+            e = (y - z) ** 2 * (1.0 if kind == "ssr" else 0.5)
+        elif kind == "poisson":
+            e = F.exp(z) - y * z + t[:, k : 2 * k]
+        elif kind == "binary_log_loss":
+            e = F.softplus(z) - z * y  # -[y log p + (1 - y) log(1 - p)], p = sigmoid(z)
+        else:
+            e = -(y * F.log_softmax(z, axis=1))
+        if kind == "ssr":
+            return self._penalized(e.sum(), z.shape[0])
+        if not self.weighted:
+            return self._penalized(e.sum() * (1.0 / z.shape[0]), z.shape[0])
+        w = t[:, -1:]
+        total_weight = w.sum()
+        data = (e * w).sum() / total_weight
+        return self._penalized(data, total_weight)
+
+    def _penalized(self, data: Tensor, rows: Any) -> Tensor:
+        """The data loss plus 0.5 alpha sum ||W||^2 / rows, named "Loss" for explanations."""
+        if not self.alpha:
+            return named(data, "Loss")
+        squares = sum(((w * w).sum() for w in self.weights), start=constant(np.zeros((), data.dtype), "zero"))
+        return named(named(data, "DataLoss") + named(squares * (0.5 * self.alpha) / rows, "Penalty"), "Loss")
+
+
+# ---- the optimizer and the learning-rate schedule -------------------------------------------------
+
+
+class _Solver:
+    """A chainrule optimizer with scikit-learn's schedule (constant, invscaling, adaptive) around it.
+
+    ``learning_rate`` reads and sets the optimizer's ``lr``; ``iteration_ends`` and
+    ``trigger_stopping`` are called at the end of each epoch, as scikit-learn's
+    optimizers are.
+    """
+
+    def __init__(self, estimator: Any, params: list) -> None:
+        e = estimator
+        self.schedule = e.learning_rate if e.solver == "sgd" else "constant"
+        self.learning_rate_init, self.power_t = float(e.learning_rate_init), float(e.power_t)
+        self.optimizer: Optimizer
+        if e.solver == "adam":
+            self.optimizer = Adam(e.learning_rate_init, betas=(e.beta_1, e.beta_2), eps=e.epsilon)
+        elif e.momentum > 0:
+            self.optimizer = Momentum(e.learning_rate_init, momentum=e.momentum, nesterov=e.nesterovs_momentum)
+        else:
+            self.optimizer = GradientDescent(e.learning_rate_init)
+        self.optimizer.attach(params)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.optimizer.lr = value
+
+    def iteration_ends(self, samples_seen: int) -> None:
+        if self.schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (samples_seen + 1) ** self.power_t
+
+    def trigger_stopping(self, why: str, verbose: Any) -> bool:
+        """After ``n_iter_no_change`` epochs without improvement: stop, or (adaptive) divide the rate by 5."""
+        if self.schedule != "adaptive":
+            _say(verbose, why + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            _say(verbose, why + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        _say(verbose, why + f" Setting learning rate to {self.learning_rate:f}")
+        return False
+
+
+def _say(verbose: Any, text: str) -> None:
+    if verbose:
+        print(text)
+
+
+# ---- what both estimators share ---------------------------------------------------------------------
+
+
+class _MLP(BaseEstimator):
+    """Parameters, the network, the two solvers (stochastic epochs, L-BFGS), the forward pass."""
+
+    _loss_kind: str  # set by each fit: the output layer's loss
+
+    # ---- parameters -------------------------------------------------------------------------------
+
+    def _check_params(self) -> list[int]:
+        """Raise ValueError naming any parameter out of range; return the hidden sizes as a list."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, np.ndarray):
+            sizes = sizes.tolist()
+        for name, rule in _RULES.items():
+            value = sizes if name == "hidden_layer_sizes" else getattr(self, name)
+            if not rule.accepts(value):
+                raise ValueError(sklearn_message(type(self).__name__, name, getattr(self, name), rule))
+        return [int(sizes)] if isinstance(sizes, numbers.Integral) else [int(s) for s in sizes]
+
+    # ---- fit and partial_fit ----------------------------------------------------------------------
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Any:
+        hidden = self._check_params()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _checked_weights(sample_weight, X)
+        Y = Y.reshape(len(Y), -1)
+        self.n_outputs_ = Y.shape[1]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize([X.shape[1], *hidden, self.n_outputs_], X.dtype)
+        self.out_activation_, self._loss_kind = self._output()
+        self._sync_model(X.dtype)
+        weighted = sample_weight is not None
+        self._objective = _Objective(self._loss_kind, self._weights(), float(self.alpha), self.n_outputs_, weighted)
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", CompileWarning)  # a declined replay trains eagerly: same numbers
+            start = time.perf_counter()
+            try:
+                if self.solver == "lbfgs":
+                    self._fit_lbfgs(X, Y, sample_weight)
+                else:
+                    self._fit_stochastic(X, Y, sample_weight, incremental)
+            finally:
+                self.history_.add_time(time.perf_counter() - start)
+                self.history_.set_engine("numpy")  # each step replayed as NumPy calls (chainrule.trace)
+        self._publish()
+        if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
+            raise ValueError(_NON_FINITE)
         return self
 
-    def _optimizer(self):
-        if self.optimizer == "momentum":
-            return Momentum(self.learning_rate, momentum=self.momentum)
-        return OPTIMIZERS[self.optimizer](self.learning_rate)
+    def _initialize(self, sizes: list[int], dtype: Any) -> None:
+        """A fresh network from random_state (scikit-learn's Glorot start) and fresh fitted attributes."""
+        self.n_iter_, self.t_ = 0, 0
+        self.n_layers_ = len(sizes)
+        self.model_ = mlp(
+            sizes, activation=_ACTIVATIONS[self.activation], seed=self._random_state, dtype=dtype, init="glorot"
+        )
+        self._publish()
+        self._best_state = self.model_.state_dict()
+        self.history_ = self._new_history()
+        self.loss_curve_: list[float] = []
+        self._no_improvement_count = 0
+        if self.early_stopping and self.solver != "lbfgs":
+            self.validation_scores_: list[float] | None = []
+            self.best_validation_score_: float | None = -np.inf
+            self.best_loss_: float | None = None
+        else:
+            self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
 
-    def _forward(self, X):
-        """The network's raw outputs for X (a Tensor of the network's dtype, no graph recorded)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+    def _new_history(self) -> History:
+        return History([(n, p.shape) for n, p in self.model_.named_parameters()], self.tol)
+
+    def _fit_stochastic(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any, incremental: bool) -> None:
+        params = self.model_.parameters()
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _Solver(self, params)
+        elif any(a is not b for a, b in zip(self._optimizer.optimizer.params, params)):
+            self._optimizer.optimizer.attach(params)  # a network rebuilt from assigned coefs_: fresh state
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X_train, X_val, Y_train, y_val, w_train, w_val = self._split(X, Y, sample_weight)
+        n = len(X_train)
+        batch_size = self._batch_size(n)
+        target = self._objective.pack(Y_train, w_train, X.dtype)
+        step = CompiledStep(self.model_, self._objective, params, forward_backward)
+        order = np.arange(n)
+        h = self.history_
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    order = shuffle(order, random_state=self._random_state)
+                olds = [p.data.copy() for p in params]
+                total, grads = 0.0, list[np.ndarray]()
+                for piece in gen_batches(n, batch_size):
+                    rows = order[piece] if self.shuffle else piece
+                    loss, grads = step(self.model_, tensor_from(X_train[rows]), target[rows], self._objective, params)
+                    self._optimizer.optimizer.step()
+                    total += loss * (1.0 if self._objective.reduction == "sum" else piece.stop - piece.start)
+                self.n_iter_ += 1
+                self.loss_ = total if self._objective.reduction == "sum" else total / n
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                h.record(h.n_iter + 1, self.loss_, math.nan, olds, grads, [o - p.data for o, p in zip(olds, params)])
+                _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                self._update_no_improvement_count(X_val, y_val, w_val)
+                self._optimizer.iteration_ends(self.t_)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    why = self._no_improvement_sentence()
+                    if self._optimizer.trigger_stopping(why, self.verbose):
+                        h.end(why[:-1], converged=True)
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    h.end("one epoch of partial_fit")
+                    break
+                if self.n_iter_ == self.max_iter:
+                    h.end(f"reached max_iter = {self.max_iter} epochs")
+                    warnings.warn(
+                        f"{type(self).__name__}: stochastic optimizer: maximum iterations ({self.max_iter}) "
+                        "reached and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=4,
+                    )
+        except KeyboardInterrupt:
+            h.end("interrupted (Ctrl-C)")
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        if self.early_stopping:  # the weights of the best validation score
+            self.model_.load_state_dict(self._best_state)
+
+    def _no_improvement_sentence(self) -> str:
+        what = "Validation score" if self.early_stopping else "Training loss"
+        return f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+
+    def _split(self, X: np.ndarray, Y: np.ndarray, w: Any) -> tuple:
+        """(X_train, X_val, Y_train, y_val, w_train, w_val): scikit-learn's hold-out for early stopping."""
+        if not self.early_stopping:
+            return X, None, Y, None, w, None
+        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        arrays = (X, Y) if w is None else (X, Y, w)
+        parts = train_test_split(
+            *arrays, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
+        )
+        X_train, X_val, Y_train, Y_val = parts[:4]
+        w_train, w_val = (None, None) if w is None else parts[4:]
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+            )
+        return X_train, X_val, Y_train, self._validation_targets(Y_val), w_train, w_val
+
+    def _validation_targets(self, Y_val: np.ndarray) -> np.ndarray:
+        return Y_val
+
+    def _batch_size(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=5
+            )
+        return int(np.clip(self.batch_size, 1, n))
+
+    def _update_no_improvement_count(self, X_val: Any, y_val: Any, w_val: Any) -> None:
+        """scikit-learn's rule: count the epochs without an improvement by ``tol`` (and keep the best)."""
+        if self.early_stopping:
+            score = self._score(X_val, y_val, w_val)
+            assert self.validation_scores_ is not None and self.best_validation_score_ is not None
+            self.validation_scores_.append(score)
+            _say(self.verbose, f"Validation score: {score:f}")
+            self._no_improvement_count = (
+                0 if score >= self.best_validation_score_ + self.tol else (self._no_improvement_count + 1)
+            )
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_state = self.model_.state_dict()
+        else:
+            assert self.best_loss_ is not None
+            last = self.loss_curve_[-1]
+            self._no_improvement_count = self._no_improvement_count + 1 if last > self.best_loss_ - self.tol else 0
+            self.best_loss_ = min(self.best_loss_, last)
+
+    def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any) -> None:
+        """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
+        params = self.model_.parameters()
+        target = self._objective.pack(Y, sample_weight, X.dtype)
+        step = CompiledStep(self.model_, self._objective, params, forward_backward)
+        xt = tensor_from(X)
+        ends = np.cumsum([p.size for p in params])
+        spans = list(zip(ends - [p.size for p in params], ends))
+        last: dict[str, Any] = {}
+
+        def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            for p, (a, b) in zip(params, spans):
+                p.data[...] = theta[a:b].reshape(p.shape)
+            loss, grads = step(self.model_, xt, target, self._objective, params)
+            last["theta"], last["loss"], last["grads"] = theta.copy(), loss, grads
+            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+
+        def record(theta: np.ndarray) -> None:
+            if "theta" not in last or not np.array_equal(theta, last["theta"]):
+                loss_and_gradient(theta)
+            self._record_lbfgs(last["loss"], last["grads"], theta, spans, params)
+
+        self._lbfgs_before = [p.data.copy() for p in params]
+        result = scipy.optimize.minimize(
+            loss_and_gradient,
+            np.concatenate([p.data.ravel() for p in params]).astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            callback=record,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        for p, (a, b) in zip(params, spans):
+            p.data[...] = result.x[a:b].reshape(p.shape)
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        self.history_.end(f"L-BFGS-B: {_text(result.message)}", converged=result.status == 0)
+        if result.status != 0:
+            warnings.warn(
+                f"{type(self).__name__}: lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={result.status}): {_text(result.message)}. Increase the number of iterations "
+                f"(max_iter={self.max_iter}) or max_fun (max_fun={self.max_fun}), or scale the data "
+                "(StandardScaler).",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _loss_grad_lbfgs(self, packed: np.ndarray, X: Any, Y: Any, sample_weight: Any = None, *scratch: Any) -> tuple:
+        """scikit-learn's private hook, for its own gradient test: (loss, gradient) at ``packed``, the
+        coefs_ then the intercepts_ flattened in scikit-learn's order; the network is left there.
+        (``scratch``: scikit-learn's preallocated lists, not needed here.)"""
+        self._sync_model()
+        linears, dtype = self._linears(), self._linears()[0].weight.dtype
+        start = 0
+        for layer in linears:
+            n_in, n_out = layer.in_features, layer.out_features
+            layer.weight.data[...] = packed[start : start + n_in * n_out].reshape(n_in, n_out).T
+            start += n_in * n_out
+        for layer in linears:
+            assert layer.bias is not None
+            layer.bias.data[...] = packed[start : start + layer.out_features]
+            start += layer.out_features
+        Y = np.asarray(Y).reshape(len(Y), -1)
+        objective = _Objective(
+            self._loss_kind, self._weights(), float(self.alpha), Y.shape[1], sample_weight is not None
+        )
+        params = self.model_.parameters()
+        loss, grads = forward_backward(
+            self.model_,
+            tensor_from(_dense(X).astype(dtype)),
+            objective.pack(Y, sample_weight, dtype),
+            objective,
+            params,
+        )
+        by_name = dict(zip([id(p) for p in params], grads))
+        coefs = [by_name[id(layer.weight)].T.ravel() for layer in linears]
+        intercepts = [by_name[id(layer.bias)] for layer in linears]
+        return loss, np.concatenate(coefs + intercepts)
+
+    def _record_lbfgs(self, loss: float, grads: list, theta: np.ndarray, spans: list, params: list) -> None:
+        """One L-BFGS iteration in loss_curve_ and the History (the loss after it, at its new values)."""
+        h, olds = self.history_, self._lbfgs_before
+        news = [theta[a:b].reshape(p.shape).astype(p.dtype) for p, (a, b) in zip(params, spans)]
+        h.record(h.n_iter + 1, loss, math.nan, olds, grads, [o - v for o, v in zip(olds, news)])
+        self._lbfgs_before = news
+        self.loss_curve_.append(loss)
+        _say(self.verbose, f"Iteration {h.n_iter}, loss = {loss:.8f}")
+
+    # ---- the network and scikit-learn's view of it -----------------------------------------------
+
+    def _weights(self) -> list[Tensor]:
+        return [layer.weight for layer in self._linears()]
+
+    def _linears(self) -> list[Linear]:
+        return [layer for layer in self.model_.layers if isinstance(layer, Linear)]
+
+    def _publish(self) -> None:
+        """coefs_ and intercepts_ as views of the network's parameters, in scikit-learn's (in, out) layout."""
+        linears = self._linears()
+        self.coefs_ = [layer.weight.data.T for layer in linears]
+        self.intercepts_ = [layer.bias.data for layer in linears if layer.bias is not None]
+        self._views = (list(self.coefs_), list(self.intercepts_))
+
+    def _sync_model(self, dtype: Any = None) -> None:
+        """Take in coefs_ and intercepts_ that were assigned since the last publish (or build model_ from them)."""
+        views = getattr(self, "_views", None)
+        if (
+            views is not None
+            and hasattr(self, "model_")
+            and len(views[0]) == len(self.coefs_)
+            and all(a is b for a, b in zip(views[0], self.coefs_))
+            and all(a is b for a, b in zip(views[1], self.intercepts_))
+        ):
+            return
+        coefs = [np.asarray(c) for c in self.coefs_]
+        intercepts = [np.asarray(b).reshape(-1) for b in self.intercepts_]
+        dtype = dtype or coefs[0].dtype
+        if not hasattr(self, "model_") or [lin.weight.shape[::-1] for lin in self._linears()] != [
+            c.shape for c in coefs
+        ]:
+            sizes = [coefs[0].shape[0], *(c.shape[1] for c in coefs)]
+            self.model_ = mlp(sizes, activation=_ACTIVATIONS[self.activation], dtype=dtype)
+            self.history_ = self._new_history()
+        for layer, c, b in zip(self._linears(), coefs, intercepts):
+            layer.weight.data[...] = c.T
+            assert layer.bias is not None
+            layer.bias.data[...] = b
+        self._publish()
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        """The network's outputs before the output activation, for checked X."""
         with no_grad():
-            return self.model_(X.astype(self.model_[0].weight.dtype, copy=False))
+            dtype = self._linears()[0].weight.dtype
+            return self.model_(tensor_from(np.asarray(X, dtype=dtype))).data
 
-    def _check_params(self) -> tuple[int, ...]:
-        """Raise ValueError naming any parameter out of range; return the hidden sizes as a tuple."""
-        for name, rule in _RULES.items():
-            self._check(name, rule)
-        sizes = self.hidden_layer_sizes
-        return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
+    def _checked_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coefs_")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=_FLOATS)
+        self._sync_model()
+        return _dense(X)
 
-    def _check(self, name: str, rule: Rule) -> None:
-        """A ValueError in scikit-learn's sentence unless ``rule`` accepts the parameter ``name``."""
-        value = getattr(self, name)
-        if not rule.accepts(value):
-            raise ValueError(sklearn_message(type(self).__name__, name, value, rule))
+    def explain(self, X: Any, y: Any, parameter: str = "0.weight", index: Any = None) -> Explanation:
+        """The derivative of the training loss on (X, y) with respect to one parameter of ``model_``,
+        as its chain of local derivatives (see :func:`chainrule.explain`).
+
+        ``parameter`` is a name of ``model_.named_parameters()`` ("0.weight" is the first
+        layer's weights, as ``coefs_[0].T``); ``index`` picks one element of it.
+        """
+        X = self._checked_X(X)
+        Y = self._targets_for_explain(y)
+        param = dict(self.model_.named_parameters())[parameter]
+        objective = _Objective(self._loss_kind, self._weights(), float(self.alpha), self.n_outputs_, False)
+        loss = objective(self.model_(tensor_from(X.astype(param.dtype))), objective.pack(Y, None, param.dtype))
+        return explain(loss, param, index)
+
+    def _targets_for_explain(self, y: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_views", None)  # views do not survive a pickle: published again after loading
+        state.pop("_objective", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "model_" in state:
+            for p in self.model_.parameters():  # loaded arrays may be read-only (a memory map): own copies
+                p.data = np.array(p.data)
+            self._sync_model()
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _dense(X: Any) -> np.ndarray:
+    """Sparse inputs become dense (the whole matrix, once): chainrule's ops work on dense arrays."""
+    return X.toarray() if hasattr(X, "toarray") else X
+
+
+def _checked_weights(sample_weight: Any, X: np.ndarray) -> np.ndarray:
+    if _sample_weight_checked is not None:
+        return _sample_weight_checked(sample_weight, X, dtype=X.dtype)
+    return np.asarray(sample_weight, dtype=X.dtype).reshape(len(X))  # pragma: no cover
+
+
+def _text(message: Any) -> str:
+    return message.decode() if isinstance(message, bytes) else str(message)
 
 
 _PARAMETERS = """
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(100,)
-        Units per hidden layer; ``()`` gives a {linear} model.
-    activation : {{"relu", "tanh", "sigmoid", "softplus", "identity"}}, default="relu"
-        Between the layers (the lessons' network uses "softplus").{loss}
-    optimizer : {{"adam", "momentum", "gd"}}, default="adam"
-        :class:`~chainrule.optim.Adam`, :class:`~chainrule.optim.Momentum` or
-        :class:`~chainrule.optim.GradientDescent`.
-    learning_rate : float, default=0.001
-        The optimizer's ``lr``. Plain "gd" usually wants a larger one (0.01 - 0.1).
-    momentum : float, default=0.9
-        Used by ``optimizer="momentum"`` only.
-    tol : float, default=1e-4
-        The lessons' stopping rule: stop when every step size of an epoch is below ``tol``.
-        Adam's steps are about ``learning_rate`` in size until the gradients fade (with
-        mini-batches they rarely do), so keep ``tol`` well below ``learning_rate``; ``tol=0``
-        runs exactly ``max_iter`` epochs.
-    max_iter : int, default=200
-        Epochs (passes over the data). Reaching it with ``tol > 0`` emits a :class:`ConvergenceWarning`.
-    batch_size : int, "auto" or None, default="auto"
-        Rows per update, shuffled each epoch; "auto" is ``min(200, n_samples)``, None the full batch.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights and the shuffling; an int makes ``fit`` reproducible.
+    Those of scikit-learn's ``{name}``, with the same names, meanings and defaults:
+    ``hidden_layer_sizes=(100,)``, ``activation="relu"`` ("identity", "logistic",
+    "tanh", "relu", and chainrule's "softplus"), ``solver="adam"`` ("sgd", "lbfgs"),
+    ``alpha=0.0001`` (L2 penalty ``0.5 * alpha * sum ||W||^2 / n``), ``batch_size="auto"``
+    (``min(200, n)``), ``learning_rate="constant"`` ("invscaling", "adaptive"; sgd
+    only), ``learning_rate_init=0.001``, ``power_t=0.5``, ``max_iter=200`` (epochs, or
+    L-BFGS iterations), ``shuffle=True``, ``random_state=None``, ``tol=1e-4`` and
+    ``n_iter_no_change=10`` (stop when the training loss, or with ``early_stopping``
+    the validation score, has not improved by ``tol`` for that many epochs),
+    ``verbose=False``, ``warm_start=False``, ``momentum=0.9``,
+    ``nesterovs_momentum=True``, ``early_stopping=False``,
+    ``validation_fraction=0.1``, ``beta_1=0.9``, ``beta_2=0.999``, ``epsilon=1e-8``,
+    ``max_fun=15000``.{loss}
 
     Attributes
     ----------
-    model_ : chainrule.nn.Sequential
-        The trained network; call it on a :class:`~chainrule.Tensor` or see its parameters.
-    history_ : chainrule.History
-        What :func:`chainrule.fit` recorded: loss per epoch, step sizes, why it stopped.
-    loss_curve_ : list of float
-        The training loss at the start of each epoch.
-    loss_ : float
-        The last entry of ``loss_curve_``.
-    n_iter_ : int
-        Epochs run.
-    n_features_in_ : int
-        Number of input features seen by ``fit``.
+    scikit-learn's: ``loss_``, ``best_loss_``, ``loss_curve_``, ``validation_scores_``,
+    ``best_validation_score_``, ``t_``, ``coefs_`` and ``intercepts_`` (lists of
+    (in, out) and (out,) arrays: views of ``model_``'s parameters, and settable),
+    ``n_features_in_``, ``feature_names_in_``, ``n_iter_``, ``n_layers_``,
+    ``n_outputs_``, ``out_activation_``{classes}. chainrule's: ``model_`` (the trained
+    :func:`~chainrule.nn.mlp`, raw outputs before ``out_activation_``) and ``history_``
+    (a :class:`~chainrule.History`: every epoch's loss, and per parameter its
+    values, derivatives and steps).
 """
 
 
-class NeuralNetworkRegressor(RegressorMixin, _NeuralNetwork):
-    """A multilayer perceptron for regression, trained by backpropagation; 1-D or 2-D targets.
+class MLPRegressor(RegressorMixin, _MLP):
+    """Multi-layer perceptron regressor: scikit-learn's, trained by chainrule's backpropagation.
 
-    Predictions have the shape of the ``y`` given to ``fit``: (n,) for 1-D y,
-    (n, outputs) for 2-D y. Scale the inputs (StandardScaler) for best results.
+    Minimizes ``0.5 * mean((y - p)^2)`` (``loss="squared_error"``), scikit-learn's
+    half Poisson deviance with a log link (``loss="poisson"``, predictions
+    ``exp(z)``), or the lessons' sum of squared residuals (``loss="ssr"``), plus the
+    L2 penalty.
     {parameters}
     Example::
 
-        >>> from sklearn.datasets import make_regression
-        >>> from chainrule.sklearn import NeuralNetworkRegressor
-        >>> X, y = make_regression(n_samples=100, n_features=3, noise=1.0, random_state=0)
-        >>> reg = NeuralNetworkRegressor((), optimizer="gd", learning_rate=0.1, batch_size=None, random_state=0)
-        >>> reg.fit(X, y).score(X, y) > 0.99       # no hidden layer: least squares by gradient descent
-        True
-        >>> reg.history_.stop_reason
-        'every step size fell below 0.0001 at iteration 65'
-        >>> reg.predict(X[:2]).shape
-        (2,)
+        >>> import numpy as np
+        >>> from chainrule.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 50).reshape(-1, 1); y = X.ravel() ** 2
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0).fit(X, y)
+        >>> reg.score(X, y) > 0.99, reg.coefs_[0].shape, reg.predict(X[:2]).shape
+        (True, (1, 8), (2,))
     """
 
     def __init__(
         self,
+        loss: str = "squared_error",
         hidden_layer_sizes: int | Sequence[int] = (100,),
         activation: str = "relu",
         *,
-        loss: str = "mse",
-        optimizer: str = "adam",
-        learning_rate: float = 0.001,
-        momentum: float = 0.9,
-        tol: float = 1e-4,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
         max_iter: int = 200,
-        batch_size: int | str | None = "auto",
+        shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
     ) -> None:
+        self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.loss = loss
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.tol = tol
-        self.max_iter = max_iter
+        self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
         self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
 
-    def fit(self, X: Any, y: Any) -> NeuralNetworkRegressor:
-        """Train a fresh network on X (n, features) and y (n,) or (n, outputs); return self."""
-        self._check("loss", _LOSS)
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
-        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
-        self._y_shape = y.shape[1:]
-        targets = y.reshape(len(y), self.n_outputs_).astype(X.dtype)
-        return self._train(X, targets, self.n_outputs_, self.loss)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """Fit the network to X (n, features), dense or sparse, and y (n,) or (n, outputs); return self."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over (X, y) from where the network stands (a fresh one on the first call); return self."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _check_solver(self) -> bool:
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not.")
+        return True
+
+    def _output(self) -> tuple[str, str]:
+        if not _REGRESSION_LOSSES.accepts(self.loss):
+            raise ValueError(sklearn_message(type(self).__name__, "loss", self.loss, _REGRESSION_LOSSES))
+        return ("exp", "poisson") if self.loss == "poisson" else ("identity", self.loss)
+
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return _dense(X), np.asarray(y, dtype=X.dtype)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted targets, shaped (n,) or (n, outputs) as the y given to ``fit``."""
-        out = self._forward(X).data
-        return out.reshape(len(out), *self._y_shape)
+        """Predictions: (n,) for one output, (n, outputs) for several."""
+        return self._predict(self._checked_X(X))
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        z = self._raw(X)
+        if self.out_activation_ == "exp":
+            z = np.exp(z)
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
+        return _score_with(self._predict(X), y, sample_weight, r2_score)
+
+    def _targets_for_explain(self, y: Any) -> np.ndarray:
+        y = np.asarray(y, dtype=float)
+        return y.reshape(len(y), -1)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"multioutput": True}
 
+class MLPClassifier(ClassifierMixin, _MLP):
+    """Multi-layer perceptron classifier: scikit-learn's, trained by chainrule's backpropagation.
 
-class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
-    """A multilayer perceptron for classification: one logit per class, trained by cross-entropy.
-
-    Labels may be any values ``numpy.unique`` can sort (ints, strings);
-    ``classes_`` holds them and the network's output k is the logit of
-    ``classes_[k]``. ``predict_proba`` is the softmax of the logits, for two
-    classes as for more.
+    Two classes: one logistic output; more: softmax outputs; a 2-D 0/1 target
+    (multi-label): one logistic output per label. Minimizes the log-loss (the
+    cross-entropy) plus the L2 penalty.
     {parameters}
-    classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted.
-
     Example::
 
         >>> from sklearn.datasets import load_iris
-        >>> from chainrule.sklearn import NeuralNetworkClassifier
+        >>> from chainrule.sklearn import MLPClassifier
         >>> X, y = load_iris(return_X_y=True)
-        >>> clf = NeuralNetworkClassifier((8,), learning_rate=0.01, tol=0, random_state=0).fit(X, y)
-        >>> clf.score(X, y) > 0.95
-        True
-        >>> clf.predict(X[:1]), clf.predict_proba(X[:1]).round(2)
-        (array([0]), array([[0.99, 0.01, 0.  ]]))
+        >>> clf = MLPClassifier((8,), solver="lbfgs", max_iter=300, random_state=0).fit(X, y)
+        >>> clf.score(X, y) > 0.95, clf.out_activation_, clf.predict_proba(X[:1]).shape
+        (True, 'softmax', (1, 3))
     """
 
     def __init__(
@@ -286,60 +809,178 @@ class NeuralNetworkClassifier(ClassifierMixin, _NeuralNetwork):
         hidden_layer_sizes: int | Sequence[int] = (100,),
         activation: str = "relu",
         *,
-        optimizer: str = "adam",
-        learning_rate: float = 0.001,
-        momentum: float = 0.9,
-        tol: float = 1e-4,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
         max_iter: int = 200,
-        batch_size: int | str | None = "auto",
+        shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.tol = tol
-        self.max_iter = max_iter
+        self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
         self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
 
-    def fit(self, X: Any, y: Any) -> NeuralNetworkClassifier:
-        """Train a fresh network on X (n, features) and class labels y (n,); return self."""
-        X, y = validate_data(self, X, y, dtype=_FLOATS)
-        check_classification_targets(y)  # class labels, not continuous values (y is 1-D by now)
-        self.classes_, labels = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in y; "
-                f"got only one class: {self.classes_.tolist()[0]!r}"
-            )
-        return self._train(X, labels, len(self.classes_), "cross_entropy")
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
+        """Fit the network to X (n, features), dense or sparse, and labels y (n,) or 0/1 labels (n, k)."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> MLPClassifier:
+        """One epoch over (X, y); ``classes`` (every label there will be) is needed on the first call."""
+        if _first_partial_fit(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _check_solver(self) -> bool:
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not.")
+        return True
+
+    def _output(self) -> tuple[str, str]:
+        if self._label_binarizer.y_type_ == "multiclass":
+            return "softmax", "log_loss"
+        return "logistic", "binary_log_loss"
+
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=_FLOATS, reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the previous "
+                        f"call to fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        return _dense(X), self._label_binarizer.transform(y).astype(bool)
+
+    def _validation_targets(self, Y_val: np.ndarray) -> np.ndarray:
+        return self._label_binarizer.inverse_transform(Y_val)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each row."""
-        logits = self._forward(X).data
-        return self.classes_[np.argmax(logits, axis=1)]
+        """The predicted classes: (n,), or (n, labels) of 0/1 for a multi-label fit."""
+        return self._predict(self._checked_X(X))
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        z = self._raw(X)
+        p = F.softmax(tensor_from(z), axis=1).data if self.out_activation_ == "softmax" else _sigmoid(z)
+        return self._label_binarizer.inverse_transform(p.ravel() if self.n_outputs_ == 1 else p)
+
+    def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
+        z = self._raw(X)
+        if not np.isfinite(z).all():
+            return np.nan
+        return float(accuracy_score(y, self._predict(X), sample_weight=sample_weight))
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """log P(class | row): the log-softmax of the logits, shape (n, n_classes)."""
-        return log_softmax(self._forward(X), axis=1).data
+        """log P(class | row): ``log(predict_proba(X))``, as scikit-learn's (so the two argmaxes agree)."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """P(class | row): the softmax of the logits, shape (n, n_classes); rows sum to 1."""
-        return softmax(self._forward(X), axis=1).data
+        """P(class | row): (n, classes), rows summing to 1; one column per label for multi-label."""
+        z = self._raw(self._checked_X(X))
+        if self.out_activation_ == "softmax":
+            return F.softmax(tensor_from(z), axis=1).data
+        if self.n_outputs_ == 1:
+            return np.hstack([_sigmoid(-z), _sigmoid(z)])
+        return _sigmoid(z)
+
+    def _targets_for_explain(self, y: Any) -> np.ndarray:
+        return self._label_binarizer.transform(y).astype(self._linears()[0].weight.dtype)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
-_REGRESSION_LOSS = """
-    loss : {"mse", "ssr"}, default="mse"
-        Mean squared error, or the lessons' sum of squared residuals (its
-        gradients grow with the number of rows: lower ``learning_rate``)."""
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0, -z))
+
+
+def _score_with(pred: np.ndarray, y: np.ndarray, sample_weight: Any, score: Any) -> float:
+    if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
+        return np.nan
+    return float(score(y, pred, sample_weight=sample_weight))
+
+
+def _first_partial_fit(estimator: Any, classes: Any) -> bool:
+    """scikit-learn's rule for classes= in partial_fit: needed first, the same afterwards."""
+    if getattr(estimator, "classes_", None) is None and classes is None:
+        raise ValueError("classes must be passed on the first call to partial_fit.")
+    if classes is None:
+        return False
+    if getattr(estimator, "classes_", None) is not None:
+        if not np.array_equal(estimator.classes_, unique_labels(classes)):
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on last call to partial_fit, was: {estimator.classes_!r}"
+            )
+        return False
+    estimator.classes_ = unique_labels(classes)
+    return True
+
+
+# The names of chainrule's first estimators, kept as aliases of the drop-ins (their parameters are now
+# scikit-learn's: learning_rate_init for the rate, solver for the optimizer; the lessons' stopping rule
+# lives on in chainrule.fit).
+NeuralNetworkClassifier = MLPClassifier
+NeuralNetworkRegressor = MLPRegressor
+
+_LOSS_DOC = """ The regressor's ``loss``: "squared_error" (the default), "poisson", or
+    chainrule's "ssr" (the lessons' sum of squared residuals: not divided by the rows)."""
 
 # One parameter list for both docstrings, filled in here (docstrings are None under python -OO).
-if NeuralNetworkRegressor.__doc__ and NeuralNetworkClassifier.__doc__:
-    NeuralNetworkRegressor.__doc__ = NeuralNetworkRegressor.__doc__.format(
-        parameters=_PARAMETERS.format(linear="linear", loss=_REGRESSION_LOSS)
+if MLPRegressor.__doc__ and MLPClassifier.__doc__:
+    MLPRegressor.__doc__ = MLPRegressor.__doc__.format(
+        parameters=_PARAMETERS.format(name="MLPRegressor", loss=_LOSS_DOC, classes="")
     )
-    NeuralNetworkClassifier.__doc__ = NeuralNetworkClassifier.__doc__.format(
-        parameters=_PARAMETERS.format(linear="linear (multinomial logistic)", loss="")
+    MLPClassifier.__doc__ = MLPClassifier.__doc__.format(
+        parameters=_PARAMETERS.format(name="MLPClassifier", loss="", classes=", ``classes_``")
     )
