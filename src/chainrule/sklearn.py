@@ -51,7 +51,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, gen_batches, shuffle
+    from sklearn.utils import check_random_state
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -354,19 +354,19 @@ class _MLP(BaseEstimator):
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    order = shuffle(order, random_state=self._random_state)
+                    order = _shuffled(order, self._random_state)
                 olds = [p.data.copy() for p in params]
                 total, grads = 0.0, list[np.ndarray]()
-                for piece in gen_batches(n, batch_size):
-                    rows = order[piece] if self.shuffle else piece
+                for a in range(0, n, batch_size):
+                    rows = order[a : a + batch_size] if self.shuffle else slice(a, a + batch_size)
                     loss, grads = step(self.model_, tensor_from(X_train[rows]), target[rows], self._objective, params)
                     self._optimizer.optimizer.step()
-                    total += loss * (1.0 if self._objective.reduction == "sum" else piece.stop - piece.start)
+                    total += loss * (1.0 if self._objective.reduction == "sum" else min(batch_size, n - a))
                 self.n_iter_ += 1
                 self.loss_ = total if self._objective.reduction == "sum" else total / n
                 self.t_ += n
                 self.loss_curve_.append(self.loss_)
-                h.record(h.n_iter + 1, self.loss_, math.nan, olds, grads, [o - p.data for o, p in zip(olds, params)])
+                self._record_epoch(olds, grads, params)
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(X_val, y_val, w_val)
                 self._optimizer.iteration_ends(self.t_)
@@ -392,6 +392,22 @@ class _MLP(BaseEstimator):
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if self.early_stopping:  # the weights of the best validation score
             self.model_.load_state_dict(self._best_state)
+
+    def _record_epoch(self, olds: list, grads: list, params: list) -> None:
+        """The epoch in ``history_``: a parameter beyond TRACE_LIMIT elements keeps only the norms of its
+        last derivative and of its change over the epoch (handed over as numbers, computed by one dot each)."""
+        h = self.history_
+        steps: list[Any] = []
+        for trace, old, g, p in zip(h.params.values(), olds, grads, params):
+            change = old - p.data
+            if trace.full:
+                steps.append(change)
+            else:
+                flat, gflat = change.reshape(-1), g.reshape(-1)
+                steps.append(math.sqrt(float(np.dot(flat, flat))))
+                grads = [*grads]  # (a copy: the step's own list is left alone)
+                grads[len(steps) - 1] = math.sqrt(float(np.dot(gflat, gflat)))
+        h.record(h.n_iter + 1, self.loss_, math.nan, olds, grads, steps)
 
     def _no_improvement_sentence(self) -> str:
         what = "Validation score" if self.early_stopping else "Training loss"
@@ -619,6 +635,13 @@ class _MLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _shuffled(order: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """``sklearn.utils.shuffle(order, random_state=rng)`` without its argument checks (the same draws)."""
+    perm = np.arange(len(order))
+    rng.shuffle(perm)
+    return order[perm]
 
 
 def _dense(X: Any) -> np.ndarray:
