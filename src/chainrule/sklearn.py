@@ -366,7 +366,7 @@ class _MLP(BaseEstimator):
                 self.loss_ = total if self._objective.reduction == "sum" else total / n
                 self.t_ += n
                 self.loss_curve_.append(self.loss_)
-                self._record_epoch(olds, grads, params)
+                self._record(self.loss_, olds, grads, [p.data for p in params])
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(X_val, y_val, w_val)
                 self._optimizer.iteration_ends(self.t_)
@@ -393,21 +393,22 @@ class _MLP(BaseEstimator):
         if self.early_stopping:  # the weights of the best validation score
             self.model_.load_state_dict(self._best_state)
 
-    def _record_epoch(self, olds: list, grads: list, params: list) -> None:
-        """The epoch in ``history_``: a parameter beyond TRACE_LIMIT elements keeps only the norms of its
-        last derivative and of its change over the epoch (handed over as numbers, computed by one dot each)."""
+    def _record(self, loss: float, olds: list, grads: list, news: list) -> None:
+        """One epoch (or L-BFGS iteration) in ``history_``, from the values before and after it.
+
+        A parameter beyond TRACE_LIMIT elements keeps only the norms of its last derivative and of
+        its change: handed over as numbers, computed by one dot product each."""
         h = self.history_
         steps: list[Any] = []
-        for trace, old, g, p in zip(h.params.values(), olds, grads, params):
-            change = old - p.data
+        grads = list(grads)
+        for k, (trace, old, new) in enumerate(zip(h.params.values(), olds, news)):
+            change = old - new
             if trace.full:
                 steps.append(change)
             else:
-                flat, gflat = change.reshape(-1), g.reshape(-1)
-                steps.append(math.sqrt(float(np.dot(flat, flat))))
-                grads = [*grads]  # (a copy: the step's own list is left alone)
-                grads[len(steps) - 1] = math.sqrt(float(np.dot(gflat, gflat)))
-        h.record(h.n_iter + 1, self.loss_, math.nan, olds, grads, steps)
+                steps.append(_norm(change))
+                grads[k] = _norm(grads[k])
+        h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
 
     def _no_improvement_sentence(self) -> str:
         what = "Validation score" if self.early_stopping else "Training loss"
@@ -541,12 +542,11 @@ class _MLP(BaseEstimator):
 
     def _record_lbfgs(self, loss: float, grads: list, theta: np.ndarray, spans: list, params: list) -> None:
         """One L-BFGS iteration in loss_curve_ and the History (the loss after it, at its new values)."""
-        h, olds = self.history_, self._lbfgs_before
         news = [theta[a:b].reshape(p.shape).astype(p.dtype) for p, (a, b) in zip(params, spans)]
-        h.record(h.n_iter + 1, loss, math.nan, olds, grads, [o - v for o, v in zip(olds, news)])
+        self._record(loss, self._lbfgs_before, grads, news)
         self._lbfgs_before = news
         self.loss_curve_.append(loss)
-        _say(self.verbose, f"Iteration {h.n_iter}, loss = {loss:.8f}")
+        _say(self.verbose, f"Iteration {self.history_.n_iter}, loss = {loss:.8f}")
 
     # ---- the network and scikit-learn's view of it -----------------------------------------------
 
@@ -635,6 +635,11 @@ class _MLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _norm(a: np.ndarray) -> float:
+    flat = a.reshape(-1)
+    return math.sqrt(float(np.dot(flat, flat)))
 
 
 def _shuffled(order: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
