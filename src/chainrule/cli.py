@@ -48,7 +48,9 @@ FIT_EXAMPLE = """examples:
   chainrule fit flowers.csv --target species --loss cross-entropy --hidden 8 --out flowers.json
 
 Ctrl-C stops training at the end of the current iteration and saves the best
-model seen so far."""
+model seen so far; among --restarts it stops the random starts within an
+iteration and saves the start with the lowest loss as it stood then. A Ctrl-C
+while the model file is being written lets the write finish first."""
 
 LOSSES = {"ssr": "ssr", "mse": "mse", "cross-entropy": "cross_entropy"}
 ACTIVATIONS = ("softplus", "relu", "sigmoid", "tanh")
@@ -561,7 +563,10 @@ def _summary(args, model, history):
             f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
         )
     _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
-    _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
+    if history.n_iter == 0 and t["interrupted"]:  # only the random starts ran
+        _say(args, f"time: {history.seconds:.3g} s for the random starts")
+    else:
+        _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
     _say(args, f"wrote {args.out}")
 
 
