@@ -1,14 +1,18 @@
 """ONNX export: onnxruntime, an independent implementation, computes chainrule's predictions."""
 
+import itertools
 import json
 import os
+import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chainrule import export
+from chainrule import export, modelfile
 from chainrule.cli import main
 from chainrule.modelfile import Model, Scaling
 from chainrule.nn import ACTIVATIONS, DosageNetwork, Linear, Sequential, mlp
@@ -136,13 +140,14 @@ def test_every_activation_of_nn_has_an_onnx_rule():
     assert set(export.ACTIVATIONS) == set(ACTIVATIONS)
 
 
-def test_to_onnx_takes_a_model_file_path_and_writes_a_checked_file(tmp_path):
-    model = _model("sigmoid", "binary-text", standardize=True)
+@pytest.mark.parametrize("task", ["binary-text", "three-integers", "regression"])
+def test_to_onnx_takes_a_model_file_path_and_writes_a_checked_file(tmp_path, task):
+    model = _model("sigmoid", task, standardize=True)
     model.save(tmp_path / "m.json")
     export.to_onnx(tmp_path / "m.json", tmp_path / "m.onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
     x = _inputs()
-    assert list(_run(str(tmp_path / "m.onnx"), x)["label"]) == list(model.predict(x))
+    _assert_same(modelfile.load(tmp_path / "m.json"), _run(str(tmp_path / "m.onnx"), x), x, tol=1e-6)
     assert sorted(os.listdir(tmp_path)) == ["m.json", "m.onnx"]  # no temporary file left
 
 
@@ -249,3 +254,45 @@ def test_bad_inputs_in_python_raise_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match=r"^to_onnx: class labels must be all text or all numbers, got \['a', 1\]$"):
         export.to_onnx(mixed, out)
     assert sorted(os.listdir(tmp_path)) == ["m.json"]
+
+
+def test_without_the_onnx_package_export_says_what_to_install(tmp_path, capsys, monkeypatch):
+    model = str(tmp_path / "m.json")
+    Model(mlp([2, 3, 1], "relu", seed=0)).save(model)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    _fails(capsys, ["export", model, "--out", str(tmp_path / "m.onnx")], 'pip install "chainrule[export]"')
+    assert os.listdir(tmp_path) == ["m.json"]
+
+
+RUNS = itertools.count()
+MODELS = ["m.json", "c.json", "m.json", "c.json", "notes.txt", "missing.json", "{folder}", "{run}"]
+OUTS = ["out.onnx", "out.onnx", "out.onnx", "{folder}", "{input}", "missing/out.onnx", "", "{run}"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(MODELS), out=st.sampled_from(OUTS), dtype=st.sampled_from([None, "float32", "int8", ""]))
+def test_random_export_command_lines_exit_0_or_2_and_write_nothing_on_2(tmp_path_factory, capsys, model, out, dtype):
+    base = tmp_path_factory.getbasetemp() / "export-fuzz"
+    if not base.exists():
+        base.mkdir()
+        (base / "folder").mkdir()
+        (base / "notes.txt").write_text("not a model\n")
+        Model(mlp([2, 3, 1], "tanh", seed=0)).save(base / "m.json")
+        Model(mlp([2, 3, 2], "relu", seed=0), classes=[0, 1]).save(base / "c.json")
+    run = base / f"run{next(RUNS)}"
+    run.mkdir()
+    places = {"{folder}": str(base / "folder"), "{run}": str(run)}
+    model_path = places.get(model, str(base / model))
+    out_path = {**places, "{input}": model_path, "": ""}.get(out, str(run / out))
+    argv = ["export", model_path, "--out", out_path] + ([] if dtype is None else ["--dtype", dtype])
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err, (argv, err)
+    if code == 2:
+        assert err.count("\n") == 1 and "error: " in err, (argv, err)
+        assert os.listdir(run) == [], argv
+    else:
+        assert os.listdir(run) == ["out.onnx"], argv
