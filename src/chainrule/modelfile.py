@@ -4,7 +4,9 @@ A model file is JSON (see docs/model-format.md): the architecture, every
 parameter as base64 of its little-endian bytes (bit for bit), the
 preprocessing (feature and target names, standardization, class labels) and
 a record of the training. Loading never executes code; it checks everything
-and raises a ValueError that names what is wrong.
+and raises a ValueError that names what is wrong. To run a model outside
+chainrule, :func:`chainrule.export.to_onnx` (``chainrule export``) is the
+counterpart of :func:`save` that writes it as ONNX.
 
 Example::
 
@@ -282,7 +284,8 @@ def save(path: str | os.PathLike, model: Model | Module, **info: Any) -> None:
     with the Model's other arguments as keywords (``features=``, ``target=``,
     ``classes=``, ``scaling=``, ``loss=``, ``training=``). The file appears
     complete or not at all: it is written to a temporary file in the same
-    directory and then renamed.
+    directory and then renamed. (For onnxruntime and other ONNX runtimes:
+    :func:`chainrule.export.to_onnx`.)
     """
     if not isinstance(model, Model):
         if not isinstance(model, Module):
