@@ -261,6 +261,20 @@ def test_sparse_inputs_give_the_dense_results():
     np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csc_matrix(X)), dense.predict_proba(X))
 
 
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_feature_names_are_kept_and_checked(Estimator):
+    # scikit-learn's test_preserve_feature_names with a pyarrow table (its own uses pandas): the names are
+    # kept, and early stopping's hold-out is scored without a "fitted without feature names" warning.
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"dose": X_IRIS[:, 0], "weight": X_IRIS[:, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = quiet(Estimator(hidden_layer_sizes=(3,), max_iter=5, early_stopping=True).fit, table, Y_IRIS % 2)
+    assert list(model.feature_names_in_) == ["dose", "weight"]
+    with pytest.warns(UserWarning, match="feature names"):
+        model.predict(X_IRIS[:, :2])  # fitted with names, given none
+
+
 def test_binary_probabilities_and_string_labels():
     mask = Y_IRIS > 0
     y = np.where(Y_IRIS[mask] == 1, "versicolor", "virginica")
