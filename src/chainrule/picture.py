@@ -202,10 +202,15 @@ def _loss_name(g: Graph) -> str:
 
 @dataclass
 class Text:
-    """One line of text in a box or on an edge; ``role`` is title, formula, value, grad or param."""
+    """One line of text in a box or on an edge; ``role`` is title, formula, value, grad or param.
+
+    ``node`` is the index of the graph node whose gradient a grad line shows: the
+    frames of the backward pass show it from that node's step on.
+    """
 
     text: str
     role: str = "value"
+    node: int | None = None
 
 
 @dataclass
@@ -219,6 +224,9 @@ class Box:
     main: Node
     members: list[Node] = field(default_factory=list)
     formula: str = ""
+
+    def __post_init__(self) -> None:
+        self.members = self.members or [self.main]
 
 
 @dataclass
@@ -284,11 +292,11 @@ def _op_box(g: Graph, n: Node, params: list[Node], batch: int | None) -> Box:
         lines.append(Text(_cut(formula), "formula"))
     lines.append(Text(_cut(f"value {_numbers(n.value)}")))
     if g.grads_computed:
-        lines.append(Text(_cut(f"grad  {_grad_text(n, batch)}"), "grad"))
+        lines.append(Text(_cut(f"grad  {_grad_text(n, batch)}"), "grad", n.index))
     for p in params:
         lines.append(Text(_cut(f"{p.name or _label(p)} {_numbers(p.value)}"), "param"))
         if g.grads_computed:
-            lines.append(Text(_cut(f"  grad {_numbers(p.grad) if p.grad is not None else 'none'}"), "grad"))
+            lines.append(Text(_cut(f"  grad {_numbers(p.grad) if p.grad is not None else 'none'}"), "grad", p.index))
     return Box(f"n{n.index}", _label(n), kind, lines, n, [n, *params], formula)
 
 
@@ -312,7 +320,7 @@ def _neuron_view(g: Graph) -> View:
     def rows(*pairs: tuple[str, Node]) -> list[Text]:
         out = [Text(_cut(f"{what} {_numbers(node.value)}")) for what, node in pairs]
         if show:
-            out += [Text(_cut(f"{d}{what} {_grad_text(node, None)}"), "grad") for what, node in pairs]
+            out += [Text(_cut(f"{d}{what} {_grad_text(node, None)}"), "grad", node.index) for what, node in pairs]
         return out
 
     def hidden(which: str, x: str, y: str) -> Box:
@@ -329,7 +337,7 @@ def _neuron_view(g: Graph) -> View:
         out = [Text(f"{prefix} {name} = {_numbers(n[name].value)}", "param")]
         p = n[name]
         grad = _grad_text(p, None) if points or p.grad is None else _numbers(p.grad)
-        return out + ([Text(_cut(f"{d}{name} = {grad}"), "grad")] if show else [])
+        return out + ([Text(_cut(f"{d}{name} = {grad}"), "grad", p.index)] if show else [])
 
     predicted = [
         Text("Predicted (the sum + b3)", "title"),
@@ -504,16 +512,20 @@ def scene(g: Graph, level: str = "ops", step: int | None = None) -> Scene:
     header = _header(g, view, step)
     top = MARGIN + len(header) * (LINE + 2) + 8
     placed, width, height = layout(view, top)
-    done, current = _progress(g, view, step)
+    done, current = _progress(g, step)
     footer = _footer(g, step)
     width = max(width, max(_text_width(t) for t, _ in header) + 2 * MARGIN)
     shapes, labels = [Shape("rect", "#ffffff", x=0, y=0, w=width, h=0)], []
     labels += [Label(MARGIN, MARGIN + i * (LINE + 2) + LINE / 2, t, c, bold=i == 0) for i, (t, c) in enumerate(header)]
     _legend(shapes, labels, width, MARGIN + LINE / 2)
+    box_of = {m.index: b.id for b in view.boxes for m in b.members}
+    reached = {box_of[i] for i in done if i in box_of}
     for e in view.edges:
-        _edge(shapes, labels, e, placed, lit=step is not None and current in (e.source, e.target) and e.source in done)
+        back = current is not None and box_of.get(current) == e.source and e.target in reached  # the way it came
+        lit = current is not None and (back or current in [p.index for p in e.params])
+        _edge(shapes, labels, e, placed, lit, done if step is not None else None)
     for b in view.boxes:
-        _box(shapes, labels, b, placed[b.id], done, current, step)
+        _box(shapes, labels, b, placed[b.id], done if step is not None else None, current)
     y = top + height + 16
     for i, text in enumerate(footer):
         labels.append(Label(MARGIN, y + i * LINE + LINE / 2, _cut(text, int((width - 2 * MARGIN) / (CHAR * FONT)))))
@@ -543,26 +555,35 @@ def _legend(shapes: list[Shape], labels: list[Label], width: float, y: float) ->
         x += _text_width(kind) + 26
 
 
-def _box(shapes: list[Shape], labels: list[Label], b: Box, p: Placed, done: set, current: str | None, step) -> None:
+def _hidden(t: Text, done: set[int] | None) -> bool:
+    """A gradient the backward pass has not reached yet (in a frame of it): its place stays empty."""
+    return done is not None and t.node is not None and t.node not in done
+
+
+def _box(
+    shapes: list[Shape], labels: list[Label], b: Box, p: Placed, done: set[int] | None, current: int | None
+) -> None:
     fill, stroke = COLORS[b.kind]
     edge_width = 1.2
-    if step is not None and b.id in done:
+    members = {m.index for m in b.members}
+    if done is not None and members & done:
         fill = LIT
-    if b.id == current:
+    if current in members:
         stroke, edge_width = CURRENT, 3.0
     tip = "; ".join(m.op.__doc__ or "" for m in b.members if m.op is not None)
     shapes.append(Shape("rect", fill, stroke, edge_width, p.x, p.y, p.w, p.h, title=tip))
     for i, t in enumerate(b.lines):
-        if t.role == "grad" and step is not None and b.id not in done:
-            continue  # not reached yet by the backward pass: its place stays empty
-        labels.append(Label(p.x + PAD, p.y + PAD + i * LINE + LINE / 2, t.text, _color(t.role), t.role == "title"))
+        if not _hidden(t, done):
+            labels.append(Label(p.x + PAD, p.y + PAD + i * LINE + LINE / 2, t.text, _color(t.role), t.role == "title"))
 
 
 def _color(role: str) -> str:
     return {"grad": GRAD_TEXT, "param": PARAM_TEXT}.get(role, TEXT)
 
 
-def _edge(shapes: list[Shape], labels: list[Label], e: Edge, placed: dict[str, Placed], lit: bool) -> None:
+def _edge(
+    shapes: list[Shape], labels: list[Label], e: Edge, placed: dict[str, Placed], lit: bool, done: set[int] | None
+) -> None:
     a, b = placed[e.source], placed[e.target]
     x0, y0 = a.x + a.w, a.y + a.h / 2
     x1, y1 = b.x - 6, b.y + b.h / 2 + (e.position - 0.5) * 10 * (e.position < 2)
@@ -578,19 +599,18 @@ def _edge(shapes: list[Shape], labels: list[Label], e: Edge, placed: dict[str, P
         cy = (y0 + y1) / 2 - h / 2
         shapes.append(Shape("rect", "#ffffff", "#dddddd", 0.8, mid - w / 2 - 4, cy - 2, w + 8, h + 4))
         for i, t in enumerate(e.lines):
-            labels.append(Label(mid, cy + i * LINE + LINE / 2, t.text, _color(t.role), anchor="middle"))
+            if not _hidden(t, done):
+                labels.append(Label(mid, cy + i * LINE + LINE / 2, t.text, _color(t.role), anchor="middle"))
 
 
-def _progress(g: Graph, view: View, step: int | None) -> tuple[set[str], str | None]:
-    """The boxes whose gradient the backward pass has reached by ``step``, and the box of that step."""
+def _progress(g: Graph, step: int | None) -> tuple[set[int], int | None]:
+    """The nodes whose gradient the backward pass has reached by ``step``, and the node of that step."""
     if step is None:
         return set(), None
     steps = BackwardSteps.of(g)
     if not 0 <= step < len(steps):
         raise IndexError(f"backward step: k must be in [0, {len(steps)}), got {step}")
-    box_of = {m.index: b.id for b in view.boxes for m in b.members}
-    done = {box_of[s.node.index] for s in steps[: step + 1] if s.node.index in box_of}
-    return done, box_of.get(steps[step].node.index)
+    return {s.node.index for s in steps[: step + 1]}, steps[step].node.index
 
 
 def _footer(g: Graph, step: int | None) -> list[str]:
