@@ -168,6 +168,7 @@ NAMES = {
         "landscape",
         "loss_curve",
         "save",
+        "save_graph",
         "squiggle",
         "training_curve",
     ],

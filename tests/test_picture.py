@@ -236,6 +236,11 @@ def test_plot_graph_takes_a_tensor_and_saves_png_and_svg(tmp_path):
     for name in ("g.png", "g.svg"):
         plot.save(fig, tmp_path / name)
         assert (tmp_path / name).stat().st_size > 1000
+    g = cr.graph(loss, grads=True)
+    plot.save_graph(g, tmp_path / "own.svg", level="neuron")
+    assert (tmp_path / "own.svg").read_text() == g.svg("neuron")  # our SVG, not matplotlib's
+    with pytest.raises(ValueError, match="must end in .png or .svg"):
+        plot.save_graph(g, tmp_path / "g.pdf")
     assert net.b3.grad is None
 
 

@@ -291,6 +291,22 @@ def backward_frames(g: Any, level: str = "ops") -> Iterator[Figure]:
         yield draw_backward_step(g, k, level)
 
 
+def save_graph(g: Any, path: str | os.PathLike, level: str = "ops") -> str | os.PathLike:
+    """Write the picture of ``g`` to ``path``: .svg as :meth:`GraphView.svg` writes it, .png through matplotlib.
+
+    Written atomically, as :func:`save` does.
+    """
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext == ".svg":
+        text = picture.svg(_graph_of(g), level)
+        with atomic_open(path, "w") as f:
+            f.write(text)
+        return path
+    if ext != ".png":
+        raise ValueError(f"save_graph: the file must end in .png or .svg, got {str(path)!r}")
+    return save(graph(g, level), path)
+
+
 def _graph_of(g: Any) -> Graph:
     if isinstance(g, Tensor):
         return picture.graph(g, grads=g.size == 1)
