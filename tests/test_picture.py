@@ -8,6 +8,7 @@ MISSION.md's formulas.
 
 import json
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -36,6 +37,16 @@ def small_mlp_graph():
     net = mlp([3, 4, 2], activation="tanh", seed=1)
     x, labels = rng.normal(size=(5, 3)), np.array([0, 1, 1, 0, 1])
     return net, cr.graph(cr.losses.cross_entropy(net(x), labels), grads=True)
+
+
+def many_ops_graph():
+    """Ops of every family: where, concatenate, getitem with repeats, max, logsumexp, stack, softmax."""
+    x = cr.tensor([[1.0, -2.0, 3.0], [0.5, 0.2, -1.0]], requires_grad=True, name="x")
+    w = cr.tensor([0.3, -0.1, 2.0], requires_grad=True, name="w")
+    c = cr.concatenate([cr.where(x.data > 0, x * w, -x), x], axis=0)
+    m = c[[0, 1, 1], :].max(axis=1) + cr.logsumexp(c, axis=0).sum() + cr.stack([w, w]).sum()
+    loss = (m.softmax().log() ** 2).mean()
+    return SimpleNamespace(parameters=lambda: [x, w]), cr.graph(loss, grads=True)
 
 
 def digits_graph():
@@ -69,7 +80,7 @@ def central_differences(g, n, eps=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("make", [lessons_graph, small_mlp_graph], ids=["lessons", "mlp"])
+@pytest.mark.parametrize("make", [lessons_graph, small_mlp_graph, many_ops_graph], ids=["lessons", "mlp", "ops"])
 def test_every_nodes_gradient_agrees_with_backward_and_central_differences(make):
     net, g = make()
     for n in g.nodes:
@@ -175,6 +186,7 @@ def in_box(label, box):
         (lessons_graph, "ops", None),
         (lessons_graph, "neuron", None),
         (lessons_graph, "ops", 5),
+        (many_ops_graph, "ops", None),
         (digits_graph, "ops", None),
         (digits_graph, "ops", 4),
     ],
