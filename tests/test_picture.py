@@ -49,6 +49,12 @@ def many_ops_graph():
     return SimpleNamespace(parameters=lambda: [x, w]), cr.graph(loss, grads=True)
 
 
+def tiny_graph():
+    """One op on one parameter: the narrowest picture, where the header and the legend must still fit."""
+    w = cr.tensor(3.0, requires_grad=True, name="w")
+    return None, cr.graph(w * 2, grads=True)
+
+
 def digits_graph():
     """The issue's large model: a 64-128-64-10 mlp on a digits-sized batch."""
     rng = np.random.default_rng(0)
@@ -187,6 +193,8 @@ def in_box(label, box):
         (lessons_graph, "neuron", None),
         (lessons_graph, "ops", 5),
         (many_ops_graph, "ops", None),
+        (tiny_graph, "ops", None),
+        (tiny_graph, "ops", 1),
         (digits_graph, "ops", None),
         (digits_graph, "ops", 4),
     ],

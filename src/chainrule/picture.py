@@ -323,7 +323,7 @@ def _neuron_view(g: Graph) -> View:
             out += [Text(_cut(f"{d}{what} {_grad_text(node, None)}"), "grad", node.index) for what, node in pairs]
         return out
 
-    def hidden(which: str, x: str, y: str) -> Box:
+    def softplus_box(which: str, x: str, y: str) -> Box:
         top = which == "top"
         lines = [
             Text(f"SoftPlus, {which} node", "title"),
@@ -347,8 +347,8 @@ def _neuron_view(g: Graph) -> View:
     ]
     boxes = [
         Box("Input", "Input", "data", [Text("Input (data)", "title"), *rows(("Input_i", n["Input"]))], n["Input"]),
-        hidden("top", "x1", "y1"),
-        hidden("bottom", "x2", "y2"),
+        softplus_box("top", "x1", "y1"),
+        softplus_box("bottom", "x2", "y2"),
         Box("Predicted", "Predicted", "op", predicted, n["Predicted"], [n["Predicted"], n["b3"]]),
     ]
     edges = [
@@ -431,7 +431,11 @@ class Placed:
 
 
 def layout(view: View, top: float = 0.0) -> tuple[dict[str, Placed], float, float]:
-    """Where each box of ``view`` goes: {id: Placed(x, y, w, h)}, and the width and height used (points)."""
+    """Where each box of ``view`` goes: {id: Placed(x, y, w, h)}, and the width and height used (points).
+
+    The lessons' picture leaves more room between rows, for the labels on its edges.
+    """
+    row_gap = ROW_GAP * (2.5 if view.level == "neuron" else 1)
     sizes = {b.id: _box_size(b) for b in view.boxes}
     columns = _columns(view)
     label_width: dict[int, float] = {}
@@ -441,7 +445,7 @@ def layout(view: View, top: float = 0.0) -> tuple[dict[str, Placed], float, floa
             k = column_of[e.source]
             widest = max(_text_width(t.text) for t in e.lines)
             label_width[k] = max(label_width.get(k, 0.0), widest + 2 * PAD + 24)
-    heights = [sum(sizes[b][1] for b in column) + ROW_GAP * (len(column) - 1) for column in columns]
+    heights = [sum(sizes[b][1] for b in column) + row_gap * (len(column) - 1) for column in columns]
     tallest = max(heights)
     placed, x = {}, MARGIN
     for k, column in enumerate(columns):
@@ -450,7 +454,7 @@ def layout(view: View, top: float = 0.0) -> tuple[dict[str, Placed], float, floa
         for b in column:
             w, h = sizes[b]
             placed[b] = Placed(x + (width - w) / 2, y, w, h)
-            y += h + ROW_GAP
+            y += h + row_gap
         x += width + max(COL_GAP, label_width.get(k, 0.0))
     return placed, x - max(COL_GAP, label_width.get(len(columns) - 1, 0.0)) + MARGIN, tallest
 
@@ -509,29 +513,47 @@ class Scene:
 def scene(g: Graph, level: str = "ops", step: int | None = None) -> Scene:
     """The shapes and text of the picture of ``g``; ``step`` k lights up the first k + 1 steps of the backward pass."""
     view = _view(g, level)
-    header = _header(g, view, step)
+    steps = BackwardSteps.of(g) if step is not None else None
+    header, footer = _header(g, view, step), _footer(steps, step)
     top = MARGIN + len(header) * (LINE + 2) + 8
     placed, width, height = layout(view, top)
-    done, current = _progress(g, step)
-    footer = _footer(g, step)
-    width = max(width, max(_text_width(t) for t, _ in header) + 2 * MARGIN)
+    legend = sum(_text_width(k) + 26 for k in COLORS)
+    width = max(
+        width, _text_width(header[0][0]) + legend + 3 * MARGIN, *(_text_width(t) + 2 * MARGIN for t, _ in header)
+    )
     shapes, labels = [Shape("rect", "#ffffff", x=0, y=0, w=width, h=0)], []
     labels += [Label(MARGIN, MARGIN + i * (LINE + 2) + LINE / 2, t, c, bold=i == 0) for i, (t, c) in enumerate(header)]
-    _legend(shapes, labels, width, MARGIN + LINE / 2)
-    box_of = {m.index: b.id for b in view.boxes for m in b.members}
-    reached = {box_of[i] for i in done if i in box_of}
-    for e in view.edges:
-        back = current is not None and box_of.get(current) == e.source and e.target in reached  # the way it came
-        lit = current is not None and (back or current in [p.index for p in e.params])
-        _edge(shapes, labels, e, placed, lit, done if step is not None else None)
+    _legend(shapes, labels, width - MARGIN - legend, MARGIN + LINE / 2)
+    done, current = _progress(steps, step)
+    _edges(shapes, labels, view, placed, done, current)
     for b in view.boxes:
-        _box(shapes, labels, b, placed[b.id], done if step is not None else None, current)
+        _box(shapes, labels, b, placed[b.id], done, current)
     y = top + height + 16
     for i, text in enumerate(footer):
         labels.append(Label(MARGIN, y + i * LINE + LINE / 2, _cut(text, int((width - 2 * MARGIN) / (CHAR * FONT)))))
-    total = y + len(footer) * LINE + MARGIN
-    shapes[0].h = total
+    shapes[0].h = total = y + len(footer) * LINE + MARGIN
     return Scene(width, total, shapes, labels, placed, view)
+
+
+def _edges(
+    shapes: list[Shape],
+    labels: list[Label],
+    view: View,
+    placed: dict[str, Placed],
+    done: set[int] | None,
+    current: int | None,
+) -> None:
+    """Every edge, its end spread over the target's side by argument position; lit where the gradient just came back."""
+    box_of = {m.index: b.id for b in view.boxes for m in b.members}
+    reached = {box_of[i] for i in done or () if i in box_of}
+    into: dict[str, list[int]] = {}
+    for e in view.edges:
+        into.setdefault(e.target, []).append(e.position)
+    for e in view.edges:
+        rank, fan_in = sorted(into[e.target]).index(e.position), len(into[e.target])
+        back = current is not None and box_of.get(current) == e.source and e.target in reached
+        lit = current is not None and (back or current in [p.index for p in e.params])
+        _edge(shapes, labels, e, placed, (rank - (fan_in - 1) / 2) * 10, lit, done)
 
 
 def _header(g: Graph, view: View, step: int | None) -> list[tuple[str, str]]:
@@ -545,10 +567,9 @@ def _header(g: Graph, view: View, step: int | None) -> list[tuple[str, str]]:
     return lines
 
 
-def _legend(shapes: list[Shape], labels: list[Label], width: float, y: float) -> None:
-    names = list(COLORS)
-    x = width - MARGIN - sum(_text_width(k) + 26 for k in names)
-    for kind in names:
+def _legend(shapes: list[Shape], labels: list[Label], x: float, y: float) -> None:
+    """A swatch and the name of each kind of node, from ``x`` on."""
+    for kind in COLORS:
         fill, stroke = COLORS[kind]
         shapes.append(Shape("rect", fill, stroke, x=x, y=y - 6, w=12, h=12))
         labels.append(Label(x + 16, y, kind))
@@ -582,11 +603,17 @@ def _color(role: str) -> str:
 
 
 def _edge(
-    shapes: list[Shape], labels: list[Label], e: Edge, placed: dict[str, Placed], lit: bool, done: set[int] | None
+    shapes: list[Shape],
+    labels: list[Label],
+    e: Edge,
+    placed: dict[str, Placed],
+    shift: float,
+    lit: bool,
+    done: set[int] | None,
 ) -> None:
     a, b = placed[e.source], placed[e.target]
     x0, y0 = a.x + a.w, a.y + a.h / 2
-    x1, y1 = b.x - 6, b.y + b.h / 2 + (e.position - 0.5) * 10 * (e.position < 2)
+    x1, y1 = b.x - 6, b.y + b.h / 2 + shift
     color, width = (CURRENT, 2.4) if lit else ("#888888", 1.2)
     mid = (x0 + x1) / 2
     shapes.append(
@@ -603,21 +630,22 @@ def _edge(
                 labels.append(Label(mid, cy + i * LINE + LINE / 2, t.text, _color(t.role), anchor="middle"))
 
 
-def _progress(g: Graph, step: int | None) -> tuple[set[int], int | None]:
-    """The nodes whose gradient the backward pass has reached by ``step``, and the node of that step."""
-    if step is None:
-        return set(), None
-    steps = BackwardSteps.of(g)
+def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] | None, int | None]:
+    """The nodes whose gradient the backward pass has reached by ``step``, and the node of that step.
+
+    (None, None) in a picture that is not a frame of the backward pass.
+    """
+    if steps is None or step is None:
+        return None, None
     if not 0 <= step < len(steps):
         raise IndexError(f"backward step: k must be in [0, {len(steps)}), got {step}")
     return {s.node.index for s in steps[: step + 1]}, steps[step].node.index
 
 
-def _footer(g: Graph, step: int | None) -> list[str]:
+def _footer(steps: BackwardSteps | None, step: int | None) -> list[str]:
     """The text under frame ``step``: the step's equation and one line per user; as many lines in every frame."""
-    if step is None:
+    if steps is None or step is None or not 0 <= step < len(steps):
         return []
-    steps = BackwardSteps.of(g)
     s = steps[step]
     lines = [f"step {step + 1} of {len(steps)}: {s.equation()}", *s.details()]
     return lines + [""] * (1 + max(len(t.incoming) for t in steps) - len(lines))
@@ -698,7 +726,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
                     "x", "y", "width", "height": the box in the picture (points, y down),
                     "graph_nodes": [indices into cr.graph(...).nodes that the box shows],
                     "value": ARRAY, "gradient": ARRAY or null, "gradient_points": ARRAY or null,
-                    "params": [PARAM, ...] (large parameters drawn inside this box)}],
+                    "params": [PARAM, ...] (the parameters drawn inside this box)}],
          "edges": [{"source": node id, "target": node id, "input": argument position,
                     "lines": [text written on the edge], "params": [PARAM, ...]}]}
 
@@ -720,7 +748,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
             "doc": b.main.op.__doc__ if b.main.op is not None else "",
             "lines": [t.text for t in b.lines],
             **{k: round(v, 1) for k, v in vars(s.boxes[b.id]).items()},
-            "graph_nodes": [m.index for m in b.members or [b.main]],
+            "graph_nodes": [m.index for m in b.members],
             "value": _array(b.main.value),
             "gradient": _array(b.main.grad),
             "gradient_points": _array(b.main.grad_points),
@@ -811,21 +839,16 @@ class BackwardSteps(list):
     def of(cls, g: Graph) -> BackwardSteps:
         if not g.grads_computed:
             raise ValueError(f"backward steps: {NOT_COMPUTED}")
-        cached = getattr(g, "_steps", None)
-        if cached is not None:
-            return cached
         users: dict[int, list[tuple[Node, int]]] = {}
         for n in g.nodes:
             for k, p in enumerate(n.inputs):
                 if p is not None and n.grad is not None and n.op is not None and n.op.vjps[k] is not None:
                     users.setdefault(p.index, []).append((n, k))
-        steps = cls(
+        return cls(
             Step(n, [_incoming(n, u, k) for u, k in users.get(n.index, [])], n.grad, _loss_name(g))
             for n in reversed(g.nodes)
             if n.grad is not None
         )
-        g._steps = steps  # type: ignore[attr-defined]  # the steps of this graph, made once
-        return steps
 
     def table(self) -> str:
         """The steps as a text table: step, node, from which user, incoming x local derivative, product."""
