@@ -170,6 +170,16 @@ def test_to_json_round_trips_and_matches_the_picture(level):
         assert w1["name"] == "w1" and w1["value"]["values"] == 3.34
 
 
+def test_numbers_that_are_not_finite_become_null_in_json():
+    x = cr.tensor([0.0, 1.0], requires_grad=True, name="x")
+    with np.errstate(divide="ignore"):
+        g = cr.graph(cr.log(x).sum(), grads=True)  # log 0 = -inf, d/dx = 1/x = inf at 0
+        data = g.to_json()
+    node = next(n for n in data["nodes"] if n["label"] == "x")
+    assert node["gradient"]["values"] == [None, 1.0] and node["shape"] == [2]
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+
+
 def test_large_parameters_are_grouped_in_their_layer_by_shape_and_norm():
     net, g = digits_graph()
     data = g.to_json()

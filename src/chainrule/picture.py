@@ -25,8 +25,10 @@ gives the same SVG, byte for byte):
 
 Text is monospace, so its extent is known before drawing (``CHAR`` x size per
 character): no two pieces of text of a scene overlap, which the tests check.
-This module needs no matplotlib; :mod:`chainrule.plot` (above it) draws its
-scenes.
+This module needs no matplotlib. Its floor: above tensor, explain (whose
+``ELEMENTWISE`` table says where a local derivative is one number per element)
+and history (``format_table``); below :mod:`chainrule.plot`, which draws its
+scenes, and the demo.
 
 Example::
 
@@ -133,6 +135,16 @@ def graph(output: Tensor, grads: bool = False) -> GraphView:
 
     ``grads=True`` fills every node's ``grad`` with d(output)/d(node); without it
     the pictures say ``gradients not computed`` instead of showing zeros.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> w = cr.tensor(3.0, requires_grad=True, name="w")
+        >>> g = cr.graph((2 * w - 1) ** 2, grads=True)
+        >>> [(n.name or n.op.name, float(n.grad)) for n in g]     # d/dw (2w - 1)^2 = 4 (2w - 1) = 20
+        [('w', 20.0), ('mul', 10.0), ('sub', 10.0), ('pow', 1.0)]
+        >>> "gradients not computed" in cr.graph((2 * w - 1) ** 2).svg()
+        True
     """
     return GraphView.of(_record(output, grads=grads))
 
@@ -722,6 +734,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
          "grads_computed": bool, "width": points, "height": points,
          "nodes": [{"id": str, "label": str, "kind": "parameter" | "data" | "op" | "loss",
                     "formula": the op's formula ("" for a leaf), "doc": the op's formula and derivatives,
+                    "shape": [the node's shape],
                     "lines": [the text the picture shows, top to bottom],
                     "x", "y", "width", "height": the box in the picture (points, y down),
                     "graph_nodes": [indices into cr.graph(...).nodes that the box shows],
@@ -745,6 +758,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
             "label": b.label,
             "kind": b.kind,
             "formula": b.formula,
+            "shape": list(b.main.value.shape),
             "doc": b.main.op.__doc__ if b.main.op is not None else "",
             "lines": [t.text for t in b.lines],
             **{k: round(v, 1) for k, v in vars(s.boxes[b.id]).items()},
