@@ -118,8 +118,12 @@ def lesson_numbers():
 def test_the_picture_shows_the_lessons_numbers(level):
     _, d_predicted = lesson_numbers()
     text = " ".join(t.text for t in picture.scene(lessons_graph()[1], level).labels)
-    assert ", ".join(f"{v:.4g}" for v in d_predicted) in text  # dSSR/dPredicted at each point
-    assert f"{d_predicted.sum():.4g}" == "-15.66" and "-15.66" in text  # dSSR/db3 at b3 = 0 (the lesson: -15.7)
+    per_point = ", ".join(f"{v:.4g}" for v in d_predicted)  # dSSR/dPredicted at each point
+    assert f"{d_predicted.sum():.4g}" == "-15.66"  # dSSR/db3 at b3 = 0 (the lesson: -15.7)
+    if level == "neuron":
+        assert f"dSSR/dPredicted_i {per_point}" in text and f"dSSR/db3 = -15.66 = sum of {per_point}" in text
+    else:  # the box of Predicted, and the box of b3 (a leaf: its parts are one per point)
+        assert f"grad  {per_point}; sum -15.66" in text and f"grad  -15.66 = sum of {per_point}" in text
 
 
 def test_before_the_gradients_the_picture_says_so_instead_of_zeros():
@@ -220,12 +224,16 @@ def test_no_two_texts_overlap_and_each_stays_in_the_picture(make, level, step):
         assert in_box(first, s.boxes[b.id]), b.lines[0].text
 
 
-def test_matplotlib_draws_the_text_where_the_layout_put_it_without_overlaps():
-    fig = plot.graph(lessons_graph()[1], level="neuron")
+@pytest.mark.parametrize(("make", "level"), [(lessons_graph, "neuron"), (lessons_graph, "ops"), (digits_graph, "ops")])
+def test_matplotlib_draws_the_text_where_the_layout_put_it_without_overlaps(make, level):
+    g = make()[1]
+    fig = plot.graph(g, level=level)
     renderer = FigureCanvasAgg(fig).get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
-    assert len(boxes) == len(picture.scene(lessons_graph()[1], "neuron").labels)
-    clashes = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    texts = fig.axes[0].texts
+    boxes = [t.get_window_extent(renderer) for t in texts]  # as drawn, in pixels
+    assert len(boxes) == len(picture.scene(g, level).labels)
+    pairs = [(i, j) for i in range(len(boxes)) for j in range(i)]
+    clashes = [(texts[i].get_text(), texts[j].get_text()) for i, j in pairs if boxes[i].overlaps(boxes[j])]
     assert clashes == []
 
 
