@@ -45,7 +45,8 @@ from .functional import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
-from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, graph, is_grad_enabled, no_grad, tensor
+from .picture import graph  # the recorded graph (tensor.graph) that draws itself
+from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 from .train import (
     ConvergenceWarning,
     DivergenceError,

@@ -454,6 +454,8 @@ def _integers(flag: str, text: str, low: int = 1, example: str = "2 or 16,16") -
 
 def _check_out(path, *inputs):
     """Fail now, not after training, when ``path`` cannot be written or is one of the ``inputs``."""
+    if not os.fspath(path):
+        raise ValueError("--out is empty; give the name of the file to write")
     for given in inputs:
         if _same_file(path, given):
             raise ValueError(f"--out {path} is the input file {given}; choose another name for the output")
@@ -464,6 +466,8 @@ def _check_out(path, *inputs):
         raise ValueError(f"cannot write {path}: no permission to write in {folder}")
     if os.path.isdir(path):
         raise ValueError(f"cannot write {path}: it is a directory")
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, socket or device (symlinks are followed)
+        raise ValueError(f"cannot write {path}: it is not a regular file; chainrule writes regular files only")
 
 
 def _same_file(a, b):
