@@ -78,6 +78,18 @@ NAMES = {
     ],
     "chainrule.optim": ["Adam", "GradientDescent", "KEEP_LIMIT", "Momentum", "OPTIMIZERS", "Optimizer", "PACK_LIMIT"],
     "chainrule.losses": ["LOSSES", "binary_cross_entropy", "cross_entropy", "get_loss", "mse", "ssr"],
+    "chainrule.schedules": [
+        "Adaptive",
+        "Constant",
+        "Cosine",
+        "InvScaling",
+        "SCHEDULES",
+        "Schedule",
+        "Step",
+        "get_schedule",
+    ],
+    "chainrule.validation": ["accuracy", "r2", "score", "split"],
+    "chainrule.stopping": ["NoImprovement", "RULES", "StoppingRule"],
     "chainrule.data": ["CSVData", "Dataset", "dosage", "read_csv"],
     "chainrule.modelfile": [
         "DTYPES",
@@ -195,6 +207,14 @@ def test_fit_keeps_its_signature():
         "monitor",
         "restarts",
         "compile",
+        "alpha",
+        "sample_weight",
+        "schedule",
+        "clip",
+        "validation",
+        "stopping",
+        "n_iter_no_change",
+        "shuffle",
     ]
     defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == dict(
@@ -209,5 +229,13 @@ def test_fit_keeps_its_signature():
         monitor=True,
         restarts=None,
         compile=False,
+        alpha=0.0,
+        sample_weight=None,
+        schedule=None,
+        clip=None,
+        validation=None,
+        stopping="steps",
+        n_iter_no_change=10,
+        shuffle=True,
     )
     assert list(inspect.signature(cr.Trainer).parameters) == list(parameters)

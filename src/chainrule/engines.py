@@ -44,6 +44,10 @@ __all__ = [
     "WrittenOut",
     "forward_backward",
     "one_hot",
+    "penalty",
+    "add_penalty",
+    "clip_gradients",
+    "is_weight",
     "batches",
     "Batches",
     "BLOCK",
@@ -63,6 +67,10 @@ class Settings(NamedTuple):
     batch_size: int | None
     seed: int | None
     compile: bool
+    alpha: float = 0.0  # the L2 penalty: 0.5 alpha sum(||W||^2) / rows of the batch, weights only
+    sample_weight: np.ndarray | None = None  # (rows,) weights of the data loss
+    clip: float | None = None  # the largest global norm of the gradients
+    shuffle: bool = True  # mini-batches from a fresh permutation each epoch (False: in row order)
 
     @property
     def params(self) -> list[Parameter]:
@@ -71,6 +79,11 @@ class Settings(NamedTuple):
     @property
     def whole_batch(self) -> bool:
         return self.batch_size is None or self.batch_size >= len(self.x)
+
+    @property
+    def plain(self) -> bool:
+        """No penalty, weights or clipping: the step is the loss's own forward and backward."""
+        return self.alpha == 0 and self.sample_weight is None and self.clip is None
 
 
 class Iteration(NamedTuple):
@@ -107,18 +120,24 @@ class Outcome(NamedTuple):
     done: Iteration | Block | None = None
     failure: Failure | None = None
     handover: bool = False
+    finished: tuple[str, bool] | None = None  # an engine that runs its own stopping test (L-BFGS): (why, converged)
 
 
 # ---- the eager step and the data --------------------------------------------------------------
 
 
 def forward_backward(
-    model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+    model: Module,
+    x: Tensor,
+    y: np.ndarray,
+    loss_fn: Callable[..., Tensor],
+    params: Sequence[Parameter],
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, list[np.ndarray]]:
     """One eager forward and backward pass: (loss, each parameter's gradient, zeros where none flows)."""
     for p in params:
         p.grad = None
-    out = loss_fn(model(x), y)
+    out = loss_fn(model(x), y) if sample_weight is None else loss_fn(model(x), y, sample_weight=sample_weight)
     out.backward()
     return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
@@ -130,32 +149,76 @@ def one_hot(model: Module, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return targets_for(np.empty((len(labels), classes), dtype=x.dtype), labels)
 
 
-def batches(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
-    """(inputs, targets) mini-batches of a fresh random permutation of the rows, gathered one at a time."""
-    order = rng.permutation(len(x))
+def batches(rng: np.random.Generator | None, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
+    """(inputs, targets, rows) mini-batches of a fresh random permutation of the rows (no ``rng``: in row
+    order), gathered one at a time."""
+    order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
     for i in range(0, len(x), batch_size):
         rows = order[i : i + batch_size]
-        yield tensor_from(x[rows]), y[rows]
+        yield tensor_from(x[rows]), y[rows], rows
 
 
 class Batches:
-    """The (inputs, targets, weight) of each step of an epoch: the whole data, or fresh mini-batches.
+    """The (inputs, targets, sample weights, share) of each step of an epoch: the whole data, or mini-batches.
 
-    A batch's weight turns its loss into its share of the epoch's: its rows / n for a mean loss.
+    A batch's share turns its loss into its part of the epoch's: its rows / n for a mean loss
+    (as scikit-learn adds up an epoch's loss, also with sample weights).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int | None, seed: int | None, mean: bool) -> None:
-        self.x, self.y, self.size, self.mean = x, y, batch_size, mean
-        self.whole = batch_size is None or batch_size >= len(x)
-        self.rng = np.random.default_rng(seed)
-        self.all = [(tensor_from(x), y, 1.0)]
+    def __init__(self, run: Settings) -> None:
+        self.x, self.y, self.size, self.weights = run.x, run.y, run.batch_size, run.sample_weight
+        self.mean = getattr(run.loss_fn, "reduction", "mean") == "mean"
+        self.whole = run.whole_batch
+        self.rng = np.random.default_rng(run.seed) if run.shuffle else None
+        self.all = [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
 
     def __iter__(self) -> Iterator[tuple]:
         if self.whole:
             return iter(self.all)
-        n = len(self.x)
+        n, w = len(self.x), self.weights
         assert self.size is not None
-        return ((xb, yb, len(yb) / n if self.mean else 1.0) for xb, yb in batches(self.rng, self.x, self.y, self.size))
+        return (
+            (xb, yb, None if w is None else w[rows], len(yb) / n if self.mean else 1.0)
+            for xb, yb, rows in batches(self.rng, self.x, self.y, self.size)
+        )
+
+
+# ---- what the loop adds to a step: the L2 penalty and clipping ------------------------------------
+
+
+def is_weight(name: str) -> bool:
+    """Whether the L2 penalty (``alpha``) covers a parameter: a module's ``weight`` (nn.Linear's), or the
+    lessons' w1, w2, ... (biases are not penalized)."""
+    last = name.rsplit(".", 1)[-1]
+    return last == "weight" or (last[:1] == "w" and last[1:].isdigit())
+
+
+def penalty(run: Settings, rows: float) -> float:
+    """The L2 penalty of the trained weights: 0.5 alpha sum(||W||^2) / rows (scikit-learn's ``alpha``)."""
+    total = sum(float(np.sum(p.data * p.data)) for name, p in run.named if is_weight(name))
+    return 0.5 * run.alpha * total / rows
+
+
+def add_penalty(run: Settings, loss: float, rows: float) -> float:
+    """The loss plus the penalty; d penalty/dW = alpha W / rows is added to each weight's ``.grad``."""
+    value = penalty(run, rows)
+    for name, p in run.named:
+        if is_weight(name):
+            extra = (run.alpha / rows) * p.data
+            p.grad = extra if p.grad is None else p.grad + extra
+    return loss + value
+
+
+def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
+    """Scale every ``.grad`` by limit / norm when their global Euclidean norm is above ``limit``; return
+    the norm before clipping (PyTorch's ``clip_grad_norm_``)."""
+    norm = math.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params if p.grad is not None))
+    if norm > limit:
+        scale = limit / norm
+        for p in params:
+            if p.grad is not None:
+                p.grad = p.grad * scale
+    return norm
 
 
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
@@ -177,9 +240,7 @@ class Epochs:
 
     def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]) -> None:
         self.run, self.step = run, step
-        self.batches = Batches(
-            run.x, run.y, run.batch_size, run.seed, getattr(run.loss_fn, "reduction", "mean") == "mean"
-        )
+        self.batches = Batches(run)
         # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
         # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
         self.watch = run.rule.can_converge or self.batches.whole
@@ -190,8 +251,11 @@ class Epochs:
         run, params, optimizer = self.run, self.params, self.run.optimizer
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
-        for xb, yb, weight in self.batches:
-            loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
+        for xb, yb, wb, weight in self.batches:
+            if run.plain:
+                loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
+            else:
+                loss, grads = self._step(xb, yb, wb)
             optimizer.step()
             top = optimizer.largest_step() if self.watch else 0.0
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
@@ -207,6 +271,19 @@ class Epochs:
             for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)
         ]
         return Outcome(Iteration(value, largest, olds, grads, steps))
+
+    def _step(self, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None) -> tuple[float, list]:
+        """A step with the options of the run: weighted loss, L2 penalty, clipping (before the update)."""
+        run, params = self.run, self.params
+        if wb is None:
+            loss, _ = self.step(run.model, xb, yb, run.loss_fn, params)
+        else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
+            loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
+        if run.alpha:
+            loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
+        if run.clip is not None:
+            clip_gradients(params, run.clip)
+        return loss, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
     def finish(self) -> None:
         """Nothing to settle: every step went through the optimizer itself."""
@@ -245,6 +322,7 @@ class WrittenOut:
             is_anomaly_enabled()
             or not is_grad_enabled()
             or not run.whole_batch
+            or not run.plain
             or type(run.optimizer) not in (GradientDescent, Momentum, Adam)
             or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays)
         ):

@@ -267,6 +267,8 @@ class Adam(Optimizer):
     Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
     """
 
+    scale_free = True  # its steps are about lr whatever the size of the gradient
+
     def __init__(
         self,
         lr: float = 0.001,
