@@ -331,3 +331,68 @@ def test_the_adaptive_schedule_divides_the_rate_by_5_at_each_plateau_and_stops_a
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match=r"schedule must be None, a chainrule.schedules.Schedule or one of"):
         _rates("cyclic")
+
+
+# ---- clipping ---------------------------------------------------------------------------------
+
+
+def test_clipping_scales_the_gradients_to_the_global_norm_given():
+    x, y = _data(rows=10)
+    net = mlp([2, 3, 1], activation="tanh", seed=0)
+    before = _values(net)
+    trainer = cr.Trainer(net, x, y, loss="ssr", optimizer=GradientDescent(1.0), clip=0.5, tol=0)
+    first = trainer.step()
+    raw = math.sqrt(sum(float(np.sum(g * g)) for g in first.grads))  # the History keeps the derivatives
+    moved = math.sqrt(sum(float(np.sum((b - a.data) ** 2)) for b, a in zip(before, net.parameters())))
+    # with lr = 1 each step is the clipped gradient: its global norm is the clip, 0.5, its direction the gradient's
+    assert raw > 0.5 and moved == pytest.approx(0.5, rel=1e-12)
+    np.testing.assert_allclose(before[0] - net[0].weight.data, first.grads[0] * 0.5 / raw, rtol=1e-12)
+    small = cr.Trainer(mlp([2, 3, 1], activation="tanh", seed=0), x, y, loss="ssr", clip=1e6, tol=0).step()
+    np.testing.assert_array_equal(np.concatenate([s.ravel() for s in small.steps]),
+                                  np.concatenate([0.1 * g.ravel() for g in small.grads]))  # fmt: skip
+
+
+# ---- L-BFGS -----------------------------------------------------------------------------------
+
+
+def _lessons_ssr(flat):
+    """The lessons' SSR in (w1, b1, w2, b2, w3, w4, b3), written for autograd (no chainrule)."""
+    w1, b1, w2, b2, w3, w4, b3 = flat
+    d, o = np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.0])
+    softplus = lambda z: anp.logaddexp(0.0, z)  # noqa: E731
+    return anp.sum((o - (w3 * softplus(d * w1 + b1) + w4 * softplus(d * w2 + b2) + b3)) ** 2)
+
+
+def test_lbfgs_is_scipy_called_directly_on_the_same_function():
+    from scipy.optimize import minimize
+
+    net = DosageNetwork.random(seed=3)
+    start = np.array([p.item() for p in net.parameters()])
+    h = cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(tol=1e-9, max_iter=200))
+    want = minimize(
+        autograd.value_and_grad(_lessons_ssr), start, jac=True, method="L-BFGS-B",
+        options={"gtol": 1e-9, "maxiter": 200, "maxfun": 15000, "maxcor": 10},
+    )  # fmt: skip
+    np.testing.assert_allclose([p.item() for p in net.parameters()], want.x, atol=1e-8)
+    assert h.n_iter == want.nit and h.converged == (want.status == 0)
+    # each row's loss is taken at that row's old values (before scipy's step), as in the lessons' table
+    last = np.array([float(trace.value[-1]) for trace in h.params.values()])
+    assert h.final_loss == pytest.approx(_lessons_ssr(last), rel=1e-12)
+
+
+def test_lbfgs_lands_on_the_lessons_b3_in_two_iterations_and_refuses_what_does_not_apply():
+    net = DosageNetwork.from_lesson(b3=0.0)
+    h = cr.fit(net, *dosage(), params=["b3"], optimizer=cr.optim.LBFGS(tol=1e-8))
+    # the SSR in b3 is a parabola with its minimum where sum(observed - predicted) = 0: b3 = 2.6092 (lessons: 2.61)
+    assert h.n_iter == 2 and net.b3.item() == pytest.approx(2.6092, abs=1e-4) and h.converged
+    assert h.params["b3"].value[0] == 0.0 and h.loss[0] == pytest.approx(20.4, abs=0.05)  # the lessons' start
+    with pytest.raises(ValueError, match="cannot be combined with batch_size=2, schedule"):
+        cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), batch_size=2, schedule="invscaling")
+    with pytest.raises(TypeError, match="scipy runs the whole minimization"):
+        cr.optim.LBFGS(params=[net.b3]).step()
+
+
+def test_lbfgs_reaching_max_iter_warns():
+    with pytest.warns(cr.ConvergenceWarning, match="L-BFGS-B .* stopped after 3 iterations"):
+        h = cr.fit(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS(max_iter=3))
+    assert h.n_iter == 3 and not h.converged

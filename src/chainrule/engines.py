@@ -28,7 +28,7 @@ from .errors import CompileWarning, outside_stacklevel
 from .history import TRACE_LIMIT
 from .losses import targets_for
 from .nn import Module, Parameter
-from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
 from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
 from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
@@ -42,6 +42,8 @@ __all__ = [
     "Outcome",
     "Epochs",
     "WrittenOut",
+    "Minimized",
+    "loss_and_grads",
     "forward_backward",
     "one_hot",
     "penalty",
@@ -209,6 +211,20 @@ def add_penalty(run: Settings, loss: float, rows: float) -> float:
     return loss + value
 
 
+def loss_and_grads(
+    run: Settings, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None, step: Callable[..., tuple] = forward_backward
+) -> tuple[float, list[np.ndarray]]:
+    """The loss of a batch with its sample weights and the L2 penalty, and each parameter's gradient."""
+    params = run.params
+    if wb is None:
+        loss, _ = step(run.model, xb, yb, run.loss_fn, params)
+    else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
+        loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
+    if run.alpha:
+        loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
+    return loss, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+
+
 def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
     """Scale every ``.grad`` by limit / norm when their global Euclidean norm is above ``limit``; return
     the norm before clipping (PyTorch's ``clip_grad_norm_``)."""
@@ -273,17 +289,12 @@ class Epochs:
         return Outcome(Iteration(value, largest, olds, grads, steps))
 
     def _step(self, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None) -> tuple[float, list]:
-        """A step with the options of the run: weighted loss, L2 penalty, clipping (before the update)."""
-        run, params = self.run, self.params
-        if wb is None:
-            loss, _ = self.step(run.model, xb, yb, run.loss_fn, params)
-        else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
-            loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
-        if run.alpha:
-            loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
-        if run.clip is not None:
-            clip_gradients(params, run.clip)
-        return loss, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+        """A step with the options of the run: weighted loss, L2 penalty, then clipping (the History keeps
+        the derivatives before clipping; the optimizer reads the clipped ones)."""
+        loss, grads = loss_and_grads(self.run, xb, yb, wb, self.step)
+        if self.run.clip is not None:
+            clip_gradients(self.params, self.run.clip)
+        return loss, grads
 
     def finish(self) -> None:
         """Nothing to settle: every step went through the optimizer itself."""
@@ -299,6 +310,93 @@ class Epochs:
 def replayed(run: Settings) -> Epochs:
     """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants)."""
     return Epochs(run, CompiledStep(run.model, run.loss_fn, run.params, forward_backward))
+
+
+# ---- the whole run in one call: L-BFGS by scipy ---------------------------------------------------
+
+
+class Minimized:
+    """``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the trained parameters packed into one
+    float64 vector: one ``advance`` runs the whole minimization and hands back every scipy iteration
+    as a :class:`Block`, and ``finished`` (scipy's own stopping test decides, not the loop's rules)."""
+
+    def __init__(self, run: Settings) -> None:
+        self.run, self.params = run, run.params
+        sizes = [p.size for p in self.params]
+        ends = np.cumsum(sizes)
+        self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
+        self.xt = tensor_from(run.x)
+        self.seen: dict[bytes, tuple[float, np.ndarray]] = {}  # the last evaluations, by the point's bytes
+
+    def _put(self, flat: np.ndarray) -> None:
+        for p, (a, b) in zip(self.params, self.spans):
+            p.data[...] = flat[a:b].reshape(p.shape)
+
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        return [flat[..., a:b].reshape(flat.shape[:-1] + p.shape) for p, (a, b) in zip(self.params, self.spans)]
+
+    def objective(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss and its gradient (packed, float64) at the packed parameter values ``flat``."""
+        self._put(flat)
+        loss, grads = loss_and_grads(self.run, self.xt, self.run.y, self.run.sample_weight)
+        g = np.concatenate([np.ravel(g) for g in grads]).astype(np.float64)
+        if len(self.seen) > 4:
+            self.seen.clear()
+        self.seen[flat.tobytes()] = (loss, g)
+        return loss, g
+
+    def _at(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.seen.get(flat.tobytes()) or self.objective(flat)
+
+    def advance(self, n: int, light: bool) -> Outcome:
+        try:
+            from scipy.optimize import minimize  # type: ignore[import-untyped]  # (needed only here)
+        except ImportError:
+            raise ImportError("fit: optimizer=LBFGS() needs scipy: pip install 'chainrule[lbfgs]'") from None
+
+        run, opt = self.run, self.run.optimizer
+        assert isinstance(opt, LBFGS)
+        start = np.concatenate([p.data.ravel() for p in self.params]).astype(np.float64)
+        rows: list[tuple] = []  # (loss, old values, gradient, step) per iteration
+        point = [start]
+
+        def record(intermediate_result: Any) -> None:
+            new = np.array(intermediate_result.x, dtype=np.float64)
+            loss, g = self._at(point[0])
+            rows.append((loss, point[0], g, point[0] - new))
+            point[0] = new
+
+        result = minimize(
+            self.objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            callback=record,
+            options={
+                "maxiter": min(opt.max_iter or run.rule.max_iter, run.rule.max_iter),
+                "maxfun": opt.max_fun,
+                "gtol": run.rule.tol if opt.tol is None else opt.tol,
+                "maxcor": opt.memory,
+            },
+        )
+        final = np.asarray(result.x, dtype=np.float64)
+        self._put(final)
+        loss, g = self._at(final)
+        for p, grad in zip(self.params, self._split(g)):
+            p.grad = grad.astype(p.dtype)
+        if not (math.isfinite(loss) and np.all(np.isfinite(g))):
+            return Outcome(failure=Failure(loss, self._split(g), self._split(final * 0), self._split(start)))
+        why = f"L-BFGS-B (scipy) stopped after {result.nit} iterations and {result.nfev} evaluations: {result.message}"
+        if not rows:
+            return Outcome(finished=(why, result.status == 0))
+        losses, olds, grads, steps = (np.array([r[k] for r in rows]) for k in range(4))
+        done = Block(
+            losses.tolist(), self._split(olds), self._split(grads), self._split(steps), float(np.max(np.abs(steps[-1])))
+        )
+        return Outcome(done, finished=(why, result.status == 0))
+
+    def finish(self) -> None:
+        """Nothing to settle: scipy's state ends with the call."""
 
 
 # ---- a block of iterations a call: written out as Python arithmetic ---------------------------------
@@ -323,6 +421,7 @@ class WrittenOut:
             or not is_grad_enabled()
             or not run.whole_batch
             or not run.plain
+            or run.optimizer.weight_decay
             or type(run.optimizer) not in (GradientDescent, Momentum, Adam)
             or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays)
         ):

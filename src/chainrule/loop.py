@@ -42,6 +42,7 @@ from .engines import (
     Epochs,
     Failure,
     Iteration,
+    Minimized,
     Settings,
     WrittenOut,
     forward_backward,
@@ -60,7 +61,7 @@ from .errors import (
 from .history import GradientMonitor, History
 from .losses import cross_entropy, get_loss
 from .nn import Module, Parameter
-from .optim import GradientDescent, Optimizer
+from .optim import LBFGS, GradientDescent, Optimizer
 from .restarts import check_population, draw_starts, train_population
 from .schedules import Schedule, get_schedule
 from .stopping import RULES, NoImprovement, StoppingRule
@@ -161,6 +162,8 @@ class Trainer:
         optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
+        if isinstance(optimizer, LBFGS):
+            _lbfgs_applies(batch_size, len(x), self.schedule, clip, self.held, restarts, stopping)
         self.monitor = _monitor(monitor)
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
@@ -179,7 +182,7 @@ class Trainer:
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr
-        self._engine: Epochs | WrittenOut | None = None
+        self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
         self._ended = False
         self.population_interrupted = False  # True when Ctrl-C stopped the random starts (the run then ends)
@@ -243,6 +246,11 @@ class Trainer:
             self._diverge(h.n_iter + 1, out.failure)
         if out.handover:
             self._hand_over()
+        if out.finished is not None:  # L-BFGS: scipy's own test ended the run
+            self._end(*out.finished)
+            if not out.finished[1]:
+                warnings.warn(f"fit: {h.stop_reason}", ConvergenceWarning, stacklevel=outside_stacklevel())
+            return done
         if done is None:
             return None
         if self.held is not None and isinstance(done, Iteration):
@@ -390,7 +398,9 @@ class Trainer:
         s.optimizer.attach(s.params)
         if self.monitor:
             self.monitor.reset()
-        if s.compile and not is_anomaly_enabled():
+        if isinstance(s.optimizer, LBFGS):
+            self._engine = Minimized(s)
+        if s.compile and self._engine is None and not is_anomaly_enabled():
             if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
                 self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
             self._engine = WrittenOut.create(s)
@@ -512,6 +522,29 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     kept, held = split(len(x), fraction, seed, labels)
     w_val = None if w is None else w[held]
     return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
+
+
+def _lbfgs_applies(
+    batch_size: Any, rows: int, schedule: Any, clip: Any, held: Any, restarts: Any, stopping: str
+) -> None:
+    """L-BFGS takes the whole batch and stops by scipy's test: refuse the options that do not apply."""
+    given = [
+        name
+        for name, on in (
+            (f"batch_size={batch_size}", batch_size is not None and batch_size < rows),
+            ("schedule", schedule is not None),
+            ("clip", clip is not None),
+            ("validation", held is not None),
+            ("restarts", restarts is not None),
+            (f"stopping={stopping!r}", stopping == "early"),
+        )
+        if on
+    ]
+    if given:
+        raise ValueError(
+            f"fit: optimizer=LBFGS() minimizes the whole batch's loss and stops by scipy's own test; it "
+            f"cannot be combined with {', '.join(given)}"
+        )
 
 
 def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
