@@ -76,8 +76,29 @@ NAMES = {
         "Tanh",
         "mlp",
     ],
-    "chainrule.optim": ["Adam", "GradientDescent", "KEEP_LIMIT", "Momentum", "OPTIMIZERS", "Optimizer", "PACK_LIMIT"],
-    "chainrule.losses": ["LOSSES", "binary_cross_entropy", "cross_entropy", "get_loss", "mse", "ssr"],
+    "chainrule.optim": [
+        "Adagrad",
+        "Adam",
+        "AdamW",
+        "GradientDescent",
+        "KEEP_LIMIT",
+        "LBFGS",
+        "Momentum",
+        "OPTIMIZERS",
+        "Optimizer",
+        "PACK_LIMIT",
+        "RMSprop",
+    ],
+    "chainrule.losses": [
+        "LOSSES",
+        "binary_cross_entropy",
+        "cross_entropy",
+        "get_loss",
+        "mse",
+        "poisson",
+        "squared_error",
+        "ssr",
+    ],
     "chainrule.schedules": [
         "Adaptive",
         "Constant",
@@ -186,7 +207,9 @@ def test_every_public_name_is_still_there(module):
 
 def test_the_package_exports_what_its_all_lists_and_the_new_names():
     assert set(NAMES["chainrule"]) - {"nn", "losses", "optim", "data", "__version__"} <= set(cr.__all__)
-    assert {"Trainer", "graph", "Graph", "FirstIterationWarning"} <= set(cr.__all__)
+    assert {"Trainer", "graph", "Graph", "FirstIterationWarning", "PrematureStopWarning", "schedules"} <= set(
+        cr.__all__
+    )
     assert all(hasattr(cr, name) for name in cr.__all__)
 
 

@@ -16,6 +16,8 @@ from chainrule.nn import DosageNetwork, mlp
 from chainrule.optim import Adam, GradientDescent
 from chainrule.validation import split
 
+DOSES_X, DOSES_Y = dosage()
+
 
 def _quiet(fn, *args, **kw):
     with warnings.catch_warnings():
@@ -396,3 +398,48 @@ def test_lbfgs_reaching_max_iter_warns():
     with pytest.warns(cr.ConvergenceWarning, match="L-BFGS-B .* stopped after 3 iterations"):
         h = cr.fit(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS(max_iter=3))
     assert h.n_iter == 3 and not h.converged
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(schedule="invscaling"),
+        dict(schedule="adaptive", stopping="improvement", tol=1e-4, n_iter_no_change=3),
+        dict(validation=(DOSES_X, DOSES_Y + 0.1), stopping="early", tol=1e-6),
+    ],
+    ids=["invscaling", "adaptive", "early"],
+)
+def test_the_written_out_path_runs_schedules_validation_and_stopping_rules_as_eager(kw):
+    x, y = dosage()
+    eager, written = DosageNetwork.random(seed=2), DosageNetwork.random(seed=2)
+    he = _quiet(cr.fit, eager, x, y, optimizer=Adam(0.05), max_iter=300, **kw)
+    hw = _quiet(cr.fit, written, x, y, optimizer=Adam(0.05), max_iter=300, compile=True, **kw)
+    assert hw.engine == "python" and hw.n_iter == he.n_iter and hw.stop_reason == he.stop_reason
+    np.testing.assert_allclose(hw.loss, he.loss, rtol=1e-9)  # Python's math against NumPy's: to rounding
+    np.testing.assert_allclose(hw.learning_rates, he.learning_rates, rtol=1e-12)
+    for a, b in zip(eager.parameters(), written.parameters()):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-9, atol=1e-12)
+
+
+def test_sample_weight_needs_a_built_in_loss():
+    x, y = _data(rows=4)
+    with pytest.raises(TypeError, match="sample_weight needs one of the built-in losses"):
+        cr.fit(mlp([2, 1], seed=0), x, y, loss=lambda p, t: ((p - t) ** 2).sum(), sample_weight=[1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("kind", ["adamw", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_n_eager_steps_with_the_options_are_fit_with_max_iter_n_bit_for_bit(kind, batch_size):
+    x, y = _data(rows=20)
+    kw = dict(
+        loss="squared_error", tol=0, max_iter=8, batch_size=batch_size, seed=4, alpha=0.01, clip=0.5,
+        schedule=cr.schedules.Cosine(period=5), validation=0.2, sample_weight=np.arange(1.0, 21.0),
+    )  # fmt: skip
+    fitted, stepped = mlp([2, 5, 1], activation="tanh", seed=3), mlp([2, 5, 1], activation="tanh", seed=3)
+    history = _quiet(cr.fit, fitted, x, y, optimizer=cr.optim.OPTIMIZERS[kind](lr=0.05, weight_decay=0.01), **kw)
+    trainer = cr.Trainer(stepped, x, y, optimizer=cr.optim.OPTIMIZERS[kind](lr=0.05, weight_decay=0.01), **kw)
+    for _ in range(8):
+        _quiet(trainer.step)
+    assert trainer.history.loss == history.loss and trainer.history.validation_score == history.validation_score
+    for a, b in zip(fitted.parameters(), stepped.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -119,7 +119,8 @@ class History:
     ``validation_score`` hold one value per epoch, measured after its updates
     (the score: R^2 for regression losses, accuracy for classification losses),
     and ``best_validation_score`` / ``best_validation_iter`` the best of them.
-    ``stopping`` names the stopping rule ("steps", "improvement", "early").
+    ``stopping`` names the stopping rule ("steps", "improvement", "early");
+    ``learning_rates`` holds each epoch's rate when a schedule set it.
     """
 
     def __init__(self, names_shapes: Iterable[tuple[str, tuple[int, ...]]], tol: float) -> None:
@@ -143,7 +144,7 @@ class History:
         self.stopping = "steps"
         self.validation_loss: list[float] = []
         self.validation_score: list[float] = []
-        self.best_validation_score = -math.inf
+        self.best_validation_score: float | None = None  # None until a validation score is recorded
         self.best_validation_iter: int | None = None
         self._best_validation: list[Any] = []
         self.learning_rates: list[float] = []  # each epoch's rate, when a schedule set it
@@ -202,7 +203,7 @@ class History:
         """The last epoch's validation loss and score, at the parameters ``values`` it ended with."""
         self.validation_loss.append(loss)
         self.validation_score.append(score)
-        if score > self.best_validation_score:
+        if score > (-math.inf if self.best_validation_score is None else self.best_validation_score):
             self.best_validation_score, self.best_validation_iter = score, self.n_iter
             self._best_validation = [np.array(v, copy=True) for v in values]
 

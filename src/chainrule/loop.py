@@ -3,10 +3,15 @@
 A step engine (:mod:`chainrule.engines`) computes an iteration, or a block of
 them; the Trainer records it in the History (through History's own methods),
 lets the :class:`~chainrule.GradientMonitor` look, calls the callback, and
-decides whether the run goes on: every step size below ``tol`` (the lessons'
-rule), the callback asked to stop, ``max_iter`` reached (a ConvergenceWarning),
-or the loss or a derivative stopped being finite (a DivergenceError, the
-parameters restored to the best seen). ``fit`` is ``Trainer(...).run()``; a
+decides whether the run goes on: the stopping rule by name (every step size
+below ``tol``, the lessons' rule; or scikit-learn's count of epochs without
+improvement of the training loss or of the validation score, see
+:mod:`chainrule.stopping`), the callback asked to stop, ``max_iter`` reached (a
+ConvergenceWarning), or the loss or a derivative stopped being finite (a
+DivergenceError, the parameters restored to the best seen). Each epoch it also
+sets the schedule's learning rate and scores the validation data; the
+options (``alpha``, ``sample_weight``, ``clip``, ...) are written once here and in
+:mod:`chainrule.engines`. With ``LBFGS`` scipy's own test stops the run. ``fit`` is ``Trainer(...).run()``; a
 browser session or ``partial_fit`` steps the same object.
 
 Example: the lessons' gradient descent on b3, one iteration at a time::
@@ -59,7 +64,7 @@ from .errors import (
     outside_stacklevel,
 )
 from .history import GradientMonitor, History
-from .losses import cross_entropy, get_loss
+from .losses import LOSSES, cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import LBFGS, GradientDescent, Optimizer
 from .restarts import check_population, draw_starts, train_population
@@ -103,7 +108,8 @@ class Trainer:
     and the parameters may be set by hand: training goes on from there. Once a
     stopping rule has ended the run, ``step()`` raises a RuntimeError.
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
-    gives. The keywords are those of :func:`chainrule.fit`.
+    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` one
+    ``step()`` runs the whole minimization (scipy keeps its own state).
     """
 
     def __init__(
@@ -153,6 +159,11 @@ class Trainer:
         dtype = named[0][1].dtype
         x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
         weights = _sample_weights(sample_weight, len(x), dtype)
+        if weights is not None and loss_fn not in LOSSES.values():
+            raise TypeError(
+                f"fit: sample_weight needs one of the built-in losses ({', '.join(sorted(LOSSES))}), which weigh "
+                f"rows; got the function {getattr(loss_fn, '__name__', loss_fn)!r}"
+            )
         x, y, weights, self.held = _held_out(validation, x, y, weights, loss_fn, seed)
         if stopping == "early" and self.held is None:
             raise ValueError(

@@ -98,9 +98,10 @@ def fit(
       arithmetic instead, loop and update included (see :mod:`chainrule.scalar`):
       the same numbers to rounding, twenty times faster than PyTorch on the lessons' network. Falls back
       to eager with a ``CompileWarning`` where it cannot apply; ``History.engine``
-      says which ran. With ``alpha``, ``sample_weight``, ``clip``, a schedule, validation or a
-      stopping rule other than "steps" the written-out path steps aside (the NumPy replay runs;
-      with ``sample_weight`` the eager engine).
+      says which ran. Schedules, validation and the stopping rules work on every path (the
+      written-out one then runs one iteration a call); with ``alpha``, ``clip`` or an
+      optimizer's ``weight_decay`` the written-out path steps aside for the NumPy replay, and
+      with ``sample_weight`` the eager engine runs (a ``CompileWarning`` says so).
 
     The training options (the README's "Training options"):
 
