@@ -127,6 +127,7 @@ NAMES = {
         "save",
         "to_dict",
     ],
+    "chainrule.export": ["ACTIVATIONS", "INPUT", "IR_VERSION", "MAX_BYTES", "OPSET", "onnx_model", "to_onnx"],
     "chainrule.sklearn": ["ConvergenceWarning", "NeuralNetworkClassifier", "NeuralNetworkRegressor"],
     "chainrule.trace": ["CompileWarning", "CompiledStep", "RECHECK", "Tape"],
     "chainrule.scalar": [

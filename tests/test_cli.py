@@ -235,6 +235,7 @@ def test_ctrl_c_among_the_random_starts_saves_the_best_start_where_it_got_to(
     out, err = _fit(capsys, curve, tmp_path / "m.json", *args)
     assert "interrupted while training the random starts: saved start" in out
     assert "of 4 (the lowest loss) as it was after 4 iterations" in out
+    assert "s for the random starts" in out and "for 0 iterations" not in out
     training = modelfile.load(tmp_path / "m.json").training
     assert training["interrupted"] is True and training["n_iter"] == 0
     lowest = float(re.search(r"final losses from (\S+) to", out).group(1))
@@ -295,6 +296,41 @@ def test_a_real_ctrl_c_in_a_child_process_saves_and_prints_no_traceback(tmp_path
         assert said in out and modelfile.load(tmp_path / "m.json").training["interrupted"] is True
     else:  # Ctrl-C came before training began
         assert child.returncode == 130 and "nothing written" in err and not (tmp_path / "m.json").exists()
+
+
+def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
+    """The command's entry point guards the import of chainrule (NumPy and all) against Ctrl-C."""
+    press_ctrl_c_while_importing_numpy = (
+        "import builtins, signal, sys\n"
+        "real = builtins.__import__\n"
+        "def imported(name, *a, **k):\n"
+        "    if name == 'numpy':\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imported\n"
+        "import chainrule_command\n"
+        "sys.exit(chainrule_command.main())\n"
+    )
+    out = tmp_path / "m.json"
+    child = subprocess.run(
+        [sys.executable, "-c", press_ctrl_c_while_importing_numpy, "fit", "x.csv", "--target", "y", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_restore_sigint,
+    )
+    assert child.returncode == 130, child.stderr
+    assert child.stderr.strip().splitlines() == ["chainrule: interrupted while starting; nothing written"]
+    assert not out.exists()
+
+
+def test_the_installed_command_goes_through_the_guard():
+    """pyproject.toml's console script is the guarded entry point, and it runs the same main."""
+    import chainrule_command
+
+    project = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^chainrule = "chainrule_command:main"', project, re.MULTILINE)
+    assert chainrule_command.main.__module__ == "chainrule_command"
 
 
 # ---- bad input: one line, exit 2, nothing written ---------------------------------------------

@@ -364,6 +364,23 @@ def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path, monkeypatc
         load(path)
 
 
+def test_json_of_many_values_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    path = tmp_path / "many.json"
+    path.write_text("[" + "0," * 2_000_000 + "0]")  # 4 MB of text, 2,000,001 values: about 16 MB parsed
+    parsed = []
+    monkeypatch.setattr(modelfile.json, "loads", lambda *a, **k: parsed.append(1))
+    with pytest.raises(
+        ValueError,
+        match=r"many.json is not a chainrule model file \(it holds up to 2000002 JSON values, "
+        r"more than MAX_VALUES = 1000000",
+    ):
+        load(path)  # 2,000,000 commas + 1 bracket + 1
+    assert parsed == []  # refused before json.loads ran
+    save(tmp_path / "m.json", _regressor()[0])  # a real model file is far below the limit
+    monkeypatch.undo()
+    assert load(tmp_path / "m.json").sizes
+
+
 def test_deeply_nested_json_is_one_line_not_a_recursion_error(tmp_path):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)

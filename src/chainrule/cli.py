@@ -25,9 +25,10 @@ from .checks import Integer, Integers, Number, check
 from .data import dosage, read_csv
 from .demo import run as run_demo
 from .explain import explain
+from .export import to_onnx
 from .loop import ARGUMENTS, Trainer
 from .losses import get_loss, ssr
-from .modelfile import Model, Scaling, atomic_open, load, save
+from .modelfile import DTYPES, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
 from .restarts import MAX_ELEMENTS, population_elements
@@ -42,19 +43,22 @@ EXAMPLES = """examples:
   chainrule fit data.csv --target y --out model.json
   chainrule predict model.json new.csv --out predictions.csv
   chainrule evaluate model.json test.csv
-  chainrule plot model.json data.csv --out fit.png"""
+  chainrule plot model.json data.csv --out fit.png
+  chainrule export model.json --out model.onnx"""
 
 FIT_EXAMPLE = """examples:
   chainrule fit dosage.csv --target effect --out model.json
   chainrule fit houses.csv --target price --features area,rooms --hidden 16,16 \\
       --activation relu --optimizer adam --lr 0.01 --standardize --out houses.json
   chainrule fit flowers.csv --target species --loss cross-entropy --hidden 8 --out flowers.json
-  chainrule fit houses.csv --target price --hidden 16 --optimizer adam --lr 0.01 --alpha 1e-4 \
+  chainrule fit houses.csv --target price --hidden 16 --optimizer adam --lr 0.01 --alpha 1e-4 \\
       --early-stopping --validation-fraction 0.2 --standardize --out houses.json
   chainrule fit dosage.csv --target effect --optimizer lbfgs --out model.json
 
 Ctrl-C stops training at the end of the current iteration and saves the best
-model seen so far."""
+model seen so far; among --restarts it stops the random starts within an
+iteration and saves the start with the lowest loss as it stood then. A Ctrl-C
+while the model file is being written lets the write finish first."""
 
 LOSSES = {"ssr": "ssr", "mse": "mse", "cross-entropy": "cross_entropy"}
 ACTIVATIONS = ("softplus", "relu", "sigmoid", "tanh")
@@ -85,7 +89,15 @@ def _parser():
         formatter_class=_Help,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_demo_command, _explain_command, _fit_command, _predict_command, _evaluate_command, _plot_command):
+    for add in (
+        _demo_command,
+        _explain_command,
+        _fit_command,
+        _predict_command,
+        _evaluate_command,
+        _plot_command,
+        _export_command,
+    ):
         add(sub)
     return parser
 
@@ -674,7 +686,10 @@ def _summary(args, model, history):
             f"validation {kind}: {history.validation_score[-1]:.6g} at the last iteration, best "
             f"{_number(history.best_validation_score)} at iteration {history.best_validation_iter}",
         )
-    _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
+    if history.n_iter == 0 and t["interrupted"]:  # only the random starts ran
+        _say(args, f"time: {history.seconds:.3g} s for the random starts")
+    else:
+        _say(args, f"time: {history.seconds:.3g} s for {history.n_iter} iterations")
     _say(args, f"wrote {args.out}")
 
 
@@ -1043,6 +1058,40 @@ def _class_table(ax, model, data):
         ylabel=f"observed {model.target}",
         title=f"{model.target}: observed against predicted ({len(data)} rows)",
     )
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def _export_command(sub):
+    p = sub.add_parser(
+        "export",
+        help="write a model file as ONNX, to serve it with onnxruntime",
+        description="Write MODEL as an ONNX graph that computes what chainrule predict does: the "
+        "scaling kept in the model file, the network, and the prediction (regression) or the "
+        "label and the class probabilities (classification). Its input 'input' takes rows of the "
+        "feature columns in the model's order. Needs the onnx package (chainrule[export]).",
+        epilog="examples:\n  chainrule export model.json --out model.onnx"
+        "\n  chainrule export model.json --out model32.onnx --dtype float32",
+        formatter_class=_Help,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
+    p.add_argument("--out", required=True, metavar="MODEL.onnx", help="the ONNX file to write")
+    p.add_argument("--dtype", choices=DTYPES, help="the graph's numbers (default: the model's, float64 from fit)")
+    p.set_defaults(run=_export)
+
+
+def _export(args):
+    _check_out(args.out, args.model)
+    model = load(args.model)
+    try:
+        to_onnx(model, args.out, dtype=args.dtype)
+    except ImportError as e:  # onnx is an optional dependency
+        print(f"chainrule: error: {e}", file=sys.stderr)
+        return 2
+    outputs = "prediction" if model.classes is None else "label, probabilities"
+    print(f"wrote {args.out}: input 'input' takes rows of {', '.join(model.features)}; outputs: {outputs}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ A model file is JSON (see docs/model-format.md): the architecture, every
 parameter as base64 of its little-endian bytes (bit for bit), the
 preprocessing (feature and target names, standardization, class labels) and
 a record of the training. Loading never executes code; it checks everything
-and raises a ValueError that names what is wrong.
+and raises a ValueError that names what is wrong. To run a model outside
+chainrule, :func:`chainrule.export.to_onnx` (``chainrule export``) is the
+counterpart of :func:`save` that writes it as ONNX.
 
 Example::
 
@@ -56,6 +58,9 @@ TASK_LOSSES = {"regression": ("mse", "ssr"), "classification": ("cross-entropy",
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: a model file of float64 parameters holds about 10.7 bytes per parameter
 MAX_PARAMETERS = 50_000_000  # numbers in all parameters together
 MAX_DEPTH = 100  # levels of nested JSON arrays and objects (a model file nests 4)
+# JSON values (numbers, strings, arrays, ...) in the whole file, counted from its commas and brackets before
+# it is parsed: a parsed value costs 30 to 100 bytes, and the parameters are base64 text (one value each).
+MAX_VALUES = 1_000_000
 MIN_STD = 1e-150  # the least standard deviation: dividing by less can overflow to inf
 
 
@@ -279,7 +284,8 @@ def save(path: str | os.PathLike, model: Model | Module, **info: Any) -> None:
     with the Model's other arguments as keywords (``features=``, ``target=``,
     ``classes=``, ``scaling=``, ``loss=``, ``training=``). The file appears
     complete or not at all: it is written to a temporary file in the same
-    directory and then renamed.
+    directory and then renamed. (For onnxruntime and other ONNX runtimes:
+    :func:`chainrule.export.to_onnx`.)
     """
     if not isinstance(model, Model):
         if not isinstance(model, Module):
@@ -449,6 +455,7 @@ def _read(path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("is not a chainrule model file (not text: a model file is UTF-8 JSON)") from None
+    _check_values(raw)
     try:
         content = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:  # NOTE: json.loads recurses once per level of nesting
@@ -467,6 +474,16 @@ def _check_size(size):
         raise ValueError(
             f"is {size} bytes, more than MAX_FILE_BYTES = {MAX_FILE_BYTES} "
             "(raise chainrule.modelfile.MAX_FILE_BYTES to read bigger files)"
+        )
+
+
+def _check_values(raw):
+    """ValueError if the text holds more than MAX_VALUES JSON values (an upper bound, counted without parsing)."""
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
+    if values > MAX_VALUES:
+        raise ValueError(
+            f"is not a chainrule model file (it holds up to {values} JSON values, more than MAX_VALUES = "
+            f"{MAX_VALUES}; its parameters are base64 text) (raise chainrule.modelfile.MAX_VALUES to read it)"
         )
 
 
