@@ -443,3 +443,12 @@ def test_n_eager_steps_with_the_options_are_fit_with_max_iter_n_bit_for_bit(kind
     assert trainer.history.loss == history.loss and trainer.history.validation_score == history.validation_score
     for a, b in zip(fitted.parameters(), stepped.parameters()):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_a_binary_label_is_stratified():
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    one = (x[:, :1] > 1.0).astype(float)
+    positives = int(one.sum())  # 8 of 40 here: half of them held out with validation=0.5, whatever the seed
+    for seed in range(5):
+        trainer = cr.Trainer(mlp([2, 1], seed=0), x, one, loss="binary_cross_entropy", validation=0.5, seed=seed)
+        assert int(trainer.held[1].sum()) == positives // 2 and len(trainer.held[1]) == 20

@@ -48,6 +48,7 @@ __all__ = [
     "one_hot",
     "penalty",
     "add_penalty",
+    "loss_now",
     "clip_gradients",
     "is_weight",
     "batches",
@@ -223,6 +224,20 @@ def loss_and_grads(
     if run.alpha:
         loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
     return loss, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+
+
+def loss_now(run: Settings) -> float:
+    """The loss (with its weights and penalty) at the parameters' present values, a batch at a time
+    (no activations of more rows than a training step's): each batch's loss by its share, as an epoch's."""
+    total, shares = 0.0, Batches(run._replace(shuffle=False))
+    with no_grad():
+        for xb, yb, wb, share in shares:
+            out = run.model(xb)
+            loss = (run.loss_fn(out, yb) if wb is None else run.loss_fn(out, yb, sample_weight=wb)).item()
+            if run.alpha:
+                loss += penalty(run, float(len(yb)) if wb is None else float(np.sum(wb)))
+            total += loss * share
+    return total
 
 
 def clip_gradients(params: Sequence[Parameter], limit: float) -> float:

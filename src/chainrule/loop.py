@@ -51,8 +51,8 @@ from .engines import (
     Settings,
     WrittenOut,
     forward_backward,
+    loss_now,
     one_hot,
-    penalty,
     replayed,
 )
 from .errors import (
@@ -192,7 +192,7 @@ class Trainer:
         self.count = NoImprovement(tol, n_iter_no_change, higher_is_better=stopping == "early")
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
-        self._lr0 = optimizer.lr
+        self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
         self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
         self._ended = False
@@ -243,6 +243,7 @@ class Trainer:
         rule = s.rule
         if self.schedule is not None:
             self._set_rate()
+        lr = s.optimizer.lr
         out = engine.advance(min(n, rule.max_iter - h.n_iter), light)
         done = out.done
         if isinstance(done, Iteration):
@@ -264,6 +265,8 @@ class Trainer:
             return done
         if done is None:
             return None
+        if self.schedule is not None:
+            h.record_rate(lr)
         if self.held is not None and isinstance(done, Iteration):
             self._validate()
         stop = self.callback is not None and bool(self.callback(h))
@@ -305,7 +308,6 @@ class Trainer:
         lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * len(s.x))
         if lr is not None:
             s.optimizer.lr = lr
-        h.record_rate(s.optimizer.lr)
 
     def _validate(self) -> None:
         """The validation loss and score at the parameters the epoch ended with."""
@@ -336,11 +338,7 @@ class Trainer:
         """The lessons' rule stopped the run: warn if the loss was still falling fast (or at iteration 1)."""
         h, s = self.history, self.settings
         it, tol = h.n_iter, s.rule.tol
-        with no_grad():
-            out = s.model(tensor_from(s.x))
-            now = (s.loss_fn(out, s.y) if s.sample_weight is None else s.loss_fn(out, s.y, s.sample_weight)).item()
-        if s.alpha:
-            now += penalty(s, float(len(s.x)) if s.sample_weight is None else float(np.sum(s.sample_weight)))
+        now = loss_now(s)
         last, total = h.loss[-1] - now, h.loss[0] - now
         if last > STILL_FALLING * total and last > RELATIVE_DROP * max(abs(now), 1e-300):
             why = (
@@ -407,6 +405,7 @@ class Trainer:
                 )
                 return
         s.optimizer.attach(s.params)
+        self._lr0 = s.optimizer.lr
         if self.monitor:
             self.monitor.reset()
         if isinstance(s.optimizer, LBFGS):
@@ -528,8 +527,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             )
         return x, y, w, (tensor_from(x_val), y_val, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
-    stratify = getattr(loss_fn, "task", "") == "classification" and (y.ndim == 1 or loss_fn is cross_entropy)
-    labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if stratify else None
+    # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
+    stratify = getattr(loss_fn, "task", "") == "classification" and (
+        y.ndim == 1 or loss_fn is cross_entropy or y.shape[1] == 1
+    )
+    labels = None
+    if stratify:
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
     kept, held = split(len(x), fraction, seed, labels)
     w_val = None if w is None else w[held]
     return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
