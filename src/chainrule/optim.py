@@ -456,7 +456,7 @@ class LBFGS(Optimizer):
     row per scipy iteration. Measured on the lessons' network: the SSR in b3 alone is a
     parabola, and L-BFGS lands on its minimum (b3 = 2.6092) in 2 iterations (3 evaluations)
     where gradient descent takes the lessons' 10; all seven parameters from the lessons' trained
-    values need 8 iterations to a gradient below 1e-6; from ``DosageNetwork.random(seed=s)``,
+    values need 8 iterations with tol=1e-6; from ``DosageNetwork.random(seed=s)``,
     s = 0..3, 46, 23, 29 and 13 iterations to an SSR below 1e-8 (gradient descent with lr 0.1
     and the lessons' rule stops at SSR 0.67 after 22 iterations from seed 0, and is still at
     0.24 after 100000 from seed 2).
