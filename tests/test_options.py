@@ -452,3 +452,46 @@ def test_a_binary_label_is_stratified():
     for seed in range(5):
         trainer = cr.Trainer(mlp([2, 1], seed=0), x, one, loss="binary_cross_entropy", validation=0.5, seed=seed)
         assert int(trainer.held[1].sum()) == positives // 2 and len(trainer.held[1]) == 20
+
+
+# ---- against scikit-learn's own MLP --------------------------------------------------------------
+
+
+def _sklearn_from(net, x, y, sample_weight=None, **kw):
+    """scikit-learn's MLPRegressor trained full batch by SGD from the weights of our 2-3-1 tanh ``net``."""
+    from sklearn.neural_network import MLPRegressor
+
+    w0, b0, w2, b2 = (p.data.copy() for p in net.parameters())
+    sk = MLPRegressor(
+        hidden_layer_sizes=(3,), activation="tanh", solver="sgd", momentum=0, batch_size=len(x), shuffle=False,
+        max_iter=1, warm_start=True, random_state=0, **kw,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(x, y)  # (to build its arrays: then its start is set to ours and its counters to zero)
+        sk.coefs_, sk.intercepts_ = [w0.T.copy(), w2.T.copy()], [b0, b2]
+        sk.loss_curve_, sk.best_loss_, sk._no_improvement_count, sk.n_iter_, sk.t_ = [], np.inf, 0, 0, 0
+        sk._optimizer = None
+        sk.set_params(max_iter=400)
+        sk.fit(x, y, sample_weight=sample_weight)
+    return sk
+
+
+@pytest.mark.parametrize("schedule", [None, "invscaling", "adaptive"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_alpha_schedules_and_the_improvement_rule_follow_scikit_learns_mlp(schedule, weighted):
+    x, y = _data(rows=30)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, 30) if weighted else None
+    net = mlp([2, 3, 1], activation="tanh", seed=1)
+    lr = 0.5 if schedule == "invscaling" else 0.1
+    sk = _sklearn_from(
+        net, x, y[:, 0], w, alpha=0.3, learning_rate_init=lr, tol=1e-3, n_iter_no_change=3,
+        learning_rate=schedule or "constant", power_t=0.5,
+    )  # fmt: skip
+    h = _quiet(
+        cr.fit, net, x, y, loss="squared_error", alpha=0.3, optimizer=GradientDescent(lr), stopping="improvement",
+        tol=1e-3, n_iter_no_change=3, max_iter=400, schedule=schedule, sample_weight=w,
+    )  # fmt: skip
+    assert h.n_iter == sk.n_iter_ < 400
+    np.testing.assert_allclose(h.loss, sk.loss_curve_, rtol=1e-12)
+    np.testing.assert_allclose(net[0].weight.data.T, sk.coefs_[0], rtol=1e-10, atol=1e-13)
