@@ -471,7 +471,8 @@ def _sklearn_from(net, x, y, sample_weight=None, **kw):
         sk.fit(x, y)  # (to build its arrays: then its start is set to ours and its counters to zero)
         sk.coefs_, sk.intercepts_ = [w0.T.copy(), w2.T.copy()], [b0, b2]
         sk.loss_curve_, sk.best_loss_, sk._no_improvement_count, sk.n_iter_, sk.t_ = [], np.inf, 0, 0, 0
-        sk._optimizer = None
+        sk.validation_scores_, sk.best_validation_score_ = [], -np.inf
+        sk._optimizer, sk._random_state = None, np.random.RandomState(0)  # its split: random_state=0's
         sk.set_params(max_iter=400)
         sk.fit(x, y, sample_weight=sample_weight)
     return sk
@@ -495,3 +496,25 @@ def test_alpha_schedules_and_the_improvement_rule_follow_scikit_learns_mlp(sched
     assert h.n_iter == sk.n_iter_ < 400
     np.testing.assert_allclose(h.loss, sk.loss_curve_, rtol=1e-12)
     np.testing.assert_allclose(net[0].weight.data.T, sk.coefs_[0], rtol=1e-10, atol=1e-13)
+
+
+def test_early_stopping_follows_scikit_learns_mlp_on_its_own_split():
+    from sklearn.model_selection import train_test_split
+
+    x, y = _data(rows=40, seed=5)
+    net = mlp([2, 3, 1], activation="tanh", seed=1)
+    sk = _sklearn_from(
+        net, x, y[:, 0], alpha=0.01, learning_rate_init=0.1, tol=1e-4, n_iter_no_change=4, early_stopping=True,
+        validation_fraction=0.25,
+    )  # fmt: skip
+    train, held = train_test_split(np.arange(40), test_size=0.25, random_state=0)  # the rows it held out
+    h = _quiet(
+        cr.fit, net, x[train], y[train], loss="squared_error", alpha=0.01, optimizer=GradientDescent(0.1),
+        stopping="early", validation=(x[held], y[held]), tol=1e-4, n_iter_no_change=4, max_iter=400,
+    )  # fmt: skip
+    assert h.n_iter == sk.n_iter_ < 400
+    np.testing.assert_allclose(h.validation_score, sk.validation_scores_, rtol=1e-12)
+    assert h.best_validation_score == pytest.approx(sk.best_validation_score_, rel=1e-12)
+    # both put back the parameters of the best epoch
+    np.testing.assert_allclose(net[0].weight.data.T, sk.coefs_[0], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(net[2].bias.data, sk.intercepts_[1], rtol=1e-10, atol=1e-13)
