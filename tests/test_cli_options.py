@@ -145,3 +145,16 @@ def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys
         "--validation-fraction", "0.2", "--max-iter", "20", "--out", tmp_path / "f.json",
     )  # fmt: skip
     assert code == 0 and "validation accuracy:" in out, err
+
+
+def test_fit_help_explains_the_training_options(capsys):
+    code, out, _ = _run(capsys, "fit", "--help")
+    assert code == 0
+    for option in (
+        "--alpha", "--weight-decay", "--schedule", "--clip", "--stopping", "--early-stopping",
+        "--validation-fraction", "--n-iter-no-change", "lbfgs", "adamw", "rmsprop", "adagrad",
+    ):  # fmt: skip
+        assert option in out, option
+    assert "--early-stopping --validation-fraction 0.2" in out  # the example
+    code, out, _ = _run(capsys, "evaluate", "--help")
+    assert code == 0 and "--json" in out and "confusion matrix" in out

@@ -462,9 +462,10 @@ def _sklearn_from(net, x, y, sample_weight=None, **kw):
     from sklearn.neural_network import MLPRegressor
 
     w0, b0, w2, b2 = (p.data.copy() for p in net.parameters())
+    kw = {"solver": "sgd", "momentum": 0, **kw}
     sk = MLPRegressor(
-        hidden_layer_sizes=(3,), activation="tanh", solver="sgd", momentum=0, batch_size=len(x), shuffle=False,
-        max_iter=1, warm_start=True, random_state=0, **kw,
+        hidden_layer_sizes=(3,), activation="tanh", batch_size=len(x), shuffle=False, max_iter=1,
+        warm_start=True, random_state=0, **kw,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -518,3 +519,19 @@ def test_early_stopping_follows_scikit_learns_mlp_on_its_own_split():
     # both put back the parameters of the best epoch
     np.testing.assert_allclose(net[0].weight.data.T, sk.coefs_[0], rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(net[2].bias.data, sk.intercepts_[1], rtol=1e-10, atol=1e-13)
+
+
+def test_adam_follows_scikit_learns_adam_to_its_placement_of_eps():
+    # scikit-learn adds eps to sqrt(v) after folding both bias corrections into the rate (the paper's
+    # "efficient version", eps-hat); ours adds it to sqrt(v-hat): the steps differ by about eps / sqrt(v)
+    x, y = _data(rows=30)
+    net = mlp([2, 3, 1], activation="tanh", seed=1)
+    sk = _sklearn_from(
+        net, x, y[:, 0], solver="adam", learning_rate_init=0.01, alpha=0.01, tol=1e-4, n_iter_no_change=5
+    )
+    h = _quiet(
+        cr.fit, net, x, y, loss="squared_error", alpha=0.01, optimizer=Adam(0.01), stopping="improvement",
+        tol=1e-4, n_iter_no_change=5, max_iter=400,
+    )  # fmt: skip
+    assert h.n_iter == sk.n_iter_ < 400
+    np.testing.assert_allclose(h.loss, sk.loss_curve_, rtol=1e-5)
