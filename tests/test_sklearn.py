@@ -169,7 +169,7 @@ def test_tol_zero_runs_max_iter_epochs_without_a_warning():
         ("hidden_layer_sizes", (4, 0), "an integer >= 1 or a sequence of integers >= 1"),
         ("hidden_layer_sizes", True, "an integer >= 1 or a sequence of integers >= 1"),
         ("activation", "gelu", "one of 'identity', 'relu', 'sigmoid', 'softplus', 'tanh'"),
-        ("optimizer", "sgd", "one of 'adam', 'gd', 'momentum'"),
+        ("optimizer", "sgd", "one of 'adagrad', 'adam', 'adamw', 'gd', 'momentum', 'rmsprop'"),
         ("learning_rate", 0.0, "a finite number > 0"),
         ("momentum", 1.0, r"a number in \[0, 1\)"),
         ("tol", -1.0, "a finite number >= 0"),

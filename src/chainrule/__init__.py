@@ -10,7 +10,7 @@ The engine is reverse-mode automatic differentiation on NumPy arrays::
     array(6.)
 """
 
-from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
+from . import data, losses, nn, optim, schedules  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
 from .functional import (
     abs,
@@ -54,6 +54,7 @@ from .train import (
     GradientHealthWarning,
     GradientMonitor,
     History,
+    PrematureStopWarning,
     Trainer,
     fit,
 )
@@ -74,12 +75,14 @@ __all__ = [
     "nn",
     "losses",
     "optim",
+    "schedules",
     "data",
     "fit",
     "Trainer",
     "History",
     "ConvergenceWarning",
     "FirstIterationWarning",
+    "PrematureStopWarning",
     "DivergenceError",
     "explain",
     "GradientMonitor",
