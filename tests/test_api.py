@@ -77,8 +77,41 @@ NAMES = {
         "Tanh",
         "mlp",
     ],
-    "chainrule.optim": ["Adam", "GradientDescent", "KEEP_LIMIT", "Momentum", "OPTIMIZERS", "Optimizer", "PACK_LIMIT"],
-    "chainrule.losses": ["LOSSES", "binary_cross_entropy", "cross_entropy", "get_loss", "mse", "ssr"],
+    "chainrule.optim": [
+        "Adagrad",
+        "Adam",
+        "AdamW",
+        "GradientDescent",
+        "KEEP_LIMIT",
+        "LBFGS",
+        "Momentum",
+        "OPTIMIZERS",
+        "Optimizer",
+        "PACK_LIMIT",
+        "RMSprop",
+    ],
+    "chainrule.losses": [
+        "LOSSES",
+        "binary_cross_entropy",
+        "cross_entropy",
+        "get_loss",
+        "mse",
+        "poisson",
+        "squared_error",
+        "ssr",
+    ],
+    "chainrule.schedules": [
+        "Adaptive",
+        "Constant",
+        "Cosine",
+        "InvScaling",
+        "SCHEDULES",
+        "Schedule",
+        "Step",
+        "get_schedule",
+    ],
+    "chainrule.validation": ["accuracy", "r2", "score", "split"],
+    "chainrule.stopping": ["NoImprovement", "RULES", "StoppingRule"],
     "chainrule.data": ["CSVData", "Dataset", "dosage", "read_csv"],
     "chainrule.modelfile": [
         "DTYPES",
@@ -168,7 +201,36 @@ NAMES = {
     ],
     "chainrule.restarts": ["POPULATION", "draw_starts", "train_population"],
     "chainrule.gradcheck": ["GradcheckError", "gradcheck"],
-    "chainrule.plot": ["gradients", "landscape", "loss_curve", "save", "squiggle", "training_curve"],
+    "chainrule.plot": [
+        "backward_frames",
+        "draw_backward_step",
+        "gradients",
+        "graph",
+        "landscape",
+        "loss_curve",
+        "save",
+        "save_graph",
+        "squiggle",
+        "training_curve",
+    ],
+    "chainrule.picture": [
+        "CHAR",
+        "COLORS",
+        "LEVELS",
+        "MAX_LIST",
+        "NOT_COMPUTED",
+        "BackwardSteps",
+        "GraphView",
+        "Incoming",
+        "Scene",
+        "Step",
+        "graph",
+        "layout",
+        "overlaps",
+        "scene",
+        "svg",
+        "to_json",
+    ],
     "chainrule.cli": ["main"],
 }
 
@@ -182,7 +244,9 @@ def test_every_public_name_is_still_there(module):
 
 def test_the_package_exports_what_its_all_lists_and_the_new_names():
     assert set(NAMES["chainrule"]) - {"nn", "losses", "optim", "data", "__version__"} <= set(cr.__all__)
-    assert {"Trainer", "graph", "Graph", "FirstIterationWarning"} <= set(cr.__all__)
+    assert {"Trainer", "graph", "Graph", "FirstIterationWarning", "PrematureStopWarning", "schedules"} <= set(
+        cr.__all__
+    )
     assert all(hasattr(cr, name) for name in cr.__all__)
 
 
@@ -203,6 +267,14 @@ def test_fit_keeps_its_signature():
         "monitor",
         "restarts",
         "compile",
+        "alpha",
+        "sample_weight",
+        "schedule",
+        "clip",
+        "validation",
+        "stopping",
+        "n_iter_no_change",
+        "shuffle",
     ]
     defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == dict(
@@ -217,5 +289,13 @@ def test_fit_keeps_its_signature():
         monitor=True,
         restarts=None,
         compile=False,
+        alpha=0.0,
+        sample_weight=None,
+        schedule=None,
+        clip=None,
+        validation=None,
+        stopping="steps",
+        n_iter_no_change=10,
+        shuffle=True,
     )
     assert list(inspect.signature(cr.Trainer).parameters) == list(parameters)

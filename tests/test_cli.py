@@ -298,6 +298,17 @@ def test_a_real_ctrl_c_in_a_child_process_saves_and_prints_no_traceback(tmp_path
         assert child.returncode == 130 and "nothing written" in err and not (tmp_path / "m.json").exists()
 
 
+@pytest.mark.parametrize("out", ["", "fifo"])
+def test_an_out_that_cannot_be_a_file_is_refused_before_training(tmp_path, capsys, curve, monkeypatch, out):
+    if out == "fifo":
+        os.mkfifo(tmp_path / out)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "Trainer", None)  # training would fail loudly: the check must come first
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert ("--out is empty" if not out else "fifo: it is not a regular file") in err
+
+
 def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
     """The command's entry point guards the import of chainrule (NumPy and all) against Ctrl-C."""
     press_ctrl_c_while_importing_numpy = (

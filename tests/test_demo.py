@@ -22,7 +22,16 @@ def _check_lesson_numbers(out):
         assert not ("0.46" in line and "2.61" in line), line
 
 
-PICTURES = ["squiggle_before.png", "squiggle_after.png", "ssr_vs_b3.png", "landscape_w3_w4.png"]
+PICTURES = [
+    "squiggle_before.png",
+    "squiggle_after.png",
+    "ssr_vs_b3.png",
+    "landscape_w3_w4.png",
+    "graph_neuron.png",
+    "graph_neuron.svg",
+    "graph_ops.png",
+    "graph_ops.svg",
+]
 
 
 def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from chainrule.nn import Parameter
-from chainrule.optim import OPTIMIZERS, Adam, GradientDescent, Momentum, Optimizer
+from chainrule.optim import OPTIMIZERS, Adagrad, Adam, AdamW, GradientDescent, Momentum, Optimizer, RMSprop
 
 
 def _param(value, grad):
@@ -123,7 +123,7 @@ def test_zero_grad_and_attach_reset():
 
 
 def test_float32_parameters_stay_float32():
-    for cls in (GradientDescent, Momentum, Adam):
+    for cls in (GradientDescent, Momentum, Adam, AdamW, RMSprop, Adagrad):
         p = Parameter(np.ones(3, dtype=np.float32))
         p.grad = np.full(3, 0.5, dtype=np.float32)
         cls(lr=0.1, params=[p]).step()
@@ -131,11 +131,106 @@ def test_float32_parameters_stay_float32():
 
 
 def test_registry_and_repr():
-    assert OPTIMIZERS == {"gd": GradientDescent, "momentum": Momentum, "adam": Adam}
+    assert OPTIMIZERS == {
+        "gd": GradientDescent,
+        "momentum": Momentum,
+        "adam": Adam,
+        "adamw": AdamW,
+        "rmsprop": RMSprop,
+        "adagrad": Adagrad,
+    }
     assert all(issubclass(cls, Optimizer) for cls in OPTIMIZERS.values())
     assert repr(GradientDescent(lr=0.1)) == "GradientDescent(lr=0.1)"
     assert repr(Momentum(lr=0.1, momentum=0.5)) == "Momentum(lr=0.1, momentum=0.5, nesterov=False)"
     assert repr(Adam(lr=0.01)) == "Adam(lr=0.01, betas=(0.9, 0.999), eps=1e-08)"
+    assert repr(AdamW(lr=0.01)) == "AdamW(lr=0.01, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01)"
+    assert repr(RMSprop()) == "RMSprop(lr=0.01, rho=0.99, eps=1e-08)"
+    assert repr(Adagrad(weight_decay=0.1)) == "Adagrad(lr=0.01, eps=1e-10, weight_decay=0.1)"
+
+
+# ---- the newer rules, by hand and against NumPy written out here ----------------------------------
+
+
+def test_rmsprop_two_steps_by_hand():
+    p = _param(1.0, 2.0)
+    opt = RMSprop(lr=0.01, rho=0.9, eps=0.0, params=[p])
+    opt.step()
+    # v = 0.9 x 0 + 0.1 x 2^2 = 0.4; step = 0.01 x 2 / sqrt(0.4) = 0.0316228; p = 0.9683772
+    assert opt.step_sizes[0] == pytest.approx(0.02 / math.sqrt(0.4), rel=1e-12)
+    p.grad = np.array(1.0)
+    opt.step()
+    # v = 0.9 x 0.4 + 0.1 x 1 = 0.46; step = 0.01 x 1 / sqrt(0.46) = 0.0147442
+    assert opt.step_sizes[0] == pytest.approx(0.01 / math.sqrt(0.46), rel=1e-12)
+    assert p.item() == pytest.approx(1 - 0.02 / math.sqrt(0.4) - 0.01 / math.sqrt(0.46), rel=1e-12)
+
+
+def test_adagrad_two_steps_by_hand():
+    p = _param(1.0, 2.0)
+    opt = Adagrad(lr=0.1, eps=0.0, params=[p])
+    opt.step()
+    # s = 0 + 2^2 = 4; step = 0.1 x 2 / sqrt(4) = 0.1; p = 0.9
+    assert opt.step_sizes[0] == pytest.approx(0.1, rel=1e-12) and p.item() == pytest.approx(0.9, rel=1e-12)
+    p.grad = np.array(1.0)
+    opt.step()
+    # s = 4 + 1 = 5; step = 0.1 x 1 / sqrt(5) = 0.0447214; p = 0.8552786
+    assert opt.step_sizes[0] == pytest.approx(0.1 / math.sqrt(5), rel=1e-12)
+
+
+def test_adamw_decays_the_parameter_outside_the_moments():
+    p = _param(1.0, 0.5)
+    opt = AdamW(lr=0.1, eps=0.0, weight_decay=0.1, params=[p])
+    opt.step()
+    # m = 0.1 x 0.5 = 0.05, v = 0.001 x 0.25 = 0.00025; m^ = 0.05 / 0.1 = 0.5, v^ = 0.00025 / 0.001 = 0.25
+    # Adam's step = 0.1 x 0.5 / sqrt(0.25) = 0.1; the decay 0.1 x 0.1 x 1 = 0.01: step 0.11, p = 0.89
+    assert opt.step_sizes[0] == pytest.approx(0.11, rel=1e-12) and p.item() == pytest.approx(0.89, rel=1e-12)
+    # Adam's coupled weight decay puts 0.1 x 1 into the gradient: g = 0.6, and its first step is lr x sign(g)
+    q = _param(1.0, 0.5)
+    coupled = Adam(lr=0.1, eps=0.0, weight_decay=0.1, params=[q])
+    coupled.step()
+    assert coupled.step_sizes[0] == pytest.approx(0.1, rel=1e-12)
+    np.testing.assert_allclose(coupled.state[0]["m"], 0.1 * 0.6, rtol=1e-12)
+
+
+def test_weight_decay_adds_to_the_gradient_of_every_optimizer():
+    p = _param(2.0, 1.0)
+    GradientDescent(lr=0.1, weight_decay=0.5, params=[p]).step()
+    # g = 1 + 0.5 x 2 = 2; step = 0.1 x 2 = 0.2; p = 1.8
+    assert p.item() == pytest.approx(1.8, rel=1e-12)
+
+
+def _numpy_reference(kind, p, grads, lr=0.01, wd=0.05):
+    """Each rule written out with NumPy from the papers' formulas (no chainrule)."""
+    p, state = p.copy(), {}
+    for t, g in enumerate(grads, start=1):
+        if kind == "rmsprop":
+            g = g + wd * p
+            state["v"] = 0.99 * state.get("v", 0.0) + 0.01 * g * g
+            p = p - lr * g / (np.sqrt(state["v"]) + 1e-8)
+        elif kind == "adagrad":
+            g = g + wd * p
+            state["s"] = state.get("s", 0.0) + g * g
+            p = p - lr * g / (np.sqrt(state["s"]) + 1e-10)
+        else:  # adamw
+            state["m"] = 0.9 * state.get("m", 0.0) + 0.1 * g
+            state["v"] = 0.999 * state.get("v", 0.0) + 0.001 * g * g
+            m_hat, v_hat = state["m"] / (1 - 0.9**t), state["v"] / (1 - 0.999**t)
+            p = p - lr * m_hat / (np.sqrt(v_hat) + 1e-8) - lr * wd * p
+    return p
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adagrad", "adamw"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_new_rules_follow_numpy_written_out_from_the_papers(kind, packed):
+    rng = np.random.default_rng(0)
+    start, grads = rng.normal(size=6), [rng.normal(size=6) for _ in range(5)]
+    params = [Parameter(start[:4].copy()), Parameter(start[4:].copy())] if packed else [Parameter(start.copy())]
+    opt = OPTIMIZERS[kind](lr=0.01, weight_decay=0.05, params=params)
+    for g in grads:
+        for p, piece in zip(params, np.split(g, [4]) if packed else [g]):
+            p.grad = piece.copy()
+        opt.step()
+    got = np.concatenate([p.data for p in params])
+    np.testing.assert_allclose(got, _numpy_reference(kind, start, grads), rtol=1e-12, atol=1e-15)
 
 
 # ---- invalid hyperparameters -------------------------------------------------------------------

@@ -54,7 +54,17 @@ def test_the_lessons_network_from_six_starts_equals_six_separate_runs():
         np.testing.assert_allclose(net.state_dict()[name], value, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("loss, optimizer", [("mse", lambda: Momentum(0.05)), ("ssr", lambda: Adam(0.01))])
+@pytest.mark.parametrize(
+    "loss, optimizer",
+    [
+        ("mse", lambda: Momentum(0.05)),
+        ("ssr", lambda: Adam(0.01)),
+        ("mse", lambda: cr.optim.RMSprop(0.01, weight_decay=0.01)),
+        ("mse", lambda: cr.optim.AdamW(0.01)),
+        ("ssr", lambda: cr.optim.Adagrad(0.05)),
+    ],
+    ids=["momentum", "adam", "rmsprop", "adamw", "adagrad"],
+)
 def test_an_mlp_regression_with_restarts_equals_separate_runs(loss, optimizer):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(12, 2))

@@ -10,7 +10,7 @@ The engine is reverse-mode automatic differentiation on NumPy arrays::
     array(6.)
 """
 
-from . import data, losses, nn, optim  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
+from . import data, losses, nn, optim, schedules  # noqa: E402  (sub-modules as cr.nn, cr.optim, ...)
 from .explain import explain  # noqa: E402  (the function; the module stays importable as chainrule.explain)
 from .functional import (
     abs,
@@ -45,7 +45,8 @@ from .functional import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .ops import REGISTRY
-from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, graph, is_grad_enabled, no_grad, tensor
+from .picture import graph  # the recorded graph (tensor.graph) that draws itself
+from .tensor import AnomalyError, Graph, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 from .train import (
     ConvergenceWarning,
     DivergenceError,
@@ -53,6 +54,7 @@ from .train import (
     GradientHealthWarning,
     GradientMonitor,
     History,
+    PrematureStopWarning,
     Trainer,
     fit,
 )
@@ -73,12 +75,14 @@ __all__ = [
     "nn",
     "losses",
     "optim",
+    "schedules",
     "data",
     "fit",
     "Trainer",
     "History",
     "ConvergenceWarning",
     "FirstIterationWarning",
+    "PrematureStopWarning",
     "DivergenceError",
     "explain",
     "GradientMonitor",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import sys
@@ -25,14 +26,16 @@ from .data import dosage, read_csv
 from .demo import run as run_demo
 from .explain import explain
 from .export import to_onnx
-from .loop import Trainer
+from .loop import ARGUMENTS, Trainer
 from .losses import get_loss, ssr
 from .modelfile import DTYPES, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
-from .optim import OPTIMIZERS
+from .optim import LBFGS, OPTIMIZERS
 from .restarts import MAX_ELEMENTS, population_elements
+from .schedules import SCHEDULES
 from .tensor import tensor
 from .train import ConvergenceWarning, DivergenceError
+from .validation import r2
 
 EXAMPLES = """examples:
   chainrule demo
@@ -48,6 +51,9 @@ FIT_EXAMPLE = """examples:
   chainrule fit houses.csv --target price --features area,rooms --hidden 16,16 \\
       --activation relu --optimizer adam --lr 0.01 --standardize --out houses.json
   chainrule fit flowers.csv --target species --loss cross-entropy --hidden 8 --out flowers.json
+  chainrule fit houses.csv --target price --hidden 16 --optimizer adam --lr 0.01 --alpha 1e-4 \\
+      --early-stopping --validation-fraction 0.2 --standardize --out houses.json
+  chainrule fit dosage.csv --target effect --optimizer lbfgs --out model.json
 
 Ctrl-C stops training at the end of the current iteration and saves the best
 model seen so far; among --restarts it stops the random starts within an
@@ -277,16 +283,63 @@ def _fit_command(sub):
     )
     p.add_argument(
         "--optimizer",
-        choices=("gd", "momentum", "adam"),
+        choices=(*OPTIMIZERS, "lbfgs"),
         default="gd",
-        help="gd (gradient descent, the lessons'), momentum or adam (default gd)",
+        help="gd (gradient descent, the lessons'), momentum, adam, adamw, rmsprop, adagrad, or lbfgs "
+        "(scipy's L-BFGS-B on all rows at once; --lr does not apply, --tol is its gradient tolerance) "
+        "(default gd)",
     )
     p.add_argument("--lr", type=float, default=0.1, help="learning rate, > 0 (default 0.1)")
     p.add_argument(
         "--tol",
         type=float,
         default=0.001,
-        help="stop when every step size of an iteration is below this (default 0.001)",
+        help="stop when every step size of an iteration is below this (default 0.001); with "
+        "--stopping improvement or --early-stopping: the least improvement that counts",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.0, help="L2 penalty on the weights, scikit-learn's alpha (default 0)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="the optimizer's weight decay (adamw: decoupled, default 0.01; others: added to the gradient, default 0)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=tuple(SCHEDULES),
+        help="learning-rate schedule: constant, invscaling (lr / (rows seen + 1)^0.5) or adaptive "
+        "(lr / 5 when the loss stops improving) (default: none, the rate stays)",
+    )
+    p.add_argument("--clip", type=float, metavar="NORM", help="clip the gradients' global norm to NORM (default: none)")
+    p.add_argument(
+        "--stopping",
+        choices=("steps", "improvement"),
+        default="steps",
+        help="steps: every step size below --tol (the lessons'); improvement: the loss has not improved "
+        "by --tol for more than --n-iter-no-change iterations (scikit-learn's) (default steps)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="hold out --validation-fraction of the rows and stop when their score has not improved by "
+        "--tol for more than --n-iter-no-change iterations; the best parameters are kept",
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        metavar="F",
+        help="hold out this fraction of the rows (stratified for a classifier, drawn from --seed) and "
+        "report the score on them each iteration (default 0.1 with --early-stopping, else none)",
+    )
+    p.add_argument(
+        "--n-iter-no-change",
+        type=int,
+        default=10,
+        metavar="N",
+        help="iterations without improvement that --stopping improvement and --early-stopping wait (default 10)",
     )
     p.add_argument("--max-iter", type=int, default=1000, help="stop after this many iterations (default 1000)")
     p.add_argument(
@@ -320,7 +373,7 @@ def _fit(args):
 
     hidden, features = _hyperparameters(args)
     _check_out(args.out, args.data)
-    optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    optimizer = _optimizer(args)
     classify = args.loss == "cross-entropy"
     data = read_csv(args.data, target=args.target, features=features)
     x, y, classes = data.for_training(classify)
@@ -334,7 +387,8 @@ def _fit(args):
     _say(
         args,
         f"fitting {args.target!r} from {', '.join(data.features)} ({len(data)} rows): network "
-        f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer} lr {args.lr:g}",
+        f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer}"
+        + ("" if args.optimizer == "lbfgs" else f" lr {args.lr:g}"),
     )
     if args.restarts:
         _say(
@@ -425,7 +479,32 @@ LIMITS = (
     ("--batch-size", "batch_size", Integer(low=1)),
     ("--restarts", "restarts", Integer(low=1)),
     ("--seed", "seed", Integer(low=0)),
+    ("--alpha", "alpha", ARGUMENTS["alpha"]),
+    ("--weight-decay", "weight_decay", Number(low=0)),
+    ("--clip", "clip", ARGUMENTS["clip"]),
+    ("--validation-fraction", "validation_fraction", ARGUMENTS["validation"]),
+    ("--n-iter-no-change", "n_iter_no_change", ARGUMENTS["n_iter_no_change"]),
 )
+
+
+def _optimizer(args):
+    """The optimizer the options name (lbfgs takes no learning rate; adamw decays by 0.01 unless told)."""
+    if args.optimizer == "lbfgs":
+        if args.weight_decay:
+            raise ValueError("--weight-decay does not apply to --optimizer lbfgs; use --alpha for an L2 penalty")
+        return LBFGS()
+    decay = args.weight_decay if args.weight_decay or args.optimizer != "adamw" else 0.01
+    return OPTIMIZERS[args.optimizer](lr=args.lr, weight_decay=decay)
+
+
+def _validation(args):
+    """fit's validation and stopping from --early-stopping, --validation-fraction and --stopping."""
+    fraction = args.validation_fraction
+    if args.early_stopping:
+        if args.stopping != "steps":
+            raise ValueError("--early-stopping is a stopping rule of its own; leave out --stopping")
+        return (0.1 if fraction is None else fraction), "early"
+    return fraction, args.stopping
 
 
 def _hyperparameters(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
@@ -454,6 +533,8 @@ def _integers(flag: str, text: str, low: int = 1, example: str = "2 or 16,16") -
 
 def _check_out(path, *inputs):
     """Fail now, not after training, when ``path`` cannot be written or is one of the ``inputs``."""
+    if not os.fspath(path):
+        raise ValueError("--out is empty; give the name of the file to write")
     for given in inputs:
         if _same_file(path, given):
             raise ValueError(f"--out {path} is the input file {given}; choose another name for the output")
@@ -464,6 +545,8 @@ def _check_out(path, *inputs):
         raise ValueError(f"cannot write {path}: no permission to write in {folder}")
     if os.path.isdir(path):
         raise ValueError(f"cannot write {path}: it is a directory")
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, socket or device (symlinks are followed)
+        raise ValueError(f"cannot write {path}: it is not a regular file; chainrule writes regular files only")
 
 
 def _same_file(a, b):
@@ -477,6 +560,7 @@ def _train(model, x, y, optimizer, args):
     """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted), or (None, False)
     after a divergence. After Ctrl-C the network holds the best parameters seen."""
 
+    validation, stopping = _validation(args)
     progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts))
     with progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -494,6 +578,12 @@ def _train(model, x, y, optimizer, args):
                 callback=progress,
                 restarts=args.restarts,
                 compile=True,
+                alpha=args.alpha,
+                schedule=args.schedule,
+                clip=args.clip,
+                validation=validation,
+                stopping=stopping,
+                n_iter_no_change=args.n_iter_no_change,
             )  # an mlp replays exactly: the same numbers, faster
             history = trainer.run()
         except DivergenceError as e:
@@ -542,11 +632,31 @@ def _record(model, data, history, interrupted, args):
         "batch_size": args.batch_size,
         "seed": args.seed,
         "restarts": args.restarts,
+        "alpha": args.alpha,
+        "weight_decay": _optimizer(args).weight_decay,
+        "schedule": args.schedule,
+        "clip": args.clip,
+        "stopping": history.stopping,
+        "n_iter_no_change": args.n_iter_no_change,
+        "validation_fraction": _validation(args)[0],
+        **_validation_record(history),
         "n_iter": history.n_iter,
         "stop_reason": history.stop_reason,
         "interrupted": bool(interrupted),
         "final_loss": model.evaluate(data).loss,
     }  # no wall-clock time (it is printed): two runs with the same seed write the same bytes
+
+
+def _validation_record(history):
+    """The held-out rows' scores for the model file: the last and the best (None without validation)."""
+    if not history.validation_score:
+        return {"validation_score": None, "best_validation_score": None}
+    last, best = history.validation_score[-1], history.best_validation_score
+    return {"validation_score": _finite(last), "best_validation_score": None if best is None else _finite(best)}
+
+
+def _finite(value):
+    return float(value) if np.isfinite(value) else None
 
 
 def _summary(args, model, history):
@@ -573,6 +683,13 @@ def _summary(args, model, history):
             f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
         )
     _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
+    if history.validation_score:
+        kind = "accuracy" if model.classes is not None else "R^2"
+        _say(
+            args,
+            f"validation {kind}: {history.validation_score[-1]:.6g} at the last iteration, best "
+            f"{_number(history.best_validation_score)} at iteration {history.best_validation_iter}",
+        )
     if history.n_iter == 0 and t["interrupted"]:  # only the random starts ran
         _say(args, f"time: {history.seconds:.3g} s for the random starts")
     else:
@@ -740,26 +857,94 @@ def _write_csv(f, header, rows):
 def _evaluate_command(sub):
     p = sub.add_parser(
         "evaluate",
-        help="print a model's loss (and accuracy) on a CSV file",
-        description="Print the model's loss on the rows of DATA.csv, and the accuracy for a "
-        "classifier. The file needs the feature columns and the target column.",
-        epilog="example:\n  chainrule evaluate model.json test.csv",
+        help="print a model's loss and scores on a CSV file",
+        description="Print the model's loss on the rows of DATA.csv; for regression R^2 (and the "
+        "mean absolute and root mean squared errors), for a classifier the accuracy, each "
+        "class's precision, recall and F1, and the confusion matrix. The file needs the feature "
+        "columns and the target column.",
+        epilog="examples:\n  chainrule evaluate model.json test.csv\n  chainrule evaluate model.json test.csv --json",
         formatter_class=_Help,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead (for programs)")
     p.set_defaults(run=_evaluate)
 
 
 def _evaluate(args):
 
     model = load(args.model)
-    result = model.evaluate(model.read_csv(args.data, with_target=True))
+    data = model.read_csv(args.data, with_target=True)
+    result = model.evaluate(data)
+    with np.errstate(all="ignore"):
+        scores = _classifier_scores(model, data) if model.classes is not None else _regression_scores(model, data)
+    if args.json:
+        report = {"loss": result.loss_name, "loss_value": _finite(result.loss), "rows": result.rows, **scores}
+        print(json.dumps(report, indent=2))
+        return 0
     print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} rows")
-    if result.accuracy is not None:
-        right = round(result.accuracy * result.rows)
-        print(f"accuracy: {result.accuracy:.2%} ({right} of {result.rows} rows)")
+    for line in _score_lines(model, scores, result.rows):
+        print(line)
     return 0
+
+
+def _regression_scores(model, data):
+    """R^2, MAE and RMSE of the predictions (in the target's units)."""
+    observed, predicted = data.target_numbers(), np.asarray(model.predict(data), dtype=np.float64)
+    error = predicted - observed
+    return {
+        "r2": _finite(r2(predicted[:, None], observed[:, None])),
+        "mae": _finite(np.mean(np.abs(error))),
+        "rmse": _finite(np.sqrt(np.mean(error * error))),
+    }
+
+
+def _classifier_scores(model, data):
+    """Accuracy; per class precision, recall, F1 and support; the confusion matrix (rows: observed)."""
+    observed = data.target_indices(model.classes)
+    predicted = model.outputs(data).argmax(axis=1)
+    k = len(model.classes)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (observed, predicted), 1)
+    right, said, there = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.where(said > 0, right / np.maximum(said, 1), 0.0)  # 0 where a class is never predicted
+    recall = np.where(there > 0, right / np.maximum(there, 1), 0.0)
+    both = precision + recall
+    f1 = np.where(both > 0, 2 * precision * recall / np.where(both > 0, both, 1.0), 0.0)
+    per_class = [
+        {"class": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for c, p, r, f, n in zip(model.classes, precision, recall, f1, there)
+    ]
+    return {
+        "accuracy": float(right.sum() / max(len(observed), 1)),
+        "classes": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def _score_lines(model, scores, rows):
+    if model.classes is None:
+        return [
+            f"R^2: {_number(scores['r2'])}",
+            f"mean absolute error: {_number(scores['mae'])}; root mean squared error: {_number(scores['rmse'])}",
+        ]
+    right = round(scores["accuracy"] * rows)
+    names = [str(c["class"]) for c in scores["classes"]]
+    width = max(9, *(len(n) for n in names))
+    lines = [f"accuracy: {scores['accuracy']:.2%} ({right} of {rows} rows)", ""]
+    lines.append(f"{'class':>{width}}  precision  recall     f1  support")
+    for name, c in zip(names, scores["classes"]):
+        lines.append(f"{name:>{width}}  {c['precision']:9.3f}  {c['recall']:6.3f}  {c['f1']:5.3f}  {c['support']:7d}")
+    cell = max(5, *(len(n) for n in names), *(len(str(v)) for row in scores["confusion_matrix"] for v in row))
+    lines += ["", "confusion matrix (rows: observed, columns: predicted):"]
+    lines.append(" " * width + "  " + "  ".join(f"{n:>{cell}}" for n in names))
+    for name, row in zip(names, scores["confusion_matrix"]):
+        lines.append(f"{name:>{width}}  " + "  ".join(f"{v:>{cell}}" for v in row))
+    return lines
+
+
+def _number(value):
+    return "nan" if value is None else f"{value:.6g}"
 
 
 # ---- plot -------------------------------------------------------------------------------------

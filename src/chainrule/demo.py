@@ -10,6 +10,7 @@ from .history import format_table
 from .losses import ssr
 from .nn import DosageNetwork
 from .optim import GradientDescent
+from .picture import graph
 from .train import ConvergenceWarning, fit
 
 # Above this SSR the all-parameter fit has not found the squiggle that goes
@@ -119,7 +120,12 @@ def _pictures(out, x, y, b3_history, runs):
     }
     for name, fig in figures.items():
         plot.save(fig, os.path.join(out, name))
-    print(f"\nPictures written to {out}{os.sep}: {', '.join(figures)}")
+    # The lessons' graph at b3 = 0 with every node's value and gradient: the neuron picture and every op.
+    g, graphs = graph(ssr(before(x), y), grads=True), {}
+    for level in ("neuron", "ops"):
+        for ext in ("png", "svg"):
+            graphs[f"graph_{level}.{ext}"] = plot.save_graph(g, os.path.join(out, f"graph_{level}.{ext}"), level)
+    print(f"\nPictures written to {out}{os.sep}: {', '.join([*figures, *graphs])}")
 
 
 def _three(show, x, y, lr):

@@ -28,7 +28,7 @@ from .errors import CompileWarning, outside_stacklevel
 from .history import TRACE_LIMIT
 from .losses import targets_for
 from .nn import Module, Parameter
-from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
 from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
 from .stopping import StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
@@ -42,8 +42,15 @@ __all__ = [
     "Outcome",
     "Epochs",
     "WrittenOut",
+    "Minimized",
+    "loss_and_grads",
     "forward_backward",
     "one_hot",
+    "penalty",
+    "add_penalty",
+    "loss_now",
+    "clip_gradients",
+    "is_weight",
     "batches",
     "Batches",
     "BLOCK",
@@ -63,6 +70,10 @@ class Settings(NamedTuple):
     batch_size: int | None
     seed: int | None
     compile: bool
+    alpha: float = 0.0  # the L2 penalty: 0.5 alpha sum(||W||^2) / rows of the batch, weights only
+    sample_weight: np.ndarray | None = None  # (rows,) weights of the data loss
+    clip: float | None = None  # the largest global norm of the gradients
+    shuffle: bool = True  # mini-batches from a fresh permutation each epoch (False: in row order)
 
     @property
     def params(self) -> list[Parameter]:
@@ -71,6 +82,11 @@ class Settings(NamedTuple):
     @property
     def whole_batch(self) -> bool:
         return self.batch_size is None or self.batch_size >= len(self.x)
+
+    @property
+    def plain(self) -> bool:
+        """No penalty, weights or clipping: the step is the loss's own forward and backward."""
+        return self.alpha == 0 and self.sample_weight is None and self.clip is None
 
 
 class Iteration(NamedTuple):
@@ -107,18 +123,24 @@ class Outcome(NamedTuple):
     done: Iteration | Block | None = None
     failure: Failure | None = None
     handover: bool = False
+    finished: tuple[str, bool] | None = None  # an engine that runs its own stopping test (L-BFGS): (why, converged)
 
 
 # ---- the eager step and the data --------------------------------------------------------------
 
 
 def forward_backward(
-    model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+    model: Module,
+    x: Tensor,
+    y: np.ndarray,
+    loss_fn: Callable[..., Tensor],
+    params: Sequence[Parameter],
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, list[np.ndarray]]:
     """One eager forward and backward pass: (loss, each parameter's gradient, zeros where none flows)."""
     for p in params:
         p.grad = None
-    out = loss_fn(model(x), y)
+    out = loss_fn(model(x), y) if sample_weight is None else loss_fn(model(x), y, sample_weight=sample_weight)
     out.backward()
     return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
@@ -130,32 +152,104 @@ def one_hot(model: Module, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return targets_for(np.empty((len(labels), classes), dtype=x.dtype), labels)
 
 
-def batches(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
-    """(inputs, targets) mini-batches of a fresh random permutation of the rows, gathered one at a time."""
-    order = rng.permutation(len(x))
+def batches(rng: np.random.Generator | None, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
+    """(inputs, targets, rows) mini-batches of a fresh random permutation of the rows (no ``rng``: in row
+    order), gathered one at a time."""
+    order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
     for i in range(0, len(x), batch_size):
         rows = order[i : i + batch_size]
-        yield tensor_from(x[rows]), y[rows]
+        yield tensor_from(x[rows]), y[rows], rows
 
 
 class Batches:
-    """The (inputs, targets, weight) of each step of an epoch: the whole data, or fresh mini-batches.
+    """The (inputs, targets, sample weights, share) of each step of an epoch: the whole data, or mini-batches.
 
-    A batch's weight turns its loss into its share of the epoch's: its rows / n for a mean loss.
+    A batch's share turns its loss into its part of the epoch's: its rows / n for a mean loss
+    (as scikit-learn adds up an epoch's loss, also with sample weights).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int | None, seed: int | None, mean: bool) -> None:
-        self.x, self.y, self.size, self.mean = x, y, batch_size, mean
-        self.whole = batch_size is None or batch_size >= len(x)
-        self.rng = np.random.default_rng(seed)
-        self.all = [(tensor_from(x), y, 1.0)]
+    def __init__(self, run: Settings) -> None:
+        self.x, self.y, self.size, self.weights = run.x, run.y, run.batch_size, run.sample_weight
+        self.mean = getattr(run.loss_fn, "reduction", "mean") == "mean"
+        self.whole = run.whole_batch
+        self.rng = np.random.default_rng(run.seed) if run.shuffle else None
+        self.all = [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
 
     def __iter__(self) -> Iterator[tuple]:
         if self.whole:
             return iter(self.all)
-        n = len(self.x)
+        n, w = len(self.x), self.weights
         assert self.size is not None
-        return ((xb, yb, len(yb) / n if self.mean else 1.0) for xb, yb in batches(self.rng, self.x, self.y, self.size))
+        return (
+            (xb, yb, None if w is None else w[rows], len(yb) / n if self.mean else 1.0)
+            for xb, yb, rows in batches(self.rng, self.x, self.y, self.size)
+        )
+
+
+# ---- what the loop adds to a step: the L2 penalty and clipping ------------------------------------
+
+
+def is_weight(name: str) -> bool:
+    """Whether the L2 penalty (``alpha``) covers a parameter: a module's ``weight`` (nn.Linear's), or the
+    lessons' w1, w2, ... (biases are not penalized)."""
+    last = name.rsplit(".", 1)[-1]
+    return last == "weight" or (last[:1] == "w" and last[1:].isdigit())
+
+
+def penalty(run: Settings, rows: float) -> float:
+    """The L2 penalty of the trained weights: 0.5 alpha sum(||W||^2) / rows (scikit-learn's ``alpha``)."""
+    total = sum(float(np.sum(p.data * p.data)) for name, p in run.named if is_weight(name))
+    return 0.5 * run.alpha * total / rows
+
+
+def add_penalty(run: Settings, loss: float, rows: float) -> float:
+    """The loss plus the penalty; d penalty/dW = alpha W / rows is added to each weight's ``.grad``."""
+    value = penalty(run, rows)
+    for name, p in run.named:
+        if is_weight(name):
+            extra = (run.alpha / rows) * p.data
+            p.grad = extra if p.grad is None else p.grad + extra
+    return loss + value
+
+
+def loss_and_grads(
+    run: Settings, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None, step: Callable[..., tuple] = forward_backward
+) -> tuple[float, list[np.ndarray]]:
+    """The loss of a batch with its sample weights and the L2 penalty, and each parameter's gradient."""
+    params = run.params
+    if wb is None:
+        loss, _ = step(run.model, xb, yb, run.loss_fn, params)
+    else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
+        loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
+    if run.alpha:
+        loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
+    return loss, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+
+
+def loss_now(run: Settings) -> float:
+    """The loss (with its weights and penalty) at the parameters' present values, a batch at a time
+    (no activations of more rows than a training step's): each batch's loss by its share, as an epoch's."""
+    total, shares = 0.0, Batches(run._replace(shuffle=False))
+    with no_grad():
+        for xb, yb, wb, share in shares:
+            out = run.model(xb)
+            loss = (run.loss_fn(out, yb) if wb is None else run.loss_fn(out, yb, sample_weight=wb)).item()
+            if run.alpha:
+                loss += penalty(run, float(len(yb)) if wb is None else float(np.sum(wb)))
+            total += loss * share
+    return total
+
+
+def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
+    """Scale every ``.grad`` by limit / norm when their global Euclidean norm is above ``limit``; return
+    the norm before clipping (PyTorch's ``clip_grad_norm_``)."""
+    norm = math.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params if p.grad is not None))
+    if norm > limit:
+        scale = limit / norm
+        for p in params:
+            if p.grad is not None:
+                p.grad = p.grad * scale
+    return norm
 
 
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
@@ -177,9 +271,7 @@ class Epochs:
 
     def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]) -> None:
         self.run, self.step = run, step
-        self.batches = Batches(
-            run.x, run.y, run.batch_size, run.seed, getattr(run.loss_fn, "reduction", "mean") == "mean"
-        )
+        self.batches = Batches(run)
         # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
         # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
         self.watch = run.rule.can_converge or self.batches.whole
@@ -190,8 +282,11 @@ class Epochs:
         run, params, optimizer = self.run, self.params, self.run.optimizer
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
-        for xb, yb, weight in self.batches:
-            loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
+        for xb, yb, wb, weight in self.batches:
+            if run.plain:
+                loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
+            else:
+                loss, grads = self._step(xb, yb, wb)
             optimizer.step()
             top = optimizer.largest_step() if self.watch else 0.0
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
@@ -208,6 +303,14 @@ class Epochs:
         ]
         return Outcome(Iteration(value, largest, olds, grads, steps))
 
+    def _step(self, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None) -> tuple[float, list]:
+        """A step with the options of the run: weighted loss, L2 penalty, then clipping (the History keeps
+        the derivatives before clipping; the optimizer reads the clipped ones)."""
+        loss, grads = loss_and_grads(self.run, xb, yb, wb, self.step)
+        if self.run.clip is not None:
+            clip_gradients(self.params, self.run.clip)
+        return loss, grads
+
     def finish(self) -> None:
         """Nothing to settle: every step went through the optimizer itself."""
 
@@ -222,6 +325,93 @@ class Epochs:
 def replayed(run: Settings) -> Epochs:
     """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants)."""
     return Epochs(run, CompiledStep(run.model, run.loss_fn, run.params, forward_backward))
+
+
+# ---- the whole run in one call: L-BFGS by scipy ---------------------------------------------------
+
+
+class Minimized:
+    """``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the trained parameters packed into one
+    float64 vector: one ``advance`` runs the whole minimization and hands back every scipy iteration
+    as a :class:`Block`, and ``finished`` (scipy's own stopping test decides, not the loop's rules)."""
+
+    def __init__(self, run: Settings) -> None:
+        self.run, self.params = run, run.params
+        sizes = [p.size for p in self.params]
+        ends = np.cumsum(sizes)
+        self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
+        self.xt = tensor_from(run.x)
+        self.seen: dict[bytes, tuple[float, np.ndarray]] = {}  # the last evaluations, by the point's bytes
+
+    def _put(self, flat: np.ndarray) -> None:
+        for p, (a, b) in zip(self.params, self.spans):
+            p.data[...] = flat[a:b].reshape(p.shape)
+
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        return [flat[..., a:b].reshape(flat.shape[:-1] + p.shape) for p, (a, b) in zip(self.params, self.spans)]
+
+    def objective(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss and its gradient (packed, float64) at the packed parameter values ``flat``."""
+        self._put(flat)
+        loss, grads = loss_and_grads(self.run, self.xt, self.run.y, self.run.sample_weight)
+        g = np.concatenate([np.ravel(g) for g in grads]).astype(np.float64)
+        if len(self.seen) > 4:
+            self.seen.clear()
+        self.seen[flat.tobytes()] = (loss, g)
+        return loss, g
+
+    def _at(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.seen.get(flat.tobytes()) or self.objective(flat)
+
+    def advance(self, n: int, light: bool) -> Outcome:
+        try:
+            from scipy.optimize import minimize  # type: ignore[import-untyped]  # (needed only here)
+        except ImportError:
+            raise ImportError("fit: optimizer=LBFGS() needs scipy: pip install 'chainrule[lbfgs]'") from None
+
+        run, opt = self.run, self.run.optimizer
+        assert isinstance(opt, LBFGS)
+        start = np.concatenate([p.data.ravel() for p in self.params]).astype(np.float64)
+        rows: list[tuple] = []  # (loss, old values, gradient, step) per iteration
+        point = [start]
+
+        def record(intermediate_result: Any) -> None:
+            new = np.array(intermediate_result.x, dtype=np.float64)
+            loss, g = self._at(point[0])
+            rows.append((loss, point[0], g, point[0] - new))
+            point[0] = new
+
+        result = minimize(
+            self.objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            callback=record,
+            options={
+                "maxiter": min(opt.max_iter or run.rule.max_iter, run.rule.max_iter),
+                "maxfun": opt.max_fun,
+                "gtol": run.rule.tol if opt.tol is None else opt.tol,
+                "maxcor": opt.memory,
+            },
+        )
+        final = np.asarray(result.x, dtype=np.float64)
+        self._put(final)
+        loss, g = self._at(final)
+        for p, grad in zip(self.params, self._split(g)):
+            p.grad = grad.astype(p.dtype)
+        if not (math.isfinite(loss) and np.all(np.isfinite(g))):
+            return Outcome(failure=Failure(loss, self._split(g), self._split(final * 0), self._split(start)))
+        why = f"L-BFGS-B (scipy) stopped after {result.nit} iterations and {result.nfev} evaluations: {result.message}"
+        if not rows:
+            return Outcome(finished=(why, result.status == 0))
+        losses, olds, grads, steps = (np.array([r[k] for r in rows]) for k in range(4))
+        done = Block(
+            losses.tolist(), self._split(olds), self._split(grads), self._split(steps), float(np.max(np.abs(steps[-1])))
+        )
+        return Outcome(done, finished=(why, result.status == 0))
+
+    def finish(self) -> None:
+        """Nothing to settle: scipy's state ends with the call."""
 
 
 # ---- a block of iterations a call: written out as Python arithmetic ---------------------------------
@@ -245,6 +435,8 @@ class WrittenOut:
             is_anomaly_enabled()
             or not is_grad_enabled()
             or not run.whole_batch
+            or not run.plain
+            or run.optimizer.weight_decay
             or type(run.optimizer) not in (GradientDescent, Momentum, Adam)
             or any(a.dtype != np.float64 or a.size > MAX_ELEMENTS for a in arrays)
         ):

@@ -19,6 +19,7 @@ __all__ = [
     "CompileWarning",
     "DivergenceError",
     "FirstIterationWarning",
+    "PrematureStopWarning",
     "outside_stacklevel",
 ]
 
@@ -37,6 +38,12 @@ class GradientHealthWarning(UserWarning):
 
 class FirstIterationWarning(UserWarning):
     """fit stopped at iteration 1 by the lessons' rule: often a learning rate too small for ``tol``."""
+
+
+class PrematureStopWarning(UserWarning):
+    """The lessons' rule stopped fit while the loss was still falling fast: every step was below ``tol``
+    but the last one still lowered the loss a good deal (Adam's steps stay near its learning rate, so a
+    ``tol`` at or above it stops Adam at once). ``stopping="improvement"`` watches the loss instead."""
 
 
 class CompileWarning(UserWarning):

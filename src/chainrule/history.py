@@ -114,6 +114,13 @@ class History:
     :mod:`chainrule.scalar`), "numpy" (``compile=True``, replayed NumPy calls, see
     :mod:`chainrule.trace`) or "python+numpy" (the first, then the second);
     "+eager" is added where the replay declined some batch shapes.
+
+    With validation data (``fit(..., validation=...)``), ``validation_loss`` and
+    ``validation_score`` hold one value per epoch, measured after its updates
+    (the score: R^2 for regression losses, accuracy for classification losses),
+    and ``best_validation_score`` / ``best_validation_iter`` the best of them.
+    ``stopping`` names the stopping rule ("steps", "improvement", "early");
+    ``learning_rates`` holds each epoch's rate when a schedule set it.
     """
 
     def __init__(self, names_shapes: Iterable[tuple[str, tuple[int, ...]]], tol: float) -> None:
@@ -134,6 +141,13 @@ class History:
         self.restart_iterations: np.ndarray | None = None
         self.restart_converged: np.ndarray | None = None
         self.best_restart: int | None = None
+        self.stopping = "steps"
+        self.validation_loss: list[float] = []
+        self.validation_score: list[float] = []
+        self.best_validation_score: float | None = None  # None until a validation score is recorded
+        self.best_validation_iter: int | None = None
+        self._best_validation: list[Any] = []
+        self.learning_rates: list[float] = []  # each epoch's rate, when a schedule set it
 
     # ---- the writers: only these assign the fields ------------------------------------------
 
@@ -184,6 +198,26 @@ class History:
     def diverge(self, reason: str) -> None:
         """The run failed: the loss or a derivative stopped being finite."""
         self.stop_reason, self.converged = reason, False
+
+    def record_validation(self, loss: float, score: float, values: Sequence[Any]) -> None:
+        """The last epoch's validation loss and score, at the parameters ``values`` it ended with."""
+        self.validation_loss.append(loss)
+        self.validation_score.append(score)
+        if score > (-math.inf if self.best_validation_score is None else self.best_validation_score):
+            self.best_validation_score, self.best_validation_iter = score, self.n_iter
+            self._best_validation = [np.array(v, copy=True) for v in values]
+
+    def record_rate(self, lr: float) -> None:
+        """The learning rate a schedule set for the next epoch."""
+        self.learning_rates.append(lr)
+
+    def set_stopping(self, rule: str) -> None:
+        self.stopping = rule
+
+    @property
+    def best_validation_state(self) -> dict[str, Any]:
+        """{name: values} of the trained parameters after the epoch with the best validation score."""
+        return dict(zip(self.params, self._best_validation))
 
     def set_engine(self, engine: str) -> None:
         """Which step engine ran (see the class docstring)."""

@@ -3,10 +3,15 @@
 A step engine (:mod:`chainrule.engines`) computes an iteration, or a block of
 them; the Trainer records it in the History (through History's own methods),
 lets the :class:`~chainrule.GradientMonitor` look, calls the callback, and
-decides whether the run goes on: every step size below ``tol`` (the lessons'
-rule), the callback asked to stop, ``max_iter`` reached (a ConvergenceWarning),
-or the loss or a derivative stopped being finite (a DivergenceError, the
-parameters restored to the best seen). ``fit`` is ``Trainer(...).run()``; a
+decides whether the run goes on: the stopping rule by name (every step size
+below ``tol``, the lessons' rule; or scikit-learn's count of epochs without
+improvement of the training loss or of the validation score, see
+:mod:`chainrule.stopping`), the callback asked to stop, ``max_iter`` reached (a
+ConvergenceWarning), or the loss or a derivative stopped being finite (a
+DivergenceError, the parameters restored to the best seen). Each epoch it also
+sets the schedule's learning rate and scores the validation data; the
+options (``alpha``, ``sample_weight``, ``clip``, ...) are written once here and in
+:mod:`chainrule.engines`. With ``LBFGS`` scipy's own test stops the run. ``fit`` is ``Trainer(...).run()``; a
 browser session or ``partial_fit`` steps the same object.
 
 Example: the lessons' gradient descent on b3, one iteration at a time::
@@ -34,29 +39,59 @@ from typing import Any
 
 import numpy as np
 
-from .checks import Integer, Number, check
+from .checks import AnyOf, Integer, Number, OneOf, check
 from .data import training_arrays
-from .engines import BLOCK, Block, Epochs, Failure, Iteration, Settings, WrittenOut, forward_backward, one_hot, replayed
-from .errors import ConvergenceWarning, DivergenceError, FirstIterationWarning, outside_stacklevel
+from .engines import (
+    BLOCK,
+    Block,
+    Epochs,
+    Failure,
+    Iteration,
+    Minimized,
+    Settings,
+    WrittenOut,
+    forward_backward,
+    loss_now,
+    one_hot,
+    replayed,
+)
+from .errors import (
+    CompileWarning,
+    ConvergenceWarning,
+    DivergenceError,
+    FirstIterationWarning,
+    PrematureStopWarning,
+    outside_stacklevel,
+)
 from .history import GradientMonitor, History
-from .losses import cross_entropy, get_loss
+from .losses import LOSSES, cross_entropy, get_loss
 from .nn import Module, Parameter
-from .optim import GradientDescent, Optimizer
+from .optim import LBFGS, GradientDescent, Optimizer
 from .restarts import check_population, draw_starts, train_population
-from .stopping import StoppingRule
-from .tensor import Tensor, is_anomaly_enabled
+from .schedules import Schedule, get_schedule
+from .stopping import RULES, NoImprovement, StoppingRule
+from .tensor import Tensor, is_anomaly_enabled, no_grad, tensor_from
+from .validation import score, split
 
-__all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning"]
+__all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning", "PrematureStopWarning"]
 
 
-# What fit's (and the Trainer's) numeric arguments must be: one table, worded by checks.check.
+# What fit's (and the Trainer's) arguments must be: one table, worded by checks.check.
 ARGUMENTS = {
     "tol": Number(low=0),
     "max_iter": Integer(low=1),
     "batch_size": Integer(low=1, optional=True),
     "seed": Integer(low=0, optional=True),
     "restarts": Integer(low=1, optional=True),
+    "alpha": Number(low=0),
+    "clip": AnyOf((OneOf((None,)), Number(low=0, low_open=True))),
+    "stopping": OneOf(RULES),
+    "n_iter_no_change": Integer(low=1),
+    "validation": Number(low=0, high=1, low_open=True),  # a fraction; or (x_val, y_val)
 }
+# The last step of a run the lessons' rule stopped "still falls" when it lowered the loss by more than
+# this share of the whole run's drop, and by more than RELATIVE_DROP of the loss itself.
+STILL_FALLING, RELATIVE_DROP = 0.05, 1e-6
 
 
 class Trainer:
@@ -73,7 +108,8 @@ class Trainer:
     and the parameters may be set by hand: training goes on from there. Once a
     stopping rule has ended the run, ``step()`` raises a RuntimeError.
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
-    gives. The keywords are those of :func:`chainrule.fit`.
+    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` one
+    ``step()`` runs the whole minimization (scipy keeps its own state).
     """
 
     def __init__(
@@ -93,10 +129,18 @@ class Trainer:
         monitor: bool | GradientMonitor = True,
         restarts: int | None = None,
         compile: bool = False,
+        alpha: float = 0.0,
+        sample_weight: Any = None,
+        schedule: str | Schedule | None = None,
+        clip: float | None = None,
+        validation: Any = None,
+        stopping: str = "steps",
+        n_iter_no_change: int = 10,
+        shuffle: bool = True,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
-        tol, max_iter, batch_size, seed, self.restarts = (
+        tol, max_iter, batch_size, seed, self.restarts, alpha, clip, stopping, n_iter_no_change = (
             check("fit", name, value, ARGUMENTS[name])
             for name, value in (
                 ("tol", tol),
@@ -104,25 +148,52 @@ class Trainer:
                 ("batch_size", batch_size),
                 ("seed", seed),
                 ("restarts", restarts),
+                ("alpha", alpha),
+                ("clip", clip),
+                ("stopping", stopping),
+                ("n_iter_no_change", n_iter_no_change),
             )
         )
         loss_fn = get_loss(loss)
         named = _trained(model, params)
-        x, y = training_arrays(x, y, named[0][1].dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+        dtype = named[0][1].dtype
+        x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+        weights = _sample_weights(sample_weight, len(x), dtype)
+        if weights is not None and loss_fn not in LOSSES.values():
+            raise TypeError(
+                f"fit: sample_weight needs one of the built-in losses ({', '.join(sorted(LOSSES))}), which weigh "
+                f"rows; got the function {getattr(loss_fn, '__name__', loss_fn)!r}"
+            )
+        x, y, weights, self.held = _held_out(validation, x, y, weights, loss_fn, seed)
+        if stopping == "early" and self.held is None:
+            raise ValueError(
+                "fit: stopping='early' needs validation data: validation=a fraction (0.1) or (x_val, y_val)"
+            )
+        self.schedule = get_schedule(schedule)
         optimizer = GradientDescent(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"fit: optimizer must be a chainrule.optim.Optimizer, got {type(optimizer).__name__}")
+        if isinstance(optimizer, LBFGS):
+            _lbfgs_applies(batch_size, len(x), self.schedule, clip, self.held, restarts, stopping)
         self.monitor = _monitor(monitor)
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
+        rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
+        self.settings = Settings(
+            model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
+        )._replace(shuffle=bool(shuffle))
         if self.restarts is not None:  # before a single start is drawn
+            _restarts_apply(self.settings, self.schedule, self.held)
             check_population(named, self.restarts, min(batch_size or len(x), len(x)))
-        rule = StoppingRule(tol, max_iter)
-        self.settings = Settings(model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile))
         self.frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
         self.history = History([(n, p.shape) for n, p in named], tol)
-        self._engine: Epochs | WrittenOut | None = None
+        self.history.set_stopping(stopping)
+        self.count = NoImprovement(tol, n_iter_no_change, higher_is_better=stopping == "early")
+        # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
+        self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
+        self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
+        self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
         self._ended = False
         self.population_interrupted = False  # True when Ctrl-C stopped the random starts (the run then ends)
@@ -156,7 +227,7 @@ class Trainer:
 
     def run(self) -> History:
         """Iterate until a stopping rule ends the run; return the History."""
-        block, light = (1, True) if self.callback is not None else (BLOCK, False)
+        block, light = (1, True) if self.callback is not None or self.per_epoch else (BLOCK, False)
         with self._session():
             while not self._ended:
                 self._advance(block, light)
@@ -170,6 +241,9 @@ class Trainer:
         engine = self._engine
         assert engine is not None
         rule = s.rule
+        if self.schedule is not None:
+            self._set_rate()
+        lr = s.optimizer.lr
         out = engine.advance(min(n, rule.max_iter - h.n_iter), light)
         done = out.done
         if isinstance(done, Iteration):
@@ -184,22 +258,27 @@ class Trainer:
             self._diverge(h.n_iter + 1, out.failure)
         if out.handover:
             self._hand_over()
+        if out.finished is not None:  # L-BFGS: scipy's own test ended the run
+            self._end(*out.finished)
+            if not out.finished[1]:
+                warnings.warn(f"fit: {h.stop_reason}", ConvergenceWarning, stacklevel=outside_stacklevel())
+            return done
         if done is None:
             return None
+        if self.schedule is not None:
+            h.record_rate(lr)
+        if self.held is not None and isinstance(done, Iteration):
+            self._validate()
         stop = self.callback is not None and bool(self.callback(h))
         it = h.n_iter
-        if rule.converged(done.largest):
+        plateau = self.per_epoch and isinstance(done, Iteration) and self._plateau(done.loss)
+        if rule.by_steps and rule.converged(done.largest):
             self._end(rule.converged_reason(it), converged=True)
-            if it == 1:
-                warnings.warn(
-                    f"fit: converged at iteration 1: every step of the first iteration was already below "
-                    f"tol={rule.tol:g}. The learning rate may be too small for the tol (or the start is "
-                    "already a minimum).",
-                    FirstIterationWarning,
-                    stacklevel=outside_stacklevel(),
-                )
+            self._warn_if_early(done)
         elif stop:
             self._end(rule.callback_reason(it))
+        elif plateau:
+            self._end(plateau, converged=True)
         elif rule.ran_out(it):
             self._end(rule.ran_out_reason(done.largest))
             warnings.warn(
@@ -210,8 +289,80 @@ class Trainer:
         return done
 
     def _end(self, reason: str, converged: bool = False) -> None:
-        self.history.end(reason, converged)
+        h = self.history
+        if self.settings.rule.kind == "early" and h.best_validation_iter is not None:
+            for (_, p), best in zip(self.settings.named, h.best_validation_state.values()):
+                p.data[...] = best
+            reason += (
+                f"; the parameters of iteration {h.best_validation_iter} (the best validation score, "
+                f"{h.best_validation_score:.6g}) were put back"
+            )
+        h.end(reason, converged)
         self._ended = True
+
+    # ---- what the loop looks at each epoch: the rate, the held-out data, the count of plateaus ------
+
+    def _set_rate(self) -> None:
+        s, h = self.settings, self.history
+        assert self.schedule is not None
+        lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * len(s.x))
+        if lr is not None:
+            s.optimizer.lr = lr
+
+    def _validate(self) -> None:
+        """The validation loss and score at the parameters the epoch ended with."""
+        s = self.settings
+        assert self.held is not None
+        x_val, y_val, w_val = self.held
+        with no_grad():
+            out = s.model(x_val)
+            loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
+        self.history.record_validation(loss, score(s.loss_fn, out.data, y_val, w_val), [p.data for p in s.params])
+
+    def _plateau(self, loss: float) -> str | None:
+        """The reason to stop when the watched value stopped improving (None: go on). The adaptive
+        schedule lowers the rate at a plateau instead, until the rate is at its floor."""
+        h, rule = self.history, self.settings.rule
+        if not self.count.see(h.validation_score[-1] if rule.kind == "early" else loss):
+            return None
+        if self.schedule is not None and type(self.schedule).plateau is not Schedule.plateau:
+            lowered = self.schedule.plateau(self.optimizer.lr)
+            if lowered is not None:
+                self.optimizer.lr = lowered
+                self.count.restart()
+                return None
+            return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
+        return rule.plateau_reason(h.n_iter) if not rule.by_steps else None
+
+    def _warn_if_early(self, done: Iteration | Block) -> None:
+        """The lessons' rule stopped the run: warn if the loss was still falling fast (or at iteration 1)."""
+        h, s = self.history, self.settings
+        it, tol = h.n_iter, s.rule.tol
+        now = loss_now(s)
+        last, total = h.loss[-1] - now, h.loss[0] - now
+        if last > STILL_FALLING * total and last > RELATIVE_DROP * max(abs(now), 1e-300):
+            why = (
+                f" {type(s.optimizer).__name__}'s steps stay near its learning rate (lr={s.optimizer.lr:g}) "
+                "whatever the slope, so a tol at or above about the learning rate stops it at once."
+                if getattr(s.optimizer, "scale_free", False)
+                else ""
+            )
+            warnings.warn(
+                f"fit: stopped by the lessons' rule (every step below tol={tol:g}) at iteration {it} while the "
+                f"loss was still falling: the last iteration lowered it by {last:.3g} ({last / total:.0%} of the "
+                f"run's drop).{why} Use stopping='improvement' (scikit-learn's rule: the loss must stop "
+                "improving by tol) or a smaller tol.",
+                PrematureStopWarning,
+                stacklevel=outside_stacklevel(),
+            )
+        elif it == 1:
+            warnings.warn(
+                f"fit: converged at iteration 1: every step of the first iteration was already below "
+                f"tol={tol:g}. The learning rate may be too small for the tol (or the start is "
+                "already a minimum).",
+                FirstIterationWarning,
+                stacklevel=outside_stacklevel(),
+            )
 
     def _diverge(self, iteration: int, f: Failure) -> None:
         """Put back the best parameters seen and raise, naming the first parameter that blew up."""
@@ -254,13 +405,23 @@ class Trainer:
                 )
                 return
         s.optimizer.attach(s.params)
+        self._lr0 = s.optimizer.lr
         if self.monitor:
             self.monitor.reset()
-        if s.compile and not is_anomaly_enabled():
+        if isinstance(s.optimizer, LBFGS):
+            self._engine = Minimized(s)
+        if s.compile and self._engine is None and not is_anomaly_enabled():
             if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
                 self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
             self._engine = WrittenOut.create(s)
             self._label = "python" if self._engine is not None else "numpy"
+        if self._engine is None and self._label == "numpy" and s.sample_weight is not None:
+            self._label = "eager"
+            warnings.warn(
+                "fit(compile=True): the NumPy replay reads no sample weights; training runs eagerly",
+                CompileWarning,
+                stacklevel=outside_stacklevel(),
+            )
         if self._engine is None:
             self._engine = replayed(s) if self._label == "numpy" else Epochs(s, forward_backward)
         h.set_engine(self._label)
@@ -332,6 +493,95 @@ def _culprit(named: Sequence[tuple[str, Parameter]], f: Failure) -> tuple[str, s
     sizes = [float(np.max(np.abs(g))) for g in f.grads]  # the loss overflowed first
     bad = names[int(np.argmax(sizes))]
     return bad, f"the loss is {f.loss} and the largest derivative is that of '{bad}' ({max(sizes):.3g})"
+
+
+def _sample_weights(sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | None:
+    """Per-row weights as a checked (rows,) array (None: every row counts once)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(getattr(sample_weight, "data", sample_weight))
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"fit: sample_weight must hold numbers, got dtype {w.dtype}")
+    if w.shape != (rows,):
+        raise ValueError(f"fit: sample_weight must have shape ({rows},), one weight per row of x, got {w.shape}")
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0) or not w.sum() > 0:
+        raise ValueError("fit: sample_weight must be finite numbers >= 0 with a positive sum")
+    return w.astype(dtype)
+
+
+def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, loss_fn: Any, seed: Any) -> tuple:
+    """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val), or None without validation."""
+    if validation is None:
+        return x, y, w, None
+    if isinstance(validation, (tuple, list)):
+        if len(validation) != 2:
+            raise ValueError(
+                f"fit: validation must be a fraction or a pair (x_val, y_val), got {len(validation)} items"
+            )
+        labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
+        x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
+        if x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:]):
+            raise ValueError(
+                f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
+                f"{x.shape[1:]} and {y.shape[1:]}; they must match"
+            )
+        return x, y, w, (tensor_from(x_val), y_val, None)
+    fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
+    # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
+    stratify = getattr(loss_fn, "task", "") == "classification" and (
+        y.ndim == 1 or loss_fn is cross_entropy or y.shape[1] == 1
+    )
+    labels = None
+    if stratify:
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
+    kept, held = split(len(x), fraction, seed, labels)
+    w_val = None if w is None else w[held]
+    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
+
+
+def _lbfgs_applies(
+    batch_size: Any, rows: int, schedule: Any, clip: Any, held: Any, restarts: Any, stopping: str
+) -> None:
+    """L-BFGS takes the whole batch and stops by scipy's test: refuse the options that do not apply."""
+    given = [
+        name
+        for name, on in (
+            (f"batch_size={batch_size}", batch_size is not None and batch_size < rows),
+            ("schedule", schedule is not None),
+            ("clip", clip is not None),
+            ("validation", held is not None),
+            ("restarts", restarts is not None),
+            (f"stopping={stopping!r}", stopping == "early"),
+        )
+        if on
+    ]
+    if given:
+        raise ValueError(
+            f"fit: optimizer=LBFGS() minimizes the whole batch's loss and stops by scipy's own test; it "
+            f"cannot be combined with {', '.join(given)}"
+        )
+
+
+def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
+    """fit(restarts=N) trains its starts by the lessons' rule alone: refuse the options it does not know."""
+    given = [
+        name
+        for name, on in (
+            ("alpha", s.alpha != 0),
+            ("sample_weight", s.sample_weight is not None),
+            ("clip", s.clip is not None),
+            ("schedule", schedule is not None),
+            ("validation", held is not None),
+            (f"stopping={s.rule.kind!r}", not s.rule.by_steps),
+            ("shuffle=False", not s.shuffle),
+        )
+        if on
+    ]
+    if given:
+        raise ValueError(
+            f"fit: restarts trains its starts with the lessons' rule and plain steps; it cannot be combined "
+            f"with {', '.join(given)} (train one start at a time instead)"
+        )
 
 
 def _monitor(monitor: bool | GradientMonitor | None) -> GradientMonitor | None:

@@ -39,26 +39,96 @@ def _same_shape(name, predicted, target):
     return predicted, target
 
 
-def ssr(predicted: Tensor, observed: Any) -> Tensor:
+def _row_weights(name: str, sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | None:
+    """Per-row weights as a checked (rows,) array, or None when there are none."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(getattr(sample_weight, "data", sample_weight))
+    if w.shape != (rows,):
+        raise ValueError(f"{name}: sample_weight must have shape ({rows},), one weight per row, got {w.shape}")
+    if w.dtype.kind not in "biuf" or not np.all(np.isfinite(w)) or (w.size and w.min() < 0) or not w.sum() > 0:
+        raise ValueError(f"{name}: sample_weight must hold finite numbers >= 0 with a positive sum, got {w[:3]}...")
+    return w.astype(dtype)
+
+
+def _weighted(name: str, per_element: Tensor, sample_weight: Any, mean: bool) -> Tensor:
+    """Elements (rows first) added up with per-row weights: a weighted sum, or mean (sum(w_i loss_i) / sum(w_i))."""
+    rows = per_element.shape[0] if per_element.ndim else 1
+    w = _row_weights(name, sample_weight, rows, per_element.dtype)
+    if w is None:
+        return per_element.mean() if mean else per_element.sum()
+    scale = w.reshape((rows,) + (1,) * (per_element.ndim - 1))
+    if mean:  # each element of a row counts as 1 / (its row's width), so rows weigh w_i / sum(w)
+        scale = scale / (w.sum() * (per_element.size // max(rows, 1)))
+    return (per_element * constant(scale, "sample_weight")).sum()
+
+
+def ssr(predicted: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
     """Sum of squared residuals, the lessons' loss: sum_i (observed_i - predicted_i)^2.
 
-    dSSR/dpredicted_i = -2 (observed_i - predicted_i).
+    dSSR/dpredicted_i = -2 (observed_i - predicted_i). With ``sample_weight``:
+    sum_i w_i (observed_i - predicted_i)^2 (a weight of 2 counts a row twice).
     """
     predicted, observed = _same_shape("ssr", predicted, observed)
-    return _named(((observed - predicted) ** 2).sum(), "SSR")
+    return _named(_weighted("ssr", (observed - predicted) ** 2, sample_weight, mean=False), "SSR")
 
 
-def mse(predicted: Tensor, observed: Any) -> Tensor:
-    """Mean squared error: the SSR divided by the number of elements."""
+def mse(predicted: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
+    """Mean squared error: the SSR divided by the number of elements.
+
+    With ``sample_weight`` each row's squared residuals weigh w_i / sum(w) (scikit-learn's convention).
+    """
     predicted, observed = _same_shape("mse", predicted, observed)
-    return _named(((observed - predicted) ** 2).mean(), "MSE")
+    return _named(_weighted("mse", (observed - predicted) ** 2, sample_weight, mean=True), "MSE")
 
 
-def cross_entropy(logits: Tensor, labels: Any) -> Tensor:
+def squared_error(predicted: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
+    """Half the mean squared error, scikit-learn's MLPRegressor loss: 0.5 mean((observed - predicted)^2).
+
+    d/dpredicted_i = -(observed_i - predicted_i) / n, n the number of elements.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import squared_error
+        >>> squared_error(cr.tensor([1.0, 2.0]), [0.0, 0.0]).item()   # 0.5 x (1 + 4) / 2
+        1.25
+    """
+    predicted, observed = _same_shape("squared_error", predicted, observed)
+    return _named(_weighted("squared_error", (observed - predicted) ** 2, sample_weight, mean=True) * 0.5, "SE")
+
+
+def poisson(log_mean: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
+    """Half the Poisson deviance with a log link, scikit-learn's ``loss="poisson"``, from z = log(mean).
+
+    Per element: y log(y / e^z) - y + e^z = e^z - y z + (y log y - y), the last term constant
+    (0 log 0 = 0), so that a perfect fit scores 0; averaged over rows, summed over outputs.
+    d/dz = e^z - y. Observed counts must be >= 0.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import poisson
+        >>> poisson(cr.tensor([0.0]), [1.0]).item()   # e^0 - 1 x 0 + (1 log 1 - 1) = 0: mean 1 fits count 1
+        0.0
+    """
+    log_mean, observed = _same_shape("poisson", log_mean, observed)
+    y = observed.data
+    if y.size and not y.min() >= 0:
+        raise ValueError(f"poisson: observed values must be >= 0 (counts), got a minimum of {y.min()}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0) - y
+    per_element = log_mean.exp() - log_mean * observed + constant(offset, "y log y - y")
+    outputs = per_element.shape[-1] if per_element.ndim > 1 else 1
+    return _named(_weighted("poisson", per_element, sample_weight, mean=True) * float(outputs), "Poisson")
+
+
+def cross_entropy(logits: Tensor, labels: Any, sample_weight: Any = None) -> Tensor:
     """Mean over rows of -log softmax(logits)[label], from raw logits, stable for large logits.
 
     ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes),
     or is an (n, classes) array of target probabilities (one-hot rows, or soft labels).
+    With ``sample_weight``: sum_i w_i loss_i / sum_i w_i, from log_softmax and a sum.
 
     Example::
 
@@ -71,7 +141,13 @@ def cross_entropy(logits: Tensor, labels: Any) -> Tensor:
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
     target = targets_for(logits, labels.data if isinstance(labels, Tensor) else labels)
-    return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
+    w = _row_weights("cross_entropy", sample_weight, logits.shape[0], logits.dtype)
+    if w is None:
+        return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
+    # NOTE: the one-node primitive's derivative assumes target rows that sum to 1, so weighted rows
+    # are added up from log_softmax instead.
+    weighted = constant(target * (w / w.sum())[:, None], "weight x Target")
+    return _named(-(F.log_softmax(logits) * weighted).sum(), "CE")
 
 
 def targets_for(logits: Any, labels: Any) -> np.ndarray:
@@ -100,11 +176,12 @@ def targets_for(logits: Any, labels: Any) -> np.ndarray:
     return onehot
 
 
-def binary_cross_entropy(logits: Tensor, targets: Any) -> Tensor:
+def binary_cross_entropy(logits: Tensor, targets: Any, sample_weight: Any = None) -> Tensor:
     """Mean of -[t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))], from logits z.
 
     Computed as softplus(z) - t z, which is the same quantity without ever
-    taking the log of 0.
+    taking the log of 0. The mean is over every element (rows and labels);
+    with ``sample_weight`` each row weighs w_i / sum(w).
 
     Example::
 
@@ -114,12 +191,17 @@ def binary_cross_entropy(logits: Tensor, targets: Any) -> Tensor:
         0.693147
     """
     logits, targets = _same_shape("binary_cross_entropy", logits, targets)
-    return _named((F.softplus(logits) - logits * targets).mean(), "BCE")
+    per_element = F.softplus(logits) - logits * targets
+    return _named(_weighted("binary_cross_entropy", per_element, sample_weight, mean=True), "BCE")
 
 
 # How each loss adds up its rows: a mini-batch's share of an epoch's loss follows from it.
 ssr.reduction = "sum"  # type: ignore[attr-defined]
-mse.reduction = cross_entropy.reduction = binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
+mse.reduction = squared_error.reduction = poisson.reduction = "mean"  # type: ignore[attr-defined]
+cross_entropy.reduction = binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
+# What a loss predicts, for a validation score: classes (accuracy) or values (R^2); poisson's are e^z.
+cross_entropy.task = binary_cross_entropy.task = "classification"  # type: ignore[attr-defined]
+ssr.task = mse.task = squared_error.task = poisson.task = "regression"  # type: ignore[attr-defined]
 
 LOSSES = {
     "ssr": ssr,
@@ -128,6 +210,9 @@ LOSSES = {
     "cross-entropy": cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "binary-cross-entropy": binary_cross_entropy,
+    "squared_error": squared_error,
+    "squared-error": squared_error,
+    "poisson": poisson,
 }
 
 

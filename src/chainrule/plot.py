@@ -18,16 +18,20 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch, PathPatch, Polygon
+from matplotlib.path import Path as MplPath
 
+from . import picture
 from .history import History
 from .losses import get_loss
 from .modelfile import atomic_open
 from .nn import DosageNetwork, Linear, Module, Sequential
-from .tensor import no_grad, tensor
+from .tensor import Graph, Tensor, no_grad, tensor
 
 BLUE, ORANGE, GREEN, PINK, DATA = "#1f77b4", "#ff7f0e", "#2ca02c", "#e377c2", "black"
 
@@ -242,3 +246,106 @@ def _span(values, pad):
 
 def _loss_name(loss):
     return loss.upper() if isinstance(loss, str) else getattr(loss, "__name__", "loss")
+
+
+# ---- the recorded graph, every node (chainrule.picture's scenes drawn with matplotlib) ----------
+
+
+def graph(g: Any, level: str = "ops", step: int | None = None) -> Figure:
+    """The picture of a graph with every node's value and gradient, as :meth:`GraphView.svg` draws it.
+
+    ``g`` is a graph from ``cr.graph(loss, grads=True)`` (or without ``grads``: the
+    picture then says the gradients are not computed) or a one-element tensor (its
+    graph with gradients is taken). ``level`` is "ops" (one box per node) or
+    "neuron" (the lessons' drawing of :class:`~chainrule.nn.DosageNetwork`);
+    ``step`` k lights up the first k + 1 steps of the backward pass. The layout is
+    :mod:`chainrule.picture`'s, in points: 1 point of the layout is 1/72 inch.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule import plot
+        >>> net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+        >>> x, y = cr.data.dosage()
+        >>> fig = plot.graph(cr.losses.ssr(net(x), y), level="neuron")
+        >>> any("-15.66" in t.get_text() for t in fig.axes[0].texts)     # dSSR/db3 at b3 = 0
+        True
+    """
+    return _draw_scene(picture.scene(_graph_of(g), level, step))
+
+
+def draw_backward_step(g: Any, k: int, level: str = "ops") -> Figure:
+    """Frame ``k`` of the backward pass: the nodes done so far lit up, node k's step written below.
+
+    Takes ``(g, k)`` and returns a new Figure, so a writer of animations can call it
+    once per frame, for k in ``range(len(g.backward_steps()))``; every frame has the
+    same size and layout. The step's text is that of ``g.backward_steps()[k]``.
+    """
+    return graph(g, level, step=k)
+
+
+def backward_frames(g: Any, level: str = "ops") -> Iterator[Figure]:
+    """Every frame of the backward pass of ``g``, in order (:func:`draw_backward_step` for k = 0, 1, ...)."""
+    g = _graph_of(g)
+    for k in range(len(picture.BackwardSteps.of(g))):
+        yield draw_backward_step(g, k, level)
+
+
+def save_graph(g: Any, path: str | os.PathLike, level: str = "ops") -> str | os.PathLike:
+    """Write the picture of ``g`` to ``path``: .svg as :meth:`GraphView.svg` writes it, .png through matplotlib.
+
+    Written atomically, as :func:`save` does.
+    """
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext == ".svg":
+        text = picture.svg(_graph_of(g), level)
+        with atomic_open(path, "w") as f:
+            f.write(text)
+        return path
+    if ext != ".png":
+        raise ValueError(f"save_graph: the file must end in .png or .svg, got {str(path)!r}")
+    return save(graph(g, level), path)
+
+
+def _graph_of(g: Any) -> Graph:
+    if isinstance(g, Tensor):
+        return picture.graph(g, grads=g.size == 1)
+    if not isinstance(g, Graph):
+        raise TypeError(
+            f"plot.graph: expected a graph from cr.graph(loss, grads=True) or a tensor, got {type(g).__name__}"
+        )
+    return g
+
+
+def _draw_scene(s: picture.Scene) -> Figure:
+    """The shapes and text of a scene on a figure of its size (points -> inches at 72 a inch)."""
+    fig = Figure(figsize=(s.width / 72, s.height / 72))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, s.width)
+    ax.set_ylim(s.height, 0)
+    ax.axis("off")
+    for shape in s.shapes:
+        ax.add_patch(_patch(shape))
+    for t in s.labels:
+        ax.text(
+            t.x,
+            t.y,
+            t.text,
+            color=t.color,
+            fontsize=t.size,
+            family="DejaVu Sans Mono",
+            ha="center" if t.anchor == "middle" else "left",
+            va="center",
+            weight="bold" if t.bold else "normal",
+        )
+    return fig
+
+
+def _patch(s: picture.Shape) -> Any:
+    style: dict[str, Any] = dict(facecolor=s.fill, edgecolor=s.stroke, linewidth=s.width)
+    if s.kind == "rect":
+        return FancyBboxPatch((s.x, s.y), s.w, s.h, boxstyle="round,pad=0,rounding_size=4", **style)
+    codes = [MplPath.MOVETO, *[MplPath.CURVE4 if s.curve else MplPath.LINETO] * (len(s.points) - 1)]
+    if not s.curve:
+        return Polygon(s.points, closed=True, **style)
+    return PathPatch(MplPath(s.points, codes), **style)

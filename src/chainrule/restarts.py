@@ -197,7 +197,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
             whole_state = (it - 1, olds)
             largest = np.zeros(n)
             finite = np.ones(n, dtype=bool)
-            for xb, yb in [(xt, y)] if whole else batches(rng, x, y, run.batch_size or len(x)):
+            for xb, yb, _ in [(xt, y, None)] if whole else batches(rng, x, y, run.batch_size or len(x)):
                 total, _ = step(model, xb, spread_y if whole else spread(yb, n), run.loss_fn, params)
                 optimizer.step()
                 if watch:

@@ -458,10 +458,25 @@ class Node:
     ``inputs[i]`` is the Node of argument ``i``, or None where it was a constant;
     ``args`` are the arrays the op received (constants included) and ``kwargs`` its
     keyword arguments, so ``op.fwd(*args, **kwargs)`` gives ``value`` again.
-    ``grad`` is None (reserved for per-node gradients).
+    ``grad`` is d(output)/d(node), of the node's shape, once :meth:`Graph.compute_grads`
+    ran (``graph(output, grads=True)``), else None. ``grad_points`` is the same before
+    broadcasting was undone, where the node was broadcast (a bias added to every data
+    point: one entry per point, summing to ``grad``), else None.
     """
 
-    __slots__ = ("args", "grad", "index", "inputs", "kwargs", "name", "op", "requires_grad", "tensor", "value")
+    __slots__ = (
+        "args",
+        "grad",
+        "grad_points",
+        "index",
+        "inputs",
+        "kwargs",
+        "name",
+        "op",
+        "requires_grad",
+        "tensor",
+        "value",
+    )
 
     def __init__(
         self,
@@ -480,6 +495,7 @@ class Node:
         self.name: str | None = tensor.name
         self.requires_grad: bool = tensor.requires_grad
         self.grad: np.ndarray | None = None
+        self.grad_points: np.ndarray | None = None
 
     @property
     def is_leaf(self) -> bool:
@@ -502,10 +518,12 @@ class Graph:
 
     ``nodes`` are in topological order (each node after its inputs; leaves just
     before their first use), ``output`` is the last, ``leaves`` those without an op.
-    Iterating gives the nodes; ``node(t)`` finds a tensor's node.
+    Iterating gives the nodes; ``node(t)`` finds a tensor's node. ``grads_computed``
+    says whether :meth:`compute_grads` filled every node's ``grad``.
     """
 
     def __init__(self, tensors: list[Tensor]) -> None:
+        self.grads_computed = False
         self.nodes: list[Node] = []
         self._of: dict[Tensor, Node] = {}
         for t in tensors:
@@ -519,6 +537,34 @@ class Graph:
             return Node(len(self.nodes), t)
         inputs = tuple(None if p is None else self._of[p] for p in t._parents or ())
         return Node(len(self.nodes), t, t._op, inputs, tuple(t._args), dict(t._kw))
+
+    def compute_grads(self) -> Graph:
+        """Fill ``grad`` (and ``grad_points``) of every node with d(output)/d(node); returns the graph.
+
+        A reverse pass over the nodes with the registry's VJPs, like ``backward``,
+        but keeping the gradient at every node, inner nodes and constant inputs
+        included, and leaving the tensors' ``.grad`` alone (a read of the graph).
+        A node no gradient reaches (the condition of ``where``) keeps None.
+        """
+        out = self.output
+        if out.value.size != 1:
+            raise ValueError(
+                f"graph(grads=True): the output has shape {out.value.shape}; gradients need a "
+                "one-element output (a loss), e.g. reduce it with .sum()"
+            )
+        grads: dict[int, np.ndarray] = {out.index: np.ones_like(out.value)}
+        points: dict[int, np.ndarray | None] = {}
+        for n in reversed(self.nodes):
+            g = grads.pop(n.index, None)
+            n.grad = None if g is None else np.array(g, dtype=n.value.dtype)  # its own array, never a view
+            n.grad_points = points.pop(n.index, None)
+            if g is None or n.op is None:
+                continue
+            for p, vjp in zip(n.inputs, n.op.vjps):  # type: ignore[arg-type]  # (_EachInput: by index, as backward)
+                if p is not None and vjp is not None:
+                    _gather(grads, points, p, np.asarray(vjp(g, n.value, *n.args, **n.kwargs)))
+        self.grads_computed = True
+        return self
 
     def node(self, tensor: Tensor) -> Node:
         """The node of ``tensor`` (KeyError when it is not in this graph)."""
@@ -549,11 +595,26 @@ class Graph:
         return "\n".join([head, *(f"  {a.ljust(width)} {b}".rstrip() for a, b in rows)])
 
 
-def graph(output: Tensor) -> Graph:
+def _gather(grads, points, p, gi):
+    """Add the gradient ``gi`` flowing to node ``p`` (summed back to its shape); keep it unsummed in ``points``."""
+    if gi.shape != p.value.shape:
+        if p.index not in points:
+            points[p.index] = gi
+        else:
+            prev = points[p.index]
+            points[p.index] = prev + gi if prev is not None and prev.shape == gi.shape else None
+        gi = unbroadcast(gi, p.value.shape)
+    prev = grads.get(p.index)
+    grads[p.index] = gi if prev is None else prev + gi  # a new array: gi may be another node's gradient
+
+
+def graph(output: Tensor, grads: bool = False) -> Graph:
     """The graph recorded below ``output``: every op and leaf it came from, for interpreters to read.
 
     The graph must still be there: call it before ``backward()``, or run
     backward with ``retain_graph=True`` (a ValueError says so otherwise).
+    ``grads=True`` also fills every node's ``grad`` with d(output)/d(node)
+    (:meth:`Graph.compute_grads`).
 
     Example::
 
@@ -570,10 +631,15 @@ def graph(output: Tensor) -> Graph:
         (['mul', 'sub', 'pow'], 0, (<Node %2 = sub(%1, 1) () requires_grad>, None))
         >>> float(g.output.op.fwd(*g.output.args, **g.output.kwargs))    # the op again: (2 * 3 - 1)^2
         25.0
+        >>> [float(n.grad) for n in graph((2 * w - 1) ** 2, grads=True)]   # d/d%2 = 2 (2w - 1) = 10, d/dw = 20
+        [20.0, 10.0, 10.0, 1.0]
+        >>> print(w.grad)    # a read of the graph: the tensor's .grad is untouched
+        None
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"graph(): output must be a Tensor, got {type(output).__name__}")
-    return Graph(_recorded(output))
+    g = Graph(_recorded(output))
+    return g.compute_grads() if grads else g
 
 
 def _recorded(root: Tensor) -> list[Tensor]:

@@ -18,18 +18,21 @@ from .errors import (
     DivergenceError,
     FirstIterationWarning,
     GradientHealthWarning,
+    PrematureStopWarning,
     outside_stacklevel,
 )
 from .history import TRACE_LIMIT, GradientMonitor, History, Trace, format_table
 from .loop import Trainer
 from .nn import Module
 from .optim import Optimizer
+from .schedules import Schedule
 from .tensor import Tensor
 
 __all__ = [
     "fit",
     "Trainer",
     "FirstIterationWarning",
+    "PrematureStopWarning",
     "History",
     "Trace",
     "GradientMonitor",
@@ -58,6 +61,14 @@ def fit(
     monitor: bool | GradientMonitor = True,
     restarts: int | None = None,
     compile: bool = False,
+    alpha: float = 0.0,
+    sample_weight: Any = None,
+    schedule: str | Schedule | None = None,
+    clip: float | None = None,
+    validation: Any = None,
+    stopping: str = "steps",
+    n_iter_no_change: int = 10,
+    shuffle: bool = True,
 ) -> History:
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
@@ -87,7 +98,31 @@ def fit(
       arithmetic instead, loop and update included (see :mod:`chainrule.scalar`):
       the same numbers to rounding, twenty times faster than PyTorch on the lessons' network. Falls back
       to eager with a ``CompileWarning`` where it cannot apply; ``History.engine``
-      says which ran.
+      says which ran. Schedules, validation and the stopping rules work on every path (the
+      written-out one then runs one iteration a call); with ``alpha``, ``clip`` or an
+      optimizer's ``weight_decay`` the written-out path steps aside for the NumPy replay, and
+      with ``sample_weight`` the eager engine runs (a ``CompileWarning`` says so).
+
+    The training options (the README's "Training options"):
+
+    - ``alpha``: an L2 penalty, scikit-learn's: the loss minimized (and recorded) is
+      ``data loss + 0.5 alpha sum(||W||^2) / n``, ``n`` the batch's rows (its sum of
+      sample weights), over every weight (a parameter named ``weight``, the lessons'
+      w's), not the biases.
+    - ``sample_weight``: (n,) weights of the rows in the data loss (weighted mean
+      ``sum(w_i loss_i) / sum(w_i)`` for the mean losses); integer weights act as repeated rows.
+    - ``schedule``: the learning rate per epoch, a :mod:`chainrule.schedules` object or
+      "constant", "invscaling", "adaptive"; ``History.learning_rates`` holds each epoch's.
+    - ``clip``: scale the gradients down when their global norm is above ``clip``.
+    - ``validation``: a fraction of the rows held out (drawn from ``seed``, stratified
+      for classification losses) or ``(x_val, y_val)``; ``History.validation_loss``,
+      ``validation_score`` (R^2 or accuracy) per epoch, ``best_validation_score``.
+    - ``stopping``: "steps" (the lessons' rule, above), "improvement" (scikit-learn's:
+      the training loss did not improve by ``tol`` for more than ``n_iter_no_change``
+      epochs), "early" (the same on the validation score; the best parameters come back).
+      See :mod:`chainrule.stopping`. A run the lessons' rule stops while the loss is
+      still falling fast warns (:class:`PrematureStopWarning`) and says why.
+    - ``shuffle=False``: mini-batches in row order.
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
@@ -97,6 +132,13 @@ def fit(
         >>> h = cr.fit(net, x, y, params=["b3"])
         >>> h.n_iter, round(net.b3.item(), 3)
         (10, 2.609)
+
+    scikit-learn's rule instead of the lessons', with an L2 penalty::
+
+        >>> net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+        >>> h = cr.fit(net, x, y, params=["b3"], stopping="improvement", tol=1e-4, alpha=0.01)
+        >>> h.stopping, h.converged, round(net.b3.item(), 2)
+        ('improvement', True, 2.61)
     """
     return Trainer(
         model,
@@ -113,4 +155,12 @@ def fit(
         monitor=monitor,
         restarts=restarts,
         compile=compile,
+        alpha=alpha,
+        sample_weight=sample_weight,
+        schedule=schedule,
+        clip=clip,
+        validation=validation,
+        stopping=stopping,
+        n_iter_no_change=n_iter_no_change,
+        shuffle=shuffle,
     ).run()

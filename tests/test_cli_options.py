@@ -1,0 +1,160 @@
+"""chainrule fit's training options and chainrule evaluate's scores, against scikit-learn's metrics."""
+
+import json
+
+import numpy as np
+import pytest
+
+from chainrule import cli, modelfile
+from chainrule.validation import split
+
+
+@pytest.fixture
+def curve(tmp_path):
+    """60 rows of y = sin(2x) + x2 / 2."""
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0, 3, 60), rng.normal(size=60)
+    path = tmp_path / "curve.csv"
+    path.write_text(
+        "a,b,y\n" + "".join(f"{float(p)!r},{float(q)!r},{float(np.sin(2 * p) + q / 2)!r}\n" for p, q in zip(a, b))
+    )
+    return path
+
+
+@pytest.fixture
+def flowers(tmp_path):
+    """60 rows, three text classes, one of them hard to tell apart."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=60), rng.normal(size=60)
+    labels = np.where(a + b > 0.5, "large", np.where(a > 0, "middle", "small"))
+    path = tmp_path / "flowers.csv"
+    path.write_text("a,b,size\n" + "".join(f"{float(p)!r},{float(q)!r},{s}\n" for p, q, s in zip(a, b, labels)))
+    return path
+
+
+def _run(capsys, *args):
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_early_stopping_holds_out_rows_reports_the_score_and_keeps_it_in_the_model_file(tmp_path, capsys, curve):
+    model_path = tmp_path / "m.json"
+    code, out, err = _run(
+        capsys, "fit", curve, "--target", "y", "--hidden", "8", "--optimizer", "adam", "--lr", "0.02",
+        "--alpha", "1e-4", "--early-stopping", "--validation-fraction", "0.25", "--n-iter-no-change", "5",
+        "--out", model_path,
+    )  # fmt: skip
+    assert code == 0, err
+    training = modelfile.load(model_path).training
+    assert training["stopping"] == "early" and training["validation_fraction"] == 0.25 and training["alpha"] == 1e-4
+    assert f"best {training['best_validation_score']:.6g}" in out and "validation R^2:" in out
+    assert "were put back" in training["stop_reason"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--optimizer", "lbfgs"],
+        ["--optimizer", "rmsprop", "--lr", "0.01", "--schedule", "invscaling", "--clip", "1"],
+        ["--optimizer", "adamw", "--lr", "0.01", "--stopping", "improvement", "--tol", "1e-4"],
+        ["--optimizer", "adagrad", "--lr", "0.1", "--schedule", "adaptive", "--weight-decay", "0.001"],
+    ],
+    ids=["lbfgs", "rmsprop", "adamw", "adagrad"],
+)
+def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsys, curve, extra):
+    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--out", tmp_path / "m.json", *extra)
+    assert code == 0 and "wrote" in out, err
+    training = modelfile.load(tmp_path / "m.json").training
+    assert training["optimizer"] == extra[1] and training["validation_score"] is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--alpha", "-1"], "--alpha must be a finite number >= 0, got -1.0"),
+        (["--clip", "0"], "--clip must be None or a finite number > 0, got 0.0"),
+        (["--validation-fraction", "1"], "--validation-fraction must be a number in (0, 1), got 1.0"),
+        (["--n-iter-no-change", "0"], "--n-iter-no-change must be an integer >= 1, got 0"),
+        (["--early-stopping", "--stopping", "improvement"], "--early-stopping is a stopping rule of its own"),
+        (["--optimizer", "lbfgs", "--batch-size", "5"], "cannot be combined with batch_size=5"),
+        (["--optimizer", "lbfgs", "--weight-decay", "0.1"], "--weight-decay does not apply to --optimizer lbfgs"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, curve, args, message):
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_a_regression_prints_r2_as_scikit_learn_computes_it(tmp_path, capsys, curve):
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    model_path = tmp_path / "m.json"
+    assert _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--quiet", "--out", model_path)[0] == 0
+    model = modelfile.load(model_path)
+    data = model.read_csv(curve, with_target=True)
+    observed, predicted = data.target_numbers(), model.predict(data)
+    code, out, _ = _run(capsys, "evaluate", model_path, curve)
+    assert code == 0 and f"R^2: {r2_score(observed, predicted):.6g}" in out
+    code, out, _ = _run(capsys, "evaluate", model_path, curve, "--json")
+    report = json.loads(out)
+    assert report["r2"] == pytest.approx(r2_score(observed, predicted), rel=1e-12)
+    assert report["mae"] == pytest.approx(mean_absolute_error(observed, predicted), rel=1e-12)
+    assert report["rows"] == 60 and report["loss"] == "mse"
+
+
+def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(tmp_path, capsys, flowers):
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    model_path = tmp_path / "f.json"
+    args = ["--target", "size", "--loss", "cross-entropy", "--hidden", "3", "--max-iter", "40", "--quiet"]
+    assert _run(capsys, "fit", flowers, *args, "--out", model_path)[0] == 0
+    model = modelfile.load(model_path)
+    data = model.read_csv(flowers, with_target=True)
+    observed = [model.classes[i] for i in data.target_indices(model.classes)]
+    predicted = [str(c) for c in model.predict(data)]
+    labels = ["large", "middle", "small"]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        observed, predicted, labels=labels, zero_division=0
+    )
+    code, out, _ = _run(capsys, "evaluate", model_path, flowers, "--json")
+    report = json.loads(out)
+    assert code == 0 and [c["class"] for c in report["classes"]] == labels
+    np.testing.assert_allclose([c["precision"] for c in report["classes"]], precision, rtol=1e-12)
+    np.testing.assert_allclose([c["recall"] for c in report["classes"]], recall, rtol=1e-12)
+    np.testing.assert_allclose([c["f1"] for c in report["classes"]], f1, rtol=1e-12)
+    assert [c["support"] for c in report["classes"]] == support.tolist()
+    assert report["confusion_matrix"] == confusion_matrix(observed, predicted, labels=labels).tolist()
+    _, text, _ = _run(capsys, "evaluate", model_path, flowers)
+    assert "precision  recall" in text and "confusion matrix (rows: observed, columns: predicted):" in text
+
+
+def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys, flowers):
+    # the command line holds out what fit(validation=0.2, seed=0) holds out: the library's split
+    labels = np.array([line.rsplit(",", 1)[1] for line in flowers.read_text().splitlines()[1:]])
+    _, held = split(60, 0.2, seed=0, labels=labels)
+    counts = {c: int(np.sum(labels[held] == c)) for c in np.unique(labels)}
+    share = {c: int(np.sum(labels == c)) * 0.2 for c in np.unique(labels)}
+    assert all(abs(counts[c] - share[c]) < 1 for c in counts) and sum(counts.values()) == 12
+    code, out, err = _run(
+        capsys, "fit", flowers, "--target", "size", "--loss", "cross-entropy", "--hidden", "3",
+        "--validation-fraction", "0.2", "--max-iter", "20", "--out", tmp_path / "f.json",
+    )  # fmt: skip
+    assert code == 0 and "validation accuracy:" in out, err
+
+
+def test_fit_help_explains_the_training_options(capsys):
+    code, out, _ = _run(capsys, "fit", "--help")
+    assert code == 0
+    for option in (
+        "--alpha", "--weight-decay", "--schedule", "--clip", "--stopping", "--early-stopping",
+        "--validation-fraction", "--n-iter-no-change", "lbfgs", "adamw", "rmsprop", "adagrad",
+    ):  # fmt: skip
+        assert option in out, option
+    assert "--early-stopping --validation-fraction 0.2" in out  # the example
+    code, out, _ = _run(capsys, "evaluate", "--help")
+    assert code == 0 and "--json" in out and "confusion matrix" in out
