@@ -100,6 +100,8 @@ def test_glorot_start_is_scikit_learns():
         {"solver": "sgd", "momentum": 0.0},
         {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": True},
         {"solver": "sgd", "momentum": 0.5, "nesterovs_momentum": False, "batch_size": 32},
+        {"solver": "sgd", "momentum": 0.0, "learning_rate": "invscaling", "power_t": 0.25, "learning_rate_init": 0.5},
+        {"solver": "sgd", "momentum": 0.0, "learning_rate": "adaptive", "tol": 0.05, "n_iter_no_change": 2},
         {"solver": "lbfgs"},
     ],
 )
@@ -116,6 +118,8 @@ def test_classifier_trains_as_scikit_learns(params):
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(ours.predict_proba(X_IRIS), theirs.predict_proba(X_IRIS), rtol=1e-6, atol=1e-12)
+    if params["solver"] == "sgd":  # the schedule's rate at the end: invscaling from t_, adaptive's fifths
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
 
 
 def test_adam_follows_scikit_learns_to_its_epsilon_convention():

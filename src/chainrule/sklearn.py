@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.optimize
+import scipy.optimize  # type: ignore[import-untyped]
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -84,6 +84,7 @@ from .history import History
 from .losses import cross_entropy
 from .nn import Linear, mlp
 from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .schedules import Adaptive, InvScaling, Schedule, get_schedule
 from .tensor import Tensor, constant, named, no_grad, tensor_from
 from .trace import CompiledStep
 
@@ -209,17 +210,23 @@ class _Objective:
 
 
 class _Solver:
-    """A chainrule optimizer with scikit-learn's schedule (constant, invscaling, adaptive) around it.
+    """A chainrule optimizer and a :mod:`chainrule.schedules` schedule, driven as scikit-learn drives its own.
 
-    ``learning_rate`` reads and sets the optimizer's ``lr``; ``iteration_ends`` and
-    ``trigger_stopping`` are called at the end of each epoch, as scikit-learn's
-    optimizers are.
+    ``learning_rate`` reads and sets the optimizer's ``lr``; at the end of each epoch
+    ``iteration_ends`` asks the schedule for the next rate (invscaling: from the samples
+    seen), and after ``n_iter_no_change`` epochs without improvement ``trigger_stopping``
+    asks it what to do at the plateau (adaptive: the rate / 5, or stop below 1e-6; the
+    others: stop). scikit-learn's schedules apply to ``solver="sgd"`` only: Adam's rate
+    stays constant.
     """
 
     def __init__(self, estimator: Any, params: list) -> None:
         e = estimator
-        self.schedule = e.learning_rate if e.solver == "sgd" else "constant"
-        self.learning_rate_init, self.power_t = float(e.learning_rate_init), float(e.power_t)
+        name = e.learning_rate if e.solver == "sgd" else "constant"
+        schedule = InvScaling(power_t=e.power_t) if name == "invscaling" else get_schedule(name)
+        assert schedule is not None
+        self.schedule: Schedule = schedule
+        self.learning_rate_init = float(e.learning_rate_init)
         self.optimizer: Optimizer
         if e.solver == "adam":
             self.optimizer = Adam(e.learning_rate_init, betas=(e.beta_1, e.beta_2), eps=e.epsilon)
@@ -228,6 +235,7 @@ class _Solver:
         else:
             self.optimizer = GradientDescent(e.learning_rate_init)
         self.optimizer.attach(params)
+        self.epochs = 0
 
     @property
     def learning_rate(self) -> float:
@@ -238,18 +246,19 @@ class _Solver:
         self.optimizer.lr = value
 
     def iteration_ends(self, samples_seen: int) -> None:
-        if self.schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (samples_seen + 1) ** self.power_t
+        self.epochs += 1
+        rate = self.schedule.rate(self.learning_rate_init, self.epochs, samples_seen)
+        if rate is not None:
+            self.learning_rate = rate
 
     def trigger_stopping(self, why: str, verbose: Any) -> bool:
-        """After ``n_iter_no_change`` epochs without improvement: stop, or (adaptive) divide the rate by 5."""
-        if self.schedule != "adaptive":
-            _say(verbose, why + " Stopping.")
+        """After ``n_iter_no_change`` epochs without improvement: True to stop, else the rate was lowered."""
+        rate = self.schedule.plateau(self.learning_rate)
+        if rate is None:
+            tiny = isinstance(self.schedule, Adaptive)
+            _say(verbose, why + (" Learning rate too small. Stopping." if tiny else " Stopping."))
             return True
-        if self.learning_rate <= 1e-6:
-            _say(verbose, why + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate /= 5.0
+        self.learning_rate = rate
         _say(verbose, why + f" Setting learning rate to {self.learning_rate:f}")
         return False
 
