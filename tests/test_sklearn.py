@@ -254,6 +254,9 @@ def test_coefs_are_settable_in_scikit_learns_layout():
     np.testing.assert_array_equal(reg.model_[0].weight.data, reg.coefs_[0].T)  # model_ took them in
     reg.coefs_[0][0, 0] = 7.0  # in place, through the view, too
     assert reg.model_[0].weight.data[0, 0] == 7.0
+    reg.intercepts_ = [np.zeros(4), np.zeros(1)]
+    with pytest.raises(ValueError, match=r"coefs_\[0\] has shape \(5, 3\) and intercepts_\[0\] \(4,\); layer 0 needs"):
+        reg.predict(X_REG)
 
 
 def test_sparse_inputs_give_the_dense_results():

@@ -585,6 +585,7 @@ class _MLP(BaseEstimator):
             return
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b).reshape(-1) for b in self.intercepts_]
+        _check_layers(type(self).__name__, coefs, intercepts)
         dtype = dtype or coefs[0].dtype
         if not hasattr(self, "model_") or [lin.weight.shape[::-1] for lin in self._linears()] != [
             c.shape for c in coefs
@@ -644,6 +645,20 @@ class _MLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _check_layers(owner: str, coefs: list[np.ndarray], intercepts: list[np.ndarray]) -> None:
+    """Assigned coefs_ and intercepts_ must chain: (n_in, n_1), (n_1, n_2), ... with intercepts (n_1,), (n_2,), ..."""
+    if len(coefs) != len(intercepts) or not coefs:
+        raise ValueError(
+            f"{owner}: coefs_ and intercepts_ need one array per layer, got {len(coefs)} and {len(intercepts)}"
+        )
+    for i, (c, b) in enumerate(zip(coefs, intercepts)):
+        if c.ndim != 2 or b.shape != (c.shape[1],) or (i and c.shape[0] != coefs[i - 1].shape[1]):
+            raise ValueError(
+                f"{owner}: coefs_[{i}] has shape {c.shape} and intercepts_[{i}] {b.shape}; layer {i} needs "
+                f"({coefs[i - 1].shape[1] if i else 'n_in'}, n_out) and (n_out,)"
+            )
 
 
 def _norm(a: np.ndarray) -> float:
