@@ -85,6 +85,7 @@ from .losses import cross_entropy
 from .nn import Linear, mlp
 from .optim import Adam, GradientDescent, Momentum, Optimizer
 from .schedules import Adaptive, InvScaling, Schedule, get_schedule
+from .stopping import NoImprovement
 from .tensor import Tensor, constant, named, no_grad, tensor_from
 from .trace import CompiledStep
 
@@ -453,23 +454,29 @@ class _MLP(BaseEstimator):
         return int(np.clip(self.batch_size, 1, n))
 
     def _update_no_improvement_count(self, X_val: Any, y_val: Any, w_val: Any) -> None:
-        """scikit-learn's rule: count the epochs without an improvement by ``tol`` (and keep the best)."""
+        """scikit-learn's rule, chainrule's :class:`~chainrule.stopping.NoImprovement`: count the epochs
+        without an improvement by ``tol`` of the training loss (or the validation score), keep the best.
+
+        The count and the best live in the fitted attributes (``_no_improvement_count``,
+        ``best_loss_`` / ``best_validation_score_``), so warm starts and partial_fit go on counting."""
         if self.early_stopping:
-            score = self._score(X_val, y_val, w_val)
-            assert self.validation_scores_ is not None and self.best_validation_score_ is not None
-            self.validation_scores_.append(score)
-            _say(self.verbose, f"Validation score: {score:f}")
-            self._no_improvement_count = (
-                0 if score >= self.best_validation_score_ + self.tol else (self._no_improvement_count + 1)
-            )
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_state = self.model_.state_dict()
+            assert self.validation_scores_ is not None
+            value = self._score(X_val, y_val, w_val)
+            self.validation_scores_.append(value)
+            _say(self.verbose, f"Validation score: {value:f}")
+            best = self.best_validation_score_
         else:
-            assert self.best_loss_ is not None
-            last = self.loss_curve_[-1]
-            self._no_improvement_count = self._no_improvement_count + 1 if last > self.best_loss_ - self.tol else 0
-            self.best_loss_ = min(self.best_loss_, last)
+            value, best = self.loss_curve_[-1], self.best_loss_
+        rule = NoImprovement(self.tol, self.n_iter_no_change, higher_is_better=self.early_stopping)
+        assert best is not None  # (set by _initialize for the rule in use)
+        rule.best, rule.count = best, self._no_improvement_count
+        rule.see(value)
+        self._no_improvement_count = rule.count
+        if not self.early_stopping:
+            self.best_loss_ = rule.best
+        elif rule.best != best:  # a new best validation score: keep these weights
+            self.best_validation_score_ = rule.best
+            self._best_state = self.model_.state_dict()
 
     def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any) -> None:
         """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
