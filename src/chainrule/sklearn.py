@@ -353,6 +353,10 @@ class _MLP(BaseEstimator):
             self._optimizer.optimizer.attach(params)  # a network rebuilt from assigned coefs_: fresh state
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.early_stopping and self.validation_scores_ is None:  # early_stopping switched on for a warm start
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        if not self.early_stopping and self.best_loss_ is None:  # or off
+            self.best_loss_ = np.inf
         X_train, X_val, Y_train, y_val, w_train, w_val = self._split(X, Y, sample_weight)
         n = len(X_train)
         batch_size = self._batch_size(n)
