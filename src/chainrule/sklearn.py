@@ -69,11 +69,6 @@ except ImportError:  # pragma: no cover - older scikit-learn: the same checks as
         return estimator._validate_data(X, y, reset=reset, **check_params)
 
 
-try:
-    from sklearn.utils.validation import _check_sample_weight as _sample_weight_checked  # noqa: PLC2701
-except ImportError:  # pragma: no cover
-    _sample_weight_checked = None
-
 from . import functional as F
 from . import train
 from .checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Rule, sklearn_message
@@ -690,9 +685,21 @@ def _dense(X: Any) -> np.ndarray:
 
 
 def _checked_weights(sample_weight: Any, X: np.ndarray) -> np.ndarray:
-    if _sample_weight_checked is not None:
-        return _sample_weight_checked(sample_weight, X, dtype=X.dtype)
-    return np.asarray(sample_weight, dtype=X.dtype).reshape(len(X))  # pragma: no cover
+    """One finite weight per row of X, in X's dtype (a single number weighs every row alike)."""
+    n = len(X)
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        return np.full(n, sample_weight, dtype=X.dtype)
+    try:
+        w = np.asarray(sample_weight, dtype=X.dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_weight must be numbers, one per row of X, got {sample_weight!r:.60}") from None
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X, got shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight must be finite; it holds nan or inf")
+    if n and not w.any():
+        raise ValueError("sample_weight is zero for every row: there is nothing to fit (give some row a weight)")
+    return w
 
 
 def _text(message: Any) -> str:
