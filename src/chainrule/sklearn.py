@@ -264,6 +264,35 @@ def _say(verbose: Any, text: str) -> None:
         print(text)
 
 
+class _Epoch:
+    """One pass over the training rows: scikit-learn's batches (shuffled by its RandomState draws), each a
+    replayed chainrule step (forward, backward by the chain rule) and an update; ``run()`` returns
+    scikit-learn's epoch loss (the batches' losses weighted by their rows)."""
+
+    def __init__(self, estimator: Any, X: np.ndarray, target: np.ndarray, params: list) -> None:
+        self.e, self.X, self.target, self.params = estimator, X, target, params
+        self.step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
+        self.order = np.arange(len(X))
+        self.size = estimator._batch_size(len(X))
+        self.olds: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+
+    def run(self) -> float:
+        e, n, size = self.e, len(self.X), self.size
+        summed = e._objective.reduction == "sum"
+        if e.shuffle:
+            self.order = _shuffled(self.order, e._random_state)
+        self.olds = [p.data.copy() for p in self.params]
+        total = 0.0
+        for a in range(0, n, size):
+            rows = self.order[a : a + size] if e.shuffle else slice(a, a + size)
+            xb, yb = tensor_from(self.X[rows]), self.target[rows]
+            loss, self.grads = self.step(e.model_, xb, yb, e._objective, self.params)
+            e._optimizer.optimizer.step()
+            total += loss if summed else loss * min(size, n - a)
+        return total if summed else total / n
+
+
 # ---- what both estimators share ---------------------------------------------------------------------
 
 
@@ -353,54 +382,47 @@ class _MLP(BaseEstimator):
         if not self.early_stopping and self.best_loss_ is None:  # or off
             self.best_loss_ = np.inf
         X_train, X_val, Y_train, y_val, w_train, w_val = self._split(X, Y, sample_weight)
-        n = len(X_train)
-        batch_size = self._batch_size(n)
-        target = self._objective.pack(Y_train, w_train, X.dtype)
-        step = CompiledStep(self.model_, self._objective, params, forward_backward)
-        order = np.arange(n)
-        h = self.history_
+        epoch = _Epoch(self, X_train, self._objective.pack(Y_train, w_train, X.dtype), params)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    order = _shuffled(order, self._random_state)
-                olds = [p.data.copy() for p in params]
-                total, grads = 0.0, list[np.ndarray]()
-                for a in range(0, n, batch_size):
-                    rows = order[a : a + batch_size] if self.shuffle else slice(a, a + batch_size)
-                    loss, grads = step(self.model_, tensor_from(X_train[rows]), target[rows], self._objective, params)
-                    self._optimizer.optimizer.step()
-                    total += loss * (1.0 if self._objective.reduction == "sum" else min(batch_size, n - a))
+                self.loss_ = epoch.run()
                 self.n_iter_ += 1
-                self.loss_ = total if self._objective.reduction == "sum" else total / n
-                self.t_ += n
+                self.t_ += len(X_train)
                 self.loss_curve_.append(self.loss_)
-                self._record(self.loss_, olds, grads, [p.data for p in params])
+                self._record(self.loss_, epoch.olds, epoch.grads, [p.data for p in params])
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(X_val, y_val, w_val)
-                self._optimizer.iteration_ends(self.t_)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    why = self._no_improvement_sentence()
-                    if self._optimizer.trigger_stopping(why, self.verbose):
-                        h.end(why[:-1], converged=True)
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    h.end("one epoch of partial_fit")
+                if self._stops(X_val, y_val, w_val, incremental):
                     break
-                if self.n_iter_ == self.max_iter:
-                    h.end(f"reached max_iter = {self.max_iter} epochs")
-                    warnings.warn(
-                        f"{type(self).__name__}: stochastic optimizer: maximum iterations ({self.max_iter}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=4,
-                    )
         except KeyboardInterrupt:
-            h.end("interrupted (Ctrl-C)")
+            self.history_.end("interrupted (Ctrl-C)")
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if self.early_stopping:  # the weights of the best validation score
             self.model_.load_state_dict(self._best_state)
+
+    def _stops(self, X_val: Any, y_val: Any, w_val: Any, incremental: bool) -> bool:
+        """After an epoch, as scikit-learn: count it, let the schedule act, stop at a plateau or max_iter."""
+        h = self.history_
+        self._update_no_improvement_count(X_val, y_val, w_val)
+        self._optimizer.iteration_ends(self.t_)
+        if self._no_improvement_count > self.n_iter_no_change:
+            why = self._no_improvement_sentence()
+            if self._optimizer.trigger_stopping(why, self.verbose):
+                h.end(why[:-1], converged=True)
+                return True
+            self._no_improvement_count = 0
+        if incremental:
+            h.end("one epoch of partial_fit")
+            return True
+        if self.n_iter_ == self.max_iter:
+            h.end(f"reached max_iter = {self.max_iter} epochs")
+            warnings.warn(
+                f"{type(self).__name__}: stochastic optimizer: maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
+        return False
 
     def _record(self, loss: float, olds: list, grads: list, news: list) -> None:
         """One epoch (or L-BFGS iteration) in ``history_``, from the values before and after it.
