@@ -204,7 +204,8 @@ def _explain(args):
     if args.param not in params:
         raise ValueError(f"--param {args.param!r} is not a parameter here; choose one of {list(params)}")
     index = None if args.index is None else tuple(_integers("--index", args.index, low=0, example="0,1"))
-    e = explain(loss, params[args.param], index=index)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a finite loss may still have inf links
+        e = explain(loss, params[args.param], index=index)
     print(f"{where}\n")
     print(e.markdown() if args.markdown else e.text())
     return 0
@@ -236,8 +237,14 @@ def _saved_model_loss(args):
     else:
         targets = np.asarray(model.network_targets(data.target_numbers()), dtype=np.float64)[:, None]
     dtype = model.network.parameters()[0].dtype
-    outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
-    loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite loss is named below
+        outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
+        loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
+    if not np.isfinite(loss.item()):
+        raise ValueError(
+            f"the {model.loss} loss of {args.model} on {args.data} is {loss.item()}: its numbers overflow, "
+            "so there is no chain rule to show (are the data in the units the model was trained on?)"
+        )
     network = f"{'-'.join(map(str, model.sizes))} network, {model.loss}"
     where = f"{args.model} ({network}) on the {len(targets)} rows of {args.data}"
     return loss, dict(model.network.named_parameters()), where
