@@ -161,6 +161,16 @@ NAMES = {
     "chainrule.restarts": ["POPULATION", "draw_starts", "train_population"],
     "chainrule.gradcheck": ["GradcheckError", "gradcheck"],
     "chainrule.plot": ["gradients", "landscape", "loss_curve", "save", "squiggle", "training_curve"],
+    "chainrule.animation": [
+        "Animation",
+        "FORMATS",
+        "MAX_FRAMES",
+        "frame_iterations",
+        "landscape",
+        "loss_step",
+        "squiggle",
+        "write",
+    ],
     "chainrule.cli": ["main"],
 }
 
