@@ -484,7 +484,7 @@ def _step_artists(ax, history, trace, i, width):
         xytext=(old, here),
         arrowprops={"arrowstyle": "->", "color": plot.GREEN, "linewidth": 2},
     )
-    ax.plot([], [], color=plot.GREEN, linewidth=2, label=f"step: slope {slope:.3g} x lr -> {step:.3g}")
+    ax.plot([], [], color=plot.GREEN, linewidth=2, label=f"step size {step:.3g} (slope {slope:.3g})")
     ax.legend(fontsize="small", loc="upper right")
 
 
