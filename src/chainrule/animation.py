@@ -260,7 +260,7 @@ def _png(image):
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
