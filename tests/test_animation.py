@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+import subprocess
 
 import imageio_ffmpeg
 import numpy as np
@@ -216,3 +218,45 @@ def test_bad_history_arguments(b3_run):
     other = cr.nn.mlp([1, 2, 1])
     with pytest.raises(ValueError, match="the history trained 'b3', which the model lacks"):
         animation.squiggle(other, X, Y, history)
+
+
+# A stand-in for the browser's few DOM pieces the player touches, to run its script under Node.js.
+PLAYER_CHECK = """
+const parts = {};
+for (const q of ["img", "input", "span", "[data-do=play]", "[data-do=prev]", "[data-do=next]"]) parts[q] = {value: "0"};
+global.document = {getElementById: (id) => (id === ID ? {querySelector: (q) => parts[q]} : null)};
+const timers = [];
+global.setInterval = (f) => timers.push(f);
+global.clearInterval = (t) => { if (t) timers[t - 1] = null; };
+SCRIPT
+const seen = [];
+const look = () => seen.push(
+  [Number(parts.input.value), parts.span.textContent, parts.img.src === FRAMES[parts.input.value]]);
+parts["[data-do=next]"].onclick(); look();
+parts["[data-do=prev]"].onclick(); parts["[data-do=prev]"].onclick(); look();
+parts["[data-do=play]"].onclick(); timers[0](); look();
+parts["[data-do=play]"].onclick(); seen.push(timers[0] === null);
+parts.input.value = "1"; parts.input.oninput(); look();
+console.log(JSON.stringify(seen));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the player's script")
+def test_the_players_buttons_and_slider_step_through_the_frames(tmp_path):
+    page = Animation(_numbered, 3, dpi=10).to_html()
+    script = re.search(r"<script>(.*)</script>", page, re.S).group(1)
+    frames = re.search(r"var frames = (\[.*?\])", page).group(1)
+    player_id = re.search(r'id="(chainrule-player-\w+)"', page).group(1)
+    check = PLAYER_CHECK.replace("SCRIPT", script).replace("ID", json.dumps(player_id)).replace("FRAMES", frames)
+    (tmp_path / "check.js").write_text(check)
+    done = subprocess.run(["node", str(tmp_path / "check.js")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # next: frame 2; prev twice: back past the first to the last; play and one tick: wraps to the first;
+    # pause stops the timer; the slider shows the frame it points at.
+    assert json.loads(done.stdout) == [
+        [1, "2 / 3", True],
+        [2, "3 / 3", True],
+        [0, "1 / 3", True],
+        True,
+        [1, "2 / 3", True],
+    ]
