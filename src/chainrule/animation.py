@@ -165,7 +165,28 @@ def write(
     fps: float = 8,
     dpi: int = 72,
 ) -> str | os.PathLike:
-    """Write the frames ``draw(0) .. draw(n - 1)`` (or a list of Figures) to ``path`` (.gif, .mp4, .html)."""
+    """Write the frames ``draw(0) .. draw(n - 1)`` (or a list of Figures) to ``path`` (.gif, .mp4, .html).
+
+    The suffix is checked before any frame is drawn; the file appears whole or not at all.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from matplotlib.figure import Figure
+        >>> from chainrule import animation
+        >>> def draw(k):
+        ...     fig = Figure(figsize=(2, 1.5))
+        ...     fig.add_subplot().bar(["a", "b"], [k, 3 - k])
+        ...     return fig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> animation.write(draw, os.path.join(folder.name, "bars.gif"), n=4, dpi=20)[-8:]
+        'bars.gif'
+        >>> animation.write(draw, "bars.png", n=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: animation: the file must end in .gif, .mp4, .html, got 'bars.png'
+        >>> folder.cleanup()
+    """
     _format(path)  # before drawing anything
     return Animation(draw, n, fps=fps, dpi=dpi).save(path)
 
@@ -220,7 +241,10 @@ def _write_gif(movie, f):
 
 
 def _write_mp4(movie, f):
-    import imageio_ffmpeg  # the `demo` extra: a wheel carrying its own ffmpeg binary
+    try:
+        import imageio_ffmpeg  # the `demo` extra: a wheel carrying its own ffmpeg binary
+    except ImportError:
+        raise ImportError("animation: writing .mp4 needs imageio-ffmpeg (pip install 'chainrule[demo]')") from None
 
     images = movie.images()
     first = _even(next(images))
