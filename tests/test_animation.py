@@ -260,3 +260,14 @@ def test_the_players_buttons_and_slider_step_through_the_frames(tmp_path):
         True,
         [1, "2 / 3", True],
     ]
+
+
+def test_loss_step_of_a_one_element_bias_in_a_sequential():
+    net = cr.nn.mlp([1, 2, 1], activation="softplus", seed=0)
+    with pytest.warns(cr.ConvergenceWarning):  # five iterations, on purpose
+        history = cr.fit(net, X, Y, params=["2.bias"], max_iter=5, tol=0.0, monitor=False)
+    fig = animation.loss_step(net, X, Y, "2.bias", history, frames=2, dpi=20).figure(1)
+    point = next(line for line in fig.axes[0].lines if line.get_label().startswith("2.bias = "))
+    # the last iteration's old value and the loss there (the History's record)
+    assert point.get_xdata()[0] == history.params["2.bias"].value[-1][0]
+    assert point.get_ydata()[0] == history.loss[-1]

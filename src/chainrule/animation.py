@@ -474,7 +474,7 @@ def loss_step(
         raise ValueError(f"animation.loss_step: '{name}' has shape {named[name].shape}; needs a one-element parameter")
     its = frame_iterations(history, _frames("animation.loss_step", "frames", frames))
     trace = history.params[name]
-    path = [float(v) for v in trace.value] + [float(trace.new_value[-1])]
+    path = [float(np.ravel(v)[0]) for v in [*trace.value, trace.new_value[-1]]]  # a (1,) bias too
     lo, hi = min(path), max(path)
     pad = max(1.0, 0.15 * (hi - lo))
     values = np.linspace(lo - pad, hi + pad, 200)
