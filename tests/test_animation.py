@@ -149,7 +149,10 @@ def test_player_is_offline_and_holds_every_frame(tmp_path):
     assert page.count("<script") == 1 and "<script src" not in page
     for control in ('data-do="play"', 'data-do="prev"', 'data-do="next"', 'type="range"'):
         assert control in page
-    assert Animation(_numbered, 4, dpi=20)._repr_html_() in page  # the notebook shows the same player
+    again = Animation(_numbered, 4, dpi=20)._repr_html_()  # the notebook's display: the same player ...
+    assert json.loads(re.search(r"var frames = (\[.*?\])", again).group(1)) == frames
+    ids = re.findall(r'id="(chainrule-player-[\w-]+)"', page + again)
+    assert len(ids) == 2 and ids[0] != ids[1]  # ... with an id of its own, so two on one page work apart
 
 
 def test_a_failing_frame_leaves_nothing_and_keeps_the_old_file(tmp_path):
@@ -246,7 +249,7 @@ def test_the_players_buttons_and_slider_step_through_the_frames(tmp_path):
     page = Animation(_numbered, 3, dpi=10).to_html()
     script = re.search(r"<script>(.*)</script>", page, re.S).group(1)
     frames = re.search(r"var frames = (\[.*?\])", page).group(1)
-    player_id = re.search(r'id="(chainrule-player-\w+)"', page).group(1)
+    player_id = re.search(r'id="(chainrule-player-[\w-]+)"', page).group(1)
     check = PLAYER_CHECK.replace("SCRIPT", script).replace("ID", json.dumps(player_id)).replace("FRAMES", frames)
     (tmp_path / "check.js").write_text(check)
     done = subprocess.run(["node", str(tmp_path / "check.js")], capture_output=True, text=True, timeout=60)

@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import html
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -64,6 +65,7 @@ __all__ = ["Animation", "FORMATS", "MAX_FRAMES", "frame_iterations", "landscape"
 FORMATS = (".gif", ".mp4", ".html")
 MAX_FRAMES = 2000  # more frames than this is a mistake (a movie of hours), refused before drawing any
 _FRAMES, _DPI, _FPS = Integer(low=1), Integer(low=10), Number(low=0.1, high=60, high_open=False)
+_PLAYERS = itertools.count(1)  # numbers the HTML players made in this process
 _HOLD = 1.5  # seconds the last frame stays on screen before a GIF loops
 
 
@@ -72,7 +74,9 @@ class Animation:
 
     ``draw`` may also be a sequence of Figures (then ``n`` is its length).
     ``fps`` frames per second, ``dpi`` the resolution the frames are rendered at.
-    ``draw`` may return a new Figure each time or the same one changed.
+    ``draw`` may return a new Figure each time or the same one changed; later
+    frames keep frame 0's axes positions (nothing jumps, and the layout is
+    computed once).
 
     Example::
 
@@ -322,9 +326,10 @@ _PLAYER = """<div id="{id}" style="display:inline-block;font-family:sans-serif">
 
 def _player(pngs, fps):
     uris = ["data:image/png;base64," + base64.b64encode(p).decode("ascii") for p in pngs]
-    digest = hashlib.sha1(b"".join(pngs)).hexdigest()[:12]  # the same frames get the same id: stable output
+    # The frames' digest, and a count: the same movie shown twice in a notebook gets two players.
+    digest = hashlib.sha1(b"".join(pngs)).hexdigest()[:12]
     return _PLAYER.format(
-        id=f"chainrule-player-{digest}",
+        id=f"chainrule-player-{digest}-{next(_PLAYERS)}",
         first=html.escape(uris[0]),
         n=len(uris),
         last=len(uris) - 1,
