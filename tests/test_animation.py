@@ -56,10 +56,12 @@ def test_frames_are_the_number_asked_first_and_last_included():
 
 
 def test_frames_by_hand():
-    # share(i) = 0.5 * distance before iteration i / total + 0.5 * (i - 1) / 99, targets 0, .2, .4, .6, .8, 1:
-    # distance before iteration 2 is 0.5 (share .255 >= .2); before 3, .75 (share .385 < .4), before 4, .875
-    # (share .452); then the distance is ~1 and 0.5 + 0.5 (i - 1) / 99 >= .6 first at i = 21, >= .8 at i = 61.
-    assert frame_iterations(_halving(100), 6) == [1, 2, 4, 21, 61, 100]
+    # share(i) = (D(i) + (i - 1) / 99 + ln(i) / ln(100)) / 3 with D(i) the distance before iteration i over
+    # the whole (1 - 2**-99): D = 0, .5, .75, .875, ..., 1 - 2**-(i - 1). Targets 0, .25, .5, .75, 1:
+    #   .25: i = 2 gives (.5 + .0101 + .1505) / 3 = .2202, i = 3 gives (.75 + .0202 + .2386) / 3 = .3363
+    #   .5:  i = 7 gives (.9844 + .0606 + .4225) / 3 = .4892, i = 8 gives (.9922 + .0707 + .4515) / 3 = .5048
+    #   .75: i = 43 gives (1 + .4242 + .8167) / 3 = .7470, i = 44 gives (1 + .4343 + .8217) / 3 = .7520
+    assert frame_iterations(_halving(100), 5) == [1, 3, 8, 44, 100]
 
 
 def test_short_runs_get_every_iteration_and_one_frame_is_the_last():
@@ -270,7 +272,27 @@ def test_loss_step_of_a_one_element_bias_in_a_sequential():
     with pytest.warns(cr.ConvergenceWarning):  # five iterations, on purpose
         history = cr.fit(net, X, Y, params=["2.bias"], max_iter=5, tol=0.0, monitor=False)
     fig = animation.loss_step(net, X, Y, "2.bias", history, frames=2, dpi=20).figure(1)
-    point = next(line for line in fig.axes[0].lines if line.get_label().startswith("2.bias = "))
+    point = next(line for line in fig.axes[0].lines if line.get_label() == "2.bias now")
     # the last iteration's old value and the loss there (the History's record)
     assert point.get_xdata()[0] == history.params["2.bias"].value[-1][0]
     assert point.get_ydata()[0] == history.loss[-1]
+
+
+def test_blitted_frames_equal_a_full_drawing_of_the_same_frame(b3_run):
+    # The History movies draw the still parts once and only the moving artists per frame; a full draw of
+    # each frame's figure must give the same pixels (the landscape's start marker may sit under the path).
+    net, history = b3_run
+    pair = cr.nn.DosageNetwork.from_lesson(w3=0.36, w4=0.63)
+    pair_history = cr.fit(pair, X, Y, params=["w3", "w4"])
+    movies = [
+        animation.squiggle(net, X, Y, history, frames=3, dpi=30),
+        animation.loss_step(net, X, Y, "b3", history, frames=3, dpi=30),
+        animation.landscape(pair, X, Y, ("w3", "w4"), pair_history, frames=3, dpi=30, grid=8),
+    ]
+    for movie in movies:
+        for k, image in enumerate(list(movie.images())):
+            canvas = movie.figure(k).canvas
+            canvas.draw()
+            full = np.array(canvas.buffer_rgba())[..., :3]
+            assert full.shape == image.shape
+            assert (np.abs(full.astype(int) - image).max(axis=2) > 0).mean() < 1e-3

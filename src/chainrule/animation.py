@@ -344,9 +344,10 @@ def _player(pngs, fps):
 def frame_iterations(history: History, frames: int = 60) -> list[int]:
     """At most ``frames`` iterations (1-based) of ``history`` to draw, always the first and the last.
 
-    Spaced evenly in a mix of iterations and distance travelled by the
-    parameters (half each), so the fast early steps get frames of their own and
-    a long slow tail is still seen moving.
+    Spaced evenly in a mix, a third each, of the iteration, its logarithm and
+    the distance the parameters have travelled: the first steps (usually the
+    largest) get frames of their own, so does a sudden move late in the run,
+    and a long slow tail is still seen moving.
 
     Example::
 
@@ -355,8 +356,8 @@ def frame_iterations(history: History, frames: int = 60) -> list[int]:
         >>> h = History([("b", ())], tol=0.0)
         >>> for i in range(1, 101):           # steps halving: the first ones carry the distance
         ...     h.record(i, 1.0, 0.5**i, [np.float64(0)], [np.float64(0)], [np.float64(0.5**i)])
-        >>> frame_iterations(h, frames=6)
-        [1, 2, 4, 21, 61, 100]
+        >>> frame_iterations(h, frames=5)
+        [1, 3, 8, 44, 100]
     """
     _frames("frame_iterations", "frames", frames)
     n = history.n_iter
@@ -369,8 +370,8 @@ def frame_iterations(history: History, frames: int = 60) -> list[int]:
         return [n]
     moved = np.sqrt(sum(np.square(np.nan_to_num(t.step_norm, nan=0.0, posinf=0.0)) for t in history.params.values()))
     where = np.concatenate([[0.0], np.cumsum(moved)[:-1]])  # distance travelled at the start of each iteration
-    share = 0.5 * where / where[-1] if where[-1] > 0 else np.zeros(n)
-    share = share + 0.5 * np.arange(n) / (n - 1)
+    travelled = where / where[-1] if where[-1] > 0 else np.zeros(n)
+    share = (travelled + np.arange(n) / (n - 1) + np.log(np.arange(1, n + 1)) / np.log(n)) / 3
     wanted = np.searchsorted(share, np.linspace(0, 1, m) - 1e-12)
     picks: list[int] = []
     for j, w in enumerate(wanted.tolist()):  # distinct and increasing, ending at the last iteration
@@ -423,10 +424,16 @@ def _loss_name(loss):
     return loss.upper() if isinstance(loss, str) else getattr(loss, "__name__", "loss")
 
 
-def _limits(figures):
-    """The union of the first axes' x and y limits over ``figures``: one frame for the whole movie."""
-    xs, ys = zip(*((f.axes[0].get_xlim(), f.axes[0].get_ylim()) for f in figures))
-    return (min(a for a, _ in xs), max(b for _, b in xs)), (min(a for a, _ in ys), max(b for _, b in ys))
+def _moving_limits(figures):
+    """Each figure's first axes' lines' y data, and the union of their y limits: one frame for the movie."""
+    data, lows, highs = [], [], []
+    for fig in figures:
+        ax = fig.axes[0]
+        data.append([line.get_ydata() for line in ax.lines])
+        low, high = ax.get_ylim()
+        lows.append(low)
+        highs.append(high)
+    return data, (min(lows), max(highs))
 
 
 def squiggle(
@@ -445,16 +452,22 @@ def squiggle(
     _traces("animation.squiggle", model, history)
     its = frame_iterations(history, _frames("animation.squiggle", "frames", frames))
 
-    def draw_at(i, limits=None):
+    def drawn(i):
         with _at(model, history, i):
-            fig = plot.squiggle(model, x, y, title=_title(history, i, loss))
-        if limits:
-            fig.axes[0].set_xlim(limits[0])
-            fig.axes[0].set_ylim(limits[1])
-        return fig
+            return plot.squiggle(model, x, y)
 
-    limits = _limits(draw_at(i) for i in its)
-    return Animation(lambda k: draw_at(its[k], limits), len(its), fps=fps, dpi=dpi)
+    curves, ylim = _moving_limits(drawn(i) for i in its)
+    fig = drawn(its[0])
+    ax = fig.axes[0]
+    ax.set_ylim(ylim)
+    lines = list(ax.lines)
+
+    def update(k):
+        for line, values in zip(lines, curves[k]):
+            line.set_ydata(values)
+        ax.set_title(_title(history, its[k], loss))
+
+    return _Moving(fig, [*lines, *ax.collections, ax.title], update, len(its), fps=fps, dpi=dpi)  # the data on top
 
 
 def loss_step(
@@ -470,7 +483,8 @@ def loss_step(
 ) -> Animation:
     """The point stepping down the loss against one parameter (:func:`chainrule.plot.loss_curve`):
     at each chosen iteration the point, its tangent (slope = the derivative), the step to the next
-    value and the path so far. The other parameters are held at that iteration's values."""
+    value and the path so far. The other parameters are held at that iteration's values (the curve
+    moves when they are trained too)."""
     named = _traces("animation.loss_step", model, history)
     name = getattr(param, "name", param)
     if name not in history.params:
@@ -480,41 +494,51 @@ def loss_step(
     its = frame_iterations(history, _frames("animation.loss_step", "frames", frames))
     trace = history.params[name]
     path = [float(np.ravel(v)[0]) for v in [*trace.value, trace.new_value[-1]]]  # a (1,) bias too
-    lo, hi = min(path), max(path)
-    pad = max(1.0, 0.15 * (hi - lo))
-    values = np.linspace(lo - pad, hi + pad, 200)
+    pad = max(1.0, 0.15 * (max(path) - min(path)))
+    values = np.linspace(min(path) - pad, max(path) + pad, 200)
 
-    def draw_at(i, limits=None):
+    def drawn(i):
         with _at(model, history, i):
-            fig = plot.loss_curve(model, x, y, name, values=values, loss=loss)
-        _step_artists(fig.axes[0], history, trace, i, hi - lo + 2 * pad)
-        fig.axes[0].set_title(_title(history, i, loss, name))
-        if limits:
-            fig.axes[0].set_xlim(limits[0])
-            fig.axes[0].set_ylim(limits[1])
-        return fig
+            return plot.loss_curve(model, x, y, name, values=values, loss=loss)
 
-    limits = _limits(draw_at(i) for i in its)
-    return Animation(lambda k: draw_at(its[k], limits), len(its), fps=fps, dpi=dpi)
+    curves, ylim = _moving_limits(drawn(i) for i in its)
+    fig = drawn(its[0])
+    ax = fig.axes[0]
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ylim)
+    moving, show = _step_artists(ax, history, trace, path, values[-1] - values[0])
+
+    def update(k):
+        ax.lines[0].set_ydata(curves[k][0])
+        show(its[k])
+        ax.set_title(_title(history, its[k], loss, name))
+
+    return _Moving(fig, [ax.lines[0], *moving, ax.title], update, len(its), fps=fps, dpi=dpi)
 
 
-def _step_artists(ax, history, trace, i, width):
-    """The path so far, the point, its tangent and the step (new value = old value - step size)."""
-    old, slope, step = (float(np.ravel(a)[0]) for a in (trace.value[i - 1], trace.derivative[i - 1], trace.step[i - 1]))
-    here = history.loss[i - 1]
-    done = [float(np.ravel(v)[0]) for v in trace.value[:i]]
-    ax.plot(done, history.loss[:i], color=plot.DATA, marker="o", markersize=3, linewidth=0.8, label="steps so far")
-    half = 0.12 * width
-    ax.plot([old - half, old + half], [here - slope * half, here + slope * half], color=plot.BLUE, label="tangent")
-    ax.plot([old], [here], "o", color="red", markersize=7, zorder=4, label=f"{trace.name} = {old:.4g}")
-    ax.annotate(
-        "",
-        xy=(old - step, here),
-        xytext=(old, here),
-        arrowprops={"arrowstyle": "->", "color": plot.GREEN, "linewidth": 2},
-    )
-    ax.plot([], [], color=plot.GREEN, linewidth=2, label=f"step size {step:.3g} (slope {slope:.3g})")
+def _step_artists(ax, history, trace, path, width):
+    """The path so far, the point, its tangent and the step (new value = old value - step size), and a
+    function moving them to iteration i. The legend is drawn once: its labels do not change."""
+    (done,) = ax.plot([], [], color=plot.DATA, marker="o", markersize=3, linewidth=0.8, label="steps so far")
+    (tangent,) = ax.plot([], [], color=plot.BLUE, label="tangent: its slope is the derivative")
+    (point,) = ax.plot([], [], "o", color="red", markersize=7, zorder=4, label=f"{trace.name} now")
+    arrow = ax.annotate("", xy=(0, 0), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": plot.GREEN, "lw": 2})
+    ax.plot([], [], color=plot.GREEN, linewidth=2, label="the step: new value = old - step size")
+    value = ax.annotate("", xy=(0, 0), xytext=(8, -16), textcoords="offset points", fontsize="small")
     ax.legend(fontsize="small", loc="upper right")
+    half = 0.12 * width
+
+    def show(i):
+        old, here = path[i - 1], history.loss[i - 1]
+        slope, step = (float(np.ravel(a)[0]) for a in (trace.derivative[i - 1], trace.step[i - 1]))
+        done.set_data(path[:i], history.loss[:i])
+        tangent.set_data([old - half, old + half], [here - slope * half, here + slope * half])
+        point.set_data([old], [here])
+        arrow.xy, arrow.xyann = (old - step, here), (old, here)
+        value.xy = (old, here)
+        value.set_text(f"{trace.name} = {old:.4g}, slope {slope:.3g}")
+
+    return [done, tangent, point, arrow, value], show
 
 
 def landscape(
@@ -550,11 +574,45 @@ def landscape(
     (now,) = ax.plot([], [], "*", color="red", markersize=12, label="now")
     ax.legend(fontsize="small", loc="upper right")
 
-    def draw(k):
+    def update(k):
         i = its[k]
         line.set_data(p[:i], q[:i])
         now.set_data([p[i - 1]], [q[i - 1]])
         ax.set_title(_title(history, i, loss), fontsize="medium")
-        return fig
 
-    return Animation(draw, len(its), fps=fps, dpi=dpi)
+    return _Moving(fig, [line, now, ax.title], update, len(its), fps=fps, dpi=dpi)
+
+
+class _Moving(Animation):
+    """One figure whose few ``moving`` artists ``update(k)`` changes for frame k. Rendered by blitting:
+    the figure is drawn once without them (ticks, labels, legend, contours: the costly text and
+    fills), and each frame draws only the moving artists over that background."""
+
+    def __init__(self, fig, moving, update, n, fps, dpi):
+        self._fig, self._update = fig, update
+        self._moving = sorted(moving, key=lambda artist: artist.get_zorder())  # drawn in the usual order
+        super().__init__(self._frame, n, fps=fps, dpi=dpi)
+
+    def _frame(self, k):
+        self._update(k)
+        return self._fig
+
+    def images(self) -> Iterator[np.ndarray]:
+        fig, canvas = self._fig, FigureCanvasAgg(self._fig)
+        fig.set_dpi(self.dpi)
+        self._update(0)
+        for artist in self._moving:
+            artist.set_animated(True)  # left out of a full draw
+        try:
+            canvas.draw()
+            fig.set_layout_engine("none")  # the layout of that draw holds for every frame
+            background = canvas.copy_from_bbox(fig.bbox)
+            for k in range(self.n):
+                self._update(k)
+                canvas.restore_region(background)
+                for artist in self._moving:
+                    fig.draw_artist(artist)
+                yield np.array(canvas.buffer_rgba())[..., :3]
+        finally:
+            for artist in self._moving:
+                artist.set_animated(False)

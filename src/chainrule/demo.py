@@ -141,8 +141,8 @@ def _animations(out, x, y, b3_history, runs):
     movies = {
         "loss_step_b3.gif": animation.loss_step(lesson, x, y, "b3", b3_history, **small),
         "squiggle_b3.gif": animation.squiggle(lesson, x, y, b3_history, **small),
-        "landscape_w3_w4.gif": animation.landscape(pair, x, y, ("w3", "w4"), pair_history, frames=30, **small),
-        "squiggle_best_start.gif": animation.squiggle(best, x, y, best_history, frames=30, **small),
+        "landscape_w3_w4.gif": animation.landscape(pair, x, y, ("w3", "w4"), pair_history, frames=20, **small),
+        "squiggle_best_start.gif": animation.squiggle(best, x, y, best_history, frames=20, **small),
     }
     for name, movie in movies.items():
         movie.save(os.path.join(out, name))
