@@ -262,11 +262,13 @@ def _write_mp4(movie, f):
             ffmpeg_log_level="error",
             output_params=["-movflags", "+faststart"],
         )
-        writer.send(None)
-        writer.send(first)
-        for image in images:
-            writer.send(_even(image))
-        writer.close()
+        try:
+            writer.send(None)
+            writer.send(first)
+            for image in images:
+                writer.send(_even(image))
+        finally:
+            writer.close()  # ffmpeg finishes (or, after an error, is stopped) before the folder goes
         with open(out, "rb") as done:
             f.write(done.read())
 
