@@ -39,10 +39,12 @@ def test_the_lessons_notebook_runs_and_prints_the_lessons_numbers(tmp_path, monk
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell("print(cr.__file__)"))  # which chainrule the kernel ran
     client = nbclient.NotebookClient(
         notebook, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()  # a failing cell raises CellExecutionError naming it
+    assert _text(notebook.cells.pop()).strip() == str(ROOT / "src" / "chainrule" / "__init__.py")
     out = "\n".join(_text(c) for c in notebook.cells if c.cell_type == "code")
     # From the lessons (MISSION.md's reference table), printed by chainrule in the notebook.
     for number in ("SSR = 20.42", "SSR = 7.77", "SSR = 1.11", "SSR = 0.46", "final b3 = 2.609", "start: 1.40"):
