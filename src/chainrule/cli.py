@@ -136,7 +136,7 @@ def _demo_command(sub):
         help="reproduce the three lessons with the true numbers",
         description="Walk through the lessons: SSR against b3, gradient descent on b3, "
         "on w3, w4, b3 together, and on all seven parameters; then draw the "
-        "lessons' pictures into a folder.",
+        "lessons' pictures and animations into a folder.",
     )
     demo.add_argument(
         "--seed", type=int, default=0, help="seed of the random start for the all-parameter fit (default 0)"
@@ -147,12 +147,18 @@ def _demo_command(sub):
         metavar="FOLDER",
         help="folder for the pictures (default chainrule-demo); --out '' draws none",
     )
+    demo.add_argument(
+        "--no-animations",
+        dest="animations",
+        action="store_false",
+        help="draw the still pictures only, not the lessons' GIF animations",
+    )
     demo.set_defaults(run=_demo)
 
 
 def _demo(args):
     check(None, "--seed", args.seed, Integer(low=0))
-    run_demo(seed=args.seed, out=args.out)
+    run_demo(seed=args.seed, out=args.out, animations=args.animations)
     return 0
 
 
