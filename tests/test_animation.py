@@ -129,6 +129,16 @@ def test_a_history_gif_has_its_frames(tmp_path, b3_run):
         assert gif.n_frames == 4
 
 
+def test_the_backward_pass_movie_has_a_frame_per_node(tmp_path):
+    w = cr.tensor(3.0, requires_grad=True, name="w")
+    g = cr.graph((2 * w - 1) ** 2, grads=True)  # nodes: w, 2w, 2w - 1, its square
+    path = animation.backward(g, dpi=20).save(tmp_path / "backward.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4
+    # The last step reaches the leaf: d/dw = 2 (2w - 1) x 2 = 2 x 5 x 2 = 20 at w = 3.
+    assert g.node(w).grad == 20.0 and "20" in str(g.backward_steps())
+
+
 def test_mp4_reads_back_with_the_frames_asked_for(tmp_path):
     path = tmp_path / "run.mp4"
     Animation([_numbered(k) for k in range(6)], fps=5, dpi=25).save(path)

@@ -34,7 +34,16 @@ PICTURES = [
     "graph_ops.svg",
 ]
 # The lesson on b3 stops after 10 iterations (MISSION.md): one frame each; the other runs get at most 20 frames.
-ANIMATIONS = {"loss_step_b3.gif": 10, "squiggle_b3.gif": 10, "landscape_w3_w4.gif": 20, "squiggle_best_start.gif": 20}
+# The backward pass has a frame per node of the lessons' graph: 9 leaves (Input, w1, b1, w2, b2, w3, w4, b3,
+# Observed), 6 ops for the two SoftPlus nodes (mul, add, softplus each), 4 for the sum (two mul, two add),
+# 3 for the SSR (sub, pow, sum): 22.
+ANIMATIONS = {
+    "loss_step_b3.gif": 10,
+    "squiggle_b3.gif": 10,
+    "landscape_w3_w4.gif": 20,
+    "squiggle_best_start.gif": 20,
+    "backward_pass.gif": 22,
+}
 
 
 def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):

@@ -51,6 +51,10 @@ def test_the_lessons_notebook_runs_and_prints_the_lessons_numbers(tmp_path, monk
         assert number in out, number
     assert "-15.655" in out  # dSSR/db3 at b3 = 0 (the lesson's -15.7), in the explanation
     assert "every step size fell below 0.001 at iteration 10" in out
+    # dSSR/db3 = sum of -2 (Observed_i - Predicted_i) over the three points (MISSION.md): -5.207 - 5.218 - 5.23
+    assert "dSSR/db3 = -15.66 = sum of" in out and all(f"{p}" in out for p in (-5.207, -5.218, -5.23))
+    svgs = [o for c in notebook.cells for o in c.get("outputs", []) if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) >= 2  # the graph displayed as SVG, both levels
     players = [c for c in notebook.cells if "chainrule-player-" in _text(c)]
-    assert len(players) == 4  # the loss step, the two squiggles and the landscape
+    assert len(players) == 5  # the backward pass, the loss step, the two squiggles and the landscape
     assert (tmp_path / "loss_step_b3.gif").stat().st_size > 0 and (tmp_path / "loss_step_b3.mp4").stat().st_size > 0

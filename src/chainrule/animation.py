@@ -60,7 +60,17 @@ from .history import History
 from .modelfile import atomic_open
 from .nn import Module
 
-__all__ = ["Animation", "FORMATS", "MAX_FRAMES", "frame_iterations", "landscape", "loss_step", "squiggle", "write"]
+__all__ = [
+    "Animation",
+    "FORMATS",
+    "MAX_FRAMES",
+    "backward",
+    "frame_iterations",
+    "landscape",
+    "loss_step",
+    "squiggle",
+    "write",
+]
 
 FORMATS = (".gif", ".mp4", ".html")
 MAX_FRAMES = 2000  # more frames than this is a mistake (a movie of hours), refused before drawing any
@@ -436,6 +446,26 @@ def _moving_limits(figures):
         lows.append(low)
         highs.append(high)
     return data, (min(lows), max(highs))
+
+
+def backward(g: Any, level: str = "ops", fps: float = 1.5, dpi: int = 50) -> Animation:
+    """The backward pass lighting up the graph node by node, output first: one frame per step of
+    ``g.backward_steps()`` (:func:`chainrule.plot.draw_backward_step`), each with its incoming gradient
+    x local derivative = gradient written underneath. ``g`` is ``cr.graph(loss, grads=True)`` (or the
+    loss itself).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule import animation
+        >>> w = cr.tensor(3.0, requires_grad=True, name="w")
+        >>> movie = animation.backward(cr.graph((2 * w - 1) ** 2, grads=True), dpi=20)
+        >>> len(movie)            # pow, sub, mul and the leaf w: d/dw = 2 (2w - 1) x 2 = 20
+        4
+    """
+    g = plot._graph_of(g)
+    steps = g.backward_steps()
+    return Animation(lambda k: plot.draw_backward_step(g, k, level), len(steps), fps=fps, dpi=dpi)
 
 
 def squiggle(

@@ -124,7 +124,7 @@ def _pictures(out, x, y, b3_history, runs):
     for name, fig in figures.items():
         plot.save(fig, os.path.join(out, name))
     # The lessons' graph at b3 = 0 with every node's value and gradient: the neuron picture and every op.
-    g, graphs = graph(ssr(before(x), y), grads=True), {}
+    g, graphs = _lesson_graph(x, y), {}
     for level in ("neuron", "ops"):
         for ext in ("png", "svg"):
             graphs[f"graph_{level}.{ext}"] = plot.save_graph(g, os.path.join(out, f"graph_{level}.{ext}"), level)
@@ -149,10 +149,17 @@ def _animations(out, x, y, b3_history, runs):
         "squiggle_b3.gif": animation.squiggle(lesson, x, y, b3_history, **small),
         "landscape_w3_w4.gif": animation.landscape(pair, x, y, ("w3", "w4"), pair_history, frames=20, **small),
         "squiggle_best_start.gif": animation.squiggle(best, x, y, best_history, frames=20, **small),
+        "backward_pass.gif": animation.backward(_lesson_graph(x, y), level="neuron", dpi=50),
     }
     for name, movie in movies.items():
         movie.save(os.path.join(out, name))
     print(f"Animations written to {out}{os.sep}: {', '.join(movies)}")
+
+
+def _lesson_graph(x, y):
+    """The lessons' network at b3 = 0 with every node's gradient: the graph the first lesson differentiates."""
+    net = DosageNetwork.from_lesson(b3=0.0)
+    return graph(ssr(net(x), y), grads=True)
 
 
 def _three(show, x, y, lr):
