@@ -231,6 +231,16 @@ NAMES = {
         "svg",
         "to_json",
     ],
+    "chainrule.animation": [
+        "Animation",
+        "FORMATS",
+        "MAX_FRAMES",
+        "frame_iterations",
+        "landscape",
+        "loss_step",
+        "squiggle",
+        "write",
+    ],
     "chainrule.cli": ["main"],
 }
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +297,16 @@ def test_a_real_ctrl_c_in_a_child_process_saves_and_prints_no_traceback(tmp_path
         assert said in out and modelfile.load(tmp_path / "m.json").training["interrupted"] is True
     else:  # Ctrl-C came before training began
         assert child.returncode == 130 and "nothing written" in err and not (tmp_path / "m.json").exists()
+
+
+def test_explain_on_data_that_overflows_the_model_is_one_line(tmp_path, capsys, curve):
+    _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("x,y\n1e300,2\n-1e300,3\n")  # (w x)^2 of 1e300 is beyond a float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning of NumPy's either
+        code, _, err = _run(capsys, "explain", "--model", tmp_path / "m.json", "--data", huge, "--param", "0.weight")
+    assert code == 2 and err.count("\n") == 1 and "loss of" in err and "is inf" in err
 
 
 @pytest.mark.parametrize("out", ["", "fifo"])

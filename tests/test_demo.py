@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from chainrule import cli
 
@@ -32,6 +33,17 @@ PICTURES = [
     "graph_ops.png",
     "graph_ops.svg",
 ]
+# The lesson on b3 stops after 10 iterations (MISSION.md): one frame each; the other runs get at most 20 frames.
+# The backward pass has a frame per node of the lessons' graph: 9 leaves (Input, w1, b1, w2, b2, w3, w4, b3,
+# Observed), 6 ops for the two SoftPlus nodes (mul, add, softplus each), 4 for the sum (two mul, two add),
+# 3 for the SSR (sub, pow, sum): 22.
+ANIMATIONS = {
+    "loss_step_b3.gif": 10,
+    "squiggle_b3.gif": 10,
+    "landscape_w3_w4.gif": 20,
+    "squiggle_best_start.gif": 20,
+    "backward_pass.gif": 22,
+}
 
 
 def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):
@@ -48,6 +60,10 @@ def test_demo_prints_the_lessons_numbers(capsys, monkeypatch, tmp_path):
         assert (tmp_path / "pictures" / name).stat().st_size > 10_000
         assert name in text
     assert str(tmp_path / "pictures") in text
+    for name, frames in ANIMATIONS.items():
+        with Image.open(tmp_path / "pictures" / name) as gif:
+            assert gif.n_frames == frames if frames == 10 else 2 <= gif.n_frames <= frames, name
+        assert name in text
 
 
 def test_demo_out_empty_draws_nothing(capsys, tmp_path, monkeypatch):
@@ -80,7 +96,7 @@ def test_console_script_runs_the_demo(tmp_path):
     script = Path(sys.executable).parent / "chainrule"
     command = [str(script), "demo"] if script.exists() else [sys.executable, "-m", "chainrule.cli", "demo"]
     done = subprocess.run(
-        command + ["--out", str(tmp_path)],
+        command + ["--out", str(tmp_path), "--no-animations"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,6 +104,7 @@ def test_console_script_runs_the_demo(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     _check_lesson_numbers(done.stdout)
+    assert {p.suffix for p in tmp_path.iterdir()} == {".png", ".svg"}  # --no-animations: the pictures only
 
 
 # ---- chainrule explain ----------------------------------------------------------------------

@@ -136,7 +136,7 @@ def _demo_command(sub):
         help="reproduce the three lessons with the true numbers",
         description="Walk through the lessons: SSR against b3, gradient descent on b3, "
         "on w3, w4, b3 together, and on all seven parameters; then draw the "
-        "lessons' pictures into a folder.",
+        "lessons' pictures and animations into a folder.",
     )
     demo.add_argument(
         "--seed", type=int, default=0, help="seed of the random start for the all-parameter fit (default 0)"
@@ -147,12 +147,18 @@ def _demo_command(sub):
         metavar="FOLDER",
         help="folder for the pictures (default chainrule-demo); --out '' draws none",
     )
+    demo.add_argument(
+        "--no-animations",
+        dest="animations",
+        action="store_false",
+        help="draw the still pictures only, not the lessons' GIF animations",
+    )
     demo.set_defaults(run=_demo)
 
 
 def _demo(args):
     check(None, "--seed", args.seed, Integer(low=0))
-    run_demo(seed=args.seed, out=args.out)
+    run_demo(seed=args.seed, out=args.out, animations=args.animations)
     return 0
 
 
@@ -204,7 +210,8 @@ def _explain(args):
     if args.param not in params:
         raise ValueError(f"--param {args.param!r} is not a parameter here; choose one of {list(params)}")
     index = None if args.index is None else tuple(_integers("--index", args.index, low=0, example="0,1"))
-    e = explain(loss, params[args.param], index=index)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a finite loss may still have inf links
+        e = explain(loss, params[args.param], index=index)
     print(f"{where}\n")
     print(e.markdown() if args.markdown else e.text())
     return 0
@@ -236,8 +243,14 @@ def _saved_model_loss(args):
     else:
         targets = np.asarray(model.network_targets(data.target_numbers()), dtype=np.float64)[:, None]
     dtype = model.network.parameters()[0].dtype
-    outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
-    loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite loss is named below
+        outputs = model.network(tensor(model.network_inputs(data), dtype=dtype))
+        loss = get_loss(model.loss)(outputs, targets.astype(dtype) if model.classes is None else targets)
+    if not np.isfinite(loss.item()):
+        raise ValueError(
+            f"the {model.loss} loss of {args.model} on {args.data} is {loss.item()}: its numbers overflow, "
+            "so there is no chain rule to show (are the data in the units the model was trained on?)"
+        )
     network = f"{'-'.join(map(str, model.sizes))} network, {model.loss}"
     where = f"{args.model} ({network}) on the {len(targets)} rows of {args.data}"
     return loss, dict(model.network.named_parameters()), where

@@ -52,8 +52,9 @@ def _f(v, digits=4):
     return f"{float(v):.{digits}f}"
 
 
-def run(seed: int = 0, out: str | None = "chainrule-demo") -> None:
-    """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven; draw them into ``out``."""
+def run(seed: int = 0, out: str | None = "chainrule-demo", animations: bool = True) -> None:
+    """Print the three lessons: SSR vs b3, descent on b3, on (w3, w4, b3), on all seven; draw them into ``out``
+    (and, with ``animations``, their movies: GIF files beside the pictures)."""
     show = _printer()
     x, y = dosage()
     show("The data: drug dosage -> effectiveness", ["dosage", "observed"], [[_f(a, 1), _f(b, 0)] for a, b in zip(x, y)])
@@ -86,6 +87,8 @@ def run(seed: int = 0, out: str | None = "chainrule-demo") -> None:
     seven = _all_seven(show, x, y, seed)
     if out:
         _pictures(out, x, y, history, seven)
+    if out and animations:
+        _animations(out, x, y, history, seven)
 
 
 def _pictures(out, x, y, b3_history, runs):
@@ -121,11 +124,42 @@ def _pictures(out, x, y, b3_history, runs):
     for name, fig in figures.items():
         plot.save(fig, os.path.join(out, name))
     # The lessons' graph at b3 = 0 with every node's value and gradient: the neuron picture and every op.
-    g, graphs = graph(ssr(before(x), y), grads=True), {}
+    g, graphs = _lesson_graph(x, y), {}
     for level in ("neuron", "ops"):
         for ext in ("png", "svg"):
             graphs[f"graph_{level}.{ext}"] = plot.save_graph(g, os.path.join(out, f"graph_{level}.{ext}"), level)
     print(f"\nPictures written to {out}{os.sep}: {', '.join([*figures, *graphs])}")
+
+
+def _animations(out, x, y, b3_history, runs):
+    """The lessons as GIF movies in ``out`` (small and few frames: a few seconds); says where (or why not)."""
+    try:
+        from . import animation
+    except ImportError:
+        print("\nAnimations skipped: matplotlib is not installed (pip install 'chainrule[demo]').")
+        return
+    os.makedirs(out, exist_ok=True)
+    lesson = DosageNetwork.from_lesson()  # the trained parameters are set frame by frame from each History
+    pair = DosageNetwork.from_lesson(w3=0.36, w4=0.63)
+    pair_history = fit(pair, x, y, params=["w3", "w4"])
+    _, best, best_history, _ = min(runs, key=lambda run: run[3])
+    small = {"dpi": 60}
+    movies = {
+        "loss_step_b3.gif": animation.loss_step(lesson, x, y, "b3", b3_history, **small),
+        "squiggle_b3.gif": animation.squiggle(lesson, x, y, b3_history, **small),
+        "landscape_w3_w4.gif": animation.landscape(pair, x, y, ("w3", "w4"), pair_history, frames=20, **small),
+        "squiggle_best_start.gif": animation.squiggle(best, x, y, best_history, frames=20, **small),
+        "backward_pass.gif": animation.backward(_lesson_graph(x, y), level="neuron", dpi=50),
+    }
+    for name, movie in movies.items():
+        movie.save(os.path.join(out, name))
+    print(f"Animations written to {out}{os.sep}: {', '.join(movies)}")
+
+
+def _lesson_graph(x, y):
+    """The lessons' network at b3 = 0 with every node's gradient: the graph the first lesson differentiates."""
+    net = DosageNetwork.from_lesson(b3=0.0)
+    return graph(ssr(net(x), y), grads=True)
 
 
 def _three(show, x, y, lr):

@@ -300,6 +300,50 @@ class History:
     def __repr__(self) -> str:
         return f"History(n_iter={self.n_iter}, final_loss={self.final_loss:.6g}, stop_reason={self.stop_reason!r})"
 
+    # ---- the notebook display: the summary, the last rows and the loss curve (inline SVG, no matplotlib) ----
+
+    def _repr_html_(self, rows: int = 8) -> str:
+        import html  # NOTE: here, not at the top: the display is the only user (keeps this hunk in one place)
+
+        shown = list(self.params)[:7]
+        head = ["iteration", "loss"] + [
+            n if self.params[n].full and not self.params[n].shape else f"|step {n}|" for n in shown
+        ]
+        columns = [self.params[n].value if h == n else self.params[n].step_norm for n, h in zip(shown, head[2:])]
+        first = max(0, len(self.loss) - rows)
+        body = [
+            [str(k + 1), f"{self.loss[k]:.6g}", *(f"{float(c[k]):.6g}" for c in columns)]
+            for k in range(first, len(self.loss))
+        ]
+        cell = lambda tag, text: f"<{tag} style='text-align:right'>{html.escape(text)}</{tag}>"  # noqa: E731
+        table = "".join(
+            "<tr>" + "".join(cell(t, c) for c in r) + "</tr>" for t, r in [("th", head)] + [("td", r) for r in body]
+        )
+        summary = html.escape(self.summary()).replace("\n", "<br>")
+        return f"<div><p>{summary}</p>{self._curve_svg()}<table>{table}</table></div>"
+
+    def _curve_svg(self, width: int = 360, height: int = 120) -> str:
+        """The loss per iteration as a polyline (log scale when it spans more than two decades)."""
+        loss = np.asarray(self.loss, float)
+        keep = np.isfinite(loss) & (loss > 0) if loss.size else loss.astype(bool)
+        if keep.sum() < 2:
+            return ""
+        its, values = np.flatnonzero(keep) + 1, loss[keep]
+        log = values.max() / values.min() > 100
+        v = np.log10(values) if log else values
+        span = (v.max() - v.min()) or 1.0
+        px = 30 + (width - 40) * (its - its[0]) / max(its[-1] - its[0], 1)
+        py = 10 + (height - 30) * (v.max() - v) / span
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
+        label = (
+            f"loss{' (log scale)' if log else ''}: {values.max():.3g} to {values.min():.3g}, iterations 1 to {its[-1]}"
+        )
+        return (
+            f"<svg width='{width}' height='{height}' role='img'>"
+            f"<title>{label}</title><polyline fill='none' stroke='#e377c2' stroke-width='2' points='{points}'/>"
+            f"<text x='30' y='{height - 4}' font-size='11' font-family='sans-serif'>{label}</text></svg>"
+        )
+
 
 def format_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns right-aligned under a header and a rule of dashes."""

@@ -152,6 +152,19 @@ class Module:
         lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in kids]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
+    def _repr_html_(self) -> str:
+        """The notebook display: the architecture (the repr) and each parameter's shape and count."""
+        import html  # NOTE: here, not at the top: the display is the only user (keeps this hunk in one place)
+
+        rows = [(name, " x ".join(map(str, p.shape)) or "scalar", p.size) for name, p in self.named_parameters()]
+        rows.append(("total", "", sum(size for *_, size in rows)))
+        body = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{shape}</td><td style='text-align:right'>{size:,}</td></tr>"
+            for name, shape, size in rows
+        )
+        head = "<tr><th>parameter</th><th>shape</th><th>numbers</th></tr>"
+        return f"<div><pre>{html.escape(repr(self))}</pre><table>{head}{body}</table></div>"
+
 
 def _rng(seed: Any) -> Any:
     """A numpy Generator from a seed; a Generator, or a legacy RandomState (scikit-learn's), as it is."""
