@@ -674,6 +674,21 @@ class _MLP(BaseEstimator):
 
         ``parameter`` is a name of ``model_.named_parameters()`` ("0.weight" is the first
         layer's weights, as ``coefs_[0].T``); ``index`` picks one element of it.
+
+        Example: the lessons' data and a 1-2-1 SoftPlus network; a first-layer weight's
+        derivative passes through the output layer, the SoftPlus and the first layer::
+
+            >>> import numpy as np
+            >>> from chainrule.sklearn import MLPRegressor
+            >>> X, y = np.array([[0.0], [0.5], [1.0]]), np.array([0.0, 1.0, 0.0])
+            >>> reg = MLPRegressor(hidden_layer_sizes=(2,), activation="softplus", alpha=0.0, solver="lbfgs",
+            ...                    random_state=0).fit(X, y)
+            >>> for factor in reg.explain(X, y, "0.weight", index=(1, 0)).chain.split(" x "):
+            ...     print(factor)
+            dLoss/d0.weight[1, 0] = sum_i dLoss/dlinear2_i
+            dlinear2_i/dsoftplus1_i
+            dsoftplus1_i/dlinear0_i
+            dlinear0_i/d0.weight[1, 0]
         """
         X = self._checked_X(X)
         Y = self._targets_for_explain(y)
