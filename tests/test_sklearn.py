@@ -283,13 +283,15 @@ def test_coefs_are_settable_in_scikit_learns_layout():
         reg.predict(X_REG)
 
 
-def test_sparse_inputs_give_the_dense_results():
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_sparse_inputs_give_the_dense_results(solver):
+    # Made dense a batch at a time (adam, batches of 32) or whole (lbfgs): the same numbers as dense inputs.
     X = np.where(X_IRIS > 0.5, X_IRIS, 0.0)
-    dense = quiet(MLPClassifier((5,), solver="lbfgs", max_iter=20, random_state=0).fit, X, Y_IRIS)
-    sparse = quiet(
-        MLPClassifier((5,), solver="lbfgs", max_iter=20, random_state=0).fit, scipy.sparse.csr_matrix(X), Y_IRIS
-    )
+    params = {"hidden_layer_sizes": (5,), "solver": solver, "batch_size": 32, "max_iter": 20, "random_state": 0}
+    dense = quiet(MLPClassifier(**params).fit, X, Y_IRIS)
+    sparse = quiet(MLPClassifier(**params).fit, scipy.sparse.csr_matrix(X), Y_IRIS)
     np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csc_matrix(X)), dense.predict_proba(X))
+    assert sparse.loss_curve_ == dense.loss_curve_
 
 
 @pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])

@@ -16,7 +16,8 @@ derivatives. scikit-learn is an optional dependency (``pip install
 
 Differences, on purpose (see the README's "scikit-learn drop-in" section):
 ``activation="softplus"`` and the regressor's ``loss="ssr"`` (the lessons') are
-extras; sparse inputs are made dense (the whole matrix, once); with ``solver="sgd"``,
+extras; sparse inputs are made dense a batch at a time (the whole matrix for L-BFGS, which
+reads every row at every evaluation, and for ``predict``); with ``solver="sgd"``,
 momentum and a learning rate that changes (``"invscaling"``, ``"adaptive"``)
 the velocity is scaled by the current rate (PyTorch's convention) where
 scikit-learn scales each gradient by the rate it entered with.
@@ -297,13 +298,13 @@ class _Epoch:
     def __init__(self, estimator: Any, X: np.ndarray, target: np.ndarray, params: list) -> None:
         self.e, self.X, self.target, self.params = estimator, X, target, params
         self.step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
-        self.order = np.arange(len(X))
-        self.size = estimator._batch_size(len(X))
+        self.order = np.arange(X.shape[0])
+        self.size = estimator._batch_size(X.shape[0])
         self.olds: list[np.ndarray] = []
         self.grads: list[np.ndarray] = []
 
     def run(self) -> float:
-        e, n, size = self.e, len(self.X), self.size
+        e, n, size = self.e, self.X.shape[0], self.size
         summed = e._objective.reduction == "sum"
         if e.shuffle:
             self.order = _shuffled(self.order, e._random_state)
@@ -311,7 +312,7 @@ class _Epoch:
         total = 0.0
         for a in range(0, n, size):
             rows = self.order[a : a + size] if e.shuffle else slice(a, a + size)
-            xb, yb = tensor_from(self.X[rows]), self.target[rows]
+            xb, yb = tensor_from(_dense(self.X[rows])), self.target[rows]  # sparse: a batch at a time
             loss, grads = self.step(e.model_, xb, yb, e._objective, self.params)
             loss, self.grads = e._objective.penalize(loss, grads, self.params, yb)
             e._optimizer.optimizer.step()
@@ -416,7 +417,7 @@ class _MLP(BaseEstimator):
             for _ in range(self.max_iter):
                 self.loss_ = epoch.run()
                 self.n_iter_ += 1
-                self.t_ += len(X_train)
+                self.t_ += X_train.shape[0]
                 self.loss_curve_.append(self.loss_)
                 self._record(self.loss_, epoch.olds, epoch.grads, [p.data for p in params])
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
@@ -532,7 +533,7 @@ class _MLP(BaseEstimator):
         params = self.model_.parameters()
         target = self._objective.pack(Y, sample_weight, X.dtype)
         step = CompiledStep(self.model_, self._objective, params, forward_backward)
-        xt = tensor_from(X)
+        xt = tensor_from(_dense(X))  # every evaluation reads every row: sparse inputs are made dense once
         ends = np.cumsum([p.size for p in params])
         spans = list(zip(ends - [p.size for p in params], ends))
         last: dict[str, Any] = {}
@@ -660,7 +661,7 @@ class _MLP(BaseEstimator):
         """The network's outputs before the output activation, for checked X."""
         with no_grad():
             dtype = self._linears()[0].weight.dtype
-            return self.model_(tensor_from(np.asarray(X, dtype=dtype))).data
+            return self.model_(tensor_from(np.asarray(_dense(X), dtype=dtype))).data
 
     def _checked_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coefs_")
@@ -745,14 +746,19 @@ def _shuffled(order: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     return order[perm]
 
 
+def _rows(X: Any) -> Any:
+    """X as training reads it: dense as given, sparse as CSR (rows are cut from it a batch at a time)."""
+    return X.tocsr() if hasattr(X, "tocsr") else X
+
+
 def _dense(X: Any) -> np.ndarray:
-    """Sparse inputs become dense (the whole matrix, once): chainrule's ops work on dense arrays."""
+    """A sparse matrix made dense (chainrule's ops work on dense arrays); a dense one as it is."""
     return X.toarray() if hasattr(X, "toarray") else X
 
 
 def _checked_weights(sample_weight: Any, X: np.ndarray) -> np.ndarray:
     """One finite weight per row of X, in X's dtype (a single number weighs every row alike)."""
-    n = len(X)
+    n = X.shape[0]
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         return np.full(n, sample_weight, dtype=X.dtype)
     try:
@@ -898,7 +904,7 @@ class MLPRegressor(RegressorMixin, _MLP):
         )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return _dense(X), np.asarray(y, dtype=X.dtype)
+        return _rows(X), np.asarray(y, dtype=X.dtype)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions: (n,) for one output, (n, outputs) for several."""
@@ -1033,7 +1039,7 @@ class MLPClassifier(ClassifierMixin, _MLP):
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        return _dense(X), self._label_binarizer.transform(y).astype(bool)
+        return _rows(X), self._label_binarizer.transform(y).astype(bool)
 
     def _validation_targets(self, Y_val: np.ndarray) -> np.ndarray:
         return self._label_binarizer.inverse_transform(Y_val)
