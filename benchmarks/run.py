@@ -7,7 +7,7 @@ Workloads (one module each, beside this file):
 - W3 wide     (w3_wide.py):     784-512-512-10 ReLU MLP, gradient descent, samples per second,
                                 % of the machine's GEMM limit, peak memory
 - W4 restarts (w4_restarts.py): W1's network from 1000 random starts, total seconds
-- W5 sklearn   (sklearn_datasets.py): chainrule.sklearn's MLP against scikit-learn's on five bundled data
+- W6 sklearn   (sklearn_datasets.py): chainrule.sklearn's MLP against scikit-learn's on five bundled data
                                 sets, 5-fold CV: scores and the fit-time ratio (about 40 s)
 
 Every implementation of a workload starts from the same parameters and sees the
@@ -26,7 +26,7 @@ import argparse  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W6")
 
 
 def split_only(only):

@@ -92,7 +92,7 @@ def row(label, name, params, scores, seconds):
 
 
 def run(rows=(), repeats=None):
-    """The table (as benchmarks/run.py's W5); ``rows`` may name data sets. Returns the mismatch messages."""
+    """The table (as benchmarks/run.py's W6); ``rows`` may name data sets. Returns the mismatch messages."""
     chosen = [d for d in DATASETS if any(r in d for r in rows)] or list(DATASETS)
     print(
         "| data set | score | MLP arguments (both) | scikit-learn | chainrule | within spread | "
@@ -105,7 +105,7 @@ def run(rows=(), repeats=None):
         line = row(label, name, params, scores, seconds)
         print(line, flush=True)
         if "| NO |" in line:
-            outside.append(f"W5 {label}: chainrule's mean score lies outside scikit-learn's mean +- spread")
+            outside.append(f"W6 {label}: chainrule's mean score lies outside scikit-learn's mean +- spread")
     return outside
 
 
