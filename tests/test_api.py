@@ -78,7 +78,7 @@ NAMES = {
     ],
     "chainrule.optim": ["Adam", "GradientDescent", "KEEP_LIMIT", "Momentum", "OPTIMIZERS", "Optimizer", "PACK_LIMIT"],
     "chainrule.losses": ["LOSSES", "binary_cross_entropy", "cross_entropy", "get_loss", "mse", "ssr"],
-    "chainrule.data": ["CSVData", "Dataset", "dosage", "read_csv"],
+    "chainrule.data": ["CSVData", "Dataset", "Rows", "dosage", "read_csv", "read_data", "read_parquet"],
     "chainrule.modelfile": [
         "DTYPES",
         "Evaluation",

@@ -40,7 +40,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from .checks import Integers, Number
-from .data import CSVData, read_csv
+from .data import CSVData, read_data
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
 from .tensor import no_grad, tensor
@@ -196,10 +196,11 @@ class Model:
         return Evaluation(self.loss, loss, float(np.mean(logits.argmax(axis=1) == y)), len(y))
 
     def read_csv(self, path: str | os.PathLike, with_target: bool = False) -> CSVData:
-        """Read a CSV file's feature columns (and the target column) by this model's names."""
+        """Read a CSV (or Parquet: :func:`~chainrule.data.read_data`) file's feature columns (and the target
+        column) by this model's names."""
         if with_target and self.target is None:
             raise ValueError("this model names no target column, so a CSV file cannot give the targets")
-        return read_csv(path, target=self.target if with_target else None, features=self.features)
+        return read_data(path, target=self.target if with_target else None, features=self.features)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write this model to ``path`` (atomically); see :func:`save`."""
