@@ -425,40 +425,66 @@ def _parse_block(raw, first_line, layout, mode):
         if raw.count(b"\r\n") != raw.count(b"\r"):
             raise _Declined  # a lone \r ends a line too: the csv module's business
         raw = raw.replace(b"\r\n", b"\n")
+    if len(raw) <= MAX_LINE_CHARS + 1 and b"\n\n" not in raw and not raw.startswith(b"\n"):
+        lines, counted = first_line + np.arange(raw.count(b"\n")), False  # no line too long, none blank
+    else:
+        lines, counted = _full_lines(raw, first_line, len(layout.columns)), True
+    x, y, mode = _block_values(raw, layout, mode, counted)
+    if len(x) != len(lines):
+        raise _Declined  # a line of spaces, say
+    return Block(x, y, lines), mode
+
+
+def _full_lines(raw, first_line, width):
+    """The numbers of the non-blank lines, after checking that each is short enough and has ``width`` cells."""
     a = np.frombuffer(raw, np.uint8)
     ends = np.flatnonzero(a == 10)
     lengths = np.diff(ends, prepend=-1) - 1
     full = lengths > 0  # loadtxt skips the empty lines, as read_csv does
     commas = np.diff(np.searchsorted(np.flatnonzero(a == 44), ends), prepend=0)
-    if lengths.max() > MAX_LINE_CHARS or np.any(commas[full] != len(layout.columns) - 1):
+    if lengths.max() > MAX_LINE_CHARS or np.any(commas[full] != width - 1):
         raise _Declined
-    x, y, mode = _block_values(raw, layout, mode)
-    if len(x) != np.count_nonzero(full):
-        raise _Declined  # a line of spaces, say
-    return Block(x, y, first_line + np.flatnonzero(full)), mode
+    return first_line + np.flatnonzero(full)
 
 
-def _block_values(raw, layout, mode):
+def _block_values(raw, layout, mode, counted):
     """(x, y, mode): the features as floats, the target as floats or as stripped text (class labels)."""
+    width, features = len(layout.columns), len(layout.usecols)
     if layout.target_col is None:
-        return _floats(raw, layout.usecols), None, mode
+        return _numbers(raw, layout.usecols, width, counted), None, mode
     if mode != "labels":
         try:
-            both = _floats(raw, [*layout.usecols, layout.target_col])
-            return both[:, :-1], both[:, -1], "numbers"
+            both = _numbers(raw, [*layout.usecols, layout.target_col], width, counted)
+            return both[:, :features], both[:, features], "numbers"
         except _Declined:
             if mode == "numbers":
                 raise
+    x = _numbers(raw, layout.usecols, width, counted)
     labels = np.char.strip(_loadtxt(raw, [layout.target_col], str)[:, 0])
     if not np.all(np.char.str_len(labels)):
         raise _Declined  # an empty target cell
     if mode is None and all(_number(c) is not None for c in labels.tolist()):
         raise _Declined  # numbers, some not finite: the exact reader says which
-    return _floats(raw, layout.usecols), labels, "labels"
+    return x, labels, "labels"
 
 
-def _floats(raw, usecols):
-    values = _loadtxt(raw, usecols, np.float64)
+def _numbers(raw, columns, width, counted):
+    """The cells of ``columns`` as finite float64 (rows, len(columns)); every line must have ``width`` cells.
+
+    NOTE: when every column is wanted, loadtxt reads them all and itself refuses a line with a different
+    number of cells, so the lines need not be counted here (the common case, and the fastest).
+    """
+    if sorted(columns) == list(range(width)):
+        values = _finite(_loadtxt(raw, None, np.float64))
+        if values.shape[1] != width:
+            raise _Declined
+        return values if columns == list(range(width)) else values[:, columns]
+    if not counted:
+        _full_lines(raw, 0, width)
+    return _finite(_loadtxt(raw, columns, np.float64))
+
+
+def _finite(values):
     if not np.isfinite(values).all():
         raise _Declined
     return values
