@@ -365,16 +365,18 @@ def growth(sizes, folder, repeats):
         csv_path, _ = make_files(folder, rows)
         r = measure("fit:chainrule", csv_path, folder, repeats)
         peer = measure("fit:sklearn+" + ("pandas" if _have("pandas") else "loadtxt"), csv_path, folder, repeats)
+        base = measure("read:loadtxt", csv_path, folder, repeats)
         if r is not None:
-            row = [f"{rows:,}", f"{r['seconds']:.2f}", f"{r['read']:.2f}", _mb(r["peak"]), f"{r['loss']:.4f}"]
+            row = [f"{rows:,}", f"{r['seconds']:.2f}", f"{r['read']:.2f}", f"{base['seconds']:.2f}" if base else "n/a"]
+            row += [_mb(r["peak"]), f"{r['loss']:.4f}"]
             table.append(row + ([f"{peer['seconds']:.2f}"] if peer else ["n/a"]))
         for name in os.listdir(folder):
             if name.startswith(f"w5-{rows}."):
                 os.remove(os.path.join(folder, name))
-    table.append([f"{STREAM_ROWS:,}", "needs --stream", "", "", "", ""])
+    table.append([f"{STREAM_ROWS:,}", "needs --stream", "", "", "", "", ""])
     print("\n`chainrule fit` (CSV) as the rows grow (scikit-learn with the same reader for comparison):\n")
-    head = ["rows", "wall s", "reading s", "peak", "final MSE", "scikit-learn wall s"]
-    print(harness.markdown(head, table, right=(1, 2, 3, 4, 5)))
+    head = ["rows", "wall s", "reading s", "numpy.loadtxt s", "peak", "final MSE", "scikit-learn wall s"]
+    print(harness.markdown(head, table, right=(1, 2, 3, 4, 5, 6)))
 
 
 def run(rows_wanted=(), repeats=None, quick=False, rows=None):

@@ -723,7 +723,7 @@ def read_parquet(path: str | os.PathLike, target: str | None = None, features: S
     anything is read the file's size and what its metadata claims (rows x
     columns needed, as float64) are checked against ``MAX_FILE_BYTES``. A file
     pyarrow cannot read gives one line naming it. Needs the ``parquet`` extra
-    (``pip install 'chainrule[parquet]'``); rows are read a batch at a time.
+    (``pip install 'chainrule[parquet]'``); it reads one column of one row group at a time.
 
     Example::
 
@@ -808,23 +808,34 @@ def _numeric(pa, kind):
 
 
 def _parquet_values(path, parquet, layout, rows):
-    """(x, y) filled a batch at a time, each cell checked; y float64 or text."""
+    """(x, y) filled one row group's column at a time (pyarrow holds one column chunk), each cell checked."""
     x = np.empty((rows, len(layout.features)))
     ys = []
-    names = layout.features + ([layout.target] if layout.target is not None else [])
     start = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=names):
-        end = start + batch.num_rows
+    for group in range(parquet.num_row_groups):
+        end = start + parquet.metadata.row_group(group).num_rows
         if end > rows:
             raise ValueError(f"{path} holds more rows than its metadata says ({rows})")
         for j, name in enumerate(layout.features):
-            x[start:end, j] = _parquet_column(path, batch.column(j), name, start)
+            x[start:end, j] = _parquet_chunks(path, parquet, group, name, start, end, True)
         if layout.target is not None:
-            ys.append(_parquet_column(path, batch.column(len(layout.features)), layout.target, start, False))
+            ys.append(_parquet_chunks(path, parquet, group, layout.target, start, end, False))
         start = end
     if start != rows:
         raise ValueError(f"{path} holds {start} rows but its metadata says {rows}")
     return x, (np.concatenate(ys) if ys else None)
+
+
+def _parquet_chunks(path, parquet, group, name, start, end, feature):
+    """One column of one row group, checked, as one array of its end - start values."""
+    column = parquet.read_row_group(group, columns=[name]).column(0)
+    if len(column) != end - start:
+        raise ValueError(f"{path} row group {group} holds {len(column)} rows, its metadata {end - start}")
+    parts, at = [], start
+    for chunk in column.chunks:
+        parts.append(_parquet_column(path, chunk, name, at, feature))
+        at += len(chunk)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
 
 
 def _parquet_column(path, column, name, start, feature=True):

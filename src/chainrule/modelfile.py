@@ -57,6 +57,7 @@ MAX_FILE_BYTES = 1 << 30  # 1 GiB: a model file of float64 parameters holds abou
 MAX_PARAMETERS = 50_000_000  # numbers in all parameters together
 MAX_DEPTH = 100  # levels of nested JSON arrays and objects (a model file nests 4)
 MIN_STD = 1e-150  # the least standard deviation: dividing by less can overflow to inf
+ROWS_AT_ONCE = 65_536  # rows the network sees at a time when predicting or evaluating
 
 
 # ---- the model -------------------------------------------------------------------------
@@ -150,10 +151,19 @@ class Model:
         return (np.asarray(y, dtype=np.float64) - self.scaling.target_mean) / self.scaling.target_std  # type: ignore[operator]
 
     def outputs(self, data: Any) -> np.ndarray:
-        """The network's raw outputs (rows, outputs): regression values on the trained scale, or logits."""
+        """The network's raw outputs (rows, outputs): regression values on the trained scale, or logits.
+
+        Computed ``ROWS_AT_ONCE`` rows at a time, so the hidden layers' values of a big file are never
+        all in memory at once (each row's outputs are the same either way).
+        """
         dtype = self.network.parameters()[0].dtype
+        x = self.network_inputs(data)
         with no_grad():
-            return self.network(tensor(self.network_inputs(data), dtype=dtype)).data
+            parts = [
+                self.network(tensor(x[i : i + ROWS_AT_ONCE], dtype=dtype)).data
+                for i in range(0, max(len(x), 1), ROWS_AT_ONCE)
+            ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def predict(self, data: Any) -> np.ndarray:
         """Predictions per row: numbers (regression) or class labels (classification)."""
