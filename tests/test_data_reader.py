@@ -217,3 +217,32 @@ def test_reading_keeps_no_text_per_cell(tmp_path):
         tracemalloc.stop()
     assert np.array_equal(data.x, values[:, :9])
     assert peak < 2 * values.nbytes + 8 * 2**20, peak  # the arrays twice plus two blocks' buffers, with room
+
+
+def test_predict_writes_the_rows_read_again_and_nothing_when_the_file_changed_meanwhile(tmp_path, monkeypatch, capsys):
+    from chainrule import cli, modelfile
+    from chainrule.nn import mlp
+
+    path = _write(tmp_path, 'x,name\n1,"a, b"\n2,c\n')
+    modelfile.save(tmp_path / "m.json", mlp([1, 2, 1], seed=0), features=["x"], target="y")
+    assert cli.main(["predict", str(tmp_path / "m.json"), str(path), "--out", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines()[:2] == ["x,name,predicted_y", f'1,"a, b",{_first(tmp_path)}']
+
+    def read_then_change(*args, **kwargs):
+        data = original(*args, **kwargs)
+        path.write_text("x,name\n1,z\n2,c\n")  # same size, another text: the stamp's time and size say so
+        os.utime(path, ns=(0, 0))
+        return data
+
+    original = modelfile.read_data
+    monkeypatch.setattr(modelfile, "read_data", read_then_change)
+    code = cli.main(["predict", str(tmp_path / "m.json"), str(path), "--out", str(tmp_path / "q.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.csv changed since it was read; read it again" in err and err.count("\n") == 1
+    assert not (tmp_path / "q.csv").exists()
+
+
+def _first(tmp_path):
+    from chainrule import modelfile
+
+    return repr(float(modelfile.load(tmp_path / "m.json").predict([[1.0]])[0]))

@@ -17,6 +17,13 @@ cell that is not a finite number). Then the exact reader reads the whole file
 with the csv module, cell by cell, and either returns the same arrays or
 names the first bad cell. ``tests/test_data_reader.py`` holds the two to the
 same results.
+
+For a reader of a file in pieces (streaming): :func:`_header` and
+:func:`_layout` read and check the header, :func:`_blocks` yields one
+:class:`Block` of float arrays per megabyte of lines, and a Parquet file is
+read one row group's column at a time (:func:`_parquet_chunks`). What such a
+reader still needs: for a block the fast reader declines, the csv module's
+records from that block's offset (``_checked_lines`` takes any file position).
 """
 
 from __future__ import annotations
@@ -189,7 +196,19 @@ class Rows(Sequence):
 
 
 def read_data(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
-    """:func:`read_parquet` for a path ending ``.parquet`` or ``.pq`` (any case), else :func:`read_csv`."""
+    """:func:`read_parquet` for a path ending ``.parquet`` or ``.pq`` (any case), else :func:`read_csv`.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "doses.CSV")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("dosage,effect\\n0,0\\n1,1\\n")
+        >>> read_data(path, target="effect").x.tolist()
+        [[0.0], [1.0]]
+        >>> folder.cleanup()
+    """
     if os.fspath(path).lower().endswith(PARQUET_SUFFIXES):
         return read_parquet(path, target=target, features=features)
     return read_csv(path, target=target, features=features)
