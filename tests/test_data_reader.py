@@ -1,5 +1,5 @@
-"""data.read_csv's two readers: the fast one (numpy.loadtxt by blocks) gives what the exact one (csv, cell by cell)
-gives, declines what it cannot read exactly, and neither keeps the cells as text."""
+"""data.read_csv's two readers: the fast one (blocks parsed by pyarrow.csv or numpy.loadtxt) gives what the exact one
+(csv, cell by cell) gives, declines what it cannot read exactly, and neither keeps the cells as text."""
 
 import os
 import threading
@@ -12,6 +12,16 @@ from hypothesis import strategies as st
 
 from chainrule import data as data_module
 from chainrule.data import read_csv
+
+
+@pytest.fixture(autouse=True, params=["pyarrow", "numpy"])
+def parser(request, monkeypatch):
+    """Every test twice: blocks parsed by pyarrow.csv (when installed), and by numpy.loadtxt alone."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow.csv")
+    else:
+        monkeypatch.setattr(data_module, "_arrow_csv", lambda: None)
+    return request.param
 
 
 def _write(tmp_path, raw, name="data.csv"):

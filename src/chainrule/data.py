@@ -8,9 +8,10 @@ Example::
     (array([0. , 0.5, 1. ]), array([0., 1., 0.]))
 
 Reading a CSV file takes two readers that give the same answers. The fast one
-parses blocks of about a megabyte of whole lines with ``numpy.loadtxt``
-straight into float64 arrays (:func:`_parse_block`, the piece a reader of a
-file in chunks reuses); it declines any block it cannot read exactly as the
+parses blocks of about a megabyte of whole lines with ``pyarrow.csv`` (when
+pyarrow is installed) or ``numpy.loadtxt`` straight into float64 arrays
+(:func:`_parse_block`, the piece a reader of a file in chunks reuses); it
+declines any block it cannot read exactly as the
 rules of :func:`read_csv` say (quotes, tabs or other control characters,
 text that is not ASCII, a lone CR line ending, a ragged row, a long line, a
 cell that is not a finite number). Then the exact reader reads the whole file
@@ -29,6 +30,7 @@ records from that block's offset (``_checked_lines`` takes any file position).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -236,7 +238,8 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
     finite. A target with any cell that is not a number is read as class labels.
 
     Speed and memory: plain files of numbers (ASCII, no quotes, ``\\n`` or
-    ``\\r\\n`` line ends; class labels allowed) are parsed by ``numpy.loadtxt``
+    ``\\r\\n`` line ends; class labels allowed) are parsed by ``pyarrow.csv``
+    when pyarrow is installed (the ``parquet`` extra), else by ``numpy.loadtxt``,
     a block at a time straight into the float64 arrays; anything else, and any
     file with a mistake, is read by the exact reader, cell by cell (about ten
     times slower). Neither keeps the cells as text but the target's labels;
@@ -339,7 +342,7 @@ def _changed(before, now):
     return (before.st_ino, before.st_size, before.st_mtime_ns) != (now.st_ino, now.st_size, now.st_mtime_ns)
 
 
-# ---- the fast reader: blocks of lines through numpy.loadtxt ----
+# ---- the fast reader: blocks of lines through pyarrow.csv or numpy.loadtxt ----
 
 
 def _read_fast(path, f, again, target, features):
@@ -479,7 +482,7 @@ def _block_values(raw, layout, mode, counted):
             if mode == "numbers":
                 raise
     x = _numbers(raw, layout.usecols, width, counted)
-    labels = np.char.strip(_loadtxt(raw, [layout.target_col], str)[:, 0])
+    labels = np.char.strip(_texts(raw, layout.target_col, width))
     if not np.all(np.char.str_len(labels)):
         raise _Declined  # an empty target cell
     if mode is None and all(_number(c) is not None for c in labels.tolist()):
@@ -490,9 +493,18 @@ def _block_values(raw, layout, mode, counted):
 def _numbers(raw, columns, width, counted):
     """The cells of ``columns`` as finite float64 (rows, len(columns)); every line must have ``width`` cells.
 
+    Parsed by pyarrow.csv when it is installed (about 3 times faster than numpy.loadtxt, on one core;
+    it reads every line's cells and refuses a line with another number), else by numpy.loadtxt.
     NOTE: when every column is wanted, loadtxt reads them all and itself refuses a line with a different
-    number of cells, so the lines need not be counted here (the common case, and the fastest).
+    number of cells, so the lines need not be counted here (the common case).
     """
+    arrow = _arrow_csv()
+    if arrow is not None:
+        table = _arrow_table(arrow, raw, columns, width, "float64")
+        values = np.empty((table.num_rows, len(columns)))
+        for j, column in enumerate(table.columns):
+            values[:, j] = column.to_numpy()
+        return _finite(values)
     if sorted(columns) == list(range(width)):
         values = _finite(_loadtxt(raw, None, np.float64))
         if values.shape[1] != width:
@@ -501,6 +513,47 @@ def _numbers(raw, columns, width, counted):
     if not counted:
         _full_lines(raw, 0, width)
     return _finite(_loadtxt(raw, columns, np.float64))
+
+
+def _texts(raw, column, width):
+    """One column's cells as text (not stripped)."""
+    arrow = _arrow_csv()
+    if arrow is None:
+        return _loadtxt(raw, [column], str)[:, 0]
+    return np.array(_arrow_table(arrow, raw, [column], width, "string").column(0).to_pylist(), dtype=str)
+
+
+@functools.cache
+def _arrow_csv():
+    """(pyarrow, pyarrow.csv), or None when pyarrow is not installed."""
+    try:
+        import pyarrow
+        import pyarrow.csv
+    except ImportError:
+        return None
+    return pyarrow, pyarrow.csv
+
+
+def _arrow_table(arrow, raw, columns, width, kind):
+    """The ``columns`` of a block as a pyarrow Table of ``kind``: no quoting, no nulls, every line ``width`` cells."""
+    pa, pacsv = arrow
+    names = [str(i) for i in range(width)]
+    wanted = [names[c] for c in columns]
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(raw),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: kind for n in wanted},
+                include_columns=wanted,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowException:
+        raise _Declined from None
 
 
 def _finite(values):
