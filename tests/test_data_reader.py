@@ -121,6 +121,18 @@ def test_the_fast_reader_declines_what_it_cannot_read_exactly(tmp_path, raw):
     assert fast is None
 
 
+@pytest.mark.parametrize("raw", ["x,note,y\n1,a,2\n3,b\n", "x,note,y\n1,a,2\n3,b,4,5\n"])
+def test_a_ragged_row_is_found_when_only_some_columns_are_read(tmp_path, raw):
+    path = _write(tmp_path, raw)
+    fast, exact = _both(path, features=["x"])
+    assert fast is None and "line 3 has" in str(exact)
+
+
+def test_labels_come_in_the_narrowest_text_dtype(tmp_path):
+    data = _fast_reads(_write(tmp_path, "x,kind\n1,  b  \n2,a\n"), target="kind")
+    assert data.y.dtype == np.dtype("U1") and data.y.tolist() == ["b", "a"]
+
+
 def test_a_target_of_numbers_then_labels_in_a_later_block_is_read_by_the_exact_reader(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module, "BLOCK_BYTES", 16)
     path = _write(tmp_path, "x,y\n" + "1,2\n" * 20 + "3,four\n")

@@ -358,6 +358,8 @@ def _read_fast(path, f, again, target, features):
     labels, numbers = [], np.empty(rows) if target is not None else None
     n, mode = 0, None
     for block, mode in _blocks(f, offset, line + 1, layout):
+        if n + len(block.x) > rows:
+            raise _Declined  # more lines than counted: the file grew while it was read
         x[n : n + len(block.x)], lines[n : n + len(block.x)] = block.x, block.lines
         if mode == "numbers":
             numbers[n : n + len(block.x)] = block.y
@@ -366,8 +368,13 @@ def _read_fast(path, f, again, target, features):
         n += len(block.x)
     if n == 0:
         raise _Declined
-    y = None if target is None else numbers[:n].copy() if mode == "numbers" else np.concatenate(labels)
+    y = None if target is None else numbers[:n].copy() if mode == "numbers" else _narrow(np.concatenate(labels))
     return CSVData(path, columns, layout.features, _first(x, n), target, y, _first(lines, n), again)
+
+
+def _narrow(labels):
+    """Text labels in the narrowest dtype that holds them (stripping leaves a block's dtype as wide as before)."""
+    return labels.astype(f"U{max(1, int(np.char.str_len(labels).max()))}")
 
 
 def _first(a, n):
