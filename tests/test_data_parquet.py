@@ -2,6 +2,7 @@
 
 import csv
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -149,3 +150,12 @@ def test_parquet_mistakes_on_the_command_line_are_one_line_and_exit_2(tmp_path, 
     code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json")
     assert code == 2 and "column 'name' has Parquet type string" in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_without_pyarrow_a_parquet_file_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch, curve):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
+    assert (
+        code == 2 and err == "chainrule: error: reading Parquet files needs pyarrow: pip install 'chainrule[parquet]'\n"
+    )
