@@ -241,8 +241,8 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
     ``\\r\\n`` line ends; class labels allowed) are parsed by ``pyarrow.csv``
     when pyarrow is installed (the ``parquet`` extra), else by ``numpy.loadtxt``,
     a block at a time straight into the float64 arrays; anything else, and any
-    file with a mistake, is read by the exact reader, cell by cell (about ten
-    times slower). Neither keeps the cells as text but the target's labels;
+    file with a mistake, is read by the exact reader, cell by cell in one pass
+    (about eight times slower). Neither keeps the cells as text but the target's labels;
     ``CSVData.rows`` reads the file again. A pipe (anything not a regular file)
     is read into memory first.
 
@@ -278,8 +278,9 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
         try:
             return _read_fast(path, f, again, target, features)
         except _Declined:
-            f.seek(0)
-            return _read_exact(path, f, again, target, features)
+            pass  # (the exact reader runs outside this handler: its errors come without this one attached)
+        f.seek(0)
+        return _read_exact(path, f, again, target, features)
 
 
 class _Declined(Exception):
@@ -505,7 +506,7 @@ def _numbers(raw, columns, width, counted):
     NOTE: when every column is wanted, loadtxt reads them all and itself refuses a line with a different
     number of cells, so the lines need not be counted here (the common case).
     """
-    arrow = _arrow_csv()
+    arrow = _arrow_csv() if width <= _ARROW_COLUMNS else None
     if arrow is not None:
         table = _arrow_table(arrow, raw, columns, width, "float64")
         values = np.empty((table.num_rows, len(columns)))
@@ -524,10 +525,13 @@ def _numbers(raw, columns, width, counted):
 
 def _texts(raw, column, width):
     """One column's cells as text (not stripped)."""
-    arrow = _arrow_csv()
+    arrow = _arrow_csv() if width <= _ARROW_COLUMNS else None
     if arrow is None:
         return _loadtxt(raw, [column], str)[:, 0]
     return np.array(_arrow_table(arrow, raw, [column], width, "string").column(0).to_pylist(), dtype=str)
+
+
+_ARROW_COLUMNS = 4096  # wider files go to numpy.loadtxt: pyarrow's time per block grows fast with the columns
 
 
 @functools.cache
@@ -584,50 +588,92 @@ def _loadtxt(raw, usecols, dtype):
 
 
 def _read_exact(path, f, again, target, features):
-    """The CSVData, or a ValueError naming the first mistake (the mistakes in the order listed in read_csv)."""
-    columns, rows = _survey(path, f)
-    layout = _layout(path, columns, target, features)
+    """The CSVData, or a ValueError naming the first mistake in read_csv's order, in one pass over the file:
+    every line's bytes first, then the header, the rows' lengths, the columns named, the cells."""
+    bound = _line_bound(f)
     f.seek(0)
-    x = np.empty((rows, len(layout.features)))
-    lines = np.empty(rows, dtype=np.int64)
-    texts, bad = [], {}  # the target's cells; feature number: its first bad (cell, line)
-    for i, (cells, line) in enumerate(_data_records(path, f)):
-        lines[i] = line
-        for j, c in enumerate(layout.usecols):
+    records = _records(path, f)
+    first = next(records, None)
+    if first is None:
+        raise ValueError(f"{path} is empty; expected a header line of column names, then rows of data")
+    columns, cells = [c.strip() for c in first[0]], None
+    header, chosen = _held(_check_header, f"{path} line {first[1]}", columns), None
+    if header is None:
+        chosen = _held(_layout, path, columns, target, features)
+    count, ragged = 0, None
+    if isinstance(chosen, _Layout):
+        cells = _Cells(chosen, bound)
+    for row, line in records:
+        count += 1
+        if len(row) != len(columns):
+            ragged = ragged or (line, len(row))
+        elif cells is not None:
+            cells.add(row, line)
+    for mistake in (header, count == 0, ragged, None if cells is not None else chosen):
+        _raise(path, mistake, columns)
+    return cells.finish(path, columns, again)
+
+
+def _held(check, *args):
+    """What ``check(*args)`` returns, or the ValueError or TypeError it raised (to raise in its turn)."""
+    try:
+        return check(*args)
+    except (ValueError, TypeError) as e:
+        return e
+
+
+def _raise(path, mistake, columns):
+    if isinstance(mistake, Exception):
+        raise mistake
+    if mistake is True:
+        raise ValueError(f"{path} has a header line but no data rows")
+    if mistake:
+        line, count = mistake
+        raise ValueError(
+            f"{path} line {line} has {count} cells but the header has {len(columns)} columns {_listing(columns)}"
+        )
+
+
+def _line_bound(f):
+    """At least the number of lines in the file (a line ends in \\n, \\r\\n or \\r): for sizing arrays."""
+    f.seek(0)
+    lf = cr = 0
+    while chunk := f.read(_CHUNK):
+        lf, cr = lf + chunk.count(b"\n"), cr + chunk.count(b"\r")
+    return max(lf, cr) + 1  # mixed lone \r and \n lines can exceed it: _Cells grows then
+
+
+class _Cells:
+    """The exact reader's rows as they come: features into float64, each feature's first bad cell, the target's text."""
+
+    def __init__(self, layout, bound):
+        self.layout, self.n = layout, 0
+        self.x = np.empty((bound, len(layout.features)))
+        self.lines = np.empty(bound, dtype=np.int64)
+        self.texts, self.bad = [], {}  # the target's cells; feature number: its first bad (cell, line)
+
+    def add(self, cells, line):
+        if self.n == len(self.x):
+            self.x = np.concatenate([self.x, np.empty_like(self.x)])
+            self.lines = np.concatenate([self.lines, np.empty_like(self.lines)])
+        self.lines[self.n] = line
+        for j, c in enumerate(self.layout.usecols):
             value = _number(cells[c])
             if value is not None and math.isfinite(value):
-                x[i, j] = value
-            elif j not in bad:
-                bad[j] = (cells[c], line)
-        if target is not None:
-            texts.append(cells[layout.target_col])
-    if bad:
-        j = min(bad)  # the columns are checked in the order of the features
-        _feature(path, *bad[j], layout.features[j])
-    y = None if target is None else _target(path, texts, lines.tolist(), target)
-    return CSVData(path, columns, layout.features, x, target, y, lines, again)
+                self.x[self.n, j] = value
+            elif j not in self.bad:
+                self.bad[j] = (cells[c], line)
+        if self.layout.target is not None:
+            self.texts.append(cells[self.layout.target_col])
+        self.n += 1
 
-
-def _survey(path, f):
-    """(column names, number of data rows): every line read and checked, then the header and row lengths."""
-    header, line, rows, ragged = None, 0, 0, None
-    for cells, number in _records(path, f):
-        if header is None:
-            header, line = [c.strip() for c in cells], number
-            continue
-        rows += 1
-        if ragged is None and len(cells) != len(header):
-            ragged = (number, len(cells))
-    if header is None:
-        raise ValueError(f"{path} is empty; expected a header line of column names, then rows of data")
-    _check_header(f"{path} line {line}", header)
-    if rows == 0:
-        raise ValueError(f"{path} has a header line but no data rows")
-    if ragged is not None:
-        raise ValueError(
-            f"{path} line {ragged[0]} has {ragged[1]} cells but the header has {len(header)} columns {_listing(header)}"
-        )
-    return header, rows
+    def finish(self, path, columns, again):
+        layout, lines = self.layout, _first(self.lines, self.n)
+        if self.bad:
+            j = min(self.bad)  # the columns are checked in the order of the features
+            _feature(path, *self.bad[j], layout.features[j])
+        y = None if layout.target is None else _target(path, self.texts, lines.tolist(), layout.target)
+        return CSVData(path, columns, layout.features, _first(self.x, self.n), layout.target, y, lines, again)
 
 
 def _data_records(path, f):
