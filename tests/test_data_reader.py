@@ -268,3 +268,17 @@ def _first(tmp_path):
     from chainrule import modelfile
 
     return repr(float(modelfile.load(tmp_path / "m.json").predict([[1.0]])[0]))
+
+
+def test_blank_lines_claim_no_room(tmp_path):
+    # 100,000 line ends after a header of 4000 columns: sized by the lines alone, the arrays would take
+    # 1e5 x 3999 x 8 bytes = 3.2 GB; a row of 4000 columns takes at least 4000 bytes: 0.1 MB allow 30 rows.
+    path = _write(tmp_path, ",".join(f"c{j}" for j in range(4000)) + "\n" + "\n" * 100_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="has a header line but no data rows"):
+            read_csv(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, peak

@@ -353,7 +353,8 @@ def _read_fast(path, f, again, target, features):
         layout = _layout(path, columns, target, features)
     except (ValueError, TypeError, csv.Error):
         raise _Declined from None
-    rows = _count_lines(f, offset) + 1  # at most this many data rows (the last line may lack its end)
+    ends, size = _count_lines(f, offset)
+    rows = min(ends, size // len(columns)) + 1  # at most this many rows: one of n columns takes n bytes or more
     x = np.empty((rows, len(layout.features)))
     lines = np.empty(rows, dtype=np.int64)
     labels, numbers = [], np.empty(rows) if target is not None else None
@@ -403,11 +404,12 @@ def _header(path, f):
 
 
 def _count_lines(f, offset):
+    """(line ends, bytes) from ``offset`` on."""
     f.seek(offset)
-    count = 0
+    count = size = 0
     while chunk := f.read(_CHUNK):
-        count += chunk.count(b"\n")
-    return count
+        count, size = count + chunk.count(b"\n"), size + len(chunk)
+    return count, size
 
 
 def _blocks(f, offset, line, layout):
@@ -590,7 +592,7 @@ def _loadtxt(raw, usecols, dtype):
 def _read_exact(path, f, again, target, features):
     """The CSVData, or a ValueError naming the first mistake in read_csv's order, in one pass over the file:
     every line's bytes first, then the header, the rows' lengths, the columns named, the cells."""
-    bound = _line_bound(f)
+    lines, size = _line_bound(f)
     f.seek(0)
     records = _records(path, f)
     first = next(records, None)
@@ -601,8 +603,8 @@ def _read_exact(path, f, again, target, features):
     if header is None:
         chosen = _held(_layout, path, columns, target, features)
     count, ragged = 0, None
-    if isinstance(chosen, _Layout):
-        cells = _Cells(chosen, bound)
+    if isinstance(chosen, _Layout):  # a row of n columns takes at least n bytes: blank lines claim no room
+        cells = _Cells(chosen, min(lines, size // len(columns)) + 1)
     for row, line in records:
         count += 1
         if len(row) != len(columns):
@@ -635,12 +637,13 @@ def _raise(path, mistake, columns):
 
 
 def _line_bound(f):
-    """At least the number of lines in the file (a line ends in \\n, \\r\\n or \\r): for sizing arrays."""
+    """(about the number of lines, the bytes): for sizing arrays (mixed lone \\r and \\n lines can exceed it:
+    _Cells grows then)."""
     f.seek(0)
-    lf = cr = 0
+    lf = cr = size = 0
     while chunk := f.read(_CHUNK):
-        lf, cr = lf + chunk.count(b"\n"), cr + chunk.count(b"\r")
-    return max(lf, cr) + 1  # mixed lone \r and \n lines can exceed it: _Cells grows then
+        lf, cr, size = lf + chunk.count(b"\n"), cr + chunk.count(b"\r"), size + len(chunk)
+    return max(lf, cr), size
 
 
 class _Cells:
