@@ -7,6 +7,8 @@ Workloads (one module each, beside this file):
 - W3 wide     (w3_wide.py):     784-512-512-10 ReLU MLP, gradient descent, samples per second,
                                 % of the machine's GEMM limit, peak memory
 - W4 restarts (w4_restarts.py): W1's network from 1000 random starts, total seconds
+- W5 data     (w5_data.py):     reading a 200,000-row CSV / Parquet file, and `chainrule fit` end to end
+                                against scikit-learn and PyTorch; then 10^5 and 10^6 rows
 - W6 sklearn   (sklearn_datasets.py): chainrule.sklearn's MLP against scikit-learn's on five bundled data
                                 sets, 5-fold CV: scores and the fit-time ratio (about 40 s)
 
@@ -15,7 +17,7 @@ same data in the same order; their final losses must agree, else the script
 prints MISMATCH and exits 1 (after running everything).
 
     .venv/bin/python benchmarks/run.py [--only W1,W3] [--only W2,pytorch] [--repeats 3] [--iters 1000]
-                                       [--profile] [--no-memory]
+                                       [--profile] [--no-memory] [--quick]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import argparse  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
 
 
 def split_only(only):
@@ -56,6 +58,10 @@ def run_workload(name, rows, args):
         import w4_restarts
 
         return w4_restarts.run(rows, args.repeats)
+    if name == "W5":
+        import w5_data
+
+        return w5_data.run(rows, args.repeats, quick=args.quick)
     import sklearn_datasets
 
     return sklearn_datasets.run(rows, args.repeats)
@@ -67,7 +73,7 @@ def main(argv=None):
         "--repeats",
         type=int,
         default=None,
-        help="timed runs per implementation (default per workload: W1 5, W2 5, W3 3, W4 3; W4's sampled loops 2)",
+        help="timed runs per implementation (default per workload: W1 5, W2 5, W3 3, W4 3, W5 3; W4's sampled loops 2)",
     )
     parser.add_argument(
         "--iters", type=int, default=1000, help="W1's gradient-descent iterations per run (default 1000)"
@@ -76,7 +82,7 @@ def main(argv=None):
         "--only",
         default="",
         metavar="NAMES",
-        help="comma-separated workloads (W1..W4) and/or parts of row names, e.g. 'W1,W3' or "
+        help="comma-separated workloads (W1..W6) and/or parts of row names, e.g. 'W1,W3' or "
         "'W2,chainrule,pytorch' (default everything)",
     )
     parser.add_argument(
@@ -85,6 +91,9 @@ def main(argv=None):
         help="where chainrule's time goes in the chosen workloads (W1, W2, W3; default all three), then stop",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip W3's peak-memory subprocesses")
+    parser.add_argument(
+        "--quick", action="store_true", help="W5 on 20,000 rows, once, without the 10^5 and 10^6 rows: does it run?"
+    )
     parser.add_argument("--memory-child", metavar="ROW", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if (args.repeats is not None and args.repeats < 1) or args.iters < 1:

@@ -2,7 +2,8 @@
 
     make fuzz FUZZ_SECONDS=60        # or: python fuzz/run.py -max_total_time=60 .fuzz-corpus
 
-One input drives one target, picked by its first byte: CSV text for read_csv, JSON for from_dict, or an argv
+One input drives one target, picked by its first byte: CSV text for read_csv (which must agree with its
+exact reader: the same arrays or the same error), JSON for from_dict, or an argv
 (NUL-separated words) for cli.main on a small CSV file. The rules are those of tests/test_fuzz_cli.py: a
 ValueError, TypeError or OSError is a user's mistake; anything else is a bug, and so is cli.main exiting
 with a status other than 0 or 2, or more than one line on stderr on 2.
@@ -19,6 +20,7 @@ import atheris
 
 with atheris.instrument_imports():
     from chainrule import cli, modelfile
+    from chainrule import data as data_module
     from chainrule.data import read_csv
 
 FOLDER = tempfile.mkdtemp(prefix="chainrule-fuzz-")
@@ -28,11 +30,28 @@ with open(DATA, "w") as f:
 
 
 def _csv(data: bytes) -> None:
+    """read_csv gives what its exact reader gives (the same arrays, or the same error), whichever reader read it."""
     path = os.path.join(FOLDER, "fuzz.csv")
     with open(path, "wb") as f:
         f.write(data)
-    with contextlib.suppress(ValueError, TypeError, OSError):
-        read_csv(path, target="y")
+    got, expected = _outcome(lambda: read_csv(path, target="y")), _outcome(lambda: _exact(path, "y"))
+    if got != expected:
+        raise AssertionError(f"read_csv gave {got!r}, the exact reader {expected!r}")
+
+
+def _exact(path, target):
+    with open(path, "rb") as f:
+        return data_module._read_exact(path, f, data_module._rows_again(path, None, None), target, None)
+
+
+def _outcome(call):
+    """What a reading gave, comparable with ==: the error's type and text, or the arrays' bytes and the lines."""
+    try:
+        data = call()
+    except (ValueError, TypeError, OSError) as e:
+        return type(e).__name__, str(e)
+    y = None if data.y is None else (data.y.dtype.str, data.y.tolist())
+    return data.columns, data.features, data.x.shape, data.x.tobytes(), y, data.lines
 
 
 def _model(data: bytes) -> None:

@@ -112,7 +112,7 @@ NAMES = {
     ],
     "chainrule.validation": ["accuracy", "r2", "score", "split"],
     "chainrule.stopping": ["NoImprovement", "RULES", "StoppingRule"],
-    "chainrule.data": ["CSVData", "Dataset", "dosage", "read_csv"],
+    "chainrule.data": ["CSVData", "Dataset", "Rows", "dosage", "read_csv", "read_data", "read_parquet"],
     "chainrule.modelfile": [
         "DTYPES",
         "Evaluation",

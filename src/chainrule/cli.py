@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from .checks import Integer, Integers, Number, check
-from .data import dosage, read_csv
+from .data import PARQUET_SUFFIXES, dosage, read_data
 from .demo import run as run_demo
 from .explain import explain
 from .export import to_onnx
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`chainrule predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:  # ImportError: pyarrow for a Parquet file
         print(f"chainrule: error: {_message(e)}", file=sys.stderr)
         return 2
 
@@ -269,7 +269,11 @@ def _fit_command(sub):
         epilog=FIT_EXAMPLE,
         formatter_class=_Help,
     )
-    p.add_argument("data", metavar="DATA.csv", help="the training data: a CSV file with a header line")
+    p.add_argument(
+        "data",
+        metavar="DATA.csv",
+        help="the training data: a CSV file with a header line, or a Parquet file (.parquet, .pq)",
+    )
     p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     p.add_argument(
         "--features", metavar="A,B,C", help="the input columns, comma-separated (default: every column but the target)"
@@ -388,7 +392,7 @@ def _fit(args):
     _check_out(args.out, args.data)
     optimizer = _optimizer(args)
     classify = args.loss == "cross-entropy"
-    data = read_csv(args.data, target=args.target, features=features)
+    data = read_data(args.data, target=args.target, features=features)
     x, y, classes = data.for_training(classify)
     if classify:
         _check_labels(data, y, classes)
@@ -809,8 +813,17 @@ def _predict_command(sub):
         formatter_class=_Help,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
-    p.add_argument("data", metavar="DATA.csv", help="rows to predict, with the model's feature columns")
-    p.add_argument("--out", metavar="PREDICTIONS.csv", help="the CSV file to write (default: print to stdout)")
+    p.add_argument(
+        "data",
+        metavar="DATA.csv",
+        help="rows to predict, with the model's feature columns (CSV, or Parquet: .parquet, .pq)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="PREDICTIONS.csv",
+        help="the CSV file to write (default: print to stdout); a name ending .parquet or .pq writes Parquet "
+        "(from a Parquet input: its columns as they are, then the predictions)",
+    )
     p.add_argument(
         "--proba", action="store_true", help="classifiers: also write one column per class with its probability"
     )
@@ -824,9 +837,15 @@ def _predict(args):
     model = load(args.model)
     if args.proba and model.classes is None:
         raise ValueError(f"--proba needs a classifier; {args.model} does regression")
+    parquet_out = bool(args.out) and args.out.lower().endswith(PARQUET_SUFFIXES)
+    if parquet_out and not args.data.lower().endswith(PARQUET_SUFFIXES):
+        raise ValueError(f"--out {args.out} is Parquet, but Parquet predictions need a Parquet input; use --out .csv")
     data = model.read_csv(args.data)
     header, columns = _prediction_columns(model, data, args.proba)
-    rows = [cells + [_text(c[i]) for c in columns] for i, cells in enumerate(data.rows)]
+    if parquet_out:
+        return _write_parquet(args.out, data.path, header, columns)
+    # the input's rows are read again as they are written: a generator, never all in memory
+    rows = (cells + [_text(c[i]) for c in columns] for i, cells in enumerate(data.rows))
     if not args.out:
         _write_csv(sys.stdout, data.columns + header, rows)
         return 0
@@ -861,6 +880,19 @@ def _text(value):
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+def _write_parquet(out, path, header, columns):
+    """The input Parquet file's columns as they are, then the prediction columns, written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for name, values in zip(header, columns):
+        table = table.append_column(name, pa.array(np.asarray(values).tolist()))
+    with atomic_open(out, "wb") as f:
+        pq.write_table(table, f)
+    return 0
+
+
 def _write_csv(f, header, rows):
     writer = csv.writer(f, lineterminator="\n")
     writer.writerow(header)
@@ -879,7 +911,9 @@ def _evaluate_command(sub):
         formatter_class=_Help,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
-    p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
+    p.add_argument(
+        "data", metavar="DATA.csv", help="rows with the feature columns and the target column (CSV, or Parquet)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead (for programs)")
     p.set_defaults(run=_evaluate)
 
@@ -975,7 +1009,9 @@ def _plot_command(sub):
         formatter_class=_Help,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
-    p.add_argument("data", metavar="DATA.csv", help="rows with the feature columns and the target column")
+    p.add_argument(
+        "data", metavar="DATA.csv", help="rows with the feature columns and the target column (CSV, or Parquet)"
+    )
     p.add_argument("--out", required=True, metavar="FIG.png", help="the image to write: .png, .svg or .pdf")
     p.set_defaults(run=_plot)
 

@@ -1,4 +1,4 @@
-"""Data: the lessons' dosage data set, and your own data from CSV files.
+"""Data: the lessons' dosage data set, and your own data from CSV and Parquet files.
 
 Example::
 
@@ -6,16 +6,38 @@ Example::
     >>> x, y = dosage()
     >>> x, y
     (array([0. , 0.5, 1. ]), array([0., 1., 0.]))
+
+Reading a CSV file takes two readers that give the same answers. The fast one
+parses blocks of about a megabyte of whole lines with ``pyarrow.csv`` (when
+pyarrow is installed) or ``numpy.loadtxt`` straight into float64 arrays
+(:func:`_parse_block`, the piece a reader of a file in chunks reuses); it
+declines any block it cannot read exactly as the
+rules of :func:`read_csv` say (quotes, tabs or other control characters,
+text that is not ASCII, a lone CR line ending, a ragged row, a long line, a
+cell that is not a finite number). Then the exact reader reads the whole file
+with the csv module, cell by cell, and either returns the same arrays or
+names the first bad cell. ``tests/test_data_reader.py`` holds the two to the
+same results.
+
+For a reader of a file in pieces (streaming): :func:`_header` and
+:func:`_layout` read and check the header, :func:`_blocks` yields one
+:class:`Block` of float arrays per megabyte of lines, and a Parquet file is
+read one row group's column at a time (:func:`_parquet_chunks`). What such a
+reader still needs: for a block the fast reader declines, the csv module's
+records from that block's offset (``_checked_lines`` takes any file position).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import math
 import os
 import stat
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,13 +63,15 @@ MAX_FILE_BYTES = 4 * 2**30  # bytes in one CSV file, 4 GiB: a regular file's siz
 SHOWN = 10  # columns or values an error message lists before "... and N more"
 
 _CHUNK = 2**20  # bytes read at a time (more while one line is longer)
+BLOCK_BYTES = 2**20  # bytes of whole lines the fast reader parses at a time
+PARQUET_SUFFIXES = (".parquet", ".pq")  # read_data reads these as Parquet, anything else as CSV
 # What float() reads, minus the underscores and non-ASCII digits it also allows.
 _REFUSED_IN_NAMES = {"\ufeff": "a byte order mark (U+FEFF)", "\x00": "a NUL character (U+0000)"}
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous
 class CSVData:
-    """What :func:`read_csv` found in a CSV file.
+    """What :func:`read_csv` (or :func:`read_parquet`) found in a file.
 
     - ``path``: the file read.
     - ``columns``: every column name, in file order.
@@ -56,7 +80,9 @@ class CSVData:
     - ``target``: the target column's name (or None); ``y`` its values: float64
       when every cell is a number, otherwise the cells as text (class labels).
     - ``rows``: every data row's cells as text (blank lines skipped), for writing
-      the rows back out; ``lines``: each row's line number in the file (header = 1).
+      the rows back out. They are not kept in memory: each use reads the file
+      again, and a ValueError says so if it changed since. ``lines``: each row's
+      line number in the file (header = 1); for a Parquet file, None.
     """
 
     path: str
@@ -65,15 +91,24 @@ class CSVData:
     x: np.ndarray
     target: str | None
     y: np.ndarray | None
-    rows: list
-    lines: list
+    line_numbers: np.ndarray | None = field(repr=False)  # int64 per row; None: rows numbered from 1 (Parquet)
+    again: Callable[[], Iterator[list[str]]] = field(repr=False)  # the rows' cells, read again
 
     def __len__(self):
-        return len(self.rows)
+        return len(self.x)
+
+    @property
+    def lines(self) -> list[int] | None:
+        return None if self.line_numbers is None else self.line_numbers.tolist()
+
+    @property
+    def rows(self) -> Rows:
+        return Rows(self.again, len(self))
 
     def where(self, row: int, column: str | None) -> str:
         """'data.csv line 7, column 'x'': where a cell is, as users see the file."""
-        return f"{self.path} line {self.lines[row]}, column {_show(column)}"
+        place = f"row {row + 1}" if self.line_numbers is None else f"line {self.line_numbers[row]}"
+        return f"{self.path} {place}, column {_show(column)}"
 
     def for_training(self, classify: bool = False) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
         """``(x, y, classes)`` ready for :func:`chainrule.fit`, checked for enough rows and classes.
@@ -115,27 +150,70 @@ class CSVData:
 
     def target_indices(self, classes: Sequence[str]) -> np.ndarray:
         """Each row's index into ``classes`` (a model's labels); a ValueError names an unknown label."""
-        self._need_target()
+        y = self._need_target()
         numeric = all(not isinstance(c, str) for c in classes)  # then "1" and "1.0" are the same label
         keys = {float(c) if numeric else c: i for i, c in enumerate(classes)}
-        column = self.columns.index(self.target)
+        if y.dtype.kind == "f" and not numeric:  # text labels to match: the cells as written
+            y = np.array([cells[self.columns.index(self.target)].strip() for cells in self.rows])
         out = np.empty(len(self), dtype=np.intp)
-        for row, cells in enumerate(self.rows):
-            text = cells[column].strip()
-            key = _number(text) if numeric else text
+        for row, value in enumerate(y.tolist()):
+            key = _number(value) if numeric else value
             if key not in keys:
                 raise ValueError(
-                    f"{self.where(row, self.target)}: {_show(text)} is not one of the model's classes "
-                    f"{_listing(classes)}"
+                    f"{self.where(row, self.target)}: {_show(self._cell(row, self.target))} is not one of the "
+                    f"model's classes {_listing(classes)}"
                 )
             out[row] = keys[key]
         return out
+
+    def _cell(self, row: int, column: str | None) -> str:
+        """One cell's text as the file has it (read again)."""
+        cells = self.rows[row]
+        return cells[self.columns.index(column)].strip()
 
     def _need_target(self) -> np.ndarray:
         """The target's values, or a ValueError when no target column was named."""
         if self.target is None or self.y is None:
             raise ValueError(f"no target column was named when reading {self.path}")
         return self.y
+
+
+class Rows(Sequence):
+    """A file's data rows as lists of cell texts, read again at each pass (``CSVData.rows``)."""
+
+    def __init__(self, again: Callable[[], Iterator[list[str]]], count: int) -> None:
+        self._again, self._count = again, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self._again()
+
+    def __getitem__(self, index):
+        if not isinstance(index, int) or not -self._count <= index < self._count:
+            raise IndexError(f"row {index!r} out of range for {self._count} rows")
+        index %= self._count
+        return next(cells for i, cells in enumerate(self) if i == index)
+
+
+def read_data(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
+    """:func:`read_parquet` for a path ending ``.parquet`` or ``.pq`` (any case), else :func:`read_csv`.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "doses.CSV")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("dosage,effect\\n0,0\\n1,1\\n")
+        >>> read_data(path, target="effect").x.tolist()
+        [[0.0], [1.0]]
+        >>> folder.cleanup()
+    """
+    if os.fspath(path).lower().endswith(PARQUET_SUFFIXES):
+        return read_parquet(path, target=target, features=features)
+    return read_csv(path, target=target, features=features)
 
 
 def read_csv(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
@@ -159,6 +237,15 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
     an exponent too large for float64, such as ``1e999``) is refused as not
     finite. A target with any cell that is not a number is read as class labels.
 
+    Speed and memory: plain files of numbers (ASCII, no quotes, ``\\n`` or
+    ``\\r\\n`` line ends; class labels allowed) are parsed by ``pyarrow.csv``
+    when pyarrow is installed (the ``parquet`` extra), else by ``numpy.loadtxt``,
+    a block at a time straight into the float64 arrays; anything else, and any
+    file with a mistake, is read by the exact reader, cell by cell in one pass
+    (about eight times slower). Neither keeps the cells as text but the target's labels;
+    ``CSVData.rows`` reads the file again. A pipe (anything not a regular file)
+    is read into memory first.
+
     Limits, module constants you may raise: ``MAX_LINE_CHARS`` characters in
     one line (1,000,000) and ``MAX_FILE_BYTES`` bytes in the file (4 GiB;
     checked before reading a regular file, and while reading anything else,
@@ -176,6 +263,8 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
         >>> data = read_csv(path, target="effect")
         >>> data.features, data.x.shape, data.y
         (['dosage'], (3, 1), array([0., 1., 0.]))
+        >>> data.lines, list(data.rows)  # rows: read again from the file
+        ([2, 3, 4], [['0', '0'], ['0.5', '1'], ['1', '0']])
         >>> read_csv(path, target="effectiveness")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -183,55 +272,433 @@ def read_csv(path: str | os.PathLike, target: str | None = None, features: Seque
         >>> folder.cleanup()
     """
     path = os.fspath(path)
-    columns, rows, lines = _read_cells(path)
-    index = {name: i for i, name in enumerate(columns)}
-    features = list(_choose(path, columns, index, target, features))
-    x = np.empty((len(rows), len(features)))
-    for j, name in enumerate(features):
-        x[:, j] = [_feature(path, cells[index[name]], line, name) for cells, line in zip(rows, lines)]
-    y = None if target is None else _target(path, [cells[index[target]] for cells in rows], lines, target)
-    return CSVData(path, columns, features, x, target, y, rows, lines)
+    f, content = _open_csv(path)
+    with f:
+        again = _rows_again(path, os.fstat(f.fileno()) if content is None else None, content)
+        try:
+            return _read_fast(path, f, again, target, features)
+        except _Declined:
+            pass  # (the exact reader runs outside this handler: its errors come without this one attached)
+        f.seek(0)
+        return _read_exact(path, f, again, target, features)
 
 
-def _read_cells(path):
-    """(column names, rows of cells, line numbers) with the file's shape checked."""
-    records = _records(path)  # (cells, line number); blank lines skipped
-    if not records:
-        raise ValueError(f"{path} is empty; expected a header line of column names, then rows of data")
-    columns = [c.strip() for c in records[0][0]]
-    _check_header(path, columns, records[0][1])
-    if len(records) == 1:
-        raise ValueError(f"{path} has a header line but no data rows")
-    for cells, line in records[1:]:
-        if len(cells) != len(columns):
-            raise ValueError(
-                f"{path} line {line} has {len(cells)} cells but the header has {len(columns)} columns "
-                f"{_listing(columns)}"
-            )
-    return columns, [r for r, _ in records[1:]], [n for _, n in records[1:]]
+class _Declined(Exception):
+    """The fast reader cannot read this file exactly: the exact reader will (or will name the mistake)."""
 
 
-def _records(path):
-    """Every non-blank CSV record with the number of its (last) line."""
-    records = []
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno())
-        if stat.S_ISREG(size.st_mode) and size.st_size > MAX_FILE_BYTES:
+class _Layout(NamedTuple):
+    """The columns a reading needs: feature positions in the file, and the target's (None: no target)."""
+
+    columns: list
+    features: list
+    usecols: list
+    target: str | None
+    target_col: int | None
+
+
+def _open_csv(path):
+    """(a seekable binary file, None), or (an in-memory copy, its bytes) for a pipe; the size checked first."""
+    f = open(path, "rb")
+    size = os.fstat(f.fileno())
+    if stat.S_ISREG(size.st_mode):
+        if size.st_size > MAX_FILE_BYTES:
+            f.close()
             raise ValueError(
                 f"{path} is {size.st_size} bytes, more than chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES}"
             )
-        reader = csv.reader(_lines(path, f))
+        return f, None
+    with f:
+        content = _read_capped(f)
+    return io.BytesIO(content), content
+
+
+def _read_capped(f):
+    """A stream's bytes, up to one past MAX_FILE_BYTES or past a line too long: enough to name either."""
+    parts, total, unfinished = [], 0, 0  # unfinished: bytes since the last line end
+    limit = 4 * (MAX_LINE_CHARS + 2)
+    while total <= MAX_FILE_BYTES and unfinished <= limit and (chunk := f.read(_CHUNK)):
+        parts.append(chunk)
+        total += len(chunk)
+        end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+        unfinished = unfinished + len(chunk) if end < 0 else len(chunk) - end - 1
+    return b"".join(parts)
+
+
+def _rows_again(path, stamp, content):
+    """A function giving the data rows' cells again: from ``content`` (a pipe's bytes) or the unchanged file."""
+
+    def rows():
+        f = io.BytesIO(content) if content is not None else open(path, "rb")
+        with f:
+            if stamp is not None and _changed(stamp, os.fstat(f.fileno())):
+                raise ValueError(f"{path} changed since it was read; read it again")
+            for cells, _ in _data_records(path, f):
+                yield cells
+
+    return rows
+
+
+def _changed(before, now):
+    return (before.st_ino, before.st_size, before.st_mtime_ns) != (now.st_ino, now.st_size, now.st_mtime_ns)
+
+
+# ---- the fast reader: blocks of lines through pyarrow.csv or numpy.loadtxt ----
+
+
+def _read_fast(path, f, again, target, features):
+    """The CSVData, or _Declined (never an error of its own: the exact reader words those)."""
+    try:
+        columns, line, offset = _header(path, f)
+        layout = _layout(path, columns, target, features)
+    except (ValueError, TypeError, csv.Error):
+        raise _Declined from None
+    ends, size = _count_lines(f, offset)
+    rows = min(ends, size // len(columns)) + 1  # at most this many rows: one of n columns takes n bytes or more
+    x = np.empty((rows, len(layout.features)))
+    lines = np.empty(rows, dtype=np.int64)
+    labels, numbers = [], np.empty(rows) if target is not None else None
+    n, mode = 0, None
+    for block, mode in _blocks(f, offset, line + 1, layout):
+        if n + len(block.x) > rows:
+            raise _Declined  # more lines than counted: the file grew while it was read
+        x[n : n + len(block.x)], lines[n : n + len(block.x)] = block.x, block.lines
+        if mode == "numbers":
+            numbers[n : n + len(block.x)] = block.y
+        elif mode == "labels":
+            labels.append(block.y)
+        n += len(block.x)
+    if n == 0:
+        raise _Declined
+    y = None if target is None else numbers[:n].copy() if mode == "numbers" else _narrow(np.concatenate(labels))
+    return CSVData(path, columns, layout.features, _first(x, n), target, y, _first(lines, n), again)
+
+
+def _narrow(labels):
+    """Text labels in the narrowest dtype that holds them (stripping leaves a block's dtype as wide as before)."""
+    return labels.astype(f"U{max(1, int(np.char.str_len(labels).max()))}")
+
+
+def _first(a, n):
+    """a[:n] without keeping a larger buffer alive when many rows were blank."""
+    return a[:n] if n > 0.9 * len(a) else a[:n].copy()
+
+
+def _header(path, f):
+    """(column names, the header's line number, the byte offset after it), read exactly by the csv module."""
+    offset = 0
+
+    def texts():
+        nonlocal offset
+        for raw, text in _checked_lines(path, f):
+            offset += len(raw)
+            yield text
+
+    reader = csv.reader(texts())
+    for cells in reader:  # the reader takes a line only when its record needs one: offset ends the record
+        if any(c.strip() for c in cells):
+            columns = [c.strip() for c in cells]
+            _check_header(f"{path} line {reader.line_num}", columns)
+            return columns, reader.line_num, offset
+    raise ValueError(f"{path} is empty")
+
+
+def _count_lines(f, offset):
+    """(line ends, bytes) from ``offset`` on."""
+    f.seek(offset)
+    count = size = 0
+    while chunk := f.read(_CHUNK):
+        count, size = count + chunk.count(b"\n"), size + len(chunk)
+    return count, size
+
+
+def _blocks(f, offset, line, layout):
+    """(Block, mode) for each block of whole lines from ``offset`` (the file's line ``line``); _Declined if one fails.
+
+    ``mode`` says what the target is: "numbers" or "labels", fixed by the first block.
+    """
+    f.seek(offset)
+    rest, mode = b"", None
+    while chunk := f.read(BLOCK_BYTES):
+        rest += chunk
+        cut = rest.rfind(b"\n") + 1
+        if cut == 0:
+            if len(rest) > 4 * (MAX_LINE_CHARS + 2):
+                raise _Declined
+            continue
+        block, mode = _parse_block(rest[:cut], line, layout, mode)
+        line += rest.count(b"\n", 0, cut)
+        rest = rest[cut:]
+        yield block, mode
+    if rest:  # the last line has no line end
+        yield _parse_block(rest + b"\n", line, layout, mode)
+
+
+_PLAIN = bytes(range(32, 127)).replace(b'"', b"") + b"\n\r"  # the bytes of a block the fast reader reads
+
+
+class Block(NamedTuple):
+    """Rows parsed from one block of a file: ``x`` (rows, features), ``y`` (or None), each row's line number."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    lines: np.ndarray
+
+
+def _parse_block(raw, first_line, layout, mode):
+    """(Block, mode) from ``raw``, whole lines each ending in ``\\n``, the first of them the file's line ``first_line``.
+
+    Raises _Declined when the block is not plain enough to be read exactly this way. ``mode``: what the
+    target is ("numbers", "labels", or None: not known yet), returned as the block found it.
+    """
+    if raw.translate(None, _PLAIN):
+        raise _Declined  # not ASCII, quoted cells, or control characters besides line ends
+    if b"\r" in raw:
+        if raw.count(b"\r\n") != raw.count(b"\r"):
+            raise _Declined  # a lone \r ends a line too: the csv module's business
+        raw = raw.replace(b"\r\n", b"\n")
+    if len(raw) <= MAX_LINE_CHARS + 1 and b"\n\n" not in raw and not raw.startswith(b"\n"):
+        lines, counted = first_line + np.arange(raw.count(b"\n")), False  # no line too long, none blank
+    else:
+        lines, counted = _full_lines(raw, first_line, len(layout.columns)), True
+    x, y, mode = _block_values(raw, layout, mode, counted)
+    if len(x) != len(lines):
+        raise _Declined  # a line of spaces, say
+    return Block(x, y, lines), mode
+
+
+def _full_lines(raw, first_line, width):
+    """The numbers of the non-blank lines, after checking that each is short enough and has ``width`` cells."""
+    a = np.frombuffer(raw, np.uint8)
+    ends = np.flatnonzero(a == 10)
+    lengths = np.diff(ends, prepend=-1) - 1
+    full = lengths > 0  # loadtxt skips the empty lines, as read_csv does
+    commas = np.diff(np.searchsorted(np.flatnonzero(a == 44), ends), prepend=0)
+    if lengths.max() > MAX_LINE_CHARS or np.any(commas[full] != width - 1):
+        raise _Declined
+    return first_line + np.flatnonzero(full)
+
+
+def _block_values(raw, layout, mode, counted):
+    """(x, y, mode): the features as floats, the target as floats or as stripped text (class labels)."""
+    width, features = len(layout.columns), len(layout.usecols)
+    if layout.target_col is None:
+        return _numbers(raw, layout.usecols, width, counted), None, mode
+    if mode != "labels":
         try:
-            for cells in reader:
-                if any(c.strip() for c in cells):
-                    records.append((cells, reader.line_num))
-        except csv.Error as e:
-            raise ValueError(f"{path} is not a readable CSV file (line {reader.line_num}: {e})") from None
+            both = _numbers(raw, [*layout.usecols, layout.target_col], width, counted)
+            return both[:, :features], both[:, features], "numbers"
+        except _Declined:
+            if mode == "numbers":
+                raise
+    x = _numbers(raw, layout.usecols, width, counted)
+    labels = np.char.strip(_texts(raw, layout.target_col, width))
+    if not np.all(np.char.str_len(labels)):
+        raise _Declined  # an empty target cell
+    if mode is None and all(_number(c) is not None for c in labels.tolist()):
+        raise _Declined  # numbers, some not finite: the exact reader says which
+    return x, labels, "labels"
+
+
+def _numbers(raw, columns, width, counted):
+    """The cells of ``columns`` as finite float64 (rows, len(columns)); every line must have ``width`` cells.
+
+    Parsed by pyarrow.csv when it is installed (about 3 times faster than numpy.loadtxt, on one core;
+    it reads every line's cells and refuses a line with another number), else by numpy.loadtxt.
+    NOTE: when every column is wanted, loadtxt reads them all and itself refuses a line with a different
+    number of cells, so the lines need not be counted here (the common case).
+    """
+    arrow = _arrow_csv() if width <= _ARROW_COLUMNS else None
+    if arrow is not None:
+        table = _arrow_table(arrow, raw, columns, width, "float64")
+        values = np.empty((table.num_rows, len(columns)))
+        for j, column in enumerate(table.columns):
+            values[:, j] = column.to_numpy()
+        return _finite(values)
+    if sorted(columns) == list(range(width)):
+        values = _finite(_loadtxt(raw, None, np.float64))
+        if values.shape[1] != width:
+            raise _Declined
+        return values if columns == list(range(width)) else values[:, columns]
+    if not counted:
+        _full_lines(raw, 0, width)
+    return _finite(_loadtxt(raw, columns, np.float64))
+
+
+def _texts(raw, column, width):
+    """One column's cells as text (not stripped)."""
+    arrow = _arrow_csv() if width <= _ARROW_COLUMNS else None
+    if arrow is None:
+        return _loadtxt(raw, [column], str)[:, 0]
+    return np.array(_arrow_table(arrow, raw, [column], width, "string").column(0).to_pylist(), dtype=str)
+
+
+_ARROW_COLUMNS = 4096  # wider files go to numpy.loadtxt: pyarrow's time per block grows fast with the columns
+
+
+@functools.cache
+def _arrow_csv():
+    """(pyarrow, pyarrow.csv), or None when pyarrow is not installed."""
+    try:
+        import pyarrow
+        import pyarrow.csv
+    except ImportError:
+        return None
+    return pyarrow, pyarrow.csv
+
+
+def _arrow_table(arrow, raw, columns, width, kind):
+    """The ``columns`` of a block as a pyarrow Table of ``kind``: no quoting, no nulls, every line ``width`` cells."""
+    pa, pacsv = arrow
+    names = [str(i) for i in range(width)]
+    wanted = [names[c] for c in columns]
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(raw),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: kind for n in wanted},
+                include_columns=wanted,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowException:
+        raise _Declined from None
+
+
+def _finite(values):
+    if not np.isfinite(values).all():
+        raise _Declined
+    return values
+
+
+def _loadtxt(raw, usecols, dtype):
+    with warnings.catch_warnings():  # "input contained no data" and the like: the caller checks the rows
+        warnings.simplefilter("ignore")
+        try:
+            return np.loadtxt(
+                io.BytesIO(raw), dtype=dtype, delimiter=",", comments=None, usecols=usecols, ndmin=2, encoding="ascii"
+            )
+        except ValueError:
+            raise _Declined from None
+
+
+# ---- the exact reader: the csv module, cell by cell ----
+
+
+def _read_exact(path, f, again, target, features):
+    """The CSVData, or a ValueError naming the first mistake in read_csv's order, in one pass over the file:
+    every line's bytes first, then the header, the rows' lengths, the columns named, the cells."""
+    lines, size = _line_bound(f)
+    f.seek(0)
+    records = _records(path, f)
+    first = next(records, None)
+    if first is None:
+        raise ValueError(f"{path} is empty; expected a header line of column names, then rows of data")
+    columns, cells = [c.strip() for c in first[0]], None
+    header, chosen = _held(_check_header, f"{path} line {first[1]}", columns), None
+    if header is None:
+        chosen = _held(_layout, path, columns, target, features)
+    count, ragged = 0, None
+    if isinstance(chosen, _Layout):  # a row of n columns takes at least n bytes: blank lines claim no room
+        cells = _Cells(chosen, min(lines, size // len(columns)) + 1)
+    for row, line in records:
+        count += 1
+        if len(row) != len(columns):
+            ragged = ragged or (line, len(row))
+        elif cells is not None:
+            cells.add(row, line)
+    for mistake in (header, count == 0, ragged, None if cells is not None else chosen):
+        _raise(path, mistake, columns)
+    return cells.finish(path, columns, again)
+
+
+def _held(check, *args):
+    """What ``check(*args)`` returns, or the ValueError or TypeError it raised (to raise in its turn)."""
+    try:
+        return check(*args)
+    except (ValueError, TypeError) as e:
+        return e
+
+
+def _raise(path, mistake, columns):
+    if isinstance(mistake, Exception):
+        raise mistake
+    if mistake is True:
+        raise ValueError(f"{path} has a header line but no data rows")
+    if mistake:
+        line, count = mistake
+        raise ValueError(
+            f"{path} line {line} has {count} cells but the header has {len(columns)} columns {_listing(columns)}"
+        )
+
+
+def _line_bound(f):
+    """(about the number of lines, the bytes): for sizing arrays (mixed lone \\r and \\n lines can exceed it:
+    _Cells grows then)."""
+    f.seek(0)
+    lf = cr = size = 0
+    while chunk := f.read(_CHUNK):
+        lf, cr, size = lf + chunk.count(b"\n"), cr + chunk.count(b"\r"), size + len(chunk)
+    return max(lf, cr), size
+
+
+class _Cells:
+    """The exact reader's rows as they come: features into float64, each feature's first bad cell, the target's text."""
+
+    def __init__(self, layout, bound):
+        self.layout, self.n = layout, 0
+        self.x = np.empty((bound, len(layout.features)))
+        self.lines = np.empty(bound, dtype=np.int64)
+        self.texts, self.bad = [], {}  # the target's cells; feature number: its first bad (cell, line)
+
+    def add(self, cells, line):
+        if self.n == len(self.x):
+            self.x = np.concatenate([self.x, np.empty_like(self.x)])
+            self.lines = np.concatenate([self.lines, np.empty_like(self.lines)])
+        self.lines[self.n] = line
+        for j, c in enumerate(self.layout.usecols):
+            value = _number(cells[c])
+            if value is not None and math.isfinite(value):
+                self.x[self.n, j] = value
+            elif j not in self.bad:
+                self.bad[j] = (cells[c], line)
+        if self.layout.target is not None:
+            self.texts.append(cells[self.layout.target_col])
+        self.n += 1
+
+    def finish(self, path, columns, again):
+        layout, lines = self.layout, _first(self.lines, self.n)
+        if self.bad:
+            j = min(self.bad)  # the columns are checked in the order of the features
+            _feature(path, *self.bad[j], layout.features[j])
+        y = None if layout.target is None else _target(path, self.texts, lines.tolist(), layout.target)
+        return CSVData(path, columns, layout.features, _first(self.x, self.n), layout.target, y, lines, again)
+
+
+def _data_records(path, f):
+    """The records after the header, as :func:`_records` gives them."""
+    records = _records(path, f)
+    next(records, None)
     return records
 
 
-def _lines(path, f):
-    """The file's lines as text with their endings, each checked: UTF-8, not too long, not too many bytes."""
+def _records(path, f):
+    """Every non-blank CSV record with the number of its (last) line."""
+    reader = csv.reader(text for _, text in _checked_lines(path, f))
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                yield cells, reader.line_num
+    except csv.Error as e:
+        raise ValueError(f"{path} is not a readable CSV file (line {reader.line_num}: {e})") from None
+
+
+def _checked_lines(path, f):
+    """Each line as (bytes, text) with its ending, checked: UTF-8, not too long, not too many bytes."""
     limit, offset = 4 * (MAX_LINE_CHARS + 2), 0  # bytes: a UTF-8 character takes at most 4
     for number, raw in enumerate(_raw_lines(f, limit), 1):
         if offset + len(raw) > MAX_FILE_BYTES:
@@ -249,7 +716,7 @@ def _lines(path, f):
                 f"{path} line {number} is longer than chainrule.data.MAX_LINE_CHARS = {MAX_LINE_CHARS} characters"
             )
         offset += len(raw)
-        yield line[1:] if number == 1 and line.startswith("\ufeff") else line  # spreadsheets often add a BOM
+        yield raw, line[1:] if number == 1 and line.startswith("\ufeff") else line  # spreadsheets often add a BOM
 
 
 def _raw_lines(f, limit):
@@ -267,20 +734,24 @@ def _raw_lines(f, limit):
         yield rest
 
 
-def _check_header(path, columns, line):
+def _check_header(where, columns):
     """Every column has a name of plain text, and no name appears twice (one pass: a dict, not a list scan)."""
     seen = {}  # name: its column number
     for i, name in enumerate(columns, 1):
         if not name:
-            raise ValueError(f"{path} line {line}: column {i} has no name; every column needs one")
+            raise ValueError(f"{where}: column {i} has no name; every column needs one")
         for char, what in _REFUSED_IN_NAMES.items():
             if char in name:
-                raise ValueError(f"{path} line {line}: column {i}'s name {_show(name)} contains {what}")
+                raise ValueError(f"{where}: column {i}'s name {_show(name)} contains {what}")
         if name in seen:
-            raise ValueError(
-                f"{path} line {line}: column name {_show(name)} appears twice (columns {seen[name]} and {i})"
-            )
+            raise ValueError(f"{where}: column name {_show(name)} appears twice (columns {seen[name]} and {i})")
         seen[name] = i
+
+
+def _layout(path, columns, target, features):
+    index = {name: i for i, name in enumerate(columns)}
+    features = list(_choose(path, columns, index, target, features))
+    return _Layout(columns, features, [index[f] for f in features], target, None if target is None else index[target])
 
 
 def _choose(path, columns, index, target, features):
@@ -363,6 +834,184 @@ def _listing(values):
     shown = [_show(v, 40) for v in values[:SHOWN]]
     more = [f"... and {len(values) - SHOWN} more"] if len(values) > SHOWN else []
     return "[" + ", ".join(shown + more) + "]"
+
+
+# ---- Parquet files -------------------------------------------------------------------------
+
+_PARQUET_BATCH = 65_536  # rows converted at a time: the reader holds one batch besides the arrays
+
+
+def read_parquet(path: str | os.PathLike, target: str | None = None, features: Sequence[str] | None = None) -> CSVData:
+    """Read a Parquet file (through pyarrow) into a :class:`CSVData`, with :func:`read_csv`'s checks.
+
+    Feature columns must have a numeric Parquet type (integers, floats or
+    booleans, which count as 0 and 1); the target may be numeric or text
+    (class labels). A missing value (null) or a NaN or infinity is refused,
+    naming the row (the first data row is row 1) and the column. Before
+    anything is read the file's size and what its metadata claims (rows x
+    columns needed, as float64) are checked against ``MAX_FILE_BYTES``. A file
+    pyarrow cannot read gives one line naming it. Needs the ``parquet`` extra
+    (``pip install 'chainrule[parquet]'``); it reads one column of one row group at a time.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> import pyarrow as pa, pyarrow.parquet as pq
+        >>> from chainrule.data import read_parquet
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "dosage.parquet")
+        >>> pq.write_table(pa.table({"dosage": [0, 0.5, 1], "effect": [0, 1, 0]}), path)
+        >>> data = read_parquet(path, target="effect")
+        >>> data.features, data.x.shape, data.y
+        (['dosage'], (3, 1), array([0., 1., 0.]))
+        >>> list(data.rows)
+        [['0.0', '0'], ['0.5', '1'], ['1.0', '0']]
+        >>> pq.write_table(pa.table({"dosage": [0, None], "effect": [0, 1]}), path)
+        >>> read_parquet(path, target="effect")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...dosage.parquet row 2, column 'dosage': is empty (a missing value); feature cells must be numbers
+        >>> folder.cleanup()
+    """
+    pa, pq = _pyarrow()
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno())
+        if stat.S_ISREG(size.st_mode) and size.st_size > MAX_FILE_BYTES:
+            raise ValueError(
+                f"{path} is {size.st_size} bytes, more than chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES}"
+            )
+        try:
+            parquet = pq.ParquetFile(f)
+            layout, rows = _parquet_layout(path, parquet, pa, target, features)
+            x, y = _parquet_values(path, parquet, layout, rows)
+        except pa.ArrowException as e:
+            raise ValueError(f"{path} is not a readable Parquet file ({_one_line(e)})") from None
+    return CSVData(path, layout.columns, layout.features, x, target, y, None, _parquet_again(path, size))
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise ImportError("reading Parquet files needs pyarrow: pip install 'chainrule[parquet]'") from None
+    return pyarrow, pyarrow.parquet
+
+
+def _parquet_layout(path, parquet, pa, target, features):
+    """(the columns to read, rows): names, types and the claimed size checked before any data is read."""
+    schema = parquet.schema_arrow
+    columns = list(schema.names)
+    _check_header(path, columns)
+    layout = _layout(path, columns, target, features)
+    for name in layout.features:
+        kind = schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+            raise ValueError(
+                f"{path}: column {_show(name)} has Parquet type {kind}; feature columns must be numbers "
+                "(integers, floats or booleans)"
+            )
+    if target is not None:
+        kind = schema.field(target).type
+        kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+        if not (_numeric(pa, kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise ValueError(
+                f"{path}: column {_show(target)} (the target) has Parquet type {kind}; a target must be numbers "
+                "or text (class labels)"
+            )
+    rows, wanted = parquet.metadata.num_rows, len(layout.features) + (target is not None)
+    if rows * wanted * 8 > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path} claims {rows} rows x {wanted} columns ({rows * wanted * 8} bytes as float64), more than "
+            f"chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES}"
+        )
+    if rows == 0:
+        raise ValueError(f"{path} has no data rows")
+    return layout, rows
+
+
+def _numeric(pa, kind):
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _parquet_values(path, parquet, layout, rows):
+    """(x, y) filled one row group's column at a time (pyarrow holds one column chunk), each cell checked."""
+    x = np.empty((rows, len(layout.features)))
+    ys = []
+    start = 0
+    for group in range(parquet.num_row_groups):
+        end = start + parquet.metadata.row_group(group).num_rows
+        if end > rows:
+            raise ValueError(f"{path} holds more rows than its metadata says ({rows})")
+        for j, name in enumerate(layout.features):
+            x[start:end, j] = _parquet_chunks(path, parquet, group, name, start, end, True)
+        if layout.target is not None:
+            ys.append(_parquet_chunks(path, parquet, group, layout.target, start, end, False))
+        start = end
+    if start != rows:
+        raise ValueError(f"{path} holds {start} rows but its metadata says {rows}")
+    return x, (np.concatenate(ys) if ys else None)
+
+
+def _parquet_chunks(path, parquet, group, name, start, end, feature):
+    """One column of one row group, checked, as one array of its end - start values."""
+    column = parquet.read_row_group(group, columns=[name]).column(0)
+    if len(column) != end - start:
+        raise ValueError(f"{path} row group {group} holds {len(column)} rows, its metadata {end - start}")
+    parts, at = [], start
+    for chunk in column.chunks:
+        parts.append(_parquet_column(path, chunk, name, at, feature))
+        at += len(chunk)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
+
+
+def _parquet_column(path, column, name, start, feature=True):
+    """One column of a batch as float64 (finite) or text (non-empty); a ValueError names the first bad row."""
+    where = f"{path} row {{}}, column {_show(name)}"
+    if column.null_count:
+        row = start + int(np.argmax(column.is_null().to_numpy(zero_copy_only=False))) + 1
+        rule = "; feature cells must be numbers" if feature else ""
+        raise ValueError(f"{where.format(row)}: is empty (a missing value){rule}")
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype.kind in "biuf":
+        values = values.astype(np.float64, copy=False)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"{where.format(start + row + 1)}: {float(values[row])!r} is not a finite number")
+        return values
+    values = np.array(values.tolist(), dtype=str)
+    empty = np.char.str_len(np.char.strip(values)) == 0
+    if empty.any():
+        raise ValueError(f"{where.format(start + int(np.argmax(empty)) + 1)}: is empty (a missing value)")
+    return values
+
+
+def _parquet_again(path, stamp):
+    """A function giving the rows' cells again as text, a batch at a time, from the unchanged file."""
+
+    def rows():
+        _, pq = _pyarrow()
+        with open(path, "rb") as f:
+            if _changed(stamp, os.fstat(f.fileno())):
+                raise ValueError(f"{path} changed since it was read; read it again")
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_PARQUET_BATCH):
+                for values in zip(*(column.to_pylist() for column in batch.columns)):
+                    yield [_cell_text(v) for v in values]
+
+    return rows
+
+
+def _cell_text(value):
+    """A Parquet value as a CSV cell: floats exactly (repr), a missing value empty."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 # ---- arrays for training -------------------------------------------------------------

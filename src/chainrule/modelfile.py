@@ -42,7 +42,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from .checks import Integers, Number
-from .data import CSVData, read_csv
+from .data import CSVData, read_data
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
 from .tensor import no_grad, tensor
@@ -62,6 +62,7 @@ MAX_DEPTH = 100  # levels of nested JSON arrays and objects (a model file nests 
 # it is parsed: a parsed value costs 30 to 100 bytes, and the parameters are base64 text (one value each).
 MAX_VALUES = 1_000_000
 MIN_STD = 1e-150  # the least standard deviation: dividing by less can overflow to inf
+ROWS_AT_ONCE = 65_536  # rows the network sees at a time when predicting or evaluating
 
 
 # ---- the model -------------------------------------------------------------------------
@@ -155,10 +156,19 @@ class Model:
         return (np.asarray(y, dtype=np.float64) - self.scaling.target_mean) / self.scaling.target_std  # type: ignore[operator]
 
     def outputs(self, data: Any) -> np.ndarray:
-        """The network's raw outputs (rows, outputs): regression values on the trained scale, or logits."""
+        """The network's raw outputs (rows, outputs): regression values on the trained scale, or logits.
+
+        Computed ``ROWS_AT_ONCE`` rows at a time, so the hidden layers' values of a big file are never
+        all in memory at once (each row's outputs are the same either way).
+        """
         dtype = self.network.parameters()[0].dtype
+        x = self.network_inputs(data)
         with no_grad():
-            return self.network(tensor(self.network_inputs(data), dtype=dtype)).data
+            parts = [
+                self.network(tensor(x[i : i + ROWS_AT_ONCE], dtype=dtype)).data
+                for i in range(0, max(len(x), 1), ROWS_AT_ONCE)
+            ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def predict(self, data: Any) -> np.ndarray:
         """Predictions per row: numbers (regression) or class labels (classification)."""
@@ -201,10 +211,11 @@ class Model:
         return Evaluation(self.loss, loss, float(np.mean(logits.argmax(axis=1) == y)), len(y))
 
     def read_csv(self, path: str | os.PathLike, with_target: bool = False) -> CSVData:
-        """Read a CSV file's feature columns (and the target column) by this model's names."""
+        """Read a CSV (or Parquet: :func:`~chainrule.data.read_data`) file's feature columns (and the target
+        column) by this model's names."""
         if with_target and self.target is None:
             raise ValueError("this model names no target column, so a CSV file cannot give the targets")
-        return read_csv(path, target=self.target if with_target else None, features=self.features)
+        return read_data(path, target=self.target if with_target else None, features=self.features)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write this model to ``path`` (atomically); see :func:`save`."""
