@@ -17,6 +17,11 @@ function fmt(v, digits = 4) {
   return String(Number(v.toFixed(digits)));
 }
 
+// A number as it reads inside a formula: negative ones in brackets.
+function signed(v) {
+  return typeof v === "number" && v < 0 ? `(${fmt(v)})` : fmt(v);
+}
+
 function el(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -558,7 +563,7 @@ function paramRow(e) {
     if (input.value === "" || !Number.isFinite(v)) { showMessage(`${e.key}: not a number: '${input.value}'`); return; }
     act({ action: "set_param", key: e.key, value: v });
   });
-  html("span", { class: "grad" }, row);
+  html("span", { class: "grad guard" }, row);
   const check = html("button", { title: "check numerically: backward against a central difference", text: "check" }, row);
   check.addEventListener("click", () => gradcheck(e.key, check));
   hoverLink(row, e.key);
@@ -627,7 +632,7 @@ function endDrag() {
 function tooltip(text, ev) {
   const tip = $("#tooltip");
   if (!text) { tip.style.display = "none"; return; }
-  tip.textContent = text;
+  tip.textContent = document.body.classList.contains("predicting") ? "answer the lesson's question first: then every number shows" : text;
   tip.style.display = "block";
   const x = Math.min(ev.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
   tip.style.left = x + "px";
@@ -712,7 +717,7 @@ async function formulaText(which) {
     const n = g.nodes.find((m) => m.label === label);
     return n && n.value ? [].concat(n.value.values) : [];
   };
-  const p = (k) => fmt(element(k).value);
+  const p = (k) => signed(element(k).value);
   const input = v("Input");
   const rows = (f) => input.map((_, i) => `  i=${i + 1}: ${f(i)}`).join("\n");
   if (which === "input") return `Input_i (${st.data.features[0] || "x"}): ${input.map((x) => fmt(x)).join(", ")}`;
@@ -721,17 +726,17 @@ async function formulaText(which) {
     const x = v("x" + n);
     const y = v("y" + n);
     return `x${n}_i = Input_i × ${w} + ${b} = Input_i × ${p(w)} + ${p(b)}\ny${n}_i = ${st.settings.activation}(x${n}_i)\n` +
-      rows((i) => `x${n} = ${fmt(input[i])} × ${p(w)} + ${p(b)} = ${fmt(x[i])},  y${n} = ${st.settings.activation}(${fmt(x[i])}) = ${fmt(y[i])}`);
+      rows((i) => `x${n} = ${signed(input[i])} × ${p(w)} + ${p(b)} = ${fmt(x[i])},  y${n} = ${st.settings.activation}(${fmt(x[i])}) = ${fmt(y[i])}`);
   }
   const y1 = v("y1");
   const y2 = v("y2");
   const pred = v("Predicted");
   if (which === "sum") {
     return `Predicted_i = y1_i × w3 + y2_i × w4 + b3\n` +
-      rows((i) => `${fmt(y1[i])} × ${p("w3")} + ${fmt(y2[i])} × ${p("w4")} + ${p("b3")} = ${fmt(pred[i])}`);
+      rows((i) => `${signed(y1[i])} × ${p("w3")} + ${signed(y2[i])} × ${p("w4")} + ${p("b3")} = ${fmt(pred[i])}`);
   }
   const obs = v("Observed");
-  const parts = pred.map((q, i) => `(${fmt(obs[i])} - ${fmt(q)})^2`);
+  const parts = pred.map((q, i) => `(${fmt(obs[i])} - ${signed(q)})^2`);
   return `Predicted_i: ${pred.map((q) => fmt(q)).join(", ")}\n${st.loss_name} = ${st.settings.loss === "mse" ? "mean" : "sum"} of ${parts.join(" + ")}\n     = ${fmt(st.loss, 6)}`;
 }
 
@@ -1077,8 +1082,8 @@ function drawGraphEdge(svg, e, boxes, litIds) {
   const x2 = b.x;
   const y2 = b.y + b.height / 2;
   const mid = (x1 + x2) / 2;
-  const lit = litIds && litIds.has(e.source) && litIds.has(e.target);
   const keysOn = e.params.map((p) => p.name);
+  const lit = litIds && ((litIds.has(e.source) && litIds.has(e.target)) || keysOn.includes(UI.lit.replace(/\[.*$/, "")));
   el("path", {
     d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2 - 4},${y2}`, fill: "none", stroke: lit ? "#d6337a" : "#9aa2ad",
     "stroke-width": lit ? 3.5 : 1.6, class: "edge" + (lit ? " lit" : ""), "data-key": keysOn[0] || "",
@@ -1152,22 +1157,16 @@ function litBoxes(g, key) {
   for (const n of g.nodes) {
     if ((n.kind === "parameter" && n.label === name) || n.params.some((p) => p.name === name)) start.add(n.id);
   }
-  for (const e of g.edges) if (e.params.some((p) => p.name === name)) { start.add(e.source); start.add(e.target); }
+  for (const e of g.edges) if (e.params.some((p) => p.name === name)) start.add(e.target);
   const out = new Set(start);
   let grew = true;
   while (grew) {
     grew = false;
     for (const e of g.edges) {
-      if (out.has(e.source) && !out.has(e.target) && !(start.has(e.source) && isInputSide(g, e, name))) { out.add(e.target); grew = true; }
+      if (out.has(e.source) && !out.has(e.target)) { out.add(e.target); grew = true; }
     }
   }
   return out;
-}
-
-// On the lessons' drawing, w1 sits on the edge Input -> top: the path starts at the edge's target.
-function isInputSide(g, e, name) {
-  const src = g.nodes.find((n) => n.id === e.source);
-  return src.kind === "data" && !e.params.some((p) => p.name === name);
 }
 
 function drawBackwardText(steps, current) {
@@ -1320,7 +1319,7 @@ async function drawLesson(state) {
   const box = $("#lesson");
   for (const a of $$("#lessons-nav a")) a.classList.toggle("on", Number(a.dataset.lesson) === (state.lesson ? state.lesson.id : 0));
   for (const v of $$("section.view")) v.style.outline = "";
-  if (!state.lesson) { box.classList.remove("on"); UI.lessonFile = null; return; }
+  if (!state.lesson) { box.classList.remove("on"); UI.lessonFile = null; document.body.classList.remove("predicting"); return; }
   const { id, step, steps } = state.lesson;
   if (!UI.lessonFile || UI.lessonFile.id !== id) {
     try { UI.lessonFile = await api("GET", `/api/lessons/${id}`); } catch (e) { showMessage(e.message); return; }
@@ -1343,6 +1342,8 @@ async function drawLesson(state) {
 function drawPrompt(prompt, answer) {
   const box = clear($("#lesson-prompt"));
   box.style.display = prompt ? "" : "none";
+  // Predict first: until the learner answers, the numbers that give the answer away are blurred.
+  document.body.classList.toggle("predicting", Boolean(prompt && !answer));
   if (!prompt) return;
   html("div", { text: "Predict, then reveal: " + prompt.question }, box);
   const row = html("div", { class: "row" }, box);
@@ -1359,7 +1360,8 @@ function drawPrompt(prompt, answer) {
     input.value = answer.given;
     html("div", {
       class: "reveal" + (answer.correct ? "" : " wrong"), "data-reveal": answer.correct ? "correct" : "wrong",
-      text: `${answer.correct ? "Right" : "Not quite"}: you said ${answer.given}; the engine computes ${answer.expected}.`,
+      text: `${answer.correct ? "Right" : "Not quite"}: you said ${answer.given}; the engine computes ${fmt(answer.expected, 4)}.`,
+      title: String(answer.expected),
     }, box);
   }
 }
