@@ -127,10 +127,11 @@ function download(name, blob) {
 function svgText(svg) {
   const copy = svg.cloneNode(true);
   copy.setAttribute("xmlns", SVGNS);
-  const vb = svg.viewBox.baseVal;
-  copy.setAttribute("width", vb.width);
-  copy.setAttribute("height", vb.height);
-  // The stylesheet does not travel with the file: write the highlight colours inline.
+  const [, , w, h] = svg.getAttribute("viewBox").split(/[ ,]+/).map(Number);
+  copy.setAttribute("width", w);
+  copy.setAttribute("height", h);
+  copy.removeAttribute("style");
+  // The page's stylesheet does not travel with the file: only the fonts are needed.
   el("style", { text: "text{font-family:DejaVu Sans,sans-serif}.mono{font-family:DejaVu Sans Mono,monospace}" }, copy);
   return new XMLSerializer().serializeToString(copy);
 }
@@ -1022,7 +1023,7 @@ function drawLandscape(c) {
     el("rect", { x: xs(xv) - dx / 2, y: ys(yv) - dy / 2, width: dx + 0.5, height: dy + 0.5, fill: heat(t) }, g);
   }));
   el("path", { d: path(c.path.map(([a, b]) => [xs(a), ys(b)])), fill: "none", stroke: "#fff", "stroke-width": 2.5 }, svg);
-  c.path.forEach(([a, b]) => el("circle", { cx: xs(a), cy: ys(b), r: 2.5, fill: "#1d2430" }, svg));
+  if (c.path.length <= 40) c.path.forEach(([a, b]) => el("circle", { cx: xs(a), cy: ys(b), r: 2.5, fill: "#1d2430", stroke: "#fff", "stroke-width": 0.8 }, svg));
   el("circle", { cx: xs(c.current[0]), cy: ys(c.current[1]), r: 7, fill: "#d6337a", stroke: "#fff", "stroke-width": 2, class: "ball" }, svg);
   $("#loss-caption").textContent = `${UI.state.loss_name} over ${c.x_key} and ${c.y_key} (log colour: dark is low), the others held; the white line is this run's path.`;
 }
@@ -1477,7 +1478,10 @@ function captureFrame(state) {
   const svg = $("#squiggle");
   if (!svg.dataset.sum) return;
   if (UI.frames.length && state.iteration === 0) UI.frames = [];
-  UI.frames.push(svgText(svg));
+  const copy = svg.cloneNode(true);
+  const loss = state.loss === null ? "not finite" : fmt(state.loss, 4);
+  el("text", { x: SQ.left + SQ.width - 6, y: SQ.top + 16, "text-anchor": "end", "font-size": 12, "font-weight": 600, text: `iteration ${state.iteration}: ${state.loss_name} ${loss}` }, copy);
+  UI.frames.push(svgText(copy));
   if (UI.frames.length > MAX_FRAMES) UI.frames = UI.frames.filter((_, i) => i % 2 === 0);
 }
 
