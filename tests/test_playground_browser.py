@@ -205,6 +205,10 @@ def test_dragging_w3_moves_the_squiggle_and_the_loss(page: Page) -> None:
     page.settled()
     w3 = page.param("w3")
     assert w3 > LESSON["w3"] + 0.3  # dragged right by 60 px at 0.01 per px
+    # Hovering the parameter's row lights it everywhere: its chip on the network, its edge in the graph.
+    page.page.hover('#params [data-key="w3"] .name')
+    assert "hot" in page.page.get_attribute('#network .param-chip[data-key="w3"]', "class")
+    assert "hot" in page.page.get_attribute('#graph .graph-param[data-key="w3"]', "class")
     values = {**LESSON, "w3": w3}
     loss, predict = ssr_by_hand(values, DOSES, EFFECT)
     assert page.loss() == pytest.approx(loss, rel=1e-12)
@@ -339,3 +343,58 @@ def test_a_shared_link_opens_the_same_state(page: Page, browser: Any, server: st
         assert other.page.input_value('[data-control="optimizer"]') == "adam"
     finally:
         other.close()
+
+
+def test_points_are_added_and_deleted_with_the_mouse(page: Page) -> None:
+    page.open("#lesson=1")
+    svg = page.page.locator("#squiggle")
+    box = svg.bounding_box()
+    page.page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.4)  # inside the plot
+    page.settled()
+    assert page.page.locator("#squiggle circle.point").count() == 4
+    assert page.page.text_content("#server-state").count("4 points") == 1
+    page.page.locator("#squiggle circle.point").nth(1).click(button="right")  # delete the dosage 0.5
+    page.settled()
+    assert page.page.locator("#squiggle circle.point").count() == 3
+    page.click("step")
+    assert page.iteration() == 1
+
+
+def test_play_and_pause(page: Page) -> None:
+    page.open("#lesson=2")
+    page.page.click('[data-action="play"]')
+    page.page.wait_for_function("Number(document.querySelector('[data-iteration]').dataset.value) >= 3")
+    page.page.click('[data-action="play"]')  # pause
+    page.settled()
+    page.page.wait_for_timeout(400)
+    page.settled()
+    paused = page.iteration()
+    page.page.wait_for_timeout(400)
+    assert page.iteration() == paused >= 3
+
+
+def test_exports_gif_svg_and_the_model_file(page: Page, tmp_path: Path) -> None:
+    from PIL import Image
+
+    page.open("#lesson=1")
+    page.click("step", 4)
+
+    def download(selector: str) -> Path:
+        with page.page.expect_download() as d:
+            page.page.click(selector)
+        path = tmp_path / d.value.suggested_filename
+        d.value.save_as(path)
+        return path
+
+    gif = Image.open(download('[data-action="gif"]'))  # our own encoder, decoded by Pillow
+    assert gif.format == "GIF" and gif.n_frames == 5  # the start and four steps
+    import xml.etree.ElementTree as ET
+
+    svg = ET.parse(download('[data-export="squiggle"][data-format="svg"]')).getroot()
+    assert svg.tag.endswith("svg")
+    png = Image.open(download('[data-export="loss-view"][data-format="png"]'))
+    assert png.format == "PNG" and png.width > 500
+    model = cr.modelfile.load(download('[data-action="model"]'))
+    values = {**LESSON, "b3": page.param("b3")}
+    _, predict = ssr_by_hand(values, DOSES, EFFECT)
+    np.testing.assert_allclose(model.predict(DOSES.reshape(-1, 1)).ravel(), predict(DOSES), rtol=1e-12)
