@@ -430,7 +430,7 @@ function drawControls(state) {
   $("#loss-name").textContent = state.loss_name;
   const src = state.data.source;
   const preset = src.startsWith("preset:") ? src.slice(7) : "";
-  if ($("#preset").options.length && preset) $("#preset").value = preset;
+  if ($("#preset").options.length) $("#preset").value = preset;
   $("#server-state").textContent = `${state.network.kind === "lesson" ? "the lessons' network" : "mlp " + state.network.sizes.join("-")} · ${state.data.rows} points (${src})`;
 }
 
@@ -534,6 +534,7 @@ function drawParams(state) {
       html("div", { class: "hint", text: `and ${state.elements.length - MAX_ROWS} more numbers (drag them on the network)` }, box);
     }
     box.dataset.keys = sig;
+    box.classList.toggle("long-keys", els.some((e) => e.key.length > 3));
   }
   for (const e of els) {
     const row = box.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
@@ -704,9 +705,9 @@ function drawLessonNetwork(svg, state) {
   chip(svg, "b1", 265, 26);
   chip(svg, "w2", 150, 204);
   chip(svg, "b2", 265, 274);
-  chip(svg, "w3", 372, 92);
-  chip(svg, "w4", 372, 208);
-  chip(svg, "b3", 445, 112);
+  chip(svg, "w3", 366, 88);
+  chip(svg, "w4", 366, 212);
+  chip(svg, "b3", 456, 117);
 }
 
 // The formula of a node with the engine's numbers plugged in (read from the ops-level graph).
