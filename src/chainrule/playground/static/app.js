@@ -544,7 +544,9 @@ function drawParams(state) {
     const grad = row.querySelector(".grad");
     grad.textContent = `∂ ${fmt(e.gradient, 3)}`;
     grad.title = `d${state.loss_name}/d${e.key} = ${e.gradient}`;
-    row.querySelector("input[type=checkbox]").checked = state.settings.train.includes(e.name);
+    const tick = row.querySelector("input[type=checkbox]");
+    tick.checked = state.settings.train.includes(e.name);
+    tick.style.visibility = (state.hidden_controls || []).includes("train") ? "hidden" : "";
   }
 }
 
@@ -1337,7 +1339,14 @@ async function drawLesson(state) {
   $('[data-action="lesson-next"]').disabled = step >= steps - 1;
   const VIEW = { network: "view-network", squiggle: "view-squiggle", loss_curve: "view-loss", landscape: "view-loss", graph: "view-graph", training: "view-training" };
   for (const f of s.focus || []) { const v = document.getElementById(VIEW[f]); if (v) v.style.outline = "3px solid #ecd98a"; }
-  if ((s.focus || []).includes("landscape") && UI.tab !== "landscape" && !(s.focus || []).includes("loss_curve")) { UI.tab = "landscape"; }
+  // A step that opens brings its views forward once; the learner may switch away afterwards.
+  const opened = `${id}:${step}`;
+  if (UI.lessonOpened !== opened) {
+    UI.lessonOpened = opened;
+    const focus = s.focus || [];
+    const tab = focus.includes("landscape") && !focus.includes("loss_curve") ? "landscape" : focus.includes("loss_curve") ? "curve" : UI.tab;
+    if (tab !== UI.tab) { UI.tab = tab; refreshViews(); }
+  }
   drawPrompt(s.prompt, state.lesson.answer);
 }
 
@@ -1404,7 +1413,8 @@ async function writeHash() {
   let link;
   try { link = (await api("GET", "/api/link")).link; } catch (e) { return; }
   if (seq !== linkSeq) return;
-  const only = link.actions.length === 1 && link.actions[0].action === "lesson" ? link.actions[0].id : null;
+  const a = link.actions.length === 1 ? link.actions[0] : null;
+  const only = a && a.action === "lesson" && Object.keys(a).length === 2 ? a.id : null;   // {"action": "lesson", "id": N}
   const head = only !== null ? `lesson=${only}` : `s=${b64url(JSON.stringify(link))}`;
   const hash = `#${head}&${viewPart()}`;
   if (hash !== location.hash) {
