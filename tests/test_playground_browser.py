@@ -398,3 +398,17 @@ def test_exports_gif_svg_and_the_model_file(page: Page, tmp_path: Path) -> None:
     values = {**LESSON, "b3": page.param("b3")}
     _, predict = ssr_by_hand(values, DOSES, EFFECT)
     np.testing.assert_allclose(model.predict(DOSES.reshape(-1, 1)).ravel(), predict(DOSES), rtol=1e-12)
+
+
+def test_lesson_3_trains_all_seven_from_a_random_start(page: Page) -> None:
+    page.open("#lesson=3")
+    ticks = page.page.locator("#params input[type=checkbox]")
+    assert [ticks.nth(i).is_checked() for i in range(7)] == [True] * 7
+    start = page.params()
+    assert [start[b] for b in ("b1", "b2", "b3")] == [0.0, 0.0, 0.0]  # biases start at 0, weights drawn
+    assert start != LESSON
+    seed = int(page.page.text_content("#seed"))
+    page.click("step", 2)
+    page.click("randomize")  # a new start: the next seed, the run from its beginning
+    assert int(page.page.text_content("#seed")) == seed + 1
+    assert page.iteration() == 0 and page.params() != start

@@ -92,7 +92,8 @@ function axes(svg, box, xs, ys, xlabel, ylabel) {
   el("rect", { x: box.left, y: box.top, width: box.width, height: box.height, fill: "#fff", stroke: "#c9ced6" }, g);
   const [x0, x1] = [xs.invert(box.left), xs.invert(box.left + box.width)];
   const [y0, y1] = [ys.invert(box.top + box.height), ys.invert(box.top)];
-  for (const t of ticks(Math.min(x0, x1), Math.max(x0, x1))) {
+  const xt = ticks(Math.min(x0, x1), Math.max(x0, x1));
+  for (const t of xlabel === "iteration" ? xt.filter(Number.isInteger) : xt) {   // whole iterations only
     el("line", { x1: xs(t), x2: xs(t), y1: box.top, y2: box.top + box.height, stroke: "#f0f2f5" }, g);
     el("text", { x: xs(t), y: box.top + box.height + 13, "font-size": 10, "text-anchor": "middle", fill: "#5c6675", text: fmt(t, 3) }, g);
   }
