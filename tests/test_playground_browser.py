@@ -252,6 +252,11 @@ def test_graph_shows_every_gradient_as_backward_computes_it(page: Page) -> None:
     for name in NAMES:
         assert grads[name] == pytest.approx([backward[name]], rel=1e-12), name
     assert grads["SSR"] == [1.0]
+    # "check": backward against a central difference of the loss, per parameter.
+    page.page.click('#params [data-key="w1"] button')
+    page.settled()
+    assert page.page.get_attribute("#message", "class") == "info"
+    assert "agree" in page.page.text_content("#message") and "disagree" not in page.page.text_content("#message")
     # The backward-step control walks the reverse pass, output first.
     page.click("backward-start")
     assert "step 1 of 22" in page.page.text_content("#backward-text")

@@ -87,7 +87,7 @@ function path(points) {
 }
 
 // Axes with ticks inside a plot box {left, top, width, height}.
-function axes(svg, box, xs, ys, xlabel, ylabel) {
+function axes(svg, box, xs, ys, xlabel, ylabel, ylog = false) {
   const g = el("g", { class: "axes" }, svg);
   el("rect", { x: box.left, y: box.top, width: box.width, height: box.height, fill: "#fff", stroke: "#c9ced6" }, g);
   const [x0, x1] = [xs.invert(box.left), xs.invert(box.left + box.width)];
@@ -99,7 +99,7 @@ function axes(svg, box, xs, ys, xlabel, ylabel) {
   }
   for (const t of ticks(Math.min(y0, y1), Math.max(y0, y1))) {
     el("line", { x1: box.left, x2: box.left + box.width, y1: ys(t), y2: ys(t), stroke: "#f0f2f5" }, g);
-    el("text", { x: box.left - 4, y: ys(t) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6675", text: fmt(t, 3) }, g);
+    el("text", { x: box.left - 4, y: ys(t) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6675", text: ylog ? fmt(10 ** t, 3) : fmt(t, 3) }, g);
   }
   if (xlabel) el("text", { x: box.left + box.width / 2, y: box.top + box.height + 27, "font-size": 11, "text-anchor": "middle", fill: "#1d2430", text: xlabel }, g);
   if (ylabel) el("text", { x: 12, y: box.top + box.height / 2, "font-size": 11, "text-anchor": "middle", fill: "#1d2430", transform: `rotate(-90 12 ${box.top + box.height / 2})`, text: ylabel }, g);
@@ -1057,7 +1057,7 @@ function drawGraph(error) {
   const { graph: g, steps } = UI.graph;
   clear(svg);
   svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
-  svg.style.minWidth = UI.level === "ops" ? `${Math.round(g.width * 0.55)}px` : "";
+  svg.style.minWidth = UI.level === "ops" ? `${Math.round(g.width * 0.7)}px` : "";
   svg.parentElement.style.overflowX = "auto";
   const boxes = Object.fromEntries(g.nodes.map((n) => [n.id, n]));
   const done = doneNodes(steps);
@@ -1067,6 +1067,8 @@ function drawGraph(error) {
   for (const n of g.nodes) drawGraphNode(svg, n, done, current, litIds);
   for (const e of g.edges) drawEdgeLabel(svg, e, boxes);
   drawBackwardText(steps, current);
+  const now = svg.querySelector(".graph-node.current");
+  if (now) now.scrollIntoView({ block: "nearest", inline: "center" });   // the wide graph scrolls to the step
 }
 
 function nodeOfStep(step) {
@@ -1121,7 +1123,7 @@ function drawGraphNode(svg, n, done, current, litIds) {
   const isDone = done && n.graph_nodes.some((i) => done.has(i));
   const paramKey = n.kind === "parameter" ? n.label : (n.params[0] && n.params[0].name) || null;
   const g = el("g", {
-    class: "graph-node" + (litIds && litIds.has(n.id) ? " lit-box" : ""), "data-node": n.id, "data-label": n.label,
+    class: "graph-node" + (litIds && litIds.has(n.id) ? " lit-box" : "") + (isCurrent ? " current" : ""), "data-node": n.id, "data-label": n.label,
     "data-gradient": JSON.stringify(arr(n.gradient)), "data-value-json": JSON.stringify(arr(n.value)),
   }, svg);
   if (n.kind === "parameter") g.dataset.key = n.label;
@@ -1276,7 +1278,7 @@ function drawTrainingChart(state) {
   const tr = (v) => (logScale ? Math.log10(v) : v);
   const yr = finite.length ? extent(finite.map(tr)) : [0, 1];
   const ys = scale(yr[0], yr[1], TC.top + TC.height, TC.top);
-  axes(svg, TC, xs, ys, "iteration", state.loss_name + (logScale ? " (log10)" : ""));
+  axes(svg, TC, xs, ys, "iteration", state.loss_name + (logScale ? " (log scale)" : ""), logScale);
   el("path", { d: path(losses.map((v, i) => [xs(i + 1), ys(tr(v))])), fill: "none", stroke: "#d6337a", "stroke-width": 2 }, svg);
   losses.forEach((v, i) => { if (n < 60) el("circle", { cx: xs(i + 1), cy: ys(tr(v)), r: 2.5, fill: "#d6337a" }, svg); });
   if (!n) el("text", { x: TC.left + 12, y: TC.top + 24, "font-size": 12, fill: "#5c6675", text: "the loss of each iteration appears here" }, svg);
