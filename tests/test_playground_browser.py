@@ -318,6 +318,13 @@ def test_a_bad_upload_says_so_and_changes_nothing(page: Page, tmp_path: Path) ->
     assert "line 3" in text, text  # the reader's line says where
     after = (page.params(), page.loss(), page.iteration(), page.page.get_attribute("#squiggle", "data-sum"))
     assert after == before
+    # A bad learning rate likewise: one line, and the control shows the learning rate still in use.
+    page.page.fill('[data-control="lr"]', "-1")
+    page.page.press('[data-control="lr"]', "Enter")
+    page.settled()
+    assert page.page.get_attribute("#message", "class") == "error"
+    assert "lr" in page.page.text_content("#message")
+    assert page.page.input_value('[data-control="lr"]') == "0.1"
 
 
 # ---- the state in the URL ------------------------------------------------------------------------

@@ -321,6 +321,9 @@ async function doAction(action) {
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     showMessage(e.message, "error");
+    // Nothing changed on the server: the controls go back to what the state says.
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+    if (UI.state) { drawControls(UI.state); drawParams(UI.state); }
     return null;
   }
 }
@@ -495,6 +498,10 @@ function bindControls() {
   $('[data-action="model"]').addEventListener("click", () => downloadFrom("/api/export/model", "playground-model.json"));
   $('[data-action="history"]').addEventListener("click", () => downloadFrom("/api/export/history.csv", "playground-history.csv"));
   $('[data-action="code"]').addEventListener("click", copyCode);
+  $('[data-action="copy-link"]').addEventListener("click", async () => {
+    await writeHash();
+    try { await navigator.clipboard.writeText(location.href); showMessage("the link is on the clipboard: it opens this very state", "info"); } catch (e) { showMessage(`copy this address: ${location.href}`, "info"); }
+  });
   for (const b of $$("[data-export]")) b.addEventListener("click", () => exportView(b.dataset.export, b.dataset.format));
   $('[data-action="lesson-next"]').addEventListener("click", () => lessonStep(1));
   $('[data-action="lesson-prev"]').addEventListener("click", () => lessonStep(-1));
