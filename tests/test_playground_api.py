@@ -229,3 +229,11 @@ def test_the_commands_mistakes_are_one_line(argv, message, capsys):
 def test_the_state_is_plain_json(client):
     text = client.get("/api/state").text
     assert json.loads(text)["session"] == "tab-1" and "NaN" not in text
+
+
+def test_the_history_comes_by_pages(client):
+    act(client, {"action": "lesson", "id": 1})
+    act(client, {"action": "step", "n": 4})
+    page = client.get("/api/history?from=2&count=1").json()
+    assert page["rows_from"] == 2 and page["total_rows"] == 4 and page["rows"][0][0] == 3
+    assert client.get("/api/history?from=-1").status_code == 400
