@@ -334,3 +334,10 @@ def test_the_state_shows_the_latest_rows_and_the_rest_come_by_pages():
     assert state["total_rows"] == total and len(state["rows"]) == 2000 and state["rows_from"] == total - 2000
     assert state["rows"][0] == s.history_rows(total - 2000, 1)["rows"][0] and state["rows"][-1][0] == s.iteration
     assert s.history_rows(0)["rows"][0][:3] == [1, state["loss"][0], "w1"]
+
+
+def test_the_run_as_a_gif_where_chainrule_animation_is_there():
+    pytest.importorskip("chainrule.animation")
+    s = lesson(2)
+    s.apply({"action": "step", "n": 5})
+    assert views.animation(s, "landscape", x="w3", y="w4").startswith(b"GIF8")
