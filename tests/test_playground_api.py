@@ -229,3 +229,40 @@ def test_the_commands_mistakes_are_one_line(argv, message, capsys):
 def test_the_state_is_plain_json(client):
     text = client.get("/api/state").text
     assert json.loads(text)["session"] == "tab-1" and "NaN" not in text
+
+
+def test_the_history_comes_by_pages(client):
+    act(client, {"action": "lesson", "id": 1})
+    act(client, {"action": "step", "n": 4})
+    page = client.get("/api/history?from=2&count=1").json()
+    assert page["rows_from"] == 2 and page["total_rows"] == 4 and page["rows"][0][0] == 3
+    assert client.get("/api/history?from=-1").status_code == 400
+
+
+def test_the_server_answers_on_loopback_and_ctrl_c_stops_it_in_one_line():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.cli", "playground", "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("chainrule playground: http://127.0.0.1:"), line
+        url = line.split()[2]
+        with urllib.request.urlopen(url + "api/state", timeout=30) as answer:
+            assert json.loads(answer.read())["session"] == "default"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode in (0, 130) and err == "chainrule playground: stopped\n"

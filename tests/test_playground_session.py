@@ -314,3 +314,30 @@ def test_divergence_is_recorded_not_raised():
     assert state["diverged"] and state["events"][-1]["kind"] == "diverged"
     assert state["iteration"] == 2 and state["loss"] == state["history"]["loss"][0]  # the best seen, put back
     json.dumps(state, allow_nan=False)  # no NaN reaches the page
+
+
+def test_explain_names_the_graph_nodes_on_the_parameters_paths():
+    s = lesson(1)
+    nodes = {n["graph_nodes"][0]: n for n in views.graph(s, "ops")["graph"]["nodes"]}
+    e = views.explain(s, "w1")
+    labels = {nodes[i]["label"] for i in e["path_nodes"] if i in nodes}
+    assert {"w1", "x1", "y1", "Predicted", "SSR"} <= labels and not labels & {"w2", "x2", "y2", "b3"}
+    assert all(a in e["path_nodes"] and b in e["path_nodes"] for a, b in e["path_edges"])
+
+
+def test_the_state_shows_the_latest_rows_and_the_rest_come_by_pages():
+    s = lesson(3)
+    s.apply({"action": "run"})
+    total = 7 * s.iteration  # one row per parameter per iteration
+    assert total > 2000
+    state = s.state()["history"]
+    assert state["total_rows"] == total and len(state["rows"]) == 2000 and state["rows_from"] == total - 2000
+    assert state["rows"][0] == s.history_rows(total - 2000, 1)["rows"][0] and state["rows"][-1][0] == s.iteration
+    assert s.history_rows(0)["rows"][0][:3] == [1, state["loss"][0], "w1"]
+
+
+def test_the_run_as_a_gif_where_chainrule_animation_is_there():
+    pytest.importorskip("chainrule.animation")
+    s = lesson(2)
+    s.apply({"action": "step", "n": 5})
+    assert views.animation(s, "landscape", x="w3", y="w4").startswith(b"GIF8")

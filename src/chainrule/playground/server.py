@@ -242,6 +242,12 @@ def create_app(
         points = _upload_action(form["file"], form["filename"], form.get("target"), form.get("features"))
         return sessions.get(request).apply(points)
 
+    @route("/api/history")
+    def history(request: Request, _: Any) -> Any:
+        return sessions.get(request).history_rows(
+            _number(request, "from", int, 0), _number(request, "count", int, 20000)
+        )
+
     @route("/api/curves")
     def curves(request: Request, _: Any) -> Any:
         return views.curves(sessions.get(request), _number(request, "points", int, 200))

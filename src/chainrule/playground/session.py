@@ -68,6 +68,8 @@ LOSS_FUNCTIONS = {"ssr": "ssr", "mse": "mse", "cross-entropy": "cross_entropy"}
 MAX_ROWS = 10_000  # data points a session holds
 MAX_STEPS = 10_000  # iterations one step action may ask for
 MAX_ACTIONS = 2000  # actions a link may replay
+SHOWN_ROWS = 2000  # rows of the lessons' table in the state (the latest); GET /api/history gives the others
+MAX_ROWS_ANSWERED = 20_000  # rows of the table one answer holds
 MAX_UNITS = 64  # hidden units in a layer
 MAX_LAYERS = 4
 
@@ -145,17 +147,37 @@ class Session:
         if handler is None:
             raise ValueError(f"unknown action {name!r}; the actions are {', '.join(ACTIONS)}")
         fields = {k: v for k, v in action.items() if k != "action"}
-        before = copy.deepcopy(self.__dict__)
+        before = self._snapshot()
         try:
             handler(self, **fields)
         except TypeError as e:
-            self.__dict__ = before
+            self._undo(before)
             raise ValueError(f"{name}: {_fields_message(e)}") from None
         except BaseException:
-            self.__dict__ = before
+            self._undo(before)
             raise
         self._record(dict(action))
         return self.state()
+
+    # NOTE: an action that fails is undone from a snapshot taken before it. The fields are put back as
+    # they were (the objects they named: a Trainer or a network an action replaced is simply named
+    # again), the small mutable ones from copies, the parameter values into the network, and the
+    # append-only lists of the run cut back to their length. No action changes a Trainer in place
+    # before it can still fail, so a snapshot costs little however long the run (a drag sets a value
+    # many times a second).
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray], tuple[int, int, int]]:
+        small = {k: copy.deepcopy(getattr(self, k)) for k in ("settings", "lesson", "runs", "start", "restarts")}
+        return dict(self.__dict__), small, self._values(), (len(self.rows), len(self.losses), len(self.events))
+
+    def _undo(
+        self, snapshot: tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray], tuple[int, int, int]]
+    ) -> None:
+        fields, small, values, (rows, losses, events) = snapshot
+        self.__dict__.clear()
+        self.__dict__.update(fields)
+        self.__dict__.update(small)
+        self._set_values(values)
+        del self.rows[rows:], self.losses[losses:], self.events[events:]
 
     def _step(self, n: int = 1) -> None:
         n = check("step", "n", n, Integer(low=1))
@@ -620,7 +642,7 @@ class Session:
             "diverged": bool(stop is not None and stop.startswith("diverged")),
             "history": {
                 "columns": ["iteration", "loss", "param", "value", "derivative", "step", "new"],
-                "rows": self.rows,
+                **self.history_rows(max(0, len(self.rows) - SHOWN_ROWS), SHOWN_ROWS),
                 "loss": self.losses,
             },
             "events": self.events,
@@ -629,6 +651,12 @@ class Session:
             "lesson": self.lesson,
             "hidden_controls": self._hidden_controls(),
         }
+
+    def history_rows(self, start: int = 0, count: int = MAX_ROWS_ANSWERED) -> dict[str, Any]:
+        """Rows ``start`` to ``start + count`` of the lessons' table (the state shows the last SHOWN_ROWS)."""
+        start = check("history", "from", start, Integer(low=0))
+        count = min(check("history", "count", count, Integer(low=1)), MAX_ROWS_ANSWERED)
+        return {"rows_from": start, "total_rows": len(self.rows), "rows": self.rows[start : start + count]}
 
     def _hidden_controls(self) -> list[str]:
         if self.lesson is None:

@@ -273,6 +273,7 @@ def explain(session: Session, key: str) -> dict[str, Any]:
         for t in e.terms
     ]
     more = len(e.hidden) + (e.rest[0] if e.rest else 0)
+    nodes, edges = _downstream(session._graph(), p)
     return {
         "key": key,
         "chain": e.chain,
@@ -282,7 +283,21 @@ def explain(session: Session, key: str) -> dict[str, Any]:
         "more_paths": more,
         "total": _clean(e.total),
         "gradient": _clean(e.gradient),
+        "path_nodes": nodes,
+        "path_edges": edges,
     }
+
+
+def _downstream(g: Any, param: Any) -> tuple[list[int], list[list[int]]]:
+    """The graph nodes on the chain-rule paths from ``param`` to the loss, and the edges between them."""
+    on = {g.node(param).index}
+    edges = []
+    for n in g.nodes:  # inputs come before the nodes that use them
+        used = [q.index for q in n.inputs if q is not None and q.index in on]
+        if used:
+            on.add(n.index)
+            edges += [[i, n.index] for i in used]
+    return sorted(on), edges
 
 
 def gradcheck(session: Session, key: str) -> dict[str, Any]:
