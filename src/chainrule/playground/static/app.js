@@ -338,7 +338,7 @@ async function applyState(state, writeLink = true) {
   const previous = UI.state;
   UI.state = state;
   UI.version += 1;
-  if (previous && structureChanged(previous, state)) { UI.backward = -1; UI.lit = null; $("#explain").textContent = ""; }
+  if (previous && structureChanged(previous, state)) { UI.backward = -1; UI.lit = null; UI.litNodes = null; $("#explain").textContent = ""; }
   pickKeys(state);
   drawControls(state);
   drawParams(state);
@@ -830,6 +830,7 @@ async function refreshViews() {
   if (UI.tab === "landscape") drawLandscape(lossView); else drawLossCurve(lossView);
   UI.graph = graph.error ? null : graph;
   drawGraph(graph.error);
+  if (UI.lit) await explainLit();
 }
 
 function unavailable(svg, text) {
@@ -1069,7 +1070,7 @@ function drawGraph(error) {
   const boxes = Object.fromEntries(g.nodes.map((n) => [n.id, n]));
   const done = doneNodes(steps);
   const current = UI.backward >= 0 ? steps[UI.backward] : null;
-  const litIds = UI.lit ? litBoxes(g, UI.lit) : null;
+  const litIds = UI.lit ? litBoxes(g) : null;
   for (const e of g.edges) drawGraphEdge(svg, e, boxes, litIds);
   for (const n of g.nodes) drawGraphNode(svg, n, done, current, litIds);
   for (const e of g.edges) drawEdgeLabel(svg, e, boxes);
@@ -1164,23 +1165,11 @@ function fitText(text, width) {
   }
 }
 
-// The boxes on the chain-rule paths of a parameter: from where it enters, forward to the loss.
-function litBoxes(g, key) {
-  const name = key.replace(/\[.*$/, "");
-  const start = new Set();
-  for (const n of g.nodes) {
-    if ((n.kind === "parameter" && n.label === name) || n.params.some((p) => p.name === name)) start.add(n.id);
-  }
-  for (const e of g.edges) if (e.params.some((p) => p.name === name)) start.add(e.target);
-  const out = new Set(start);
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const e of g.edges) {
-      if (out.has(e.source) && !out.has(e.target)) { out.add(e.target); grew = true; }
-    }
-  }
-  return out;
+// The boxes on the chain-rule paths of a parameter: explain's path_nodes (indices into the graph's
+// nodes) mapped to the boxes that show them. Until explain has answered, nothing is lit.
+function litBoxes(g) {
+  const nodes = new Set(UI.litNodes || []);
+  return new Set(g.nodes.filter((n) => n.graph_nodes.some((i) => nodes.has(i))).map((n) => n.id));
 }
 
 function drawBackwardText(steps, current) {
@@ -1210,12 +1199,21 @@ function show(values) {
 // Clicking a parameter: light its paths in the graph and print explain's table for it.
 async function light(key) {
   UI.lit = UI.lit === key ? null : key;
+  UI.litNodes = null;
   drawGraph();
+  await explainLit();
+}
+
+// explain's table for the lit parameter, at the current values (again after every change).
+async function explainLit() {
   const box = $("#explain");
   if (!UI.lit) { box.textContent = ""; return; }
+  const key = UI.lit;
   const explainKey = element(key) ? key : (UI.state.elements.find((e) => e.name === key) || {}).key;
   try {
     const r = await api("GET", `/api/explain?key=${encodeURIComponent(explainKey)}`);
+    UI.litNodes = r.path_nodes || [];
+    drawGraph();
     clear(box);
     html("div", { class: "hint", text: `The chain rule for ${r.key}: ${r.chain}` }, box);
     html("pre", { text: r.text, "data-explain": r.key }, box);
@@ -1264,6 +1262,9 @@ function drawTable(state) {
   for (const h of ["iteration", name, key, `d${name}/d${key}`, "step size", `new ${key}`]) html("th", { text: h }, head);
   const body = html("tbody", {}, table);
   const rows = state.history.rows.filter((r) => r[2] === key);
+  if (state.history.rows_from > 0) {
+    html("td", { colspan: 6, class: "hint", text: `the latest rows of ${state.history.total_rows}; History CSV has them all` }, html("tr", {}, body));
+  }
   for (const r of rows) {
     const tr = html("tr", { "data-row": r[0] }, body);
     for (const v of [r[0], r[1], r[3], r[4], r[5], r[6]]) html("td", { text: fmt(v, 4), title: String(v) }, tr);
