@@ -257,6 +257,14 @@ def test_graph_shows_every_gradient_as_backward_computes_it(page: Page) -> None:
     page.settled()
     assert page.page.get_attribute("#message", "class") == "info"
     assert "agree" in page.page.text_content("#message") and "disagree" not in page.page.text_content("#message")
+    # Clicking w1 lights its chain-rule paths (top node, Predicted, SSR; not the data) and prints explain's table.
+    page.choose("graph-level", "neuron")
+    page.page.click('#graph .graph-param[data-key="w1"]')
+    page.settled()
+    lit = page.page.locator("#graph .graph-node.lit-box")
+    assert sorted(lit.nth(i).get_attribute("data-node") for i in range(lit.count())) == ["Predicted", "loss", "top"]
+    table = page.page.text_content('#explain pre[data-explain="w1"]')
+    assert "dSSR/dw1 = sum_i dSSR/dPredicted_i" in table and "7.33" in table  # 7.339, the edge's dSSR/dw1
     # The backward-step control walks the reverse pass, output first.
     page.click("backward-start")
     assert "step 1 of 22" in page.page.text_content("#backward-text")

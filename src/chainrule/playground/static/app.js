@@ -410,6 +410,11 @@ function drawControls(state) {
   setInput($("#max-iter"), s.max_iter);
   setInput($("#hidden"), s.hidden.join(","));
   $("#optimizer").value = s.optimizer;
+  setInput($("#momentum"), s.momentum);
+  setInput($("#beta1"), s.beta1);
+  setInput($("#beta2"), s.beta2);
+  $(".opt-momentum").style.display = s.optimizer === "momentum" ? "" : "none";
+  $(".opt-adam").style.display = s.optimizer === "adam" ? "" : "none";
   $("#loss").value = s.loss;
   const acts = ["softplus", "relu", "sigmoid", "tanh"];
   setSelect($("#activation"), acts.map((a) => [a, a]), s.activation);
@@ -458,6 +463,9 @@ function bindControls() {
   live("#lr", "lr", number);
   live("#tol", "tol", number);
   live("#max-iter", "max_iter", number);
+  live("#momentum", "momentum", number);
+  live("#beta1", "beta1", number);
+  live("#beta2", "beta2", number);
   live("#optimizer", "optimizer", (v) => v);
   live("#loss", "loss", (v) => v);
   live("#activation", "activation", (v) => v);
