@@ -99,7 +99,7 @@ function axes(svg, box, xs, ys, xlabel, ylabel, ylog = false) {
   }
   for (const t of ticks(Math.min(y0, y1), Math.max(y0, y1))) {
     el("line", { x1: box.left, x2: box.left + box.width, y1: ys(t), y2: ys(t), stroke: "#f0f2f5" }, g);
-    el("text", { x: box.left - 4, y: ys(t) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6675", text: ylog ? fmt(10 ** t, 3) : fmt(t, 3) }, g);
+    el("text", { x: box.left - 4, y: ys(t) + 3, "font-size": 10, "text-anchor": "end", fill: "#5c6675", text: ylog ? (Math.abs(t) >= 4 ? `1e${t}` : fmt(10 ** t, 3)) : fmt(t, 3) }, g);
   }
   if (xlabel) el("text", { x: box.left + box.width / 2, y: box.top + box.height + 27, "font-size": 11, "text-anchor": "middle", fill: "#1d2430", text: xlabel }, g);
   if (ylabel) el("text", { x: 12, y: box.top + box.height / 2, "font-size": 11, "text-anchor": "middle", fill: "#1d2430", transform: `rotate(-90 12 ${box.top + box.height / 2})`, text: ylabel }, g);
