@@ -275,3 +275,22 @@ def test_a_lessons_folder_adds_lessons(tmp_path):
     assert [x["id"] for x in c.get("/api/lessons").json()] == [1, 2, 3, 7]
     assert c.post("/api/action", json={"action": "lesson", "id": 7}).json()["lesson"]["title"] == "Mine"
     assert c.get("/api/lessons/7").json()["steps"] == [{"text": "Hello."}]
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Origin": "http://127.0.0.1:8765"}, 200),
+        ({"Origin": "http://localhost:8765", "Sec-Fetch-Site": "same-origin"}, 200),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "https://127.0.0.1:8765"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+    ],
+)
+def test_changes_come_only_from_the_playgrounds_own_page(client, headers, status):
+    r = client.post("/api/action", json={"action": "lesson", "id": 2}, headers=headers)
+    assert r.status_code == status
+    lesson = client.get("/api/state").json()["settings"]["lr"]
+    assert lesson == (0.01 if status == 200 else 0.1)  # lesson 2's rate, or lesson 1's as the tab started

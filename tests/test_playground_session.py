@@ -394,3 +394,15 @@ def test_a_bad_lesson_file_is_named_in_one_line(tmp_path, change, message):
     (tmp_path / "04.json").write_text(json.dumps({**TEACHER, **change}))
     with pytest.raises(ValueError, match=message):
         lessons(tmp_path)
+
+
+def test_a_lesson_starts_afresh_whatever_came_before(tmp_path):
+    wide = {"id": 5, "title": "Three units", "settings": {"hidden": [3]}, "steps": [{"text": "Three curves."}]}
+    (tmp_path / "05-wide.json").write_text(json.dumps(wide))
+    library = lessons(tmp_path)
+    s = Session([{"action": "lesson", "id": 5}], lessons=library)
+    s.apply({"action": "step", "n": 3})  # the same network as the lesson's, trained a little
+    s.apply({"action": "set_param", "key": "2.bias[0]", "value": 4.0})
+    s.apply({"action": "lesson", "id": 5})
+    assert s.state() == Session([{"action": "lesson", "id": 5}], lessons=library).state()
+    assert s.link() == {"v": 1, "actions": [{"action": "lesson", "id": 5}]}  # what came before is dropped

@@ -62,7 +62,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 class Playground:
     """The ASGI application: the FastAPI app (``api``) behind a guard. The Host header must name
-    one of ``hosts`` (with ``port``, or no port; ``port`` None: any), and request bodies are capped."""
+    one of ``hosts`` (with ``port``, or no port; ``port`` None: any); a request that changes something
+    (not GET) must come from the playground's own page (its Origin, and Sec-Fetch-Site where the
+    browser sends it); request bodies are capped."""
 
     def __init__(self, api: FastAPI, hosts: set[str], port: int | None) -> None:
         self.api, self.hosts, self.port = api, hosts, port
@@ -75,6 +77,16 @@ class Playground:
             return False
         return name.lower() in self.hosts
 
+    def same_site(self, headers: dict[str, str]) -> bool:
+        """False for a request a page of another site sent (a form posted to the playground, say)."""
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = headers.get("origin")
+        if origin is None:  # not a browser's cross-site request (curl, a script, the tests)
+            return True
+        scheme, _, rest = origin.partition("://")  # "null" (a sandboxed or file: page) has none
+        return scheme == "http" and "/" not in rest and self.allowed(rest)
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
@@ -85,6 +97,9 @@ class Playground:
             await _error(403, f"refused: the Host header {shown!r} is not this playground's address")(
                 scope, receive, send
             )
+            return
+        if scope["method"] not in ("GET", "HEAD") and not self.same_site(headers):
+            await _error(403, "refused: a request from another web site")(scope, receive, send)
             return
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY:

@@ -287,11 +287,14 @@ class Session:
         start = content.get("start", {})
         if "random" in start:
             self.settings["seed"] = check(f"lesson {id}", "start.random", start["random"], Integer(low=0))
-            self._build_network(force=True)
-        elif isinstance(self.net, DosageNetwork):
-            self._set_values(
-                {k: np.asarray(float(v)) for k, v in {**DosageNetwork.LESSON, **start.get("values", {})}.items()}
-            )
+        self._build_network(force=True)  # a fresh network whatever came before: a link may begin here
+        if "random" not in start and isinstance(self.net, DosageNetwork):
+            given = {**DosageNetwork.LESSON, **start.get("values", {})}
+            unknown = sorted(set(given) - set(DosageNetwork.NAMES))
+            if unknown:
+                raise ValueError(f"lesson {id}: start.values names {unknown}; the parameters are {DosageNetwork.NAMES}")
+            self._set_values({k: np.asarray(float(check(f"lesson {id}", k, v, Number()))) for k, v in given.items()})
+            self.start = self._values()
         self.lesson = {"id": id, "step": 0, "steps": len(content.get("steps", [])), "title": content.get("title")}
         if not guide:
             self.lesson = None
