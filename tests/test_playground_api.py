@@ -202,7 +202,7 @@ def test_the_command_starts_the_server_with_its_options(monkeypatch):
     seen = {}
     monkeypatch.setattr(server, "serve", lambda *args: seen.setdefault("args", args) and 0)
     assert cli.main(["playground", "--port", "9000", "--no-browser"]) == 0
-    assert seen["args"] == ("127.0.0.1", 9000, False, None, None)
+    assert seen["args"] == ("127.0.0.1", 9000, False, None, None, None)
 
 
 def test_the_command_without_fastapi_says_what_to_install(monkeypatch, capsys):
@@ -266,3 +266,31 @@ def test_the_server_answers_on_loopback_and_ctrl_c_stops_it_in_one_line():
     finally:
         proc.kill()
     assert proc.returncode in (0, 130) and err == "chainrule playground: stopped\n"
+
+
+def test_a_lessons_folder_adds_lessons(tmp_path):
+    lesson = {"id": 7, "title": "Mine", "steps": [{"text": "Hello."}]}
+    (tmp_path / "07-mine.json").write_text(json.dumps(lesson))
+    c = TestClient(create_app(lessons_folder=str(tmp_path)), base_url="http://127.0.0.1")
+    assert [x["id"] for x in c.get("/api/lessons").json()] == [1, 2, 3, 7]
+    assert c.post("/api/action", json={"action": "lesson", "id": 7}).json()["lesson"]["title"] == "Mine"
+    assert c.get("/api/lessons/7").json()["steps"] == [{"text": "Hello."}]
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Origin": "http://127.0.0.1:8765"}, 200),
+        ({"Origin": "http://localhost:8765", "Sec-Fetch-Site": "same-origin"}, 200),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "https://127.0.0.1:8765"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+    ],
+)
+def test_changes_come_only_from_the_playgrounds_own_page(client, headers, status):
+    r = client.post("/api/action", json={"action": "lesson", "id": 2}, headers=headers)
+    assert r.status_code == status
+    lesson = client.get("/api/state").json()["settings"]["lr"]
+    assert lesson == (0.01 if status == 200 else 0.1)  # lesson 2's rate, or lesson 1's as the tab started

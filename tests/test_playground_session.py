@@ -341,3 +341,68 @@ def test_the_run_as_a_gif_where_chainrule_animation_is_there():
     s = lesson(2)
     s.apply({"action": "step", "n": 5})
     assert views.animation(s, "landscape", x="w3", y="w4").startswith(b"GIF8")
+
+
+def test_the_pictures_are_chainrule_plots_of_the_session():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from chainrule import plot
+
+    s = lesson(1)
+    net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+    fig = plot.graph(cr.graph(cr.losses.ssr(net(DOSE), OBSERVED), grads=True), "neuron")
+    expected = io.BytesIO()
+    fig.savefig(expected, format="png", dpi=110)
+    assert views.image(s, "graph", "png") == expected.getvalue()  # with every gradient (dSSR/db3 = -15.66)
+    assert "-15.66" in views.image(s, "graph", "svg").decode()
+    with pytest.raises(ValueError, match="at least one iteration"):
+        views.image(s, "training")
+
+
+TEACHER = {
+    "id": 4,
+    "title": "Momentum on b3",
+    "settings": {"optimizer": "momentum", "lr": 0.05, "train": ["b3"]},
+    "start": {"values": {"b3": 0.0}},
+    "steps": [{"text": "Watch the ball overshoot.", "prompt": {"question": "SSR now?", "answer": {"kind": "loss"}}}],
+}
+
+
+def test_a_teachers_lesson_file_opens(tmp_path):
+    (tmp_path / "04-momentum.json").write_text(json.dumps(TEACHER))
+    library = lessons(tmp_path)
+    assert [x["id"] for x in library] == [1, 2, 3, 4]
+    s = Session([{"action": "lesson", "id": 4}], lessons=library)
+    state = s.apply({"action": "answer", "value": 20.0})
+    assert state["settings"]["optimizer"] == "momentum" and state["lesson"]["answer"]["expected"] == pytest.approx(
+        ssr({**LESSON, "b3": 0.0}), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": []}, "04.json: steps must be a list of at least one step"),
+        ({"id": 1}, "two lessons have the same id"),
+        ({"steps": [{"text": "x", "focus": ["sky"]}]}, r"steps\[0\].focus names \['sky'\]"),
+        ({"steps": [{"text": "x", "prompt": {"question": "?", "answer": {"kind": "guess"}}}]}, "answer.kind"),
+        ({"start": {"from": 1}}, "start is"),
+    ],
+)
+def test_a_bad_lesson_file_is_named_in_one_line(tmp_path, change, message):
+    (tmp_path / "04.json").write_text(json.dumps({**TEACHER, **change}))
+    with pytest.raises(ValueError, match=message):
+        lessons(tmp_path)
+
+
+def test_a_lesson_starts_afresh_whatever_came_before(tmp_path):
+    wide = {"id": 5, "title": "Three units", "settings": {"hidden": [3]}, "steps": [{"text": "Three curves."}]}
+    (tmp_path / "05-wide.json").write_text(json.dumps(wide))
+    library = lessons(tmp_path)
+    s = Session([{"action": "lesson", "id": 5}], lessons=library)
+    s.apply({"action": "step", "n": 3})  # the same network as the lesson's, trained a little
+    s.apply({"action": "set_param", "key": "2.bias[0]", "value": 4.0})
+    s.apply({"action": "lesson", "id": 5})
+    assert s.state() == Session([{"action": "lesson", "id": 5}], lessons=library).state()
+    assert s.link() == {"v": 1, "actions": [{"action": "lesson", "id": 5}]}  # what came before is dropped

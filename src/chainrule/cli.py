@@ -1121,7 +1121,7 @@ def _playground_command(sub):
         "rule, and do the same on your own data. It listens on 127.0.0.1 only unless --host says "
         "otherwise; Ctrl-C stops it. Needs FastAPI and uvicorn (pip install chainrule[playground]).",
         epilog="examples:\n  chainrule playground\n  chainrule playground --port 8000 --no-browser"
-        "\n  chainrule playground --data dosage.csv --target effect",
+        "\n  chainrule playground --data dosage.csv --target effect\n  chainrule playground --lessons my-lessons/",
         formatter_class=_Help,
     )
     p.add_argument("--port", type=int, default=8765, help="the port to listen on, 0 for any free one (default 8765)")
@@ -1137,6 +1137,11 @@ def _playground_command(sub):
     p.add_argument("--no-browser", dest="open_browser", action="store_false", help="only print the page's address")
     p.add_argument("--data", metavar="DATA.csv", help="a CSV file (header line first) to start every session with")
     p.add_argument("--target", metavar="COLUMN", help="the column of --data to predict (default: its last column)")
+    p.add_argument(
+        "--lessons",
+        metavar="FOLDER",
+        help="a folder of lesson files (JSON, see docs/playground.md) to offer beside the three lessons",
+    )
     p.set_defaults(run=_playground)
 
 
@@ -1157,7 +1162,7 @@ def _playground(args):
         return 2
     if args.host not in LOOPBACK_HOSTS:
         print(f"chainrule: warning: listening on {args.host}: other machines can reach the playground", file=sys.stderr)
-    return serve(args.host, args.port, args.open_browser, args.data, args.target)
+    return serve(args.host, args.port, args.open_browser, args.data, args.target, args.lessons)
 
 
 if __name__ == "__main__":

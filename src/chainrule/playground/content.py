@@ -17,6 +17,8 @@ Example::
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -26,7 +28,7 @@ import numpy as np
 from ..nn import DosageNetwork
 from ..tensor import no_grad
 
-__all__ = ["PRESETS", "preset", "presets", "lessons", "lesson"]
+__all__ = ["PRESETS", "PROMPT_KINDS", "check_lesson", "preset", "presets", "lessons", "lesson"]
 
 
 def _bump(x: np.ndarray) -> np.ndarray:
@@ -70,17 +72,78 @@ def presets() -> list[dict[str, Any]]:
     return [{"name": n, "title": t, "noise": noise} for n, (t, noise, _) in PRESETS.items()]
 
 
-def lessons() -> list[dict[str, Any]]:
-    """Every lesson file's content, ordered by the number its file name starts with."""
-    folder = resources.files(__package__).joinpath("lessons")
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
-    return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+def lessons(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The lessons that ship with chainrule, then those of ``folder`` (a teacher's), each file checked;
+    in each folder ordered by file name (``01-b3.json``, ``02-three.json``, ...)."""
+    shipped = resources.files(__package__).joinpath("lessons")
+    files = sorted((f for f in shipped.iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
+    if folder is not None:
+        if not os.path.isdir(folder):
+            raise ValueError(f"lessons: {os.fspath(folder)!r} is not a folder of lesson files")
+        files += sorted((p for p in pathlib.Path(folder).iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
+    found = []
+    for f in files:
+        try:
+            content = json.loads(f.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"lesson file {f.name}: not JSON ({e})") from None
+        found.append(check_lesson(content, f"lesson file {f.name}"))
+    ids = [content["id"] for content in found]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"lesson files: two lessons have the same id (ids {ids})")
+    return found
 
 
-def lesson(lesson_id: int) -> dict[str, Any]:
+PROMPT_KINDS = ("derivative", "loss", "next", "value")
+VIEWS = ("network", "squiggle", "loss_curve", "landscape", "graph", "training")
+
+
+def check_lesson(content: Any, where: str = "lesson") -> dict[str, Any]:
+    """``content`` if it is a lesson as docs/playground.md describes; else ValueError saying what and where.
+
+    (The settings, the start values and the actions are checked again, by the session, when the lesson opens.)
+    """
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"{where}: {what}")
+
+    need(isinstance(content, dict), "a lesson is a JSON object")
+    need(isinstance(content.get("id"), int) and content["id"] >= 1, "id must be a whole number >= 1")
+    need(isinstance(content.get("title"), str), "title must be text")
+    need(isinstance(content.get("settings", {}), dict), "settings must be an object")
+    data = content.get("data", {"preset": "dosage"})
+    need(isinstance(data, dict) and ("preset" in data or {"x", "y"} <= set(data)), 'data is {"preset": ...} or x and y')
+    start = content.get("start", {})
+    need(isinstance(start, dict) and set(start) <= {"values", "random"}, 'start is {"values": {...}} or {"random": N}')
+    steps = content.get("steps")
+    need(isinstance(steps, list) and len(steps) > 0, "steps must be a list of at least one step")
+    for k, step in enumerate(steps):
+        at = f"steps[{k}]"
+        need(isinstance(step, dict) and isinstance(step.get("text"), str), f"{at} needs a text")
+        for name in ("hide", "focus"):
+            need(all(isinstance(v, str) for v in step.get(name, [])), f"{at}.{name} must be a list of names")
+        unknown = [v for v in step.get("focus", []) if v not in VIEWS]
+        need(not unknown, f"{at}.focus names {unknown}; the views are {', '.join(VIEWS)}")
+        need(all(isinstance(a, dict) and "action" in a for a in step.get("actions", [])), f"{at}.actions: objects")
+        prompt = step.get("prompt")
+        if prompt is not None:
+            need(isinstance(prompt, dict) and isinstance(prompt.get("question"), str), f"{at}.prompt needs a question")
+            answer = prompt.get("answer", {})
+            need(
+                isinstance(answer, dict) and answer.get("kind") in PROMPT_KINDS,
+                f"{at}.prompt.answer.kind: {PROMPT_KINDS}",
+            )
+            need(answer["kind"] == "loss" or isinstance(answer.get("key"), str), f"{at}.prompt.answer needs a key")
+            tolerance = prompt.get("tolerance", 0.01)
+            need(isinstance(tolerance, (int, float)) and tolerance >= 0, f"{at}.prompt.tolerance must be a number >= 0")
+    return content
+
+
+def lesson(lesson_id: int, folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """The lesson with id ``lesson_id``; LookupError naming the ids there are."""
-    found = [item for item in lessons() if item.get("id") == lesson_id]
-    if not found:
-        ids = ", ".join(str(item.get("id")) for item in lessons())
-        raise LookupError(f"lesson: no lesson {lesson_id!r}; the lessons are {ids}")
-    return found[0]
+    found = lessons(folder)
+    for item in found:
+        if item["id"] == lesson_id:
+            return item
+    raise LookupError(f"lesson: no lesson {lesson_id!r}; the lessons are {', '.join(str(x['id']) for x in found)}")

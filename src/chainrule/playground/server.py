@@ -41,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..data import read_csv
 from . import views
-from .content import lesson, lessons, presets
+from .content import lessons, presets
 from .session import Session
 
 __all__ = ["Playground", "create_app", "serve", "MAX_UPLOAD", "MAX_BODY", "MAX_SESSIONS", "LOOPBACK"]
@@ -62,7 +62,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 class Playground:
     """The ASGI application: the FastAPI app (``api``) behind a guard. The Host header must name
-    one of ``hosts`` (with ``port``, or no port; ``port`` None: any), and request bodies are capped."""
+    one of ``hosts`` (with ``port``, or no port; ``port`` None: any); a request that changes something
+    (not GET) must come from the playground's own page (its Origin, and Sec-Fetch-Site where the
+    browser sends it); request bodies are capped."""
 
     def __init__(self, api: FastAPI, hosts: set[str], port: int | None) -> None:
         self.api, self.hosts, self.port = api, hosts, port
@@ -75,6 +77,16 @@ class Playground:
             return False
         return name.lower() in self.hosts
 
+    def same_site(self, headers: dict[str, str]) -> bool:
+        """False for a request a page of another site sent (a form posted to the playground, say)."""
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = headers.get("origin")
+        if origin is None:  # not a browser's cross-site request (curl, a script, the tests)
+            return True
+        scheme, _, rest = origin.partition("://")  # "null" (a sandboxed or file: page) has none
+        return scheme == "http" and "/" not in rest and self.allowed(rest)
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
@@ -85,6 +97,9 @@ class Playground:
             await _error(403, f"refused: the Host header {shown!r} is not this playground's address")(
                 scope, receive, send
             )
+            return
+        if scope["method"] not in ("GET", "HEAD") and not self.same_site(headers):
+            await _error(403, "refused: a request from another web site")(scope, receive, send)
             return
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY:
@@ -113,8 +128,8 @@ class Playground:
 class _Sessions:
     """The sessions by id, the most recently used kept; one lock, so one action runs at a time."""
 
-    def __init__(self, first: list[dict[str, Any]] | None) -> None:
-        self.first = first
+    def __init__(self, first: list[dict[str, Any]] | None, library: list[dict[str, Any]]) -> None:
+        self.first, self.library = first, library
         self.by_id: OrderedDict[str, Session] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -123,7 +138,7 @@ class _Sessions:
         if not _SESSION_ID.match(sid):
             raise ValueError("the X-Session header must be 1 to 64 letters, digits, '_' or '-'")
         if sid not in self.by_id:
-            self.by_id[sid] = Session(self.first, sid)
+            self.by_id[sid] = Session(self.first, sid, self.library)
             while len(self.by_id) > MAX_SESSIONS:
                 self.by_id.popitem(last=False)
         self.by_id.move_to_end(sid)
@@ -184,15 +199,21 @@ def _upload_action(raw: bytes, filename: str, target: str | None, features: str 
 
 
 def create_app(
-    data: str | None = None, target: str | None = None, host: str = "127.0.0.1", port: int | None = None
+    data: str | None = None,
+    target: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    lessons_folder: str | None = None,
 ) -> Playground:
-    """The playground's application; ``data`` (a CSV file, ``target`` its column) is every new session's data."""
+    """The playground's application. ``data`` (a CSV file, ``target`` its column) is every new session's
+    data; ``lessons_folder`` holds lesson files to offer beside chainrule's own."""
+    library = lessons(lessons_folder)  # a bad lesson file fails now, in one line
     first = None
     if data is not None:
         points = {**_data_action(data, data, target, None), "source": f"file:{os.path.basename(data)}"}
         first = [{"action": "lesson", "id": 1, "guide": False}, points]
-        Session(first)  # a bad file fails now, in one line, not in the first request
-    sessions = _Sessions(first)
+        Session(first, lessons=library)  # a bad file fails now, in one line, not in the first request
+    sessions = _Sessions(first, library)
     app = FastAPI(title="chainrule playground", docs_url=None, redoc_url=None, openapi_url=None)
 
     def answer(work: Callable[[Request, Any], Any], form: bool) -> Callable[[Request], Any]:
@@ -233,7 +254,7 @@ def create_app(
     @route("/api/restore", "POST")
     def restore(request: Request, given: Any) -> Any:
         old = sessions.get(request)
-        fresh = Session.restore(given.get("link") if isinstance(given, dict) else given, old.id)
+        fresh = Session.restore(given.get("link") if isinstance(given, dict) else given, old.id, library)
         sessions.put(fresh)
         return fresh.state()
 
@@ -287,14 +308,14 @@ def create_app(
 
     @route("/api/lessons")
     def lesson_list(request: Request, _: Any) -> Any:
-        return [{"id": x["id"], "title": x.get("title"), "summary": x.get("summary")} for x in lessons()]
+        return [{"id": x["id"], "title": x.get("title"), "summary": x.get("summary")} for x in library]
 
     @route("/api/lessons/{lesson_id}")
     def lesson_content(request: Request, _: Any) -> Any:
         text = request.path_params["lesson_id"]
         if not text.isdigit():
             raise LookupError(f"no lesson {text!r}")
-        return lesson(int(text))
+        return sessions.get(request).lesson_content(int(text))
 
     @route("/api/presets")
     def preset_list(request: Request, _: Any) -> Any:
@@ -375,11 +396,12 @@ def serve(
     open_browser: bool = True,
     data: str | None = None,
     target: str | None = None,
+    lessons_folder: str | None = None,
 ) -> int:
     """Run the playground until Ctrl-C; print its address first. Returns the exit status (0, or 130)."""
     import uvicorn
 
-    app = create_app(data, target, host)  # a bad --data file fails here, before anything listens
+    app = create_app(data, target, host, None, lessons_folder)  # a bad --data file fails here, before anything listens
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -387,6 +409,7 @@ def serve(
     except OSError as e:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(128)  # before the address is printed: a browser that comes at once waits in the queue
     port = sock.getsockname()[1]
     app.port = port  # Host headers must name this port (or none)
     shown = f"[{host}]" if ":" in host else host

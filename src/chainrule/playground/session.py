@@ -43,7 +43,7 @@ from ..nn import ACTIVATIONS, DosageNetwork, Module, mlp
 from ..optim import Adam, GradientDescent, Momentum, Optimizer
 from ..picture import graph
 from ..tensor import Tensor, no_grad, tensor
-from .content import lesson as lesson_file
+from .content import lessons as shipped_lessons
 from .content import preset
 
 __all__ = ["Session", "DEFAULTS", "MAX_ROWS", "MAX_STEPS", "MAX_ACTIONS"]
@@ -112,8 +112,14 @@ def _key(name: str, index: tuple[int, ...]) -> str:
 class Session:
     """A playground session: ``apply(action)`` changes it and returns :meth:`state`; the views are methods."""
 
-    def __init__(self, actions: list[dict[str, Any]] | None = None, session_id: str = "default") -> None:
+    def __init__(
+        self,
+        actions: list[dict[str, Any]] | None = None,
+        session_id: str = "default",
+        lessons: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.id = session_id
+        self.library = shipped_lessons() if lessons is None else lessons  # the lessons it can open
         self.settings = copy.deepcopy(DEFAULTS)
         self.x = np.zeros((0, 1))
         self.y: list[Any] = []
@@ -267,7 +273,7 @@ class Session:
         self._set_data(x.tolist(), y.tolist(), features, _target_name(name), f"preset:{name}")
 
     def _lesson(self, id: int, guide: bool = True) -> None:
-        content = lesson_file(id)
+        content = self.lesson_content(id)
         self._end_run()
         self.runs = []
         self.settings = {**copy.deepcopy(DEFAULTS), **content.get("settings", {}), "lesson": id if guide else None}
@@ -281,11 +287,14 @@ class Session:
         start = content.get("start", {})
         if "random" in start:
             self.settings["seed"] = check(f"lesson {id}", "start.random", start["random"], Integer(low=0))
-            self._build_network(force=True)
-        elif isinstance(self.net, DosageNetwork):
-            self._set_values(
-                {k: np.asarray(float(v)) for k, v in {**DosageNetwork.LESSON, **start.get("values", {})}.items()}
-            )
+        self._build_network(force=True)  # a fresh network whatever came before: a link may begin here
+        if "random" not in start and isinstance(self.net, DosageNetwork):
+            given = {**DosageNetwork.LESSON, **start.get("values", {})}
+            unknown = sorted(set(given) - set(DosageNetwork.NAMES))
+            if unknown:
+                raise ValueError(f"lesson {id}: start.values names {unknown}; the parameters are {DosageNetwork.NAMES}")
+            self._set_values({k: np.asarray(float(check(f"lesson {id}", k, v, Number()))) for k, v in given.items()})
+            self.start = self._values()
         self.lesson = {"id": id, "step": 0, "steps": len(content.get("steps", [])), "title": content.get("title")}
         if not guide:
             self.lesson = None
@@ -303,7 +312,7 @@ class Session:
         if step >= self.lesson["steps"]:
             raise ValueError(f"lesson_step: lesson {self.lesson['id']} has steps 0 to {self.lesson['steps'] - 1}")
         self.lesson = {**self.lesson, "step": step, "answer": None}
-        self._open_step(lesson_file(self.lesson["id"]), step)
+        self._open_step(self.lesson_content(self.lesson["id"]), step)
 
     def _answer(self, value: float) -> None:
         prompt = self._prompt()
@@ -543,6 +552,14 @@ class Session:
 
     # ---- lessons ------------------------------------------------------------------------------
 
+    def lesson_content(self, lesson_id: Any) -> dict[str, Any]:
+        """The lesson with id ``lesson_id`` from this session's lessons; LookupError naming the ids there are."""
+        for content in self.library:
+            if content["id"] == lesson_id:
+                return content
+        ids = ", ".join(str(c["id"]) for c in self.library)
+        raise LookupError(f"lesson: no lesson {lesson_id!r}; the lessons are {ids}")
+
     def _open_step(self, content: dict[str, Any], step: int) -> None:
         steps = content.get("steps", [])
         for action in steps[step].get("actions", []) if step < len(steps) else []:
@@ -551,7 +568,7 @@ class Session:
     def _prompt(self) -> dict[str, Any] | None:
         if self.lesson is None:
             return None
-        steps = lesson_file(self.lesson["id"]).get("steps", [])
+        steps = self.lesson_content(self.lesson["id"]).get("steps", [])
         return steps[self.lesson["step"]].get("prompt") if steps else None
 
     def _expected(self, answer: dict[str, Any]) -> float:
@@ -661,7 +678,7 @@ class Session:
     def _hidden_controls(self) -> list[str]:
         if self.lesson is None:
             return []
-        steps = lesson_file(self.lesson["id"]).get("steps", [])
+        steps = self.lesson_content(self.lesson["id"]).get("steps", [])
         return list(steps[self.lesson["step"]].get("hide", [])) if steps else []
 
     # ---- the link -------------------------------------------------------------------------------
@@ -686,14 +703,14 @@ class Session:
         return {"v": 1, "actions": copy.deepcopy(self.log)}
 
     @classmethod
-    def restore(cls, link: Any, session_id: str = "default") -> Session:
+    def restore(cls, link: Any, session_id: str = "default", lessons: list[dict[str, Any]] | None = None) -> Session:
         """A fresh session with the actions of ``link`` replayed (ValueError for a bad link)."""
         if not isinstance(link, dict) or link.get("v") != 1 or not isinstance(link.get("actions"), list):
             raise ValueError('restore: a link is {"v": 1, "actions": [...]}, got ' + _show(link))
         if len(link["actions"]) > MAX_ACTIONS:
             raise ValueError(f"restore: a link holds at most {MAX_ACTIONS} actions, got {len(link['actions'])}")
         try:
-            return cls(link["actions"], session_id)
+            return cls(link["actions"], session_id, lessons)
         except (ValueError, LookupError) as e:
             raise ValueError(f"restore: the link does not replay: {e}") from None
 

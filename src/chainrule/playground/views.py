@@ -427,18 +427,40 @@ def _figure(session: Session, view: str, options: dict[str, Any]) -> Any:
     net, x, y = session.net, session.x, session._arrays()[1]
     history = session.trainer.history if session.trainer is not None else None
     loss = LOSS_FUNCTIONS[session.settings["loss"]]
+    lessons = isinstance(net, DosageNetwork)
+    if view in ("squiggle", "loss_curve", "landscape") and (x.shape[1] != 1 or loss == "cross_entropy"):
+        raise ValueError(f"image: the {view} picture draws one input feature and SSR or MSE; this session has not")
     if view == "squiggle":
-        return plot.squiggle(net, x[:, 0] if x.shape[1] == 1 else x, y)
+        return plot.squiggle(net, x[:, 0], y)
+    # NOTE: chainrule.plot draws a path from the History for parameters of shape () only (a (1,) bias
+    # fails in its float()), so an mlp's one-number parameters are drawn without the path.
+    shapes = {n: p.shape for n, p in net.named_parameters()}
     if view == "loss_curve":
-        return plot.loss_curve(net, x, y, options.get("key", "b3"), history, loss=loss)
+        key = _plot_param(session, options.get("key", "b3" if lessons else None))
+        return plot.loss_curve(net, x, y, key, history if shapes[key] == () else None, loss=loss)
     if view == "landscape":
-        pair = [options.get("x", "w3"), options.get("y", "w4")]
-        return plot.landscape(net, x, y, pair, history, loss=loss)
+        pair = [_plot_param(session, options.get(k, d if lessons else None)) for k, d in (("x", "w3"), ("y", "w4"))]
+        scalars = all(shapes[k] == () for k in pair)
+        return plot.landscape(net, x, y, pair, history if scalars else None, loss=loss)
     if view == "training":
         if history is None or not history.n_iter:
             raise ValueError("image: the training view needs at least one iteration; step first")
         return plot.training_curve(history)
-    return plot.graph(session._graph(), options.get("level", "neuron" if isinstance(net, DosageNetwork) else "ops"))
+    return plot.graph(session._graph(), options.get("level", "neuron" if lessons else "ops"))
+
+
+def _plot_param(session: Session, key: Any) -> str:
+    """The name chainrule.plot knows a one-number parameter by (``4.bias[0]`` is ``4.bias``)."""
+    if key is None:
+        raise ValueError("image: name the parameter to draw: key= (x= and y= for the landscape)")
+    name, _ = session._parse_key("image", key)
+    size = dict(session.net.named_parameters())[name].size
+    if size != 1:
+        raise ValueError(
+            f"image: the picture draws the loss against a one-number parameter; {name!r} holds {size} "
+            "(the page's own view draws any element)"
+        )
+    return name
 
 
 def image(session: Session, view: str, fmt: str = "png", **options: Any) -> bytes:
@@ -449,7 +471,7 @@ def image(session: Session, view: str, fmt: str = "png", **options: Any) -> byte
         g = session._graph()
         level = options.get("level", "neuron" if isinstance(session.net, DosageNetwork) else "ops")
         return g.svg(check("image", "level", level, OneOf(("neuron", "ops")))).encode()
-    with _held(session):
+    with np.errstate(all="ignore"):  # (chainrule.plot puts back the values it sets; no_grad would lose the graph)
         fig = _figure(session, view, options)
     out = io.BytesIO()
     fig.savefig(out, format=fmt, dpi=110)
