@@ -621,8 +621,8 @@ function startDrag(ev, key) {
   drag.x0 = ev.clientX;
   drag.v0 = e.value;
   drag.scale = Math.max(0.01, Math.abs(e.value) * 0.01);
-  window.addEventListener("mousemove", moveDrag);
-  window.addEventListener("mouseup", endDrag, { once: true });
+  window.addEventListener("pointermove", moveDrag);
+  window.addEventListener("pointerup", endDrag, { once: true });
 }
 
 function moveDrag(ev) {
@@ -644,7 +644,7 @@ async function sendDrag() {
 }
 
 function endDrag() {
-  window.removeEventListener("mousemove", moveDrag);
+  window.removeEventListener("pointermove", moveDrag);
 }
 
 // ---- the network view ---------------------------------------------------------------------------
@@ -674,7 +674,7 @@ function chip(svg, key, x, y) {
   const g = el("g", { class: "param-chip" + (e.trained ? "" : " frozen"), "data-key": key, transform: `translate(${x},${y})` }, svg);
   el("rect", { x: -48, y: -11, width: 96, height: 22, rx: 5 }, g);
   el("text", { "text-anchor": "middle", y: 4, "font-size": 12, class: "mono", "data-chip-value": key, text: chipText(key, e.value) }, g);
-  g.addEventListener("mousedown", (ev) => startDrag(ev, key));
+  g.addEventListener("pointerdown", (ev) => startDrag(ev, key));
   g.addEventListener("dblclick", () => light(key));
   hoverLink(g, key);
   withTooltip(g, () => `${key} = ${e.value}\nd${UI.state.loss_name}/d${key} = ${e.gradient}\n${e.trained ? "trained" : "held fixed"}\ndrag sideways (shift: finer), double-click: its chain rule`);
@@ -792,7 +792,7 @@ function drawMlp(svg, state) {
         stroke: value >= 0 ? "#1f77b4" : "#ff7f0e", "stroke-width": 1 + (5 * Math.abs(value)) / maxAbs, "stroke-opacity": 0.75,
       }, svg);
       const grab = el("line", { x1: xs[l], y1: ys[l][i], x2: xs[l + 1], y2: ys[l + 1][j], stroke: "transparent", "stroke-width": 10, style: "cursor:ew-resize" }, svg);
-      grab.addEventListener("mousedown", (ev) => startDrag(ev, key));
+      grab.addEventListener("pointerdown", (ev) => startDrag(ev, key));
       grab.addEventListener("dblclick", () => light(key));
       grab.addEventListener("mouseenter", () => hot(key, true));
       grab.addEventListener("mouseleave", () => hot(key, false));
@@ -871,7 +871,7 @@ function drawSquiggle(c) {
   legend(svg, c);
   pts.x.forEach((x, i) => {
     const dot = el("circle", { cx: xs(x), cy: ys(pts.y[i]), r: 6, fill: "#1d2430", stroke: "#fff", "stroke-width": 1.5, class: "point", style: "cursor:move" }, svg);
-    dot.addEventListener("mousedown", (ev) => pointDown(ev, i, xs, ys));
+    dot.addEventListener("pointerdown", (ev) => pointDown(ev, i, xs, ys));
     dot.addEventListener("contextmenu", (ev) => { ev.preventDefault(); deletePoint(i); });
   });
   svg.dataset.x = JSON.stringify(c.x);
@@ -932,9 +932,9 @@ function pointDown(ev, i, xs, ys) {
     dot.setAttribute("cy", p.y);
     moved = true;
   };
-  window.addEventListener("mousemove", move);
-  window.addEventListener("mouseup", () => {
-    window.removeEventListener("mousemove", move);
+  window.addEventListener("pointermove", move);
+  window.addEventListener("pointerup", () => {
+    window.removeEventListener("pointermove", move);
     if (!moved) return;
     const d = dataPoints();
     d.x[i] = Number(xs.invert(Number(dot.getAttribute("cx"))).toFixed(4));
