@@ -242,6 +242,10 @@ NAMES = {
         "write",
     ],
     "chainrule.cli": ["main"],
+    "chainrule.playground.session": ["DEFAULTS", "MAX_ACTIONS", "MAX_ROWS", "MAX_STEPS", "Session"],
+    "chainrule.playground.views": ["code", "curves", "explain", "gradcheck", "graph", "landscape", "loss_curve"],
+    "chainrule.playground.content": ["PRESETS", "check_lesson", "lesson", "lessons", "preset", "presets"],
+    "chainrule.playground.server": ["LOOPBACK", "MAX_BODY", "MAX_UPLOAD", "Playground", "create_app", "serve"],
 }
 
 

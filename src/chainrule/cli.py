@@ -1,5 +1,5 @@
 """The ``chainrule`` command: ``demo`` walks through the lessons; ``fit``, ``predict``,
-``evaluate`` and ``plot`` work on your own CSV data.
+``evaluate`` and ``plot`` work on your own CSV data; ``playground`` serves the lessons in the browser.
 
 Each command is one ``_<name>_command(sub)`` function that adds its parser and
 sets ``run`` to the function doing the work. A user's mistake (a ValueError,
@@ -44,7 +44,8 @@ EXAMPLES = """examples:
   chainrule predict model.json new.csv --out predictions.csv
   chainrule evaluate model.json test.csv
   chainrule plot model.json data.csv --out fit.png
-  chainrule export model.json --out model.onnx"""
+  chainrule export model.json --out model.onnx
+  chainrule playground"""
 
 FIT_EXAMPLE = """examples:
   chainrule fit dosage.csv --target effect --out model.json
@@ -97,6 +98,7 @@ def _parser():
         _evaluate_command,
         _plot_command,
         _export_command,
+        _playground_command,
     ):
         add(sub)
     return parser
@@ -1145,6 +1147,64 @@ def _export(args):
     outputs = "prediction" if model.classes is None else "label, probabilities"
     print(f"wrote {args.out}: input 'input' takes rows of {', '.join(model.features)}; outputs: {outputs}")
     return 0
+
+
+# ---- playground ---------------------------------------------------------------------------
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _playground_command(sub):
+    p = sub.add_parser(
+        "playground",
+        help="step backpropagation in the browser: the lessons' network, or your own data",
+        description="Start a local web page where you step gradient descent on the lessons' network, "
+        "set any weight and watch the squiggle and the loss move, read each derivative as its chain "
+        "rule, and do the same on your own data. It listens on 127.0.0.1 only unless --host says "
+        "otherwise; Ctrl-C stops it. Needs FastAPI and uvicorn (pip install chainrule[playground]).",
+        epilog="examples:\n  chainrule playground\n  chainrule playground --port 8000 --no-browser"
+        "\n  chainrule playground --data dosage.csv --target effect\n  chainrule playground --lessons my-lessons/",
+        formatter_class=_Help,
+    )
+    p.add_argument("--port", type=int, default=8765, help="the port to listen on, 0 for any free one (default 8765)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this computer only); another address lets "
+        "other machines in, with no password",
+    )
+    p.add_argument(
+        "--open", dest="open_browser", action="store_true", default=True, help="open the page in the browser (default)"
+    )
+    p.add_argument("--no-browser", dest="open_browser", action="store_false", help="only print the page's address")
+    p.add_argument("--data", metavar="DATA.csv", help="a CSV file (header line first) to start every session with")
+    p.add_argument("--target", metavar="COLUMN", help="the column of --data to predict (default: its last column)")
+    p.add_argument(
+        "--lessons",
+        metavar="FOLDER",
+        help="a folder of lesson files (JSON, see docs/playground.md) to offer beside the three lessons",
+    )
+    p.set_defaults(run=_playground)
+
+
+def _playground(args):
+    check(None, "--port", args.port, Integer(low=0))
+    if args.port > 65535:
+        raise ValueError(f"--port must be at most 65535, got {args.port}")
+    if args.target is not None and args.data is None:
+        raise ValueError("--target names a column of --data; give --data DATA.csv too")
+    try:
+        from .playground.server import serve
+    except ImportError as e:  # FastAPI and uvicorn are an optional dependency
+        print(
+            f"chainrule: error: the playground needs FastAPI and uvicorn ({e.name or e} is missing): "
+            "pip install chainrule[playground]",
+            file=sys.stderr,
+        )
+        return 2
+    if args.host not in LOOPBACK_HOSTS:
+        print(f"chainrule: warning: listening on {args.host}: other machines can reach the playground", file=sys.stderr)
+    return serve(args.host, args.port, args.open_browser, args.data, args.target, args.lessons)
 
 
 if __name__ == "__main__":
