@@ -273,7 +273,7 @@ class Session:
         self._set_data(x.tolist(), y.tolist(), features, _target_name(name), f"preset:{name}")
 
     def _lesson(self, id: int, guide: bool = True) -> None:
-        content = self.lesson_content(id)
+        content = self.lesson_content(check("lesson", "id", id, Integer(low=1)))
         self._end_run()
         self.runs = []
         given = content.get("settings", {})
