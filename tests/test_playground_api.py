@@ -315,3 +315,13 @@ def test_an_upload_with_two_features_or_class_labels(client, tmp_path):
     curves = client.get("/api/curves?points=3").json()  # the class probabilities the page draws
     p = model.predict_proba(np.array(curves["x"])[:, None])
     assert p[:, 1] == pytest.approx(curves["classes"][1]["y"], rel=1e-12)
+
+
+def test_an_internal_error_is_one_json_line(client, monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.views, "curves", broken)
+    r = client.get("/api/curves")
+    assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError: a bug); please report it"}
+    assert capsys.readouterr().err.count("\n") == 1
