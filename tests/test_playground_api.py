@@ -294,3 +294,34 @@ def test_changes_come_only_from_the_playgrounds_own_page(client, headers, status
     assert r.status_code == status
     lesson = client.get("/api/state").json()["settings"]["lr"]
     assert lesson == (0.01 if status == 200 else 0.1)  # lesson 2's rate, or lesson 1's as the tab started
+
+
+def test_an_upload_with_two_features_or_class_labels(client, tmp_path):
+    two = b"area,rooms,price\n50,2,1.0\n80,3,1.6\n120,4,2.5\n65,2,1.2\n"
+    state = client.post("/api/upload", files={"file": ("houses.csv", two)}).json()
+    assert state["network"] == {"kind": "mlp", "sizes": [2, 2, 1], "activation": "softplus"}
+    assert act(client, {"action": "step", "n": 3})["iteration"] == 3
+    r = client.get("/api/curves")
+    assert r.status_code == 400 and r.json()["error"] == "curves: the squiggle needs one input feature; this data has 2"
+    labels = b"dose,worked\n0,no\n0.4,yes\n0.5,yes\n1,no\n"
+    state = client.post("/api/upload", files={"file": ("trial.csv", labels)}).json()
+    assert state["settings"]["loss"] == "cross-entropy" and state["data"]["classes"] == ["no", "yes"]
+    assert state["network"]["sizes"] == [1, 2, 2] and state["loss_name"] == "cross-entropy"
+    assert act(client, {"action": "run"})["stop_reason"]
+    path = tmp_path / "trial.json"
+    path.write_bytes(client.get("/api/export/model").content)
+    model = modelfile.load(path)
+    assert model.classes == ["no", "yes"] and set(model.predict(np.array([[0.0], [0.45]]))) <= {"no", "yes"}
+    curves = client.get("/api/curves?points=3").json()  # the class probabilities the page draws
+    p = model.predict_proba(np.array(curves["x"])[:, None])
+    assert p[:, 1] == pytest.approx(curves["classes"][1]["y"], rel=1e-12)
+
+
+def test_an_internal_error_is_one_json_line(client, monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.views, "curves", broken)
+    r = client.get("/api/curves")
+    assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError: a bug); please report it"}
+    assert capsys.readouterr().err.count("\n") == 1

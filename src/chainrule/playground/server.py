@@ -228,6 +228,9 @@ def create_app(
                 return _error(400, str(e))
             except LookupError as e:
                 return _error(404, str(e).strip("'\""))
+            except Exception as e:  # a bug of ours: the page still gets one line to show
+                print(f"chainrule playground: internal error on {request.url.path}: {e!r}", file=sys.stderr)
+                return _error(500, f"internal error ({type(e).__name__}: {e}); please report it")
             return out if isinstance(out, Response) else JSONResponse(out)
 
         return endpoint
@@ -367,8 +370,8 @@ async def _json(request: Request) -> Any:
         return None
     try:
         return json.loads(body)
-    except ValueError:
-        raise ValueError("the request body must be JSON") from None
+    except (ValueError, RecursionError):
+        raise ValueError("the request body must be JSON (nested at most a few hundred levels)") from None
 
 
 async def _form(request: Request) -> dict[str, Any]:

@@ -273,12 +273,18 @@ class Session:
         self._set_data(x.tolist(), y.tolist(), features, _target_name(name), f"preset:{name}")
 
     def _lesson(self, id: int, guide: bool = True) -> None:
-        content = self.lesson_content(id)
+        content = self.lesson_content(check("lesson", "id", id, Integer(low=1)))
         self._end_run()
         self.runs = []
-        self.settings = {**copy.deepcopy(DEFAULTS), **content.get("settings", {}), "lesson": id if guide else None}
+        given = content.get("settings", {})
+        unknown = sorted(set(given) - set(DEFAULTS) - {"lesson", "seed"})
+        if unknown:
+            raise ValueError(f"lesson {id}: unknown setting(s) {unknown}; the settings are {', '.join(DEFAULTS)}")
+        self.settings = {**copy.deepcopy(DEFAULTS), **given, "lesson": id if guide else None}
         for name in SETTINGS:
-            check(f"lesson {id}", name, self.settings[name], SETTINGS[name])
+            self.settings[name] = check(f"lesson {id}", name, self.settings[name], SETTINGS[name])
+        self.settings["hidden"] = self._checked_setting("hidden", self.settings["hidden"])
+        self.settings["seed"] = check(f"lesson {id}", "seed", self.settings["seed"], Integer(low=0))
         data = content.get("data", {"preset": "dosage"})
         if "preset" in data:
             self._preset(data["preset"], data.get("noise"), data.get("seed", 0))
@@ -295,7 +301,13 @@ class Session:
                 raise ValueError(f"lesson {id}: start.values names {unknown}; the parameters are {DosageNetwork.NAMES}")
             self._set_values({k: np.asarray(float(check(f"lesson {id}", k, v, Number()))) for k, v in given.items()})
             self.start = self._values()
-        self.lesson = {"id": id, "step": 0, "steps": len(content.get("steps", [])), "title": content.get("title")}
+        self.lesson = {
+            "id": id,
+            "step": 0,
+            "steps": len(content["steps"]),
+            "title": content.get("title"),
+            "answer": None,
+        }
         if not guide:
             self.lesson = None
         self._trained_names()
