@@ -11,6 +11,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.data import dosage
+from chainrule.engines import clip_gradients
 from chainrule.losses import cross_entropy, mse, poisson, squared_error
 from chainrule.nn import DosageNetwork, mlp
 from chainrule.optim import Adam, GradientDescent
@@ -352,6 +353,34 @@ def test_clipping_scales_the_gradients_to_the_global_norm_given():
     small = cr.Trainer(mlp([2, 3, 1], activation="tanh", seed=0), x, y, loss="ssr", clip=1e6, tol=0).step()
     np.testing.assert_array_equal(np.concatenate([s.ravel() for s in small.steps]),
                                   np.concatenate([0.1 * g.ravel() for g in small.grads]))  # fmt: skip
+
+
+def test_clipping_huge_finite_gradients_scales_them_instead_of_zeroing_them():
+    # review finding 9: sqrt(sum(g * g)) of two derivatives of 1e300 overflowed to inf and scaled them to 0
+    a, b = cr.nn.Parameter(np.array([1.0, 2.0])), cr.nn.Parameter(3.0)
+    a.grad, b.grad = np.array([1e300, -1e300]), np.array(0.0)
+    norm = clip_gradients([a, b], 1.0)
+    assert norm == pytest.approx(math.sqrt(2) * 1e300, rel=1e-12)  # sqrt(2 x 1e600), by hand
+    np.testing.assert_allclose(a.grad, [1 / math.sqrt(2), -1 / math.sqrt(2)], rtol=1e-12)
+    # the reviewer's run: alpha=1e308 makes each weight's derivative huge; it no longer "converges" at once
+    x, y = _data(rows=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = cr.fit(mlp([2, 2, 1], seed=0), x, y, loss="mse", alpha=1e308, clip=1.0, max_iter=5)
+    assert not h.converged and h.n_iter == 5
+
+
+def test_clipping_an_infinite_norm_is_a_divergence():
+    # two finite derivatives of 1.5e308: their norm, 2.1e308, is beyond float range (review finding 9)
+    net = cr.nn.Linear(1, 2)
+    net.weight.data[...] = 1e-3
+
+    def steep(out, y):
+        return (out * 1.5e308).sum()  # d/dweight = 1.5e308 x the input 1, in each of the two weights
+
+    with pytest.raises(cr.DivergenceError, match="global norm is inf"):
+        cr.fit(net, np.ones((1, 1)), np.zeros((1, 2)), loss=steep, params=["weight"], clip=1.0, monitor=False)
+    np.testing.assert_array_equal(net.weight.data, 1e-3)  # put back
 
 
 # ---- L-BFGS -----------------------------------------------------------------------------------

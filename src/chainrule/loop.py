@@ -488,6 +488,9 @@ def _culprit(named: Sequence[tuple[str, Parameter]], f: Failure) -> tuple[str, s
     if bad_grad:
         kind = "nan" if any(np.isnan(g).any() for g in f.grads) else "inf"
         return bad_grad, f"the derivative of '{bad_grad}' became {kind}"
+    if f.why is not None:
+        sizes = [float(np.max(np.abs(g))) if np.size(g) else 0.0 for g in f.grads]
+        return names[int(np.argmax(sizes))], f.why
     if bad_step:
         return bad_step, f"the step size of '{bad_step}' overflowed (learning rate x derivative)"
     sizes = [float(np.max(np.abs(g))) for g in f.grads]  # the loss overflowed first
