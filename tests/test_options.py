@@ -254,6 +254,20 @@ def test_adam_stopped_at_once_by_the_lessons_rule_warns_and_says_why():
         cr.fit(DosageNetwork.from_lesson(b3=0.0), *dosage(), params=["b3"])
 
 
+def test_a_decaying_schedule_stopped_by_the_lessons_rule_warns_that_the_rate_shrank_the_steps():
+    # review finding 2. The lessons' b3 with Step(every=1, gamma=0.1): dSSR/db3 = 6 b3 - 15.66 (three rows).
+    # lr 0.1: step -1.566 (b3 1.566); lr 0.01: 0.01 x -6.26 = -0.0626 (b3 1.629); lr 0.001: -0.00589
+    # (b3 1.634); lr 1e-4: 1e-4 x -5.85 = -0.000585 < tol 0.001: "converged" at iteration 4, b3 far from 2.61.
+    # At the first rate that last step would have been 0.1 x 5.85 = 0.585.
+    net = DosageNetwork.from_lesson(b3=0.0)
+    with pytest.warns(cr.PrematureStopWarning, match=r"the steps shrank because the schedule lowered the rate"):
+        h = cr.fit(net, *dosage(), params=["b3"], schedule=cr.schedules.Step(every=1, gamma=0.1))
+    assert h.n_iter == 4 and net.b3.item() == pytest.approx(1.634, abs=1e-3)
+    with warnings.catch_warnings():  # a schedule that keeps the rate: the lessons' run, no warning
+        warnings.simplefilter("error", cr.PrematureStopWarning)
+        cr.fit(DosageNetwork.from_lesson(b3=0.0), *dosage(), params=["b3"], schedule="constant")
+
+
 def test_best_loss_is_the_lowest_training_loss():
     x, y = _data(rows=10)
     h = _quiet(cr.fit, mlp([2, 3, 1], seed=0), x, y, loss="mse", tol=0, max_iter=20)

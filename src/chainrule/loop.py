@@ -274,7 +274,7 @@ class Trainer:
         plateau = self.per_epoch and isinstance(done, Iteration) and self._plateau(done.loss)
         if rule.by_steps and rule.converged(done.largest):
             self._end(rule.converged_reason(it), converged=True)
-            self._warn_if_early(done)
+            self._warn_if_early(done, lr)
         elif stop:
             self._end(rule.callback_reason(it))
         elif plateau:
@@ -334,10 +334,22 @@ class Trainer:
             return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
         return rule.plateau_reason(h.n_iter) if not rule.by_steps else None
 
-    def _warn_if_early(self, done: Iteration | Block) -> None:
-        """The lessons' rule stopped the run: warn if the loss was still falling fast (or at iteration 1)."""
+    def _warn_if_early(self, done: Iteration | Block, lr: float) -> None:
+        """The lessons' rule stopped the run: warn if the loss was still falling fast, if only a schedule's
+        lower rate made the steps small enough (or at iteration 1)."""
         h, s = self.history, self.settings
         it, tol = h.n_iter, s.rule.tol
+        if self.schedule is not None and lr < self._lr0 and done.largest * (self._lr0 / lr) >= tol:
+            # each step is the rate times what the optimizer makes of the gradients: at the first rate it was not small
+            warnings.warn(
+                f"fit: stopped by the lessons' rule (every step below tol={tol:g}) at iteration {it}, but the steps "
+                f"shrank because the schedule lowered the rate (to {lr:.3g} from {self._lr0:g}): at the first rate "
+                f"the largest step would have been {done.largest * self._lr0 / lr:.3g}. Use stopping='improvement' "
+                "(scikit-learn's rule: the loss must stop improving by tol) with a schedule, or tol=0.",
+                PrematureStopWarning,
+                stacklevel=outside_stacklevel(),
+            )
+            return
         now = loss_now(s)
         last, total = h.loss[-1] - now, h.loss[0] - now
         if last > STILL_FALLING * total and last > RELATIVE_DROP * max(abs(now), 1e-300):
