@@ -72,6 +72,18 @@ def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsy
     assert training["optimizer"] == extra[1] and training["validation_score"] is None
 
 
+def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(tmp_path, capsys, curve):
+    # review finding 3: --optimizer lbfgs stopped at gtol = --tol's 0.001; it gets L-BFGS's 1e-4 (scikit-learn's)
+    for extra, tol in (([], 1e-4), (["--tol", "1e-3"], 1e-3)):
+        code, _, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--optimizer", "lbfgs",
+                            "--out", tmp_path / "m.json", *extra)  # fmt: skip
+        assert code == 0, err
+        training = modelfile.load(tmp_path / "m.json").training
+        assert training["tol"] == tol
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "g.json")
+    assert code == 0 and modelfile.load(tmp_path / "g.json").training["tol"] == 0.001  # the lessons' for gd
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

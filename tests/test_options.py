@@ -425,6 +425,22 @@ def test_lbfgs_is_scipy_called_directly_on_the_same_function():
     assert h.final_loss == pytest.approx(_lessons_ssr(last), rel=1e-12)
 
 
+def test_lbfgs_without_a_tol_uses_scikit_learns_gradient_tolerance_not_the_lessons_step_threshold():
+    # review finding 3: fit's 0.001 (a step-size threshold) was handed to scipy as gtol; scikit-learn hands it 1e-4
+    from scipy.optimize import minimize
+
+    start = np.array([p.item() for p in DosageNetwork.random(seed=0).parameters()])
+    for tol, gtol in ((None, 1e-4), (1e-6, 1e-6)):
+        net = DosageNetwork.random(seed=0)
+        h = cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), tol=tol)
+        want = minimize(
+            autograd.value_and_grad(_lessons_ssr), start, jac=True, method="L-BFGS-B",
+            options={"gtol": gtol, "maxiter": 1000, "maxfun": 15000, "maxcor": 10},
+        )  # fmt: skip
+        assert h.n_iter == want.nit and h.tol == gtol
+        np.testing.assert_allclose([p.item() for p in net.parameters()], want.x, atol=1e-8)
+
+
 def test_lbfgs_lands_on_the_lessons_b3_in_two_iterations_and_refuses_what_does_not_apply():
     net = DosageNetwork.from_lesson(b3=0.0)
     h = cr.fit(net, *dosage(), params=["b3"], optimizer=cr.optim.LBFGS(tol=1e-8))

@@ -310,9 +310,9 @@ def _fit_command(sub):
     p.add_argument(
         "--tol",
         type=float,
-        default=0.001,
         help="stop when every step size of an iteration is below this (default 0.001); with "
-        "--stopping improvement or --early-stopping: the least improvement that counts",
+        "--stopping improvement or --early-stopping: the least improvement that counts; with --optimizer "
+        "lbfgs: the gradient tolerance (default 1e-4, scikit-learn's)",
     )
     p.add_argument(
         "--alpha", type=float, default=0.0, help="L2 penalty on the weights, scikit-learn's alpha (default 0)"
@@ -644,7 +644,7 @@ def _record(model, data, history, interrupted, args):
         "rows": len(data),
         "optimizer": args.optimizer,
         "lr": args.lr,
-        "tol": args.tol,
+        "tol": history.tol,
         "max_iter": args.max_iter,
         "batch_size": args.batch_size,
         "seed": args.seed,

@@ -78,7 +78,7 @@ __all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning", "PrematureStopWarnin
 
 # What fit's (and the Trainer's) arguments must be: one table, worded by checks.check.
 ARGUMENTS = {
-    "tol": Number(low=0),
+    "tol": AnyOf((OneOf((None,)), Number(low=0))),  # None: 0.001 (the lessons'), or L-BFGS's own default
     "max_iter": Integer(low=1),
     "batch_size": Integer(low=1, optional=True),
     "seed": Integer(low=0, optional=True),
@@ -89,6 +89,7 @@ ARGUMENTS = {
     "n_iter_no_change": Integer(low=1),
     "validation": Number(low=0, high=1, low_open=True),  # a fraction; or (x_val, y_val)
 }
+DEFAULT_TOL = 0.001  # the lessons' threshold for the step sizes
 # The last step of a run the lessons' rule stopped "still falls" when it lowered the loss by more than
 # this share of the whole run's drop, and by more than RELATIVE_DROP of the loss itself.
 STILL_FALLING, RELATIVE_DROP = 0.05, 1e-6
@@ -121,7 +122,7 @@ class Trainer:
         loss: str | Callable[..., Tensor] = "ssr",
         optimizer: Optimizer | None = None,
         params: Any = None,
-        tol: float = 0.001,
+        tol: float | None = None,
         max_iter: int = 1000,
         batch_size: int | None = None,
         seed: int | None = None,
@@ -179,6 +180,7 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
+        tol = _default_tol(optimizer) if tol is None else tol
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
@@ -597,6 +599,14 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             f"fit: restarts trains its starts with the lessons' rule and plain steps; it cannot be combined "
             f"with {', '.join(given)} (train one start at a time instead)"
         )
+
+
+def _default_tol(optimizer: Optimizer) -> float:
+    """fit's tol when none is given: the lessons' 0.001; for L-BFGS its own tol (scipy's gtol, which the
+    History then shows), else scikit-learn's 1e-4."""
+    if isinstance(optimizer, LBFGS):
+        return LBFGS.DEFAULT_TOL if optimizer.tol is None else optimizer.tol
+    return DEFAULT_TOL
 
 
 def _monitor(monitor: bool | GradientMonitor | None) -> GradientMonitor | None:
