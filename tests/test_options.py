@@ -15,7 +15,7 @@ from chainrule.engines import clip_gradients
 from chainrule.losses import cross_entropy, mse, poisson, squared_error
 from chainrule.nn import DosageNetwork, mlp
 from chainrule.optim import Adam, GradientDescent
-from chainrule.validation import split
+from chainrule.validation import r2, split
 
 DOSES_X, DOSES_Y = dosage()
 
@@ -220,6 +220,26 @@ def test_early_stopping_needs_validation_data():
         cr.fit(mlp([2, 1], seed=0), x, y, validation=1.5)
     with pytest.raises(ValueError, match=r"fit: stopping must be one of 'steps', 'improvement', 'early'"):
         cr.fit(mlp([2, 1], seed=0), x, y, stopping="patience")
+
+
+def test_early_stopping_with_one_held_out_row_is_refused_as_scikit_learn_refuses_it():
+    # review finding 1: 10% of 10 rows is 1 row, whose R^2 is not defined; the run kept iteration 1's weights
+    from sklearn.metrics import r2_score
+    from sklearn.neural_network import MLPRegressor
+
+    x = np.linspace(0, 1, 10)[:, None]
+    with pytest.raises(ValueError, match=r"validation=0.1 holds out 1 of 10 rows; the validation set is too small"):
+        cr.fit(mlp([1, 8, 1], "tanh", seed=0), x, np.sin(3 * x), loss="mse", validation=0.1, stopping="early", seed=0)
+    with pytest.raises(ValueError, match="The validation set is too small"):  # scikit-learn's own rule, as ours
+        MLPRegressor(early_stopping=True, validation_fraction=0.1, random_state=0).fit(x, np.sin(3 * x).ravel())
+    with pytest.raises(ValueError, match="validation data has 1 row; the validation set is too small"):
+        cr.fit(mlp([1, 1], seed=0), x, np.sin(3 * x), validation=(x[:1], x[:1]))
+    assert math.isnan(r2(np.array([[1.0]]), np.array([[2.0]])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns that R^2 of one sample is not well-defined
+        assert math.isnan(r2_score([2.0], [1.0]))
+    h = _quiet(cr.fit, mlp([1, 8, 1], "tanh", seed=0), x, np.sin(3 * x), loss="mse", validation=0.2, max_iter=3)
+    assert len(h.validation_score) == 3  # 2 rows held out: allowed
 
 
 # ---- stopping rules ---------------------------------------------------------------------------

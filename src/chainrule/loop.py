@@ -71,7 +71,7 @@ from .restarts import check_population, draw_starts, train_population
 from .schedules import Schedule, get_schedule
 from .stopping import RULES, NoImprovement, StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, no_grad, tensor_from
-from .validation import score, split
+from .validation import MIN_ROWS, score, split
 
 __all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning", "PrematureStopWarning"]
 
@@ -537,6 +537,11 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
         x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
+        if len(x_val) < MIN_ROWS:
+            raise ValueError(
+                f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
+                "rows are needed (scikit-learn's rule)"
+            )
         if x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:]):
             raise ValueError(
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
