@@ -131,6 +131,34 @@ def test_a_bad_sample_weight_is_refused_in_one_line():
         cr.fit(mlp([2, 1], seed=0), x, y, sample_weight=[1.0, -1.0, 1.0, 1.0])
 
 
+def test_a_mini_batch_whose_weights_are_all_zero_is_skipped_not_a_crash_mid_training():
+    # review finding 4: batch_size=1 and row 0 weighing 0: the weighted mean of that batch is 0 / 0
+    x, y = _data(rows=20)
+    w = np.ones(20)
+    w[0] = 0.0
+    net, alone = mlp([2, 3, 1], "tanh", seed=0), mlp([2, 3, 1], "tanh", seed=0)
+    kw = dict(loss="mse", batch_size=1, shuffle=False, max_iter=3, tol=0)
+    _quiet(cr.fit, net, x, y, sample_weight=w, **kw)
+    _quiet(cr.fit, alone, x[1:], y[1:], **kw)  # the same steps: the batch of weight 0 takes none
+    for a, b in zip(net.parameters(), alone.parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-15)
+
+
+def test_held_out_or_training_rows_of_zero_weight_are_refused_before_training():
+    # review finding 4: with validation=0.2 of 20 rows the 4 held-out rows drawn from seed 2 all weigh 0 here
+    x, y = _data(rows=20)
+    _, held = split(20, 0.2, seed=2)
+    w = np.ones(20)
+    w[held] = 0.0
+    net = mlp([2, 1], seed=0)
+    before = _values(net)
+    with pytest.raises(ValueError, match=r"the sample weights of the 4 held-out rows \(validation=0.2, seed=2\)"):
+        cr.fit(net, x, y, sample_weight=w, validation=0.2, seed=2)
+    with pytest.raises(ValueError, match="the sample weights of the 16 training rows"):
+        cr.fit(net, x, y, sample_weight=1.0 - w, validation=0.2, seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _values(net)))
+
+
 # ---- shuffle ----------------------------------------------------------------------------------
 
 

@@ -233,6 +233,8 @@ def loss_now(run: Settings) -> float:
     total, shares = 0.0, Batches(run._replace(shuffle=False))
     with no_grad():
         for xb, yb, wb, share in shares:
+            if wb is not None and not wb.sum() > 0:  # (skipped by training too)
+                continue
             out = run.model(xb)
             loss = (run.loss_fn(out, yb) if wb is None else run.loss_fn(out, yb, sample_weight=wb)).item()
             if run.alpha:
@@ -293,6 +295,8 @@ class Epochs:
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
         for xb, yb, wb, weight in self.batches:
+            if wb is not None and not wb.sum() > 0:  # rows that all weigh 0: no loss to take a mean of, no step
+                continue
             if run.plain:
                 loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
             else:

@@ -558,6 +558,12 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
         labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
     kept, held = split(len(x), fraction, seed, labels)
     w_val = None if w is None else w[held]
+    for part, rows in (("held-out", held), ("training", kept)):
+        if w is not None and not w[rows].sum() > 0:
+            raise ValueError(
+                f"fit: the sample weights of the {len(rows)} {part} rows (validation={fraction!r}, seed={seed}) are "
+                "all 0; give those rows weight, or another seed or validation fraction"
+            )
     return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
 
 
