@@ -159,6 +159,22 @@ def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys
     assert code == 0 and "validation accuracy:" in out, err
 
 
+def test_the_final_loss_with_a_validation_fraction_is_on_the_rows_trained_on_and_says_so(tmp_path, capsys, curve):
+    # review finding 12: "final loss ... on the 60 training rows", computed on all 60, when 45 were trained on
+    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "3", "--validation-fraction", "0.25",
+                          "--max-iter", "30", "--out", tmp_path / "m.json")  # fmt: skip
+    assert code == 0, err
+    model = modelfile.load(tmp_path / "m.json")
+    rows = np.loadtxt(curve, delimiter=",", skiprows=1)
+    _, held = split(60, 0.25, seed=0)  # the library's split from --seed 0: 15 rows held out
+    kept = np.setdiff1d(np.arange(60), held)
+    predicted = model.predict(rows[kept, :2])
+    want = float(np.mean((rows[kept, 2] - predicted) ** 2))  # the mse by numpy, on the 45 rows trained on
+    assert model.training["rows"] == 45 and model.training["held_out_rows"] == 15
+    assert model.training["final_loss"] == pytest.approx(want, rel=1e-12)
+    assert "on the 45 training rows (15 held out for validation)" in out
+
+
 def test_fit_help_explains_the_training_options(capsys):
     code, out, _ = _run(capsys, "fit", "--help")
     assert code == 0

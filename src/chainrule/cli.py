@@ -412,10 +412,10 @@ def _fit(args):
             args,
             f"training {args.restarts} random starts at once (no progress shown), then the best one again alone ...",
         )
-    history, interrupted = _train(model, x, y, optimizer, args)
+    history, interrupted, held = _train(model, x, y, optimizer, args)
     if history is None:
         return 2
-    model.training = _record(model, data, history, interrupted, args)
+    model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
     with _Deferred() as ctrl_c:  # a Ctrl-C now waits for the file to be written in full
         save(args.out, model)
     _summary(args, model, history)
@@ -609,14 +609,14 @@ def _train(model, x, y, optimizer, args):
                 f"{_divergence_hint(args, len(x))}",
                 file=sys.stderr,
             )
-            return None, False
+            return None, False, None
         progress.finish(history)
     _warn(caught, history)
     if trainer.population_interrupted:  # the model holds the best start where Ctrl-C found it
-        return history, True
+        return history, True, trainer.held_rows
     if progress.interrupted:
         model.network.load_state_dict(history.best_state)
-    return history, progress.interrupted
+    return history, progress.interrupted, trainer.held_rows
 
 
 def _warn(caught, history):
@@ -637,11 +637,20 @@ def _divergence_hint(args, rows):
     return hint + ("" if args.standardize else "; --standardize helps when columns have large values")
 
 
-def _record(model, data, history, interrupted, args):
-    """The model file's training section (final_loss: the saved model's loss on the training data)."""
+def _trained_rows(model, x, y, held):
+    """(the rows trained on, their targets as labels for a classifier, how many were held out)."""
+    kept = np.arange(len(x)) if held is None else np.setdiff1d(np.arange(len(x)), held)
+    targets = y[kept] if model.classes is None else [model.classes[i] for i in y[kept]]
+    return x[kept], targets, 0 if held is None else len(held)
+
+
+def _record(model, data, history, interrupted, args, trained):
+    """The model file's training section (final_loss: the saved model's loss on the rows it trained on)."""
+    x, y, held_out = trained
     return {
         "data": os.path.basename(data.path),
-        "rows": len(data),
+        "rows": len(x),
+        "held_out_rows": held_out,
         "optimizer": args.optimizer,
         "lr": args.lr,
         "tol": history.tol,
@@ -660,7 +669,7 @@ def _record(model, data, history, interrupted, args):
         "n_iter": history.n_iter,
         "stop_reason": history.stop_reason,
         "interrupted": bool(interrupted),
-        "final_loss": model.evaluate(data).loss,
+        "final_loss": model.evaluate(x, y).loss,
     }  # no wall-clock time (it is printed): two runs with the same seed write the same bytes
 
 
@@ -699,7 +708,8 @@ def _summary(args, model, history):
             f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
             f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
         )
-    _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
+    held = f" ({t['held_out_rows']} held out for validation)" if t["held_out_rows"] else ""
+    _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows{held}")
     if history.validation_score:
         kind = "accuracy" if model.classes is not None else "R^2"
         _say(

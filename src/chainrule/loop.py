@@ -209,6 +209,11 @@ class Trainer:
         return self.settings.optimizer
 
     @property
+    def held_rows(self) -> np.ndarray | None:
+        """The indices of the rows of x held out by ``validation=fraction`` (None: none, or a pair given)."""
+        return None if self.held is None else self.held[3]
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the run ended (the History's ``stop_reason``), or None while it goes on."""
         return self.history.stop_reason if self._ended else None
@@ -315,7 +320,7 @@ class Trainer:
         """The validation loss and score at the parameters the epoch ended with."""
         s = self.settings
         assert self.held is not None
-        x_val, y_val, w_val = self.held
+        x_val, y_val, w_val, _ = self.held
         with no_grad():
             out = s.model(x_val)
             loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
@@ -527,7 +532,8 @@ def _sample_weights(sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | N
 
 
 def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, loss_fn: Any, seed: Any) -> tuple:
-    """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val), or None without validation."""
+    """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val, the held rows' indices or None), or None
+    without validation."""
     if validation is None:
         return x, y, w, None
     if isinstance(validation, (tuple, list)):
@@ -547,7 +553,7 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
             )
-        return x, y, w, (tensor_from(x_val), y_val, None)
+        return x, y, w, (tensor_from(x_val), y_val, None, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
     # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
     stratify = getattr(loss_fn, "task", "") == "classification" and (
@@ -564,7 +570,7 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: the sample weights of the {len(rows)} {part} rows (validation={fraction!r}, seed={seed}) are "
                 "all 0; give those rows weight, or another seed or validation fraction"
             )
-    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
+    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
 
 
 def _lbfgs_applies(
