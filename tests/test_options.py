@@ -214,6 +214,26 @@ def test_validation_scores_per_epoch_are_r2_and_accuracy():
     assert h.best_validation_score == max(h.validation_score)
 
 
+def test_validation_forwards_the_held_out_rows_a_training_batch_at_a_time():
+    # review finding 5: 4000 held-out rows through a 512-wide layer at once are 4000 x 512 x 8 B = 16 MB of
+    # activations (twice: before and after tanh); batches of 50 rows make 50 x 512 x 8 B = 0.2 MB at a time
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(size=(200, 5)), rng.normal(size=(4000, 5))
+    net = mlp([5, 512, 1], "tanh", seed=0)
+    tracemalloc.start()
+    try:
+        h = _quiet(cr.fit, net, x, x[:, :1], loss="mse", batch_size=50, max_iter=1, validation=(x_val, x_val[:, :1]),
+                   monitor=False)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6, peak
+    with cr.no_grad():  # and the same score as all rows at once
+        assert h.validation_score[0] == pytest.approx(r2(net(x_val).data, x_val[:, :1]), rel=1e-12)
+
+
 def test_early_stopping_restores_the_parameters_of_the_best_validation_score():
     x, y = _data(rows=30, seed=5)
     x_val, y_val = x[20:] + 0.3, y[20:]  # shifted inputs: the validation score peaks and falls back

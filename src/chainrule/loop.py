@@ -317,12 +317,15 @@ class Trainer:
             s.optimizer.lr = lr
 
     def _validate(self) -> None:
-        """The validation loss and score at the parameters the epoch ended with."""
+        """The validation loss and score at the parameters the epoch ended with; the outputs a batch of rows
+        at a time (no activations of more rows than a training step's), the loss on all of them."""
         s = self.settings
         assert self.held is not None
         x_val, y_val, w_val, _ = self.held
+        size = min(s.batch_size or len(s.x), len(s.x))
         with no_grad():
-            out = s.model(x_val)
+            pieces = [s.model(tensor_from(x_val.data[a : a + size])).data for a in range(0, len(x_val), size)]
+            out = tensor_from(np.concatenate(pieces))
             loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
         self.history.record_validation(loss, score(s.loss_fn, out.data, y_val, w_val), [p.data for p in s.params])
 
