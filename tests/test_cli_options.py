@@ -94,6 +94,9 @@ def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(
         (["--early-stopping", "--stopping", "improvement"], "--early-stopping is a stopping rule of its own"),
         (["--optimizer", "lbfgs", "--batch-size", "5"], "cannot be combined with batch_size=5"),
         (["--optimizer", "lbfgs", "--weight-decay", "0.1"], "--weight-decay does not apply to --optimizer lbfgs"),
+        # review finding 13: these two were silently ignored
+        (["--optimizer", "lbfgs", "--lr", "0.5"], "--lr does not apply to --optimizer lbfgs"),
+        (["--optimizer", "lbfgs", "--stopping", "improvement"], "--stopping improvement does not apply to --optimizer"),
     ],
 )
 def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, curve, args, message):

@@ -521,6 +521,24 @@ def test_lbfgs_lands_on_the_lessons_b3_in_two_iterations_and_refuses_what_does_n
         cr.optim.LBFGS(params=[net.b3]).step()
 
 
+def test_lbfgs_refuses_the_improvement_rule_and_trainer_step_and_its_divergence_names_no_learning_rate():
+    # review finding 13: stopping="improvement" was silently ignored; Trainer.step() ran the whole minimization
+    with pytest.raises(ValueError, match="cannot be combined with stopping='improvement'"):
+        cr.fit(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS(), stopping="improvement")
+    trainer = cr.Trainer(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS())
+    with pytest.raises(TypeError, match=r"runs the whole minimization in one scipy call.*use run\(\)"):
+        trainer.step()
+    assert trainer.run().converged  # run() is the way
+    # a start whose loss overflows at once: the message names no learning rate (L-BFGS has none)
+    net = DosageNetwork.from_lesson()
+    net.w3.data[...] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(cr.DivergenceError, match="L-BFGS takes no learning rate") as caught:
+            cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), monitor=False)
+    assert "smaller learning rate" not in str(caught.value)
+
+
 def test_lbfgs_reaching_max_iter_warns():
     with pytest.warns(cr.ConvergenceWarning, match="L-BFGS-B .* stopped after 3 iterations"):
         h = cr.fit(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS(max_iter=3))

@@ -306,7 +306,7 @@ def _fit_command(sub):
         "(scipy's L-BFGS-B on all rows at once; --lr does not apply, --tol is its gradient tolerance) "
         "(default gd)",
     )
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate, > 0 (default 0.1)")
+    p.add_argument("--lr", type=float, help="learning rate, > 0 (default 0.1; lbfgs takes none)")
     p.add_argument(
         "--tol",
         type=float,
@@ -509,7 +509,15 @@ def _optimizer(args):
     if args.optimizer == "lbfgs":
         if args.weight_decay:
             raise ValueError("--weight-decay does not apply to --optimizer lbfgs; use --alpha for an L2 penalty")
+        if args.lr is not None:
+            raise ValueError("--lr does not apply to --optimizer lbfgs: scipy's line search sets each step's length")
+        if args.stopping != "steps":
+            raise ValueError(
+                f"--stopping {args.stopping} does not apply to --optimizer lbfgs: scipy's own test stops it"
+            )
         return LBFGS()
+    if args.lr is None:  # (the default, set here: lbfgs is told apart from an --lr given)
+        args.lr = 0.1
     decay = args.weight_decay if args.weight_decay or args.optimizer != "adamw" else 0.01
     return OPTIMIZERS[args.optimizer](lr=args.lr, weight_decay=decay)
 
@@ -611,7 +619,7 @@ def _train(model, x, y, optimizer, args):
             )
             return None, False, None
         progress.finish(history)
-    _warn(caught, history)
+    _warn(caught, history, args.optimizer == "lbfgs")
     if trainer.population_interrupted:  # the model holds the best start where Ctrl-C found it
         return history, True, trainer.held_rows
     if progress.interrupted:
@@ -619,11 +627,11 @@ def _train(model, x, y, optimizer, args):
     return history, progress.interrupted, trainer.held_rows
 
 
-def _warn(caught, history):
+def _warn(caught, history, lbfgs=False):
     """Each warning as one line, not Python's two-line dump with the source file."""
     for w in caught:
         text = (
-            f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
+            f"did not converge: {history.stop_reason}; raise --max-iter" + ("" if lbfgs else " or --lr")
             if issubclass(w.category, ConvergenceWarning)
             else str(w.message).splitlines()[0]
         )
@@ -631,6 +639,8 @@ def _warn(caught, history):
 
 
 def _divergence_hint(args, rows):
+    if args.optimizer == "lbfgs":
+        return "lbfgs takes no --lr: try --standardize, a larger --alpha or another --seed"
     hint = f"try a smaller --lr (it was {args.lr:g})"
     if args.loss == "ssr" and rows > 3:  # the SSR and its derivatives grow with the number of rows
         hint += f", e.g. {args.lr / rows:.2g}, or --loss mse, whose size does not grow with the {rows} rows"

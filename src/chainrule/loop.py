@@ -109,8 +109,8 @@ class Trainer:
     and the parameters may be set by hand: training goes on from there. Once a
     stopping rule has ended the run, ``step()`` raises a RuntimeError.
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
-    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` one
-    ``step()`` runs the whole minimization (scipy keeps its own state).
+    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` scipy runs
+    the whole minimization (keeping its own state) in ``run()``; ``step()`` raises a TypeError.
     """
 
     def __init__(
@@ -225,6 +225,11 @@ class Trainer:
         if self._ended:
             raise RuntimeError(
                 f"Trainer.step(): the run has ended ({self.history.stop_reason}); make a new Trainer to train on"
+            )
+        if isinstance(self.optimizer, LBFGS):
+            raise TypeError(
+                "Trainer.step(): optimizer=LBFGS() runs the whole minimization in one scipy call, not one iteration "
+                "a step; use run()"
             )
         with self._session():
             done = None
@@ -399,8 +404,13 @@ class Trainer:
             if h.best_iter
             else "their values before this iteration"
         )
+        hint = (
+            "L-BFGS takes no learning rate: try inputs on a smaller scale, a larger alpha or another start"
+            if isinstance(self.optimizer, LBFGS)
+            else "Try a smaller learning rate"
+        )
         raise DivergenceError(
-            f"fit: {h.stop_reason}; parameters restored to {seen}. Try a smaller learning rate.",
+            f"fit: {h.stop_reason}; parameters restored to {seen}. {hint}.",
             iteration,
             _culprit(named, f)[0],
             h,
@@ -588,7 +598,7 @@ def _lbfgs_applies(
             ("clip", clip is not None),
             ("validation", held is not None),
             ("restarts", restarts is not None),
-            (f"stopping={stopping!r}", stopping == "early"),
+            (f"stopping={stopping!r}", stopping != "steps"),
         )
         if on
     ]
