@@ -122,6 +122,25 @@ def test_evaluate_a_regression_prints_r2_as_scikit_learn_computes_it(tmp_path, c
     assert report["rows"] == 60 and report["loss"] == "mse"
 
 
+def test_evaluate_on_a_row_that_overflows_is_one_line_without_numpys_warning(tmp_path, capsys):
+    # review finding 7: a row of 1e308s leaked "RuntimeWarning: overflow", printed loss inf and RMSE nan
+    from chainrule.nn import mlp
+
+    network = mlp([2, 1], seed=0)  # predicted = a + b, set by hand
+    network[0].weight.data[...] = 1.0
+    network[0].bias.data[...] = 0.0
+    modelfile.save(tmp_path / "m.json", modelfile.Model(network, ["a", "b"], "y", None, None, loss="mse"))
+    (tmp_path / "big.csv").write_text("a,b,y\n1e308,0,1\n")  # the error 1e308 - 1 is finite, its square not
+    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv")
+    assert code == 0 and err == "" and "on 1 row\n" in out and "R^2: not defined for 1 row" in out
+    assert "mean absolute error: 1e+308; root mean squared error: 1e+308" in out  # one row: sqrt(e^2) = |e|
+    code, out, _ = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv", "--json")
+    assert json.loads(out)["r2"] is None and json.loads(out)["rmse"] == 1e308
+    (tmp_path / "inf.csv").write_text("a,b,y\n1e308,1e308,1\n")  # 1e308 + 1e308 is inf: one line, as predict
+    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "inf.csv")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "not a finite number (nan or inf) on 1 of 1" in err
+
+
 def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(tmp_path, capsys, flowers):
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 

@@ -942,14 +942,22 @@ def _evaluate(args):
 
     model = load(args.model)
     data = model.read_csv(args.data, with_target=True)
-    result = model.evaluate(data)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # an output that overflows is reported below, in one line
+        outputs = model.outputs(data)
+        result = model.evaluate(data)
         scores = _classifier_scores(model, data) if model.classes is not None else _regression_scores(model, data)
+    bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(data), -1)), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{data.path}: the model's output is not a finite number (nan or inf) on {int(bad.sum())} of "
+            f"{len(data)} rows, first on data row {int(np.argmax(bad)) + 1}; are the values far outside the "
+            "training data's?"
+        )
     if args.json:
         report = {"loss": result.loss_name, "loss_value": _finite(result.loss), "rows": result.rows, **scores}
         print(json.dumps(report, indent=2))
         return 0
-    print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} rows")
+    print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} row{'s' if result.rows != 1 else ''}")
     for line in _score_lines(model, scores, result.rows):
         print(line)
     return 0
@@ -962,8 +970,16 @@ def _regression_scores(model, data):
     return {
         "r2": _finite(r2(predicted[:, None], observed[:, None])),
         "mae": _finite(np.mean(np.abs(error))),
-        "rmse": _finite(np.sqrt(np.mean(error * error))),
+        "rmse": _finite(_rms(error)),
     }
+
+
+def _rms(error):
+    """sqrt(mean(e^2)) with the squares taken of e / max|e|: errors of 1e200 do not overflow to inf."""
+    top = float(np.max(np.abs(error))) if error.size else 0.0
+    if top == 0 or not np.isfinite(top):
+        return top
+    return top * float(np.sqrt(np.mean(np.square(error / top))))
 
 
 def _classifier_scores(model, data):
@@ -992,7 +1008,7 @@ def _classifier_scores(model, data):
 def _score_lines(model, scores, rows):
     if model.classes is None:
         return [
-            f"R^2: {_number(scores['r2'])}",
+            f"R^2: {_number(scores['r2'])}" if rows > 1 else "R^2: not defined for 1 row",
             f"mean absolute error: {_number(scores['mae'])}; root mean squared error: {_number(scores['rmse'])}",
         ]
     right = round(scores["accuracy"] * rows)
