@@ -72,6 +72,18 @@ def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsy
     assert training["optimizer"] == extra[1] and training["validation_score"] is None
 
 
+def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(tmp_path, capsys, curve):
+    # review finding 3: --optimizer lbfgs stopped at gtol = --tol's 0.001; it gets L-BFGS's 1e-4 (scikit-learn's)
+    for extra, tol in (([], 1e-4), (["--tol", "1e-3"], 1e-3)):
+        code, _, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--optimizer", "lbfgs",
+                            "--out", tmp_path / "m.json", *extra)  # fmt: skip
+        assert code == 0, err
+        training = modelfile.load(tmp_path / "m.json").training
+        assert training["tol"] == tol
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "g.json")
+    assert code == 0 and modelfile.load(tmp_path / "g.json").training["tol"] == 0.001  # the lessons' for gd
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -82,6 +94,9 @@ def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsy
         (["--early-stopping", "--stopping", "improvement"], "--early-stopping is a stopping rule of its own"),
         (["--optimizer", "lbfgs", "--batch-size", "5"], "cannot be combined with batch_size=5"),
         (["--optimizer", "lbfgs", "--weight-decay", "0.1"], "--weight-decay does not apply to --optimizer lbfgs"),
+        # review finding 13: these two were silently ignored
+        (["--optimizer", "lbfgs", "--lr", "0.5"], "--lr does not apply to --optimizer lbfgs"),
+        (["--optimizer", "lbfgs", "--stopping", "improvement"], "--stopping improvement does not apply to --optimizer"),
     ],
 )
 def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, curve, args, message):
@@ -105,6 +120,25 @@ def test_evaluate_a_regression_prints_r2_as_scikit_learn_computes_it(tmp_path, c
     assert report["r2"] == pytest.approx(r2_score(observed, predicted), rel=1e-12)
     assert report["mae"] == pytest.approx(mean_absolute_error(observed, predicted), rel=1e-12)
     assert report["rows"] == 60 and report["loss"] == "mse"
+
+
+def test_evaluate_on_a_row_that_overflows_is_one_line_without_numpys_warning(tmp_path, capsys):
+    # review finding 7: a row of 1e308s leaked "RuntimeWarning: overflow", printed loss inf and RMSE nan
+    from chainrule.nn import mlp
+
+    network = mlp([2, 1], seed=0)  # predicted = a + b, set by hand
+    network[0].weight.data[...] = 1.0
+    network[0].bias.data[...] = 0.0
+    modelfile.save(tmp_path / "m.json", modelfile.Model(network, ["a", "b"], "y", None, None, loss="mse"))
+    (tmp_path / "big.csv").write_text("a,b,y\n1e308,0,1\n")  # the error 1e308 - 1 is finite, its square not
+    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv")
+    assert code == 0 and err == "" and "on 1 row\n" in out and "R^2: not defined for 1 row" in out
+    assert "mean absolute error: 1e+308; root mean squared error: 1e+308" in out  # one row: sqrt(e^2) = |e|
+    code, out, _ = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv", "--json")
+    assert json.loads(out)["r2"] is None and json.loads(out)["rmse"] == 1e308
+    (tmp_path / "inf.csv").write_text("a,b,y\n1e308,1e308,1\n")  # 1e308 + 1e308 is inf: one line, as predict
+    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "inf.csv")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "not a finite number (nan or inf) on 1 of 1" in err
 
 
 def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(tmp_path, capsys, flowers):
@@ -145,6 +179,22 @@ def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys
         "--validation-fraction", "0.2", "--max-iter", "20", "--out", tmp_path / "f.json",
     )  # fmt: skip
     assert code == 0 and "validation accuracy:" in out, err
+
+
+def test_the_final_loss_with_a_validation_fraction_is_on_the_rows_trained_on_and_says_so(tmp_path, capsys, curve):
+    # review finding 12: "final loss ... on the 60 training rows", computed on all 60, when 45 were trained on
+    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "3", "--validation-fraction", "0.25",
+                          "--max-iter", "30", "--out", tmp_path / "m.json")  # fmt: skip
+    assert code == 0, err
+    model = modelfile.load(tmp_path / "m.json")
+    rows = np.loadtxt(curve, delimiter=",", skiprows=1)
+    _, held = split(60, 0.25, seed=0)  # the library's split from --seed 0: 15 rows held out
+    kept = np.setdiff1d(np.arange(60), held)
+    predicted = model.predict(rows[kept, :2])
+    want = float(np.mean((rows[kept, 2] - predicted) ** 2))  # the mse by numpy, on the 45 rows trained on
+    assert model.training["rows"] == 45 and model.training["held_out_rows"] == 15
+    assert model.training["final_loss"] == pytest.approx(want, rel=1e-12)
+    assert "on the 45 training rows (15 held out for validation)" in out
 
 
 def test_fit_help_explains_the_training_options(capsys):

@@ -151,7 +151,7 @@ def test_only_history_writes_a_history(monkeypatch):
 
 
 def test_trainer_checks_its_arguments_as_fit_does():
-    with pytest.raises(ValueError, match=r"fit: tol must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"fit: tol must be None or a finite number >= 0, got -1"):
         cr.Trainer(DosageNetwork.random(seed=0), *dosage(), tol=-1)
     with pytest.raises(TypeError, match=r"fit: callback must be a function of the history, got int"):
         cr.Trainer(DosageNetwork.random(seed=0), *dosage(), callback=3)

@@ -11,10 +11,11 @@ import pytest
 
 import chainrule as cr
 from chainrule.data import dosage
+from chainrule.engines import clip_gradients
 from chainrule.losses import cross_entropy, mse, poisson, squared_error
 from chainrule.nn import DosageNetwork, mlp
 from chainrule.optim import Adam, GradientDescent
-from chainrule.validation import split
+from chainrule.validation import r2, split
 
 DOSES_X, DOSES_Y = dosage()
 
@@ -130,6 +131,34 @@ def test_a_bad_sample_weight_is_refused_in_one_line():
         cr.fit(mlp([2, 1], seed=0), x, y, sample_weight=[1.0, -1.0, 1.0, 1.0])
 
 
+def test_a_mini_batch_whose_weights_are_all_zero_is_skipped_not_a_crash_mid_training():
+    # review finding 4: batch_size=1 and row 0 weighing 0: the weighted mean of that batch is 0 / 0
+    x, y = _data(rows=20)
+    w = np.ones(20)
+    w[0] = 0.0
+    net, alone = mlp([2, 3, 1], "tanh", seed=0), mlp([2, 3, 1], "tanh", seed=0)
+    kw = dict(loss="mse", batch_size=1, shuffle=False, max_iter=3, tol=0)
+    _quiet(cr.fit, net, x, y, sample_weight=w, **kw)
+    _quiet(cr.fit, alone, x[1:], y[1:], **kw)  # the same steps: the batch of weight 0 takes none
+    for a, b in zip(net.parameters(), alone.parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-15)
+
+
+def test_held_out_or_training_rows_of_zero_weight_are_refused_before_training():
+    # review finding 4: with validation=0.2 of 20 rows the 4 held-out rows drawn from seed 2 all weigh 0 here
+    x, y = _data(rows=20)
+    _, held = split(20, 0.2, seed=2)
+    w = np.ones(20)
+    w[held] = 0.0
+    net = mlp([2, 1], seed=0)
+    before = _values(net)
+    with pytest.raises(ValueError, match=r"the sample weights of the 4 held-out rows \(validation=0.2, seed=2\)"):
+        cr.fit(net, x, y, sample_weight=w, validation=0.2, seed=2)
+    with pytest.raises(ValueError, match="the sample weights of the 16 training rows"):
+        cr.fit(net, x, y, sample_weight=1.0 - w, validation=0.2, seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _values(net)))
+
+
 # ---- shuffle ----------------------------------------------------------------------------------
 
 
@@ -185,6 +214,26 @@ def test_validation_scores_per_epoch_are_r2_and_accuracy():
     assert h.best_validation_score == max(h.validation_score)
 
 
+def test_validation_forwards_the_held_out_rows_a_training_batch_at_a_time():
+    # review finding 5: 4000 held-out rows through a 512-wide layer at once are 4000 x 512 x 8 B = 16 MB of
+    # activations (twice: before and after tanh); batches of 50 rows make 50 x 512 x 8 B = 0.2 MB at a time
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(size=(200, 5)), rng.normal(size=(4000, 5))
+    net = mlp([5, 512, 1], "tanh", seed=0)
+    tracemalloc.start()
+    try:
+        h = _quiet(cr.fit, net, x, x[:, :1], loss="mse", batch_size=50, max_iter=1, validation=(x_val, x_val[:, :1]),
+                   monitor=False)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6, peak
+    with cr.no_grad():  # and the same score as all rows at once
+        assert h.validation_score[0] == pytest.approx(r2(net(x_val).data, x_val[:, :1]), rel=1e-12)
+
+
 def test_early_stopping_restores_the_parameters_of_the_best_validation_score():
     x, y = _data(rows=30, seed=5)
     x_val, y_val = x[20:] + 0.3, y[20:]  # shifted inputs: the validation score peaks and falls back
@@ -221,6 +270,26 @@ def test_early_stopping_needs_validation_data():
         cr.fit(mlp([2, 1], seed=0), x, y, stopping="patience")
 
 
+def test_early_stopping_with_one_held_out_row_is_refused_as_scikit_learn_refuses_it():
+    # review finding 1: 10% of 10 rows is 1 row, whose R^2 is not defined; the run kept iteration 1's weights
+    from sklearn.metrics import r2_score
+    from sklearn.neural_network import MLPRegressor
+
+    x = np.linspace(0, 1, 10)[:, None]
+    with pytest.raises(ValueError, match=r"validation=0.1 holds out 1 of 10 rows; the validation set is too small"):
+        cr.fit(mlp([1, 8, 1], "tanh", seed=0), x, np.sin(3 * x), loss="mse", validation=0.1, stopping="early", seed=0)
+    with pytest.raises(ValueError, match="The validation set is too small"):  # scikit-learn's own rule, as ours
+        MLPRegressor(early_stopping=True, validation_fraction=0.1, random_state=0).fit(x, np.sin(3 * x).ravel())
+    with pytest.raises(ValueError, match="validation data has 1 row; the validation set is too small"):
+        cr.fit(mlp([1, 1], seed=0), x, np.sin(3 * x), validation=(x[:1], x[:1]))
+    assert math.isnan(r2(np.array([[1.0]]), np.array([[2.0]])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns that R^2 of one sample is not well-defined
+        assert math.isnan(r2_score([2.0], [1.0]))
+    h = _quiet(cr.fit, mlp([1, 8, 1], "tanh", seed=0), x, np.sin(3 * x), loss="mse", validation=0.2, max_iter=3)
+    assert len(h.validation_score) == 3  # 2 rows held out: allowed
+
+
 # ---- stopping rules ---------------------------------------------------------------------------
 
 
@@ -251,6 +320,20 @@ def test_adam_stopped_at_once_by_the_lessons_rule_warns_and_says_why():
     with warnings.catch_warnings():  # the lessons' own run converges late, with the loss levelled off
         warnings.simplefilter("error", cr.PrematureStopWarning)
         cr.fit(DosageNetwork.from_lesson(b3=0.0), *dosage(), params=["b3"])
+
+
+def test_a_decaying_schedule_stopped_by_the_lessons_rule_warns_that_the_rate_shrank_the_steps():
+    # review finding 2. The lessons' b3 with Step(every=1, gamma=0.1): dSSR/db3 = 6 b3 - 15.66 (three rows).
+    # lr 0.1: step -1.566 (b3 1.566); lr 0.01: 0.01 x -6.26 = -0.0626 (b3 1.629); lr 0.001: -0.00589
+    # (b3 1.634); lr 1e-4: 1e-4 x -5.85 = -0.000585 < tol 0.001: "converged" at iteration 4, b3 far from 2.61.
+    # At the first rate that last step would have been 0.1 x 5.85 = 0.585.
+    net = DosageNetwork.from_lesson(b3=0.0)
+    with pytest.warns(cr.PrematureStopWarning, match=r"the steps shrank because the schedule lowered the rate"):
+        h = cr.fit(net, *dosage(), params=["b3"], schedule=cr.schedules.Step(every=1, gamma=0.1))
+    assert h.n_iter == 4 and net.b3.item() == pytest.approx(1.634, abs=1e-3)
+    with warnings.catch_warnings():  # a schedule that keeps the rate: the lessons' run, no warning
+        warnings.simplefilter("error", cr.PrematureStopWarning)
+        cr.fit(DosageNetwork.from_lesson(b3=0.0), *dosage(), params=["b3"], schedule="constant")
 
 
 def test_best_loss_is_the_lowest_training_loss():
@@ -354,6 +437,34 @@ def test_clipping_scales_the_gradients_to_the_global_norm_given():
                                   np.concatenate([0.1 * g.ravel() for g in small.grads]))  # fmt: skip
 
 
+def test_clipping_huge_finite_gradients_scales_them_instead_of_zeroing_them():
+    # review finding 9: sqrt(sum(g * g)) of two derivatives of 1e300 overflowed to inf and scaled them to 0
+    a, b = cr.nn.Parameter(np.array([1.0, 2.0])), cr.nn.Parameter(3.0)
+    a.grad, b.grad = np.array([1e300, -1e300]), np.array(0.0)
+    norm = clip_gradients([a, b], 1.0)
+    assert norm == pytest.approx(math.sqrt(2) * 1e300, rel=1e-12)  # sqrt(2 x 1e600), by hand
+    np.testing.assert_allclose(a.grad, [1 / math.sqrt(2), -1 / math.sqrt(2)], rtol=1e-12)
+    # the reviewer's run: alpha=1e308 makes each weight's derivative huge; it no longer "converges" at once
+    x, y = _data(rows=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = cr.fit(mlp([2, 2, 1], seed=0), x, y, loss="mse", alpha=1e308, clip=1.0, max_iter=5)
+    assert not h.converged and h.n_iter == 5
+
+
+def test_clipping_an_infinite_norm_is_a_divergence():
+    # two finite derivatives of 1.5e308: their norm, 2.1e308, is beyond float range (review finding 9)
+    net = cr.nn.Linear(1, 2)
+    net.weight.data[...] = 1e-3
+
+    def steep(out, y):
+        return (out * 1.5e308).sum()  # d/dweight = 1.5e308 x the input 1, in each of the two weights
+
+    with pytest.raises(cr.DivergenceError, match="global norm is inf"):
+        cr.fit(net, np.ones((1, 1)), np.zeros((1, 2)), loss=steep, params=["weight"], clip=1.0, monitor=False)
+    np.testing.assert_array_equal(net.weight.data, 1e-3)  # put back
+
+
 # ---- L-BFGS -----------------------------------------------------------------------------------
 
 
@@ -382,6 +493,22 @@ def test_lbfgs_is_scipy_called_directly_on_the_same_function():
     assert h.final_loss == pytest.approx(_lessons_ssr(last), rel=1e-12)
 
 
+def test_lbfgs_without_a_tol_uses_scikit_learns_gradient_tolerance_not_the_lessons_step_threshold():
+    # review finding 3: fit's 0.001 (a step-size threshold) was handed to scipy as gtol; scikit-learn hands it 1e-4
+    from scipy.optimize import minimize
+
+    start = np.array([p.item() for p in DosageNetwork.random(seed=0).parameters()])
+    for tol, gtol in ((None, 1e-4), (1e-6, 1e-6)):
+        net = DosageNetwork.random(seed=0)
+        h = cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), tol=tol)
+        want = minimize(
+            autograd.value_and_grad(_lessons_ssr), start, jac=True, method="L-BFGS-B",
+            options={"gtol": gtol, "maxiter": 1000, "maxfun": 15000, "maxcor": 10},
+        )  # fmt: skip
+        assert h.n_iter == want.nit and h.tol == gtol
+        np.testing.assert_allclose([p.item() for p in net.parameters()], want.x, atol=1e-8)
+
+
 def test_lbfgs_lands_on_the_lessons_b3_in_two_iterations_and_refuses_what_does_not_apply():
     net = DosageNetwork.from_lesson(b3=0.0)
     h = cr.fit(net, *dosage(), params=["b3"], optimizer=cr.optim.LBFGS(tol=1e-8))
@@ -392,6 +519,24 @@ def test_lbfgs_lands_on_the_lessons_b3_in_two_iterations_and_refuses_what_does_n
         cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), batch_size=2, schedule="invscaling")
     with pytest.raises(TypeError, match="scipy runs the whole minimization"):
         cr.optim.LBFGS(params=[net.b3]).step()
+
+
+def test_lbfgs_refuses_the_improvement_rule_and_trainer_step_and_its_divergence_names_no_learning_rate():
+    # review finding 13: stopping="improvement" was silently ignored; Trainer.step() ran the whole minimization
+    with pytest.raises(ValueError, match="cannot be combined with stopping='improvement'"):
+        cr.fit(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS(), stopping="improvement")
+    trainer = cr.Trainer(DosageNetwork.random(seed=0), *dosage(), optimizer=cr.optim.LBFGS())
+    with pytest.raises(TypeError, match=r"runs the whole minimization in one scipy call.*use run\(\)"):
+        trainer.step()
+    assert trainer.run().converged  # run() is the way
+    # a start whose loss overflows at once: the message names no learning rate (L-BFGS has none)
+    net = DosageNetwork.from_lesson()
+    net.w3.data[...] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(cr.DivergenceError, match="L-BFGS takes no learning rate") as caught:
+            cr.fit(net, *dosage(), optimizer=cr.optim.LBFGS(), monitor=False)
+    assert "smaller learning rate" not in str(caught.value)
 
 
 def test_lbfgs_reaching_max_iter_warns():

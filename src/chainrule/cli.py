@@ -308,13 +308,13 @@ def _fit_command(sub):
         "(scipy's L-BFGS-B on all rows at once; --lr does not apply, --tol is its gradient tolerance) "
         "(default gd)",
     )
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate, > 0 (default 0.1)")
+    p.add_argument("--lr", type=float, help="learning rate, > 0 (default 0.1; lbfgs takes none)")
     p.add_argument(
         "--tol",
         type=float,
-        default=0.001,
         help="stop when every step size of an iteration is below this (default 0.001); with "
-        "--stopping improvement or --early-stopping: the least improvement that counts",
+        "--stopping improvement or --early-stopping: the least improvement that counts; with --optimizer "
+        "lbfgs: the gradient tolerance (default 1e-4, scikit-learn's)",
     )
     p.add_argument(
         "--alpha", type=float, default=0.0, help="L2 penalty on the weights, scikit-learn's alpha (default 0)"
@@ -414,10 +414,10 @@ def _fit(args):
             args,
             f"training {args.restarts} random starts at once (no progress shown), then the best one again alone ...",
         )
-    history, interrupted = _train(model, x, y, optimizer, args)
+    history, interrupted, held = _train(model, x, y, optimizer, args)
     if history is None:
         return 2
-    model.training = _record(model, data, history, interrupted, args)
+    model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
     with _Deferred() as ctrl_c:  # a Ctrl-C now waits for the file to be written in full
         save(args.out, model)
     _summary(args, model, history)
@@ -511,7 +511,15 @@ def _optimizer(args):
     if args.optimizer == "lbfgs":
         if args.weight_decay:
             raise ValueError("--weight-decay does not apply to --optimizer lbfgs; use --alpha for an L2 penalty")
+        if args.lr is not None:
+            raise ValueError("--lr does not apply to --optimizer lbfgs: scipy's line search sets each step's length")
+        if args.stopping != "steps":
+            raise ValueError(
+                f"--stopping {args.stopping} does not apply to --optimizer lbfgs: scipy's own test stops it"
+            )
         return LBFGS()
+    if args.lr is None:  # (the default, set here: lbfgs is told apart from an --lr given)
+        args.lr = 0.1
     decay = args.weight_decay if args.weight_decay or args.optimizer != "adamw" else 0.01
     return OPTIMIZERS[args.optimizer](lr=args.lr, weight_decay=decay)
 
@@ -611,21 +619,21 @@ def _train(model, x, y, optimizer, args):
                 f"{_divergence_hint(args, len(x))}",
                 file=sys.stderr,
             )
-            return None, False
+            return None, False, None
         progress.finish(history)
-    _warn(caught, history)
+    _warn(caught, history, args.optimizer == "lbfgs")
     if trainer.population_interrupted:  # the model holds the best start where Ctrl-C found it
-        return history, True
+        return history, True, trainer.held_rows
     if progress.interrupted:
         model.network.load_state_dict(history.best_state)
-    return history, progress.interrupted
+    return history, progress.interrupted, trainer.held_rows
 
 
-def _warn(caught, history):
+def _warn(caught, history, lbfgs=False):
     """Each warning as one line, not Python's two-line dump with the source file."""
     for w in caught:
         text = (
-            f"did not converge: {history.stop_reason}; raise --max-iter or --lr"
+            f"did not converge: {history.stop_reason}; raise --max-iter" + ("" if lbfgs else " or --lr")
             if issubclass(w.category, ConvergenceWarning)
             else str(w.message).splitlines()[0]
         )
@@ -633,20 +641,31 @@ def _warn(caught, history):
 
 
 def _divergence_hint(args, rows):
+    if args.optimizer == "lbfgs":
+        return "lbfgs takes no --lr: try --standardize, a larger --alpha or another --seed"
     hint = f"try a smaller --lr (it was {args.lr:g})"
     if args.loss == "ssr" and rows > 3:  # the SSR and its derivatives grow with the number of rows
         hint += f", e.g. {args.lr / rows:.2g}, or --loss mse, whose size does not grow with the {rows} rows"
     return hint + ("" if args.standardize else "; --standardize helps when columns have large values")
 
 
-def _record(model, data, history, interrupted, args):
-    """The model file's training section (final_loss: the saved model's loss on the training data)."""
+def _trained_rows(model, x, y, held):
+    """(the rows trained on, their targets as labels for a classifier, how many were held out)."""
+    kept = np.arange(len(x)) if held is None else np.setdiff1d(np.arange(len(x)), held)
+    targets = y[kept] if model.classes is None else [model.classes[i] for i in y[kept]]
+    return x[kept], targets, 0 if held is None else len(held)
+
+
+def _record(model, data, history, interrupted, args, trained):
+    """The model file's training section (final_loss: the saved model's loss on the rows it trained on)."""
+    x, y, held_out = trained
     return {
         "data": os.path.basename(data.path),
-        "rows": len(data),
+        "rows": len(x),
+        "held_out_rows": held_out,
         "optimizer": args.optimizer,
         "lr": args.lr,
-        "tol": args.tol,
+        "tol": history.tol,
         "max_iter": args.max_iter,
         "batch_size": args.batch_size,
         "seed": args.seed,
@@ -662,7 +681,7 @@ def _record(model, data, history, interrupted, args):
         "n_iter": history.n_iter,
         "stop_reason": history.stop_reason,
         "interrupted": bool(interrupted),
-        "final_loss": model.evaluate(data).loss,
+        "final_loss": model.evaluate(x, y).loss,
     }  # no wall-clock time (it is printed): two runs with the same seed write the same bytes
 
 
@@ -701,7 +720,8 @@ def _summary(args, model, history):
             f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
             f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
         )
-    _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows")
+    held = f" ({t['held_out_rows']} held out for validation)" if t["held_out_rows"] else ""
+    _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows{held}")
     if history.validation_score:
         kind = "accuracy" if model.classes is not None else "R^2"
         _say(
@@ -924,14 +944,22 @@ def _evaluate(args):
 
     model = load(args.model)
     data = model.read_csv(args.data, with_target=True)
-    result = model.evaluate(data)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # an output that overflows is reported below, in one line
+        outputs = model.outputs(data)
+        result = model.evaluate(data)
         scores = _classifier_scores(model, data) if model.classes is not None else _regression_scores(model, data)
+    bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(data), -1)), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{data.path}: the model's output is not a finite number (nan or inf) on {int(bad.sum())} of "
+            f"{len(data)} rows, first on data row {int(np.argmax(bad)) + 1}; are the values far outside the "
+            "training data's?"
+        )
     if args.json:
         report = {"loss": result.loss_name, "loss_value": _finite(result.loss), "rows": result.rows, **scores}
         print(json.dumps(report, indent=2))
         return 0
-    print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} rows")
+    print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} row{'s' if result.rows != 1 else ''}")
     for line in _score_lines(model, scores, result.rows):
         print(line)
     return 0
@@ -944,8 +972,16 @@ def _regression_scores(model, data):
     return {
         "r2": _finite(r2(predicted[:, None], observed[:, None])),
         "mae": _finite(np.mean(np.abs(error))),
-        "rmse": _finite(np.sqrt(np.mean(error * error))),
+        "rmse": _finite(_rms(error)),
     }
+
+
+def _rms(error):
+    """sqrt(mean(e^2)) with the squares taken of e / max|e|: errors of 1e200 do not overflow to inf."""
+    top = float(np.max(np.abs(error))) if error.size else 0.0
+    if top == 0 or not np.isfinite(top):
+        return top
+    return top * float(np.sqrt(np.mean(np.square(error / top))))
 
 
 def _classifier_scores(model, data):
@@ -974,7 +1010,7 @@ def _classifier_scores(model, data):
 def _score_lines(model, scores, rows):
     if model.classes is None:
         return [
-            f"R^2: {_number(scores['r2'])}",
+            f"R^2: {_number(scores['r2'])}" if rows > 1 else "R^2: not defined for 1 row",
             f"mean absolute error: {_number(scores['mae'])}; root mean squared error: {_number(scores['rmse'])}",
         ]
     right = round(scores["accuracy"] * rows)

@@ -117,6 +117,7 @@ class Failure(NamedTuple):
     grads: list
     steps: list
     before: list
+    why: str | None = None  # what happened, when the loss, derivatives and steps do not say it
 
 
 class Outcome(NamedTuple):
@@ -232,6 +233,8 @@ def loss_now(run: Settings) -> float:
     total, shares = 0.0, Batches(run._replace(shuffle=False))
     with no_grad():
         for xb, yb, wb, share in shares:
+            if wb is not None and not wb.sum() > 0:  # (skipped by training too)
+                continue
             out = run.model(xb)
             loss = (run.loss_fn(out, yb) if wb is None else run.loss_fn(out, yb, sample_weight=wb)).item()
             if run.alpha:
@@ -242,9 +245,18 @@ def loss_now(run: Settings) -> float:
 
 def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
     """Scale every ``.grad`` by limit / norm when their global Euclidean norm is above ``limit``; return
-    the norm before clipping (PyTorch's ``clip_grad_norm_``)."""
-    norm = math.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params if p.grad is not None))
-    if norm > limit:
+    the norm before clipping (PyTorch's ``clip_grad_norm_``). A norm that is not finite (a derivative
+    inf or NaN, or a norm beyond float range) leaves the gradients as they are: the caller diverges.
+
+    NOTE: the squares are summed after dividing by the largest |element|, so finite derivatives of
+    1e300 give a finite norm (sqrt(sum(g * g)) would overflow to inf and clip them to 0).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    top = max((float(np.max(np.abs(g))) for g in grads if np.size(g)), default=0.0)
+    if top == 0 or not math.isfinite(top):
+        return top
+    norm = top * math.sqrt(sum(float(np.sum(np.square(g / top))) for g in grads))
+    if norm > limit and math.isfinite(norm):
         scale = limit / norm
         for p in params:
             if p.grad is not None:
@@ -283,10 +295,15 @@ class Epochs:
         olds = [p.data.copy() for p in params]
         value, largest = 0.0, 0.0
         for xb, yb, wb, weight in self.batches:
+            if wb is not None and not wb.sum() > 0:  # rows that all weigh 0: no loss to take a mean of, no step
+                continue
             if run.plain:
                 loss, grads = self.step(run.model, xb, yb, run.loss_fn, params)
             else:
-                loss, grads = self._step(xb, yb, wb)
+                loss, grads, norm = self._step(xb, yb, wb)
+                if not math.isfinite(norm):  # clipping cannot scale a norm that is not a number
+                    why = f"the gradients' global norm is {norm} (clip={run.clip:g} cannot scale it)"
+                    return Outcome(failure=Failure(loss, grads, [None] * len(grads), olds, why))
             optimizer.step()
             top = optimizer.largest_step() if self.watch else 0.0
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
@@ -303,13 +320,12 @@ class Epochs:
         ]
         return Outcome(Iteration(value, largest, olds, grads, steps))
 
-    def _step(self, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None) -> tuple[float, list]:
+    def _step(self, xb: Tensor, yb: np.ndarray, wb: np.ndarray | None) -> tuple[float, list, float]:
         """A step with the options of the run: weighted loss, L2 penalty, then clipping (the History keeps
-        the derivatives before clipping; the optimizer reads the clipped ones)."""
+        the derivatives before clipping; the optimizer reads the clipped ones); and the gradients' norm."""
         loss, grads = loss_and_grads(self.run, xb, yb, wb, self.step)
-        if self.run.clip is not None:
-            clip_gradients(self.params, self.run.clip)
-        return loss, grads
+        norm = clip_gradients(self.params, self.run.clip) if self.run.clip is not None else 0.0
+        return loss, grads, norm
 
     def finish(self) -> None:
         """Nothing to settle: every step went through the optimizer itself."""

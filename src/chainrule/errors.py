@@ -43,7 +43,8 @@ class FirstIterationWarning(UserWarning):
 class PrematureStopWarning(UserWarning):
     """The lessons' rule stopped fit while the loss was still falling fast: every step was below ``tol``
     but the last one still lowered the loss a good deal (Adam's steps stay near its learning rate, so a
-    ``tol`` at or above it stops Adam at once). ``stopping="improvement"`` watches the loss instead."""
+    ``tol`` at or above it stops Adam at once), or a schedule's lowered learning rate made the steps small.
+    ``stopping="improvement"`` watches the loss instead."""
 
 
 class CompileWarning(UserWarning):

@@ -71,14 +71,14 @@ from .restarts import check_population, draw_starts, train_population
 from .schedules import Schedule, get_schedule
 from .stopping import RULES, NoImprovement, StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, no_grad, tensor_from
-from .validation import score, split
+from .validation import MIN_ROWS, score, split
 
 __all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning", "PrematureStopWarning"]
 
 
 # What fit's (and the Trainer's) arguments must be: one table, worded by checks.check.
 ARGUMENTS = {
-    "tol": Number(low=0),
+    "tol": AnyOf((OneOf((None,)), Number(low=0))),  # None: 0.001 (the lessons'), or L-BFGS's own default
     "max_iter": Integer(low=1),
     "batch_size": Integer(low=1, optional=True),
     "seed": Integer(low=0, optional=True),
@@ -89,6 +89,7 @@ ARGUMENTS = {
     "n_iter_no_change": Integer(low=1),
     "validation": Number(low=0, high=1, low_open=True),  # a fraction; or (x_val, y_val)
 }
+DEFAULT_TOL = 0.001  # the lessons' threshold for the step sizes
 # The last step of a run the lessons' rule stopped "still falls" when it lowered the loss by more than
 # this share of the whole run's drop, and by more than RELATIVE_DROP of the loss itself.
 STILL_FALLING, RELATIVE_DROP = 0.05, 1e-6
@@ -108,8 +109,8 @@ class Trainer:
     and the parameters may be set by hand: training goes on from there. Once a
     stopping rule has ended the run, ``step()`` raises a RuntimeError.
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
-    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` one
-    ``step()`` runs the whole minimization (scipy keeps its own state).
+    gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` scipy runs
+    the whole minimization (keeping its own state) in ``run()``; ``step()`` raises a TypeError.
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class Trainer:
         loss: str | Callable[..., Tensor] = "ssr",
         optimizer: Optimizer | None = None,
         params: Any = None,
-        tol: float = 0.001,
+        tol: float | None = None,
         max_iter: int = 1000,
         batch_size: int | None = None,
         seed: int | None = None,
@@ -179,6 +180,7 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"fit: callback must be a function of the history, got {type(callback).__name__}")
         self.callback = callback
+        tol = _default_tol(optimizer) if tol is None else tol
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
@@ -207,6 +209,11 @@ class Trainer:
         return self.settings.optimizer
 
     @property
+    def held_rows(self) -> np.ndarray | None:
+        """The indices of the rows of x held out by ``validation=fraction`` (None: none, or a pair given)."""
+        return None if self.held is None else self.held[3]
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the run ended (the History's ``stop_reason``), or None while it goes on."""
         return self.history.stop_reason if self._ended else None
@@ -218,6 +225,11 @@ class Trainer:
         if self._ended:
             raise RuntimeError(
                 f"Trainer.step(): the run has ended ({self.history.stop_reason}); make a new Trainer to train on"
+            )
+        if isinstance(self.optimizer, LBFGS):
+            raise TypeError(
+                "Trainer.step(): optimizer=LBFGS() runs the whole minimization in one scipy call, not one iteration "
+                "a step; use run()"
             )
         with self._session():
             done = None
@@ -274,7 +286,7 @@ class Trainer:
         plateau = self.per_epoch and isinstance(done, Iteration) and self._plateau(done.loss)
         if rule.by_steps and rule.converged(done.largest):
             self._end(rule.converged_reason(it), converged=True)
-            self._warn_if_early(done)
+            self._warn_if_early(done, lr)
         elif stop:
             self._end(rule.callback_reason(it))
         elif plateau:
@@ -310,12 +322,15 @@ class Trainer:
             s.optimizer.lr = lr
 
     def _validate(self) -> None:
-        """The validation loss and score at the parameters the epoch ended with."""
+        """The validation loss and score at the parameters the epoch ended with; the outputs a batch of rows
+        at a time (no activations of more rows than a training step's), the loss on all of them."""
         s = self.settings
         assert self.held is not None
-        x_val, y_val, w_val = self.held
+        x_val, y_val, w_val, _ = self.held
+        size = min(s.batch_size or len(s.x), len(s.x))
         with no_grad():
-            out = s.model(x_val)
+            pieces = [s.model(tensor_from(x_val.data[a : a + size])).data for a in range(0, len(x_val), size)]
+            out = tensor_from(np.concatenate(pieces))
             loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
         self.history.record_validation(loss, score(s.loss_fn, out.data, y_val, w_val), [p.data for p in s.params])
 
@@ -334,10 +349,22 @@ class Trainer:
             return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
         return rule.plateau_reason(h.n_iter) if not rule.by_steps else None
 
-    def _warn_if_early(self, done: Iteration | Block) -> None:
-        """The lessons' rule stopped the run: warn if the loss was still falling fast (or at iteration 1)."""
+    def _warn_if_early(self, done: Iteration | Block, lr: float) -> None:
+        """The lessons' rule stopped the run: warn if the loss was still falling fast, if only a schedule's
+        lower rate made the steps small enough (or at iteration 1)."""
         h, s = self.history, self.settings
         it, tol = h.n_iter, s.rule.tol
+        if self.schedule is not None and lr < self._lr0 and done.largest * (self._lr0 / lr) >= tol:
+            # each step is the rate times what the optimizer makes of the gradients: at the first rate it was not small
+            warnings.warn(
+                f"fit: stopped by the lessons' rule (every step below tol={tol:g}) at iteration {it}, but the steps "
+                f"shrank because the schedule lowered the rate (to {lr:.3g} from {self._lr0:g}): at the first rate "
+                f"the largest step would have been {done.largest * self._lr0 / lr:.3g}. Use stopping='improvement' "
+                "(scikit-learn's rule: the loss must stop improving by tol) with a schedule, or tol=0.",
+                PrematureStopWarning,
+                stacklevel=outside_stacklevel(),
+            )
+            return
         now = loss_now(s)
         last, total = h.loss[-1] - now, h.loss[0] - now
         if last > STILL_FALLING * total and last > RELATIVE_DROP * max(abs(now), 1e-300):
@@ -377,8 +404,13 @@ class Trainer:
             if h.best_iter
             else "their values before this iteration"
         )
+        hint = (
+            "L-BFGS takes no learning rate: try inputs on a smaller scale, a larger alpha or another start"
+            if isinstance(self.optimizer, LBFGS)
+            else "Try a smaller learning rate"
+        )
         raise DivergenceError(
-            f"fit: {h.stop_reason}; parameters restored to {seen}. Try a smaller learning rate.",
+            f"fit: {h.stop_reason}; parameters restored to {seen}. {hint}.",
             iteration,
             _culprit(named, f)[0],
             h,
@@ -488,6 +520,9 @@ def _culprit(named: Sequence[tuple[str, Parameter]], f: Failure) -> tuple[str, s
     if bad_grad:
         kind = "nan" if any(np.isnan(g).any() for g in f.grads) else "inf"
         return bad_grad, f"the derivative of '{bad_grad}' became {kind}"
+    if f.why is not None:
+        sizes = [float(np.max(np.abs(g))) if np.size(g) else 0.0 for g in f.grads]
+        return names[int(np.argmax(sizes))], f.why
     if bad_step:
         return bad_step, f"the step size of '{bad_step}' overflowed (learning rate x derivative)"
     sizes = [float(np.max(np.abs(g))) for g in f.grads]  # the loss overflowed first
@@ -510,7 +545,8 @@ def _sample_weights(sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | N
 
 
 def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, loss_fn: Any, seed: Any) -> tuple:
-    """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val), or None without validation."""
+    """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val, the held rows' indices or None), or None
+    without validation."""
     if validation is None:
         return x, y, w, None
     if isinstance(validation, (tuple, list)):
@@ -520,12 +556,17 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
         x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
+        if len(x_val) < MIN_ROWS:
+            raise ValueError(
+                f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
+                "rows are needed (scikit-learn's rule)"
+            )
         if x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:]):
             raise ValueError(
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
             )
-        return x, y, w, (tensor_from(x_val), y_val, None)
+        return x, y, w, (tensor_from(x_val), y_val, None, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
     # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
     stratify = getattr(loss_fn, "task", "") == "classification" and (
@@ -536,7 +577,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
         labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
     kept, held = split(len(x), fraction, seed, labels)
     w_val = None if w is None else w[held]
-    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val)
+    for part, rows in (("held-out", held), ("training", kept)):
+        if w is not None and not w[rows].sum() > 0:
+            raise ValueError(
+                f"fit: the sample weights of the {len(rows)} {part} rows (validation={fraction!r}, seed={seed}) are "
+                "all 0; give those rows weight, or another seed or validation fraction"
+            )
+    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
 
 
 def _lbfgs_applies(
@@ -551,7 +598,7 @@ def _lbfgs_applies(
             ("clip", clip is not None),
             ("validation", held is not None),
             ("restarts", restarts is not None),
-            (f"stopping={stopping!r}", stopping == "early"),
+            (f"stopping={stopping!r}", stopping != "steps"),
         )
         if on
     ]
@@ -582,6 +629,14 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             f"fit: restarts trains its starts with the lessons' rule and plain steps; it cannot be combined "
             f"with {', '.join(given)} (train one start at a time instead)"
         )
+
+
+def _default_tol(optimizer: Optimizer) -> float:
+    """fit's tol when none is given: the lessons' 0.001; for L-BFGS its own tol (scipy's gtol, which the
+    History then shows), else scikit-learn's 1e-4."""
+    if isinstance(optimizer, LBFGS):
+        return LBFGS.DEFAULT_TOL if optimizer.tol is None else optimizer.tol
+    return DEFAULT_TOL
 
 
 def _monitor(monitor: bool | GradientMonitor | None) -> GradientMonitor | None:

@@ -53,7 +53,7 @@ def fit(
     loss: str | Callable[..., Tensor] = "ssr",
     optimizer: Optimizer | None = None,
     params: Any = None,
-    tol: float = 0.001,
+    tol: float | None = None,
     max_iter: int = 1000,
     batch_size: int | None = None,
     seed: int | None = None,
@@ -77,7 +77,8 @@ def fit(
       trained parameters with fresh state.
     - ``params``: names or Parameters to train; the others are held fixed, bit for bit.
     - Stops when every step size of an iteration is below ``tol`` in absolute
-      value, or after ``max_iter`` iterations (a ConvergenceWarning; with
+      value (None: 0.001, the lessons'; with ``LBFGS`` 1e-4, its gradient
+      tolerance), or after ``max_iter`` iterations (a ConvergenceWarning; with
       ``tol=0`` that is the plan, so filter the warning).
     - ``batch_size``: mini-batches shuffled each epoch from ``seed``; then an
       iteration is an epoch, and the stopping rule looks at every step of it.

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["split", "score", "r2", "accuracy"]
+__all__ = ["split", "score", "r2", "accuracy", "MIN_ROWS"]
+
+# The fewest held-out rows a run is judged by: R^2 needs 2 (scikit-learn refuses fewer for every MLP).
+MIN_ROWS = 2
 
 
 def split(rows: int, fraction: float, seed: int | None, labels: np.ndarray | None = None) -> tuple:
@@ -35,11 +38,13 @@ def split(rows: int, fraction: float, seed: int | None, labels: np.ndarray | Non
     ``labels`` are given (each class's share rounded to whole rows, the largest remainders first)."""
     rng = np.random.default_rng(seed)
     n_held = math.ceil(fraction * rows - 1e-9)  # (0.3 x 10 is 3.0000000000000004: 3 rows, as scikit-learn)
-    if n_held < 1 or n_held >= rows:
+    if n_held < MIN_ROWS:
         raise ValueError(
-            f"fit: validation={fraction!r} holds out {n_held} of {rows} rows; at least one row must be held "
-            "out and at least one left to train on"
+            f"fit: validation={fraction!r} holds out {n_held} of {rows} rows; the validation set is too small: "
+            f"at least {MIN_ROWS} rows must be held out (scikit-learn's rule)"
         )
+    if n_held >= rows:
+        raise ValueError(f"fit: validation={fraction!r} holds out {n_held} of {rows} rows; none is left to train on")
     if labels is None:
         order = rng.permutation(rows)
         return np.sort(order[n_held:]), np.sort(order[:n_held])
@@ -59,7 +64,10 @@ def _mean(values: np.ndarray, weights: np.ndarray | None) -> float:
 
 
 def r2(predicted: np.ndarray, observed: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """1 - SS_res / SS_tot per output, averaged over the outputs (a constant output: 1 if fitted, else 0)."""
+    """1 - SS_res / SS_tot per output, averaged over the outputs (a constant output: 1 if fitted, else 0);
+    NaN for fewer than 2 rows, where it is not defined (scikit-learn's ``r2_score``)."""
+    if len(observed) < 2:
+        return math.nan
     predicted, observed = predicted.reshape(len(predicted), -1), observed.reshape(len(observed), -1)
     w = np.ones(len(observed)) if weights is None else weights
     centre = np.average(observed, axis=0, weights=w)
