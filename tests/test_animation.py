@@ -306,3 +306,11 @@ def test_blitted_frames_equal_a_full_drawing_of_the_same_frame(b3_run):
             full = np.array(canvas.buffer_rgba())[..., :3]
             assert full.shape == image.shape
             assert (np.abs(full.astype(int) - image).max(axis=2) > 0).mean() < 1e-3
+
+
+def test_dpi_and_frame_size_have_upper_limits_checked_before_rendering():
+    with pytest.raises(ValueError, match=r"^Animation: dpi must be an integer in \[10, 300\], got 500$"):
+        Animation(_numbered, 2, dpi=500)
+    huge = Animation(lambda k: Figure(figsize=(200, 200)), 2, dpi=300)  # 60,000 x 60,000 pixels a frame
+    with pytest.raises(ValueError, match=r"^Animation: a frame would be 60000 x 60000 pixels at dpi 300"):
+        next(huge.images())

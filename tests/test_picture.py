@@ -292,3 +292,25 @@ def test_bad_levels_and_graphs_say_what_was_wrong():
         plot.graph("SSR")
     with pytest.raises(ValueError, match="one-element output"):
         cr.graph(cr.tensor([1.0, 2.0], requires_grad=True) * 2, grads=True)
+
+
+def chain_graph(n):
+    """The reviewer's graph of 2n ops: t = a; t = t + a * i, for i < n (a picture ~200 n points wide)."""
+    a = cr.tensor(1.0, requires_grad=True, name="a")
+    t = a
+    for i in range(n):
+        t = t + a * float(i)
+    return cr.graph(t, grads=True)
+
+
+def test_a_picture_beyond_the_size_limit_is_refused_in_one_line_before_any_canvas():
+    g = chain_graph(100)  # 201 boxes: about 19,800 x 8,900 points, 1.6 GB as a 110-dpi PNG
+    for draw in (g.svg, lambda: plot.graph(g), lambda: plot.save_graph(g, "never.png")):
+        with pytest.raises(ValueError, match=r"^picture: the graph's picture would be \d+ x \d+ points \(201 boxes\)"):
+            draw()
+    s = picture.scene(chain_graph(5), "ops")  # a small one is drawn as before
+    assert s.width <= picture.MAX_SIDE and s.width * s.height <= picture.MAX_AREA
+    assert len(g.to_json()["nodes"]) == 201  # data has no canvas: not limited
+    with pytest.raises(ValueError, match="^picture: the graph's picture would be") as caught:
+        cr.animation.backward(g)
+    assert "\n" not in str(caught.value)

@@ -54,7 +54,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import plot
+from . import picture, plot
 from .checks import Integer, Number, check
 from .history import History
 from .modelfile import atomic_open
@@ -63,7 +63,9 @@ from .nn import Module
 __all__ = [
     "Animation",
     "FORMATS",
+    "MAX_DPI",
     "MAX_FRAMES",
+    "MAX_PIXELS",
     "backward",
     "frame_iterations",
     "landscape",
@@ -74,7 +76,9 @@ __all__ = [
 
 FORMATS = (".gif", ".mp4", ".html")
 MAX_FRAMES = 2000  # more frames than this is a mistake (a movie of hours), refused before drawing any
-_FRAMES, _DPI, _FPS = Integer(low=1), Integer(low=10), Number(low=0.1, high=60, high_open=False)
+MAX_DPI = 300  # frames are for screens: 300 dpi is print quality
+MAX_PIXELS = 25_000_000  # pixels a frame: 100 MB of RGBA, refused before the canvas is made
+_FRAMES, _DPI, _FPS = Integer(low=1), Integer(low=10, high=MAX_DPI), Number(low=0.1, high=60, high_open=False)
 _PLAYERS = itertools.count(1)  # numbers the HTML players made in this process
 _HOLD = 1.5  # seconds the last frame stays on screen before a GIF loops
 
@@ -83,7 +87,9 @@ class Animation:
     """``n`` frames drawn by ``draw(k)`` (k = 0 .. n - 1), each a matplotlib Figure, drawn when needed.
 
     ``draw`` may also be a sequence of Figures (then ``n`` is its length).
-    ``fps`` frames per second, ``dpi`` the resolution the frames are rendered at.
+    ``fps`` frames per second, ``dpi`` the resolution the frames are rendered at
+    (at most ``MAX_DPI``; a frame of more than ``MAX_PIXELS`` pixels is refused before
+    it is rendered).
     ``draw`` may return a new Figure each time or the same one changed; later
     frames keep frame 0's axes positions (nothing jumps, and the layout is
     computed once).
@@ -221,7 +227,18 @@ def _format(path):
 # ---- rendering and the three formats ----------------------------------------------------------
 
 
+def _pixels(fig, dpi):
+    """Refuse a frame of more than MAX_PIXELS pixels at ``dpi``, before a canvas is allocated."""
+    width, height = fig.get_size_inches() * dpi
+    if width * height > MAX_PIXELS:
+        raise ValueError(
+            f"Animation: a frame would be {width:.0f} x {height:.0f} pixels at dpi {dpi}, above MAX_PIXELS = "
+            f"{MAX_PIXELS:,}; use a smaller dpi or figure"
+        )
+
+
 def _render(fig, dpi):
+    _pixels(fig, dpi)
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(dpi)
     canvas.draw()
@@ -465,6 +482,7 @@ def backward(g: Any, level: str = "ops", fps: float = 1.5, dpi: int = 50) -> Ani
     """
     g = plot._graph_of(g)
     steps = g.backward_steps()
+    picture.scene(g, level, 0)  # a picture too large is refused here, before any frame
     return Animation(lambda k: plot.draw_backward_step(g, k, level), len(steps), fps=fps, dpi=dpi)
 
 
@@ -630,6 +648,7 @@ class _Moving(Animation):
         return self._fig
 
     def images(self) -> Iterator[np.ndarray]:
+        _pixels(self._fig, self.dpi)
         fig, canvas = self._fig, FigureCanvasAgg(self._fig)
         fig.set_dpi(self.dpi)
         self._update(0)

@@ -67,7 +67,9 @@ __all__ = [
     "CHAR",
     "COLORS",
     "LEVELS",
+    "MAX_AREA",
     "MAX_LIST",
+    "MAX_SIDE",
     "NOT_COMPUTED",
     "BackwardSteps",
     "GraphView",
@@ -89,6 +91,10 @@ MAX_LINE = 52  # characters per line of a box; longer lines end in "..."
 FONT, LINE, PAD = 11.0, 15.0, 6.0  # text size, line height, padding inside a box (points)
 CHAR = 0.62  # estimated width of a monospace character, per unit of font size (DejaVu Sans Mono: 0.602)
 COL_GAP, ROW_GAP, MARGIN = 44.0, 16.0, 14.0
+# The largest picture drawn, in points (1/72 inch): a graph of thousands of ops would be a canvas of
+# gigabytes, refused before anything is allocated. plot.save's 110 dpi makes 4e6 square points about
+# 9 million pixels (37 MB); 20,000 points a side is 30,556 pixels, below Agg's 65,536.
+MAX_SIDE, MAX_AREA = 20_000.0, 4_000_000.0
 NOT_COMPUTED = "gradients not computed: graph(loss, grads=True)"
 # (fill, edge) per kind of node; the legend says which is which.
 COLORS = {
@@ -523,7 +529,23 @@ class Scene:
 
 
 def scene(g: Graph, level: str = "ops", step: int | None = None) -> Scene:
-    """The shapes and text of the picture of ``g``; ``step`` k lights up the first k + 1 steps of the backward pass."""
+    """The shapes and text of the picture of ``g``; ``step`` k lights up the first k + 1 steps of the backward pass.
+
+    A picture wider or taller than ``MAX_SIDE`` points, or of more than ``MAX_AREA``
+    square points, is refused (ValueError) once its layout is known, before anything
+    is drawn or rendered: draw a smaller graph, or read ``g.to_json()`` or ``g.backward_steps()``.
+    """
+    s = _scene(g, level, step)
+    if max(s.width, s.height) > MAX_SIDE or s.width * s.height > MAX_AREA:
+        raise ValueError(
+            f"picture: the graph's picture would be {s.width:.0f} x {s.height:.0f} points ({len(s.view.boxes)} boxes), "
+            f"above the limit of {MAX_SIDE:.0f} points a side and {MAX_AREA:.0f} square points; "
+            "draw a smaller graph, or use g.to_json() or g.backward_steps()"
+        )
+    return s
+
+
+def _scene(g: Graph, level: str, step: int | None) -> Scene:
     view = _view(g, level)
     steps = BackwardSteps.of(g) if step is not None else None
     header, footer = _header(g, view, step), _footer(steps, step)
@@ -750,7 +772,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
     batch axis); ``gradient_points`` the per-point parts of a parameter broadcast over the
     data (they sum to ``gradient``). Numbers that are not finite are null.
     """
-    s = scene(g, level)
+    s = _scene(g, level, None)  # data, not a canvas: no size limit
     param = lambda p: {"name": p.name or _label(p), "value": _array(p.value), "gradient": _array(p.grad)}  # noqa: E731
     nodes = [
         {
