@@ -7,6 +7,7 @@ MISSION.md's formulas.
 """
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
@@ -339,3 +340,13 @@ def _crossings(fig, dpi):
 def test_rendered_text_stays_inside_its_box_at_the_dpi_of_gifs_and_pngs(make, level, step, dpi):
     # at 50 dpi Agg rounds each 11-point character to 5 pixels, 0.654 of the size, not the font's 0.602
     assert _crossings(plot.graph(make()[1], level, step), dpi) == []
+
+
+def test_neuron_level_steps_name_nodes_by_what_the_picture_draws():
+    g = lessons_graph()[1]
+    captions = [t.text for k in range(len(g.backward_steps())) for t in picture.scene(g, "neuron", k).labels]
+    assert not [c for c in captions if re.search(r"%\d", c)]  # no box is called %12 in this picture
+    assert any(c.startswith("step 10 of 22: dSSR/d(y1×w3) = dSSR/d(y1×w3 + y2×w4) x") for c in captions)
+    assert any("dSSR/d(Observed - Predicted) = dSSR/d((Observed - Predicted)^2)" in c for c in captions)
+    ops = [t.text for t in picture.scene(g, "ops", 9).labels]  # the ops picture draws %12: it keeps the name
+    assert any(c.startswith("step 10 of 22: dSSR/d%12 = dSSR/d%15 x d%15/d%12") for c in ops)

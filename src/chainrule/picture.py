@@ -321,6 +321,30 @@ def _op_box(g: Graph, n: Node, params: list[Node], batch: int | None) -> Box:
     return Box(f"n{n.index}", _label(n), kind, lines, n, [n, *params], formula)
 
 
+_INFIX = {"mul": "×", "add": " + ", "sub": " - ", "pow": "^"}
+
+
+def _drawn_names(g: Graph) -> dict[int, str]:
+    """The unnamed nodes of the lessons' picture named by the formula it draws: ``(y1×w3)``, ``(Observed - Predicted)``.
+
+    The neuron picture has no box for ``%12 = mul(y1, w3)``; its steps say ``(y1×w3)`` instead.
+    """
+    names: dict[int, str] = {}
+    plain: dict[int, str] = {}
+    for n in g.nodes:
+        if n.name or n.op is None or n.op.name not in _INFIX or len(n.args) != 2:
+            continue
+        sign = _INFIX[n.op.name]
+        operands = []
+        for p, a in zip(n.inputs, n.args):
+            text = _constant(a) if p is None else p.name or plain.get(p.index, _label(p))
+            wrap = p is not None and not p.name and p.index in plain and sign in ("×", "^") and " " in text
+            operands.append(f"({text})" if wrap else text)
+        plain[n.index] = sign.join(operands)
+        names[n.index] = f"({plain[n.index]})"
+    return names
+
+
 def _constant(a: Any) -> str:
     a = np.asarray(a)
     return _num(a.ravel()[0]) if a.size == 1 and a.dtype.kind in "biuf" else f"const{a.shape}"
@@ -551,7 +575,8 @@ def scene(g: Graph, level: str = "ops", step: int | None = None) -> Scene:
 def _scene(g: Graph, level: str, step: int | None) -> Scene:
     view = _view(g, level)
     steps = BackwardSteps.of(g) if step is not None else None
-    header, footer = _header(g, view, step), _footer(steps, step)
+    names = _drawn_names(g) if view.level == "neuron" else {}
+    header, footer = _header(g, view, step), _footer(steps, step, names)
     top = MARGIN + len(header) * (LINE + 2) + 8
     placed, width, height = layout(view, top)
     legend = sum(_text_width(k) + 26 for k in COLORS)
@@ -679,12 +704,12 @@ def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] |
     return {s.node.index for s in steps[: step + 1]}, steps[step].node.index
 
 
-def _footer(steps: BackwardSteps | None, step: int | None) -> list[str]:
+def _footer(steps: BackwardSteps | None, step: int | None, names: dict[int, str]) -> list[str]:
     """The text under frame ``step``: the step's equation and one line per user; as many lines in every frame."""
     if steps is None or step is None or not 0 <= step < len(steps):
         return []
     s = steps[step]
-    lines = [f"step {step + 1} of {len(steps)}: {s.equation()}", *s.details()]
+    lines = [f"step {step + 1} of {len(steps)}: {s.equation(names)}", *s.details(names)]
     return lines + [""] * (1 + max(len(t.incoming) for t in steps) - len(lines))
 
 
@@ -841,17 +866,22 @@ class Step:
     grad: np.ndarray
     loss: str
 
-    def equation(self) -> str:
-        """The chain rule at this node: ``dSSR/db3 = dSSR/dPredicted x dPredicted/db3 = -15.66``."""
-        n, loss = _label(self.node), self.loss
+    def equation(self, names: dict[int, str] | None = None) -> str:
+        """The chain rule at this node: ``dSSR/db3 = dSSR/dPredicted x dPredicted/db3 = -15.66``.
+
+        ``names`` gives unnamed nodes a name by node index (the lessons' picture: ``(y1×w3)``).
+        """
+        name = lambda m: (names or {}).get(m.index, _label(m))  # noqa: E731
+        n, loss = name(self.node), self.loss
         if not self.incoming:
             return f"d{loss}/d{n} = 1 (the start: the output with respect to itself)"
-        parts = " + ".join(f"d{loss}/d{_label(i.user)} x d{_label(i.user)}/d{n}" for i in self.incoming)
+        parts = " + ".join(f"d{loss}/d{name(i.user)} x d{name(i.user)}/d{n}" for i in self.incoming)
         return f"d{loss}/d{n} = {parts} = {_numbers(self.grad)}"
 
-    def details(self) -> list[str]:
+    def details(self, names: dict[int, str] | None = None) -> list[str]:
         """One line per user: the incoming gradient x the local derivative = the product (summed where broadcast)."""
-        return [f"  from {_label(i.user)}: {_factor(i)} = {_product(i)}" for i in self.incoming]
+        name = lambda m: (names or {}).get(m.index, _label(m))  # noqa: E731
+        return [f"  from {name(i.user)}: {_factor(i)} = {_product(i)}" for i in self.incoming]
 
 
 def _factor(i: Incoming) -> str:
