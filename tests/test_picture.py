@@ -264,8 +264,21 @@ def test_backward_frames_are_figures_of_one_size():
     assert any(t.startswith(f"step {len(g)} of {len(g)}: dSSR/dInput") for t in texts)
     frames = plot.backward_frames(g)
     assert isinstance(next(frames), Figure)
-    with pytest.raises(IndexError, match="backward step"):
-        plot.draw_backward_step(g, len(g))
+    last = len(g) - 1  # 22 nodes, steps 0 .. 21
+    for k in (len(g), -1, 1.5, "1", True):
+        with pytest.raises(ValueError, match=rf"^draw_backward_step: k must be an integer in \[0, {last}\], got"):
+            plot.draw_backward_step(g, k)
+    with pytest.raises(ValueError, match=r"^backward step: k must be an integer in \[0, 21\], got 22$"):
+        plot.graph(g, step=22)
+
+
+def test_animation_takes_the_generator_of_backward_frames_as_the_readme_says(tmp_path):
+    w = cr.tensor(3.0, requires_grad=True, name="w")
+    g = cr.graph((2 * w - 1) ** 2, grads=True)
+    movie = cr.animation.Animation(plot.backward_frames(g), dpi=20)
+    assert len(movie) == 4 and len(list(movie.images())) == 4 == len(list(movie.images()))  # kept: drawn twice
+    with pytest.raises(TypeError, match=r"^Animation: draw must be .* got a list of \['int'\]$"):
+        cr.animation.Animation(iter([1, 2]))
 
 
 def test_plot_graph_takes_a_tensor_and_saves_png_and_svg(tmp_path):

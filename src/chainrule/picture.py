@@ -57,6 +57,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from .checks import Integer, check
 from .explain import ELEMENTWISE
 from .history import format_table
 from .ops import unbroadcast
@@ -535,6 +536,7 @@ class Label:
     bold: bool = False
     size: float = FONT
     anchor: str = "start"
+    hidden: bool = False  # a gradient the backward pass has not reached yet: its place stays empty
 
     def extent(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1): the estimated box of the text in points."""
@@ -656,8 +658,8 @@ def _box(
     tip = "; ".join(m.op.__doc__ or "" for m in b.members if m.op is not None)
     shapes.append(Shape("rect", fill, stroke, edge_width, p.x, p.y, p.w, p.h, title=tip))
     for i, t in enumerate(b.lines):
-        if not _hidden(t, done):
-            labels.append(Label(p.x + PAD, p.y + PAD + i * LINE + LINE / 2, t.text, _color(t.role), t.role == "title"))
+        y = p.y + PAD + i * LINE + LINE / 2
+        labels.append(Label(p.x + PAD, y, t.text, _color(t.role), t.role == "title", hidden=_hidden(t, done)))
 
 
 def _color(role: str) -> str:
@@ -688,8 +690,8 @@ def _edge(
         cy = (y0 + y1) / 2 - h / 2
         shapes.append(Shape("rect", "#ffffff", "#dddddd", 0.8, mid - w / 2 - 4, cy - 2, w + 8, h + 4))
         for i, t in enumerate(e.lines):
-            if not _hidden(t, done):
-                labels.append(Label(mid, cy + i * LINE + LINE / 2, t.text, _color(t.role), anchor="middle"))
+            y = cy + i * LINE + LINE / 2
+            labels.append(Label(mid, y, t.text, _color(t.role), anchor="middle", hidden=_hidden(t, done)))
 
 
 def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] | None, int | None]:
@@ -699,8 +701,7 @@ def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] |
     """
     if steps is None or step is None:
         return None, None
-    if not 0 <= step < len(steps):
-        raise IndexError(f"backward step: k must be in [0, {len(steps)}), got {step}")
+    check("backward step", "k", step, Integer(low=0, high=len(steps) - 1))
     return {s.node.index for s in steps[: step + 1]}, steps[step].node.index
 
 
@@ -731,7 +732,7 @@ def svg(g: Graph, level: str = "ops", step: int | None = None) -> str:
         f'viewBox="0 0 {_f(s.width)} {_f(s.height)}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace">'
     ]
     out += [_svg_shape(shape) for shape in s.shapes]
-    out += [_svg_label(label) for label in s.labels]
+    out += [_svg_label(label) for label in s.labels if not label.hidden]
     return "\n".join([*out, "</svg>"]) + "\n"
 
 
