@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 import chainrule as cr
-from chainrule import picture, plot
+from chainrule import animation, picture, plot
 from chainrule.nn import DosageNetwork, mlp
 
 matplotlib.use("Agg")
@@ -275,10 +275,10 @@ def test_backward_frames_are_figures_of_one_size():
 def test_animation_takes_the_generator_of_backward_frames_as_the_readme_says(tmp_path):
     w = cr.tensor(3.0, requires_grad=True, name="w")
     g = cr.graph((2 * w - 1) ** 2, grads=True)
-    movie = cr.animation.Animation(plot.backward_frames(g), dpi=20)
+    movie = animation.Animation(plot.backward_frames(g), dpi=20)
     assert len(movie) == 4 and len(list(movie.images())) == 4 == len(list(movie.images()))  # kept: drawn twice
     with pytest.raises(TypeError, match=r"^Animation: draw must be .* got a list of \['int'\]$"):
-        cr.animation.Animation(iter([1, 2]))
+        animation.Animation(iter([1, 2]))
 
 
 def test_plot_graph_takes_a_tensor_and_saves_png_and_svg(tmp_path):
@@ -327,7 +327,7 @@ def test_a_picture_beyond_the_size_limit_is_refused_in_one_line_before_any_canva
     assert s.width <= picture.MAX_SIDE and s.width * s.height <= picture.MAX_AREA
     assert len(g.to_json()["nodes"]) == 201  # data has no canvas: not limited
     with pytest.raises(ValueError, match="^picture: the graph's picture would be") as caught:
-        cr.animation.backward(g)
+        animation.backward(g)
     assert "\n" not in str(caught.value)
 
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 import chainrule as cr
-from chainrule import plot
+from chainrule import animation, plot
 from chainrule.data import dosage
 from chainrule.nn import DosageNetwork, mlp
 from chainrule.train import History
@@ -374,3 +374,25 @@ def test_save_overwrites_an_existing_file(tmp_path, squiggle_fig):
     plot.save(squiggle_fig, path)
     assert imread(path).shape[:2] == (484, 704)
     assert os.listdir(tmp_path) == ["twice.png"]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "x_columns", "y_columns", "said"),
+    [
+        ([2, 3, 1], 2, 1, r"this model has 2 inputs and 1 output, x has shape \(10, 2\) and y \(10, 1\)$"),
+        ([1, 3, 2], 1, 2, r"this model has 1 input and 2 outputs, x has shape \(10, 1\) and y \(10, 2\)$"),
+        ([1, 3, 1], 2, 1, r"\(a curve against the data\); x has shape \(10, 2\) and y \(10, 1\)$"),
+    ],
+)
+def test_squiggle_of_more_inputs_or_outputs_says_so_in_one_line(sizes, x_columns, y_columns, said):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, x_columns)), rng.normal(size=(10, y_columns))
+    net = cr.nn.mlp(sizes, seed=0)
+    with pytest.raises(ValueError, match=r"^squiggle: needs one input and one output.*" + said):
+        plot.squiggle(net, x, y)
+    if sizes[0] == x_columns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cr.ConvergenceWarning)  # two iterations, on purpose
+            history = cr.fit(net, x, y, loss="mse", max_iter=2, tol=0.0, monitor=False)
+        with pytest.raises(ValueError, match=r"^squiggle: needs one input and one output.*" + said):
+            animation.squiggle(net, x, y, history)

@@ -95,9 +95,10 @@ def squiggle(model: Module, x: Any, y: Any, title: str | None = None, grid: int 
 
     Works for :class:`~chainrule.nn.DosageNetwork` and any one-input,
     one-hidden-layer, one-output ``Sequential``; other one-input models show
-    their output curve.
+    their output curve. A model or data of more inputs or outputs is refused
+    (ValueError, naming the sizes).
     """
-    x, y = np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)
+    x, y = _one_in_one_out(model, x, y)
     span = x.max() - x.min() or 1.0
     xs = np.linspace(x.min() - 0.05 * span, x.max() + 0.05 * span, grid)
     fig, ax = _figure()
@@ -111,6 +112,30 @@ def squiggle(model: Module, x: Any, y: Any, title: str | None = None, grid: int 
     ax.set_title(title or "The network's curves and the data")
     fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     return fig
+
+
+def _one_in_one_out(model, x, y):
+    """x and y as flat arrays, or a ValueError naming the sizes: the squiggle is a curve of one input."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    sizes, wrong = _sizes(model), []
+    count = lambda n, what: f"{n} {what}{'' if n == 1 else 's'}"  # noqa: E731
+    if sizes is not None and sizes != (1, 1):
+        wrong.append(f"this model has {count(sizes[0], 'input')} and {count(sizes[1], 'output')}")
+    if x.ndim > 2 or y.ndim > 2 or any(a.ndim == 2 and a.shape[1] != 1 for a in (x, y)):
+        wrong.append(f"x has shape {x.shape} and y {y.shape}")
+    if wrong:
+        raise ValueError(f"squiggle: needs one input and one output (a curve against the data); {', '.join(wrong)}")
+    if x.size != y.size:
+        raise ValueError(f"squiggle: x and y must have a value per data point, got {x.size} and {y.size}")
+    return x.reshape(-1), y.reshape(-1)
+
+
+def _sizes(model):
+    """(inputs, outputs) of a DosageNetwork or a Sequential of Linear layers; None for other models."""
+    if isinstance(model, DosageNetwork):
+        return 1, 1
+    linears = [m for m in model.layers if isinstance(m, Linear)] if isinstance(model, Sequential) else []
+    return (linears[0].in_features, linears[-1].out_features) if linears else None
 
 
 def _loss_at(model, x, y, loss, param, values):
