@@ -6,6 +6,7 @@ descent path is checked against the lessons' first steps (0 -> 1.57 -> 2.19 -> 2
 """
 
 import os
+import re
 import stat
 import warnings
 
@@ -396,3 +397,29 @@ def test_squiggle_of_more_inputs_or_outputs_says_so_in_one_line(sizes, x_columns
             history = cr.fit(net, x, y, loss="mse", max_iter=2, tol=0.0, monitor=False)
         with pytest.raises(ValueError, match=r"^squiggle: needs one input and one output.*" + said):
             animation.squiggle(net, x, y, history)
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ("1e308,1e308,1\n0,0,0\n", r"the predicted y at row 1 is 1\.\d+e\+308"),  # was an OverflowError traceback
+        ("0,0,1e308\n1,1,-1e308\n", r"the target y at row 1 is 1e\+308"),
+    ],
+)
+def test_the_plot_command_on_overflowing_data_says_so_in_one_line(tmp_path, capsys, rows, said):
+    from chainrule.cli import main
+
+    (tmp_path / "train.csv").write_text("a,b,y\n0,0,0\n0.5,1,1\n1,0,0\n1,1,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(tmp_path / "train.csv"), "--target", "y", "--out", str(tmp_path / "m.json")]) == 0
+    (tmp_path / "big.csv").write_text("a,b,y\n" + rows)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks either
+        code = main(["plot", str(tmp_path / "m.json"), str(tmp_path / "big.csv"), "--out", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.fullmatch(
+        r"chainrule: error: plot: " + said + r"; only finite values within ±1e\+300 can be drawn\n", err
+    )
+    assert not (tmp_path / "f.png").exists()
