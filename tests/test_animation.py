@@ -8,11 +8,12 @@ import subprocess
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
 import chainrule as cr
-from chainrule import animation
+from chainrule import animation, plot
 from chainrule.animation import Animation, frame_iterations
 from chainrule.history import History
 from chainrule.optim import GradientDescent
@@ -137,6 +138,23 @@ def test_the_backward_pass_movie_has_a_frame_per_node(tmp_path):
         assert gif.n_frames == 4
     # The last step reaches the leaf: d/dw = 2 (2w - 1) x 2 = 2 x 5 x 2 = 20 at w = 3.
     assert g.node(w).grad == 20.0 and "20" in str(g.backward_steps())
+
+
+def test_the_backward_movie_frames_equal_full_drawings_of_each_step():
+    net = cr.nn.DosageNetwork.from_lesson(b3=0.0)
+    g = cr.graph(cr.losses.ssr(net(X), Y), grads=True)
+    movie = animation.backward(g, level="neuron", dpi=50)  # one figure, text rendered once in layers
+    frames = list(movie.images())
+    assert len(frames) == 22
+    for k in (0, 5, 21):  # a new figure of step k, rendered whole
+        fig = plot.draw_backward_step(g, k, "neuron")
+        fig.set_dpi(50)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        full = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+        assert full.shape == frames[k].shape
+        assert np.abs(full - frames[k]).max() <= 2  # the layers' blending rounds by a level or two of 255
+    assert not np.array_equal(frames[0], frames[5])
 
 
 def test_mp4_reads_back_with_the_frames_asked_for(tmp_path):
@@ -306,3 +324,11 @@ def test_blitted_frames_equal_a_full_drawing_of_the_same_frame(b3_run):
             full = np.array(canvas.buffer_rgba())[..., :3]
             assert full.shape == image.shape
             assert (np.abs(full.astype(int) - image).max(axis=2) > 0).mean() < 1e-3
+
+
+def test_dpi_and_frame_size_have_upper_limits_checked_before_rendering():
+    with pytest.raises(ValueError, match=r"^Animation: dpi must be an integer in \[10, 300\], got 500$"):
+        Animation(_numbered, 2, dpi=500)
+    huge = Animation(lambda k: Figure(figsize=(200, 200)), 2, dpi=300)  # 60,000 x 60,000 pixels a frame
+    with pytest.raises(ValueError, match=r"^Animation: a frame would be 60000 x 60000 pixels at dpi 300"):
+        next(huge.images())

@@ -3,6 +3,8 @@
 import re
 import warnings
 
+import numpy as np
+
 import chainrule as cr
 from chainrule import animation
 
@@ -63,3 +65,23 @@ def test_an_animation_displays_as_the_offline_player():
     net = cr.nn.DosageNetwork.from_lesson()
     page = animation.squiggle(net, X, Y, h, frames=2, dpi=15)._repr_html_()
     assert page.startswith('<div id="chainrule-player-') and "http" not in page
+
+
+def test_a_long_runs_curve_is_thinned_to_the_charts_width_keeping_spikes():
+    h = cr.history.History([("b", ())], tol=0.0)
+    n = 100_000
+    loss = 1.0 / np.arange(1, n + 1)
+    loss[54_321] = 5.0  # one iteration's spike
+    zeros = np.zeros(n)
+    h.record_block(1, loss.tolist(), [zeros], [zeros], [zeros], 0.0)
+    page = h._repr_html_()
+    assert len(page) < 40_000  # one point per iteration was 1 MB
+    points = re.search(r"points='([^']*)'", page).group(1).split()
+    assert len(points) <= 4 * 321  # 320 pixel columns of chart (360 - 40), four points each at most
+    xy = np.array([p.split(",") for p in points], float)
+    # log scale from log10(5) (the spike, at y = 10) to log10(1e-5) (the last, y = 100): y = 10 + 90 (top - v) / span
+    top, span = np.log10(5), np.log10(5) + 5
+    assert xy[0, 0] == 30.0 and np.isclose(xy[0, 1], 10 + 90 * top / span, atol=0.05)  # iteration 1, loss 1
+    assert tuple(xy[-1]) == (350.0, 100.0)  # the last iteration
+    assert xy[:, 1].min() == 10.0 and np.isclose(xy[np.argmin(xy[:, 1]), 0], 30 + 320 * 54_321 / (n - 1), atol=0.1)
+    assert np.all(np.diff(xy[:, 0]) >= 0)  # in order along the iterations

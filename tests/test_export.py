@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from chainrule import export, modelfile
 from chainrule.cli import main
 from chainrule.modelfile import Model, Scaling
-from chainrule.nn import ACTIVATIONS, DosageNetwork, Linear, Sequential, mlp
+from chainrule.nn import ACTIVATIONS, DosageNetwork, Linear, ReLU, Sequential, Tanh, mlp
 
 TASKS = {  # the class labels of each kind of model (None: regression)
     "regression": None,
@@ -240,8 +240,15 @@ def test_bad_inputs_in_python_raise_one_clear_line(tmp_path):
         export.to_onnx(model, out, dtype="float16")
     with pytest.raises(TypeError, match=r"^to_onnx: model_or_path must be a Model, a model file or a network, got"):
         export.to_onnx(42, out)
-    with pytest.raises(ValueError, match="model files hold networks made by chainrule.nn.mlp"):
+    with pytest.raises(
+        ValueError, match=r"^to_onnx: exports networks made by chainrule.nn.mlp .*got Sequential of Linear, Linear$"
+    ):
         export.to_onnx(Sequential(Linear(2, 3), Linear(3, 1)), out)
+    mixed_layers = Sequential(Linear(2, 3), Tanh(), Linear(3, 3), ReLU(), Linear(3, 1))  # one line, not the repr
+    with pytest.raises(ValueError, match=r"^[^\n]*got Sequential of Linear, Tanh, Linear, ReLU, Linear$"):
+        export.to_onnx(mixed_layers, out)
+    with pytest.raises(TypeError, match=r"^to_onnx: path must be a file name \(str or os.PathLike\), got None$"):
+        export.to_onnx(model, None)
     with pytest.raises(ValueError, match="exists and is a directory"):
         export.to_onnx(model, tmp_path)
     model.save(tmp_path / "m.json")

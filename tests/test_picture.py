@@ -7,6 +7,7 @@ MISSION.md's formulas.
 """
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
@@ -15,9 +16,10 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 import chainrule as cr
-from chainrule import picture, plot
+from chainrule import animation, picture, plot
 from chainrule.nn import DosageNetwork, mlp
 
 matplotlib.use("Agg")
@@ -262,8 +264,21 @@ def test_backward_frames_are_figures_of_one_size():
     assert any(t.startswith(f"step {len(g)} of {len(g)}: dSSR/dInput") for t in texts)
     frames = plot.backward_frames(g)
     assert isinstance(next(frames), Figure)
-    with pytest.raises(IndexError, match="backward step"):
-        plot.draw_backward_step(g, len(g))
+    last = len(g) - 1  # 22 nodes, steps 0 .. 21
+    for k in (len(g), -1, 1.5, "1", True):
+        with pytest.raises(ValueError, match=rf"^draw_backward_step: k must be an integer in \[0, {last}\], got"):
+            plot.draw_backward_step(g, k)
+    with pytest.raises(ValueError, match=r"^backward step: k must be an integer in \[0, 21\], got 22$"):
+        plot.graph(g, step=22)
+
+
+def test_animation_takes_the_generator_of_backward_frames_as_the_readme_says(tmp_path):
+    w = cr.tensor(3.0, requires_grad=True, name="w")
+    g = cr.graph((2 * w - 1) ** 2, grads=True)
+    movie = animation.Animation(plot.backward_frames(g), dpi=20)
+    assert len(movie) == 4 and len(list(movie.images())) == 4 == len(list(movie.images()))  # kept: drawn twice
+    with pytest.raises(TypeError, match=r"^Animation: draw must be .* got a list of \['int'\]$"):
+        animation.Animation(iter([1, 2]))
 
 
 def test_plot_graph_takes_a_tensor_and_saves_png_and_svg(tmp_path):
@@ -292,3 +307,59 @@ def test_bad_levels_and_graphs_say_what_was_wrong():
         plot.graph("SSR")
     with pytest.raises(ValueError, match="one-element output"):
         cr.graph(cr.tensor([1.0, 2.0], requires_grad=True) * 2, grads=True)
+
+
+def chain_graph(n):
+    """The reviewer's graph of 2n ops: t = a; t = t + a * i, for i < n (a picture ~200 n points wide)."""
+    a = cr.tensor(1.0, requires_grad=True, name="a")
+    t = a
+    for i in range(n):
+        t = t + a * float(i)
+    return cr.graph(t, grads=True)
+
+
+def test_a_picture_beyond_the_size_limit_is_refused_in_one_line_before_any_canvas():
+    g = chain_graph(100)  # 201 boxes: about 19,800 x 8,900 points, 1.6 GB as a 110-dpi PNG
+    for draw in (g.svg, lambda: plot.graph(g), lambda: plot.save_graph(g, "never.png")):
+        with pytest.raises(ValueError, match=r"^picture: the graph's picture would be \d+ x \d+ points \(201 boxes\)"):
+            draw()
+    s = picture.scene(chain_graph(5), "ops")  # a small one is drawn as before
+    assert s.width <= picture.MAX_SIDE and s.width * s.height <= picture.MAX_AREA
+    assert len(g.to_json()["nodes"]) == 201  # data has no canvas: not limited
+    with pytest.raises(ValueError, match="^picture: the graph's picture would be") as caught:
+        animation.backward(g)
+    assert "\n" not in str(caught.value)
+
+
+def _crossings(fig, dpi):
+    """Texts that cross the border of a box (a rectangle patch), as matplotlib renders them at ``dpi``."""
+    fig.set_dpi(dpi)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    rects = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    found = []
+    for t in ax.texts:
+        e = t.get_window_extent(renderer)
+        for r in rects:
+            meets = r.x0 < e.x1 and e.x0 < r.x1 and r.y0 < e.y1 and e.y0 < r.y1
+            inside = r.x0 <= e.x0 and e.x1 <= r.x1 and r.y0 <= e.y0 and e.y1 <= r.y1
+            if meets and not inside:
+                found.append(t.get_text())
+    return found
+
+
+@pytest.mark.parametrize("dpi", [50, 110])  # the demo's GIF and plot.save's PNG
+@pytest.mark.parametrize(("make", "level", "step"), [(lessons_graph, "neuron", None), (lessons_graph, "ops", 3)])
+def test_rendered_text_stays_inside_its_box_at_the_dpi_of_gifs_and_pngs(make, level, step, dpi):
+    # at 50 dpi Agg rounds each 11-point character to 5 pixels, 0.654 of the size, not the font's 0.602
+    assert _crossings(plot.graph(make()[1], level, step), dpi) == []
+
+
+def test_neuron_level_steps_name_nodes_by_what_the_picture_draws():
+    g = lessons_graph()[1]
+    captions = [t.text for k in range(len(g.backward_steps())) for t in picture.scene(g, "neuron", k).labels]
+    assert not [c for c in captions if re.search(r"%\d", c)]  # no box is called %12 in this picture
+    assert any(c.startswith("step 10 of 22: dSSR/d(y1×w3) = dSSR/d(y1×w3 + y2×w4) x") for c in captions)
+    assert any("dSSR/d(Observed - Predicted) = dSSR/d((Observed - Predicted)^2)" in c for c in captions)
+    ops = [t.text for t in picture.scene(g, "ops", 9).labels]  # the ops picture draws %12: it keeps the name
+    assert any(c.startswith("step 10 of 22: dSSR/d%12 = dSSR/d%15 x d%15/d%12") for c in ops)

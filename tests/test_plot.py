@@ -6,6 +6,7 @@ descent path is checked against the lessons' first steps (0 -> 1.57 -> 2.19 -> 2
 """
 
 import os
+import re
 import stat
 import warnings
 
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 import chainrule as cr
-from chainrule import plot
+from chainrule import animation, plot
 from chainrule.data import dosage
 from chainrule.nn import DosageNetwork, mlp
 from chainrule.train import History
@@ -374,3 +375,51 @@ def test_save_overwrites_an_existing_file(tmp_path, squiggle_fig):
     plot.save(squiggle_fig, path)
     assert imread(path).shape[:2] == (484, 704)
     assert os.listdir(tmp_path) == ["twice.png"]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "x_columns", "y_columns", "said"),
+    [
+        ([2, 3, 1], 2, 1, r"this model has 2 inputs and 1 output, x has shape \(10, 2\) and y \(10, 1\)$"),
+        ([1, 3, 2], 1, 2, r"this model has 1 input and 2 outputs, x has shape \(10, 1\) and y \(10, 2\)$"),
+        ([1, 3, 1], 2, 1, r"\(a curve against the data\); x has shape \(10, 2\) and y \(10, 1\)$"),
+    ],
+)
+def test_squiggle_of_more_inputs_or_outputs_says_so_in_one_line(sizes, x_columns, y_columns, said):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, x_columns)), rng.normal(size=(10, y_columns))
+    net = cr.nn.mlp(sizes, seed=0)
+    with pytest.raises(ValueError, match=r"^squiggle: needs one input and one output.*" + said):
+        plot.squiggle(net, x, y)
+    if sizes[0] == x_columns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cr.ConvergenceWarning)  # two iterations, on purpose
+            history = cr.fit(net, x, y, loss="mse", max_iter=2, tol=0.0, monitor=False)
+        with pytest.raises(ValueError, match=r"^squiggle: needs one input and one output.*" + said):
+            animation.squiggle(net, x, y, history)
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ("1e308,1e308,1\n0,0,0\n", r"the predicted y at row 1 is 1\.\d+e\+308"),  # was an OverflowError traceback
+        ("0,0,1e308\n1,1,-1e308\n", r"the target y at row 1 is 1e\+308"),
+    ],
+)
+def test_the_plot_command_on_overflowing_data_says_so_in_one_line(tmp_path, capsys, rows, said):
+    from chainrule.cli import main
+
+    (tmp_path / "train.csv").write_text("a,b,y\n0,0,0\n0.5,1,1\n1,0,0\n1,1,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(tmp_path / "train.csv"), "--target", "y", "--out", str(tmp_path / "m.json")]) == 0
+    (tmp_path / "big.csv").write_text("a,b,y\n" + rows)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks either
+        code = main(["plot", str(tmp_path / "m.json"), str(tmp_path / "big.csv"), "--out", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.fullmatch(
+        r"chainrule: error: plot: " + said + r"; only finite values within ±1e\+300 can be drawn\n", err
+    )
+    assert not (tmp_path / "f.png").exists()

@@ -12,7 +12,7 @@ ffmpeg carried by the ``imageio-ffmpeg`` wheel) or ``.save("run.html")`` (a
 player of its own, offline: no script, icon or font is fetched). In a notebook
 an Animation shows itself as that player.
 
-Any function ``draw(k) -> Figure`` (or a list of Figures) becomes an animation:
+Any function ``draw(k) -> Figure`` (or Figures: a list, a generator) becomes an animation:
 ``Animation(draw, n)`` or :func:`write` (the backward pass node by node, say).
 
 This module sits beside :mod:`chainrule.plot` and imports it; ``plot`` does not
@@ -47,14 +47,14 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import plot
+from . import picture, plot
 from .checks import Integer, Number, check
 from .history import History
 from .modelfile import atomic_open
@@ -63,7 +63,9 @@ from .nn import Module
 __all__ = [
     "Animation",
     "FORMATS",
+    "MAX_DPI",
     "MAX_FRAMES",
+    "MAX_PIXELS",
     "backward",
     "frame_iterations",
     "landscape",
@@ -74,7 +76,9 @@ __all__ = [
 
 FORMATS = (".gif", ".mp4", ".html")
 MAX_FRAMES = 2000  # more frames than this is a mistake (a movie of hours), refused before drawing any
-_FRAMES, _DPI, _FPS = Integer(low=1), Integer(low=10), Number(low=0.1, high=60, high_open=False)
+MAX_DPI = 300  # frames are for screens: 300 dpi is print quality
+MAX_PIXELS = 25_000_000  # pixels a frame: 100 MB of RGBA, refused before the canvas is made
+_FRAMES, _DPI, _FPS = Integer(low=1), Integer(low=10, high=MAX_DPI), Number(low=0.1, high=60, high_open=False)
 _PLAYERS = itertools.count(1)  # numbers the HTML players made in this process
 _HOLD = 1.5  # seconds the last frame stays on screen before a GIF loops
 
@@ -82,8 +86,11 @@ _HOLD = 1.5  # seconds the last frame stays on screen before a GIF loops
 class Animation:
     """``n`` frames drawn by ``draw(k)`` (k = 0 .. n - 1), each a matplotlib Figure, drawn when needed.
 
-    ``draw`` may also be a sequence of Figures (then ``n`` is its length).
-    ``fps`` frames per second, ``dpi`` the resolution the frames are rendered at.
+    ``draw`` may also be Figures: a list, or any iterable such as the generator
+    :func:`chainrule.plot.backward_frames` (read once and kept; ``n`` is their number).
+    ``fps`` frames per second, ``dpi`` the resolution the frames are rendered at
+    (at most ``MAX_DPI``; a frame of more than ``MAX_PIXELS`` pixels is refused before
+    it is rendered).
     ``draw`` may return a new Figure each time or the same one changed; later
     frames keep frame 0's axes positions (nothing jumps, and the layout is
     computed once).
@@ -104,14 +111,19 @@ class Animation:
     """
 
     def __init__(
-        self, draw: Callable[[int], Figure] | Sequence[Figure], n: int | None = None, fps: float = 8, dpi: int = 72
+        self, draw: Callable[[int], Figure] | Iterable[Figure], n: int | None = None, fps: float = 8, dpi: int = 72
     ) -> None:
         if callable(draw):
             if n is None:
                 raise TypeError("Animation: give n, the number of frames, with a frame function draw(k)")
             self._draw = draw
-        elif isinstance(draw, Sequence) and all(isinstance(f, Figure) for f in draw):
-            figures = list(draw)
+        elif isinstance(draw, Iterable) and not isinstance(draw, (str, bytes, Figure)):
+            figures = list(draw)  # a generator too (plot.backward_frames): kept, to draw more than once
+            if not all(isinstance(f, Figure) for f in figures):
+                kinds = sorted({type(f).__name__ for f in figures if not isinstance(f, Figure)})
+                raise TypeError(
+                    f"Animation: draw must be a function draw(k) -> Figure or Figures, got a list of {kinds}"
+                )
             n = len(figures) if n is None else n
             if n > len(figures):
                 raise ValueError(f"Animation: n must be at most the {len(figures)} figures given, got {n}")
@@ -173,7 +185,7 @@ class Animation:
 
 
 def write(
-    draw: Callable[[int], Figure] | Sequence[Figure],
+    draw: Callable[[int], Figure] | Iterable[Figure],
     path: str | os.PathLike,
     n: int | None = None,
     fps: float = 8,
@@ -221,7 +233,18 @@ def _format(path):
 # ---- rendering and the three formats ----------------------------------------------------------
 
 
+def _pixels(fig, dpi):
+    """Refuse a frame of more than MAX_PIXELS pixels at ``dpi``, before a canvas is allocated."""
+    width, height = fig.get_size_inches() * dpi
+    if width * height > MAX_PIXELS:
+        raise ValueError(
+            f"Animation: a frame would be {width:.0f} x {height:.0f} pixels at dpi {dpi}, above MAX_PIXELS = "
+            f"{MAX_PIXELS:,}; use a smaller dpi or figure"
+        )
+
+
 def _render(fig, dpi):
+    _pixels(fig, dpi)
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(dpi)
     canvas.draw()
@@ -452,7 +475,7 @@ def backward(g: Any, level: str = "ops", fps: float = 1.5, dpi: int = 50) -> Ani
     """The backward pass lighting up the graph node by node, output first: one frame per step of
     ``g.backward_steps()`` (:func:`chainrule.plot.draw_backward_step`), each with its incoming gradient
     x local derivative = gradient written underneath. ``g`` is ``cr.graph(loss, grads=True)`` (or the
-    loss itself).
+    loss itself). The figure is drawn once; each frame changes only its colours and texts.
 
     Example::
 
@@ -464,8 +487,9 @@ def backward(g: Any, level: str = "ops", fps: float = 1.5, dpi: int = 50) -> Ani
         4
     """
     g = plot._graph_of(g)
-    steps = g.backward_steps()
-    return Animation(lambda k: plot.draw_backward_step(g, k, level), len(steps), fps=fps, dpi=dpi)
+    fig = plot.draw_backward_step(g, 0, level)  # drawn once (a picture too large is refused here)
+    scenes = [picture.scene(g, level, k) for k in range(len(g.backward_steps()))]
+    return _Backward(fig, scenes, lambda k: plot.draw_backward_step(g, k, level, fig=fig), fps=fps, dpi=dpi)
 
 
 def squiggle(
@@ -630,6 +654,7 @@ class _Moving(Animation):
         return self._fig
 
     def images(self) -> Iterator[np.ndarray]:
+        _pixels(self._fig, self.dpi)
         fig, canvas = self._fig, FigureCanvasAgg(self._fig)
         fig.set_dpi(self.dpi)
         self._update(0)
@@ -648,3 +673,85 @@ class _Moving(Animation):
         finally:
             for artist in self._moving:
                 artist.set_animated(False)
+
+
+class _Backward(Animation):
+    """The frames of the backward pass, rendered cheaply: text is what costs (Agg lays out and renders
+    every glyph), and most of it is the same in every frame. The texts that never change are rendered
+    once on a transparent layer, the gradients once on another (each shown from its step on); a frame
+    draws its boxes, edges and caption and lays those layers over them. Equal to a full drawing of
+    the frame up to rounding (tested)."""
+
+    def __init__(self, fig, scenes, draw, fps, dpi):
+        self._fig = fig
+        labels = list(zip(*(s.labels for s in scenes)))  # each text through the frames
+        self._static = [all(t == ts[0] for t in ts) and not ts[0].hidden for ts in labels]
+        self._toggled = [
+            not still
+            and any(not t.hidden for t in ts)
+            and all((t.text, t.color) == (ts[0].text, ts[0].color) for t in ts)
+            for ts, still in zip(labels, self._static)
+        ]
+        self._shown = [[not t.hidden for t in s.labels] for s in scenes]
+        super().__init__(draw, len(scenes), fps=fps, dpi=dpi)
+
+    def images(self) -> Iterator[np.ndarray]:
+        fig, texts = self._fig, self._fig.axes[0].texts
+        _pixels(fig, self.dpi)
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(self.dpi)
+        self._draw(self.n - 1)  # every gradient shown
+        static = self._layer(canvas, self._static)
+        inked = static[..., 3] > 0  # the static text's pixels: the only ones it changes
+        static = static[inked]
+        toggled = self._layer(canvas, self._toggled)
+        renderer = canvas.get_renderer()
+        boxes = [
+            _pixel_box(t.get_window_extent(renderer), toggled.shape) if on else None
+            for t, on in zip(texts, self._toggled)
+        ]
+        moving = [not (a or b) for a, b in zip(self._static, self._toggled)]
+        for k in range(self.n):
+            self._draw(k)
+            for text, move in zip(texts, moving):
+                text.set_visible(move and text.get_visible())
+            canvas.draw()
+            image = np.array(canvas.buffer_rgba())[..., :3].astype(np.float32)
+            image[inked] = _over(image[inked], static)
+            for box, shown in zip(boxes, self._shown[k]):
+                if box is not None and shown:
+                    image[box] = _over(image[box], toggled[box])
+            yield np.rint(image).astype(np.uint8)
+
+    def _layer(self, canvas, chosen):
+        """The texts ``chosen`` alone, on a transparent background: RGBA, float."""
+        fig, ax = self._fig, self._fig.axes[0]
+        keep = [(t, t.get_visible()) for t in ax.texts]
+        for p in ax.patches:
+            p.set_visible(False)
+        fig.patch.set_visible(False)
+        for t, pick in zip(ax.texts, chosen):
+            t.set_visible(pick)
+        try:
+            canvas.draw()
+            return np.array(canvas.buffer_rgba()).astype(np.float32)
+        finally:
+            for p in ax.patches:
+                p.set_visible(True)
+            fig.patch.set_visible(True)
+            for t, visible in keep:
+                t.set_visible(visible)
+
+
+def _pixel_box(extent, shape):
+    """A text's window extent (pixels, y up) as array slices (rows down), one pixel of margin."""
+    height = shape[0]
+    rows = slice(max(0, int(height - extent.y1) - 1), min(height, int(np.ceil(height - extent.y0)) + 1))
+    cols = slice(max(0, int(extent.x0) - 1), min(shape[1], int(np.ceil(extent.x1)) + 1))
+    return rows, cols
+
+
+def _over(image, layer):
+    """``layer`` (RGBA, straight alpha) laid over ``image`` (RGB)."""
+    alpha = layer[..., 3:] / 255.0
+    return image * (1 - alpha) + layer[..., :3] * alpha

@@ -118,15 +118,16 @@ class Number(Rule):
 
 @dataclass(frozen=True)
 class Integer(Rule):
-    """An integer (not a bool, not a float) >= ``low``; None too when ``optional``."""
+    """An integer (not a bool, not a float) >= ``low`` (and <= ``high`` when given); None too when ``optional``."""
 
     low: int = 0
     optional: bool = False
+    high: int | None = None
 
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.optional
-        return _is_integer(value) and value >= self.low
+        return _is_integer(value) and value >= self.low and (self.high is None or value <= self.high)
 
     def convert(self, value: Any) -> int | None:
         return None if value is None else int(value)
@@ -136,7 +137,8 @@ class Integer(Rule):
 
     @property
     def allowed(self) -> str:  # type: ignore[override]
-        return f"{'None or ' if self.optional else ''}an integer >= {self.low}"
+        within = f"in [{self.low}, {self.high}]" if self.high is not None else f">= {self.low}"
+        return f"{'None or ' if self.optional else ''}an integer {within}"
 
 
 @dataclass(frozen=True)

@@ -1042,7 +1042,7 @@ def _plot_command(sub):
         description="Draw the model against DATA.csv: with one feature, the fitted curve "
         "over the data points (a classifier: each class's probability); with "
         "more, predicted against observed with the diagonal (a classifier: the "
-        "table of observed against predicted classes).",
+        "table of observed against predicted classes). Values drawn must be within ±1e300.",
         epilog="example:\n  chainrule plot model.json data.csv --out fit.png",
         formatter_class=_Help,
     )
@@ -1055,17 +1055,43 @@ def _plot_command(sub):
 
 
 def _plot(args):
+    import io
 
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in IMAGE_FORMATS:
         raise ValueError(f"--out must end in one of {', '.join(IMAGE_FORMATS)}, got {args.out!r}")
     _check_out(args.out, args.model, args.data)
     model = load(args.model)
-    figure = _figure(model, model.read_csv(args.data, with_target=True))
+    data = model.read_csv(args.data, with_target=True)
+    # NOTE: values near the float limits overflow inside matplotlib (spans, margins, ticks): the values drawn are
+    # checked first (_drawable), and whatever still overflows is one line, not a warning or a traceback.
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            figure = _figure(model, data)
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=IMAGE_FORMATS[ext])
+    except (OverflowError, FloatingPointError) as e:
+        raise ValueError(f"plot: the values of {args.data} cannot be drawn ({e})") from None
     with atomic_open(args.out, "wb") as f:
-        figure.savefig(f, format=IMAGE_FORMATS[ext])
+        f.write(buffer.getvalue())
     print(f"wrote {args.out}")
     return 0
+
+
+MAX_DRAWN = 1e300  # matplotlib computes spans and margins of the values it draws: beyond this they overflow
+
+
+def _drawable(what, values):
+    """``values`` (drawn on an axis), or a ValueError saying which is not finite or beyond MAX_DRAWN."""
+    values = np.asarray(values, float)
+    bad = ~np.isfinite(values) | (np.abs(values) > MAX_DRAWN)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"plot: {what} at row {row + 1} is {values[row]:g}; only finite values within ±{MAX_DRAWN:g} can be drawn"
+        )
+    return values
 
 
 def _figure(model, data):
@@ -1088,21 +1114,24 @@ def _grid(data):
     """300 inputs spanning the one feature's range, 5% beyond each end."""
     import numpy as np
 
-    lo, hi = data.x[:, 0].min(), data.x[:, 0].max()
+    x = _drawable("the feature", data.x[:, 0])
+    lo, hi = x.min(), x.max()
     pad = 0.05 * (hi - lo or 1.0)
     return np.linspace(lo - pad, hi + pad, 300)[:, None]
 
 
 def _curve(ax, model, data):
     xs = _grid(data)
-    ax.scatter(data.x[:, 0], data.target_numbers(), color="tab:blue", label="observed", zorder=3)
-    ax.plot(xs[:, 0], model.predict(xs), color="tab:green", label="fitted")
+    observed = _drawable(f"the target {model.target}", data.target_numbers())
+    ax.scatter(data.x[:, 0], observed, color="tab:blue", label="observed", zorder=3)
+    ax.plot(xs[:, 0], _drawable("the fitted curve", model.predict(xs)), color="tab:green", label="fitted")
     ax.set(xlabel=model.features[0], ylabel=model.target, title=f"{model.target} against {model.features[0]}")
     ax.legend()
 
 
 def _diagonal(ax, model, data):
-    observed, predicted = data.target_numbers(), model.predict(data)
+    observed = _drawable(f"the target {model.target}", data.target_numbers())
+    predicted = _drawable(f"the predicted {model.target}", model.predict(data))
     lo, hi = min(observed.min(), predicted.min()), max(observed.max(), predicted.max())
     ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", label="predicted = observed")
     ax.scatter(observed, predicted, color="tab:blue", zorder=3)

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import OneOf, check
+from .checks import Instance, OneOf, check
 from .modelfile import DTYPES, Model, atomic_open, load
 from .nn import DosageNetwork, Module, mlp
 from .version import __version__
@@ -72,6 +72,7 @@ def to_onnx(model_or_path: Model | Module | str | os.PathLike, path: str | os.Pa
     ``onnx.checker`` before it is written; see the module docstring for what it
     computes.
     """
+    check("to_onnx", "path", path, Instance((str, os.PathLike), "a file name (str or os.PathLike)"))
     if isinstance(model_or_path, (str, os.PathLike)) and _same_file(model_or_path, path):
         raise ValueError(f"to_onnx: path {os.fspath(path)} is the model file itself; choose another name")
     proto = onnx_model(_as_model(model_or_path), dtype)
@@ -122,7 +123,14 @@ def _as_model(obj):
     if isinstance(obj, DosageNetwork):
         return Model(_dosage_mlp(obj), features=["dosage"], target="effectiveness")
     if isinstance(obj, Module):
-        return Model(obj)  # any other network: ValueError unless chainrule.nn.mlp made it
+        try:
+            return Model(obj)  # any other network: ValueError unless chainrule.nn.mlp made it
+        except ValueError:
+            layers = ", ".join(type(m).__name__ for m in getattr(obj, "layers", [obj]))
+            raise ValueError(
+                "to_onnx: exports networks made by chainrule.nn.mlp (Linear layers with biases, one activation "
+                f"between them), got {type(obj).__name__} of {layers}"
+            ) from None
     raise TypeError(f"to_onnx: model_or_path must be a Model, a model file or a network, got {type(obj).__name__}")
 
 

@@ -334,7 +334,8 @@ class History:
         span = (v.max() - v.min()) or 1.0
         px = 30 + (width - 40) * (its - its[0]) / max(its[-1] - its[0], 1)
         py = 10 + (height - 30) * (v.max() - v) / span
-        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
+        picked = _per_pixel(px, py)  # a long run: about 4 points a pixel column, not one an iteration
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px[picked], py[picked]))
         label = (
             f"loss{' (log scale)' if log else ''}: {values.max():.3g} to {values.min():.3g}, iterations 1 to {its[-1]}"
         )
@@ -343,6 +344,19 @@ class History:
             f"<title>{label}</title><polyline fill='none' stroke='#e377c2' stroke-width='2' points='{points}'/>"
             f"<text x='30' y='{height - 4}' font-size='11' font-family='sans-serif'>{label}</text></svg>"
         )
+
+
+def _per_pixel(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """The indices of the points to draw: in each pixel column (px increasing) its first, last, highest
+    and lowest point, in order, so the line looks the same and a one-iteration spike stays visible."""
+    columns = np.floor(px).astype(np.int64)
+    starts = np.flatnonzero(np.diff(columns, prepend=columns[0] - 1))
+    ends = np.append(starts[1:], len(px))
+    if len(px) <= 4 * len(starts):
+        return np.arange(len(px))
+    keep = [starts, ends - 1]
+    keep += [np.array([a + np.argmin(py[a:b]), a + np.argmax(py[a:b])]) for a, b in zip(starts, ends)]
+    return np.unique(np.concatenate(keep))
 
 
 def format_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

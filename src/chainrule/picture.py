@@ -57,6 +57,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from .checks import Integer, check
 from .explain import ELEMENTWISE
 from .history import format_table
 from .ops import unbroadcast
@@ -67,7 +68,9 @@ __all__ = [
     "CHAR",
     "COLORS",
     "LEVELS",
+    "MAX_AREA",
     "MAX_LIST",
+    "MAX_SIDE",
     "NOT_COMPUTED",
     "BackwardSteps",
     "GraphView",
@@ -87,8 +90,15 @@ MAX_LIST = 6  # elements written out in a picture; a larger array shows its shap
 MAX_JSON = 64  # elements written out in to_json; a larger array gives its shape and norm only
 MAX_LINE = 52  # characters per line of a box; longer lines end in "..."
 FONT, LINE, PAD = 11.0, 15.0, 6.0  # text size, line height, padding inside a box (points)
-CHAR = 0.62  # estimated width of a monospace character, per unit of font size (DejaVu Sans Mono: 0.602)
+CHAR = 0.67  # width of a monospace character per unit of font size: see the NOTE below
+# NOTE: DejaVu Sans Mono advances 0.602 of the size, but Agg hints each advance to whole pixels: at 11 points
+# that is round(0.602 p) / p for p = 11 dpi / 72 pixels, up to 0.669 at 49 dpi (0.654 at 50, 0.636 at 72,
+# 0.595 at 110). 0.67 keeps text inside its box in PNGs and frames from 40 dpi up, and in SVG.
 COL_GAP, ROW_GAP, MARGIN = 44.0, 16.0, 14.0
+# The largest picture drawn, in points (1/72 inch): a graph of thousands of ops would be a canvas of
+# gigabytes, refused before anything is allocated. plot.save's 110 dpi makes 4e6 square points about
+# 9 million pixels (37 MB); 20,000 points a side is 30,556 pixels, below Agg's 65,536.
+MAX_SIDE, MAX_AREA = 20_000.0, 4_000_000.0
 NOT_COMPUTED = "gradients not computed: graph(loss, grads=True)"
 # (fill, edge) per kind of node; the legend says which is which.
 COLORS = {
@@ -312,6 +322,30 @@ def _op_box(g: Graph, n: Node, params: list[Node], batch: int | None) -> Box:
     return Box(f"n{n.index}", _label(n), kind, lines, n, [n, *params], formula)
 
 
+_INFIX = {"mul": "×", "add": " + ", "sub": " - ", "pow": "^"}
+
+
+def _drawn_names(g: Graph) -> dict[int, str]:
+    """The unnamed nodes of the lessons' picture named by the formula it draws: ``(y1×w3)``, ``(Observed - Predicted)``.
+
+    The neuron picture has no box for ``%12 = mul(y1, w3)``; its steps say ``(y1×w3)`` instead.
+    """
+    names: dict[int, str] = {}
+    plain: dict[int, str] = {}
+    for n in g.nodes:
+        if n.name or n.op is None or n.op.name not in _INFIX or len(n.args) != 2:
+            continue
+        sign = _INFIX[n.op.name]
+        operands = []
+        for p, a in zip(n.inputs, n.args):
+            text = _constant(a) if p is None else p.name or plain.get(p.index, _label(p))
+            wrap = p is not None and not p.name and p.index in plain and sign in ("×", "^") and " " in text
+            operands.append(f"({text})" if wrap else text)
+        plain[n.index] = sign.join(operands)
+        names[n.index] = f"({plain[n.index]})"
+    return names
+
+
 def _constant(a: Any) -> str:
     a = np.asarray(a)
     return _num(a.ravel()[0]) if a.size == 1 and a.dtype.kind in "biuf" else f"const{a.shape}"
@@ -502,6 +536,7 @@ class Label:
     bold: bool = False
     size: float = FONT
     anchor: str = "start"
+    hidden: bool = False  # a gradient the backward pass has not reached yet: its place stays empty
 
     def extent(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1): the estimated box of the text in points."""
@@ -523,10 +558,27 @@ class Scene:
 
 
 def scene(g: Graph, level: str = "ops", step: int | None = None) -> Scene:
-    """The shapes and text of the picture of ``g``; ``step`` k lights up the first k + 1 steps of the backward pass."""
+    """The shapes and text of the picture of ``g``; ``step`` k lights up the first k + 1 steps of the backward pass.
+
+    A picture wider or taller than ``MAX_SIDE`` points, or of more than ``MAX_AREA``
+    square points, is refused (ValueError) once its layout is known, before anything
+    is drawn or rendered: draw a smaller graph, or read ``g.to_json()`` or ``g.backward_steps()``.
+    """
+    s = _scene(g, level, step)
+    if max(s.width, s.height) > MAX_SIDE or s.width * s.height > MAX_AREA:
+        raise ValueError(
+            f"picture: the graph's picture would be {s.width:.0f} x {s.height:.0f} points ({len(s.view.boxes)} boxes), "
+            f"above the limit of {MAX_SIDE:.0f} points a side and {MAX_AREA:.0f} square points; "
+            "draw a smaller graph, or use g.to_json() or g.backward_steps()"
+        )
+    return s
+
+
+def _scene(g: Graph, level: str, step: int | None) -> Scene:
     view = _view(g, level)
     steps = BackwardSteps.of(g) if step is not None else None
-    header, footer = _header(g, view, step), _footer(steps, step)
+    names = _drawn_names(g) if view.level == "neuron" else {}
+    header, footer = _header(g, view, step), _footer(steps, step, names)
     top = MARGIN + len(header) * (LINE + 2) + 8
     placed, width, height = layout(view, top)
     legend = sum(_text_width(k) + 26 for k in COLORS)
@@ -606,8 +658,8 @@ def _box(
     tip = "; ".join(m.op.__doc__ or "" for m in b.members if m.op is not None)
     shapes.append(Shape("rect", fill, stroke, edge_width, p.x, p.y, p.w, p.h, title=tip))
     for i, t in enumerate(b.lines):
-        if not _hidden(t, done):
-            labels.append(Label(p.x + PAD, p.y + PAD + i * LINE + LINE / 2, t.text, _color(t.role), t.role == "title"))
+        y = p.y + PAD + i * LINE + LINE / 2
+        labels.append(Label(p.x + PAD, y, t.text, _color(t.role), t.role == "title", hidden=_hidden(t, done)))
 
 
 def _color(role: str) -> str:
@@ -638,8 +690,8 @@ def _edge(
         cy = (y0 + y1) / 2 - h / 2
         shapes.append(Shape("rect", "#ffffff", "#dddddd", 0.8, mid - w / 2 - 4, cy - 2, w + 8, h + 4))
         for i, t in enumerate(e.lines):
-            if not _hidden(t, done):
-                labels.append(Label(mid, cy + i * LINE + LINE / 2, t.text, _color(t.role), anchor="middle"))
+            y = cy + i * LINE + LINE / 2
+            labels.append(Label(mid, y, t.text, _color(t.role), anchor="middle", hidden=_hidden(t, done)))
 
 
 def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] | None, int | None]:
@@ -649,17 +701,16 @@ def _progress(steps: BackwardSteps | None, step: int | None) -> tuple[set[int] |
     """
     if steps is None or step is None:
         return None, None
-    if not 0 <= step < len(steps):
-        raise IndexError(f"backward step: k must be in [0, {len(steps)}), got {step}")
+    check("backward step", "k", step, Integer(low=0, high=len(steps) - 1))
     return {s.node.index for s in steps[: step + 1]}, steps[step].node.index
 
 
-def _footer(steps: BackwardSteps | None, step: int | None) -> list[str]:
+def _footer(steps: BackwardSteps | None, step: int | None, names: dict[int, str]) -> list[str]:
     """The text under frame ``step``: the step's equation and one line per user; as many lines in every frame."""
     if steps is None or step is None or not 0 <= step < len(steps):
         return []
     s = steps[step]
-    lines = [f"step {step + 1} of {len(steps)}: {s.equation()}", *s.details()]
+    lines = [f"step {step + 1} of {len(steps)}: {s.equation(names)}", *s.details(names)]
     return lines + [""] * (1 + max(len(t.incoming) for t in steps) - len(lines))
 
 
@@ -681,7 +732,7 @@ def svg(g: Graph, level: str = "ops", step: int | None = None) -> str:
         f'viewBox="0 0 {_f(s.width)} {_f(s.height)}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace">'
     ]
     out += [_svg_shape(shape) for shape in s.shapes]
-    out += [_svg_label(label) for label in s.labels]
+    out += [_svg_label(label) for label in s.labels if not label.hidden]
     return "\n".join([*out, "</svg>"]) + "\n"
 
 
@@ -750,7 +801,7 @@ def to_json(g: Graph, level: str = "ops") -> dict[str, Any]:
     batch axis); ``gradient_points`` the per-point parts of a parameter broadcast over the
     data (they sum to ``gradient``). Numbers that are not finite are null.
     """
-    s = scene(g, level)
+    s = _scene(g, level, None)  # data, not a canvas: no size limit
     param = lambda p: {"name": p.name or _label(p), "value": _array(p.value), "gradient": _array(p.grad)}  # noqa: E731
     nodes = [
         {
@@ -816,17 +867,22 @@ class Step:
     grad: np.ndarray
     loss: str
 
-    def equation(self) -> str:
-        """The chain rule at this node: ``dSSR/db3 = dSSR/dPredicted x dPredicted/db3 = -15.66``."""
-        n, loss = _label(self.node), self.loss
+    def equation(self, names: dict[int, str] | None = None) -> str:
+        """The chain rule at this node: ``dSSR/db3 = dSSR/dPredicted x dPredicted/db3 = -15.66``.
+
+        ``names`` gives unnamed nodes a name by node index (the lessons' picture: ``(y1×w3)``).
+        """
+        name = lambda m: (names or {}).get(m.index, _label(m))  # noqa: E731
+        n, loss = name(self.node), self.loss
         if not self.incoming:
             return f"d{loss}/d{n} = 1 (the start: the output with respect to itself)"
-        parts = " + ".join(f"d{loss}/d{_label(i.user)} x d{_label(i.user)}/d{n}" for i in self.incoming)
+        parts = " + ".join(f"d{loss}/d{name(i.user)} x d{name(i.user)}/d{n}" for i in self.incoming)
         return f"d{loss}/d{n} = {parts} = {_numbers(self.grad)}"
 
-    def details(self) -> list[str]:
+    def details(self, names: dict[int, str] | None = None) -> list[str]:
         """One line per user: the incoming gradient x the local derivative = the product (summed where broadcast)."""
-        return [f"  from {_label(i.user)}: {_factor(i)} = {_product(i)}" for i in self.incoming]
+        name = lambda m: (names or {}).get(m.index, _label(m))  # noqa: E731
+        return [f"  from {name(i.user)}: {_factor(i)} = {_product(i)}" for i in self.incoming]
 
 
 def _factor(i: Incoming) -> str:

@@ -27,6 +27,7 @@ from matplotlib.patches import FancyBboxPatch, PathPatch, Polygon
 from matplotlib.path import Path as MplPath
 
 from . import picture
+from .checks import Integer, check
 from .history import History
 from .losses import get_loss
 from .modelfile import atomic_open
@@ -94,9 +95,10 @@ def squiggle(model: Module, x: Any, y: Any, title: str | None = None, grid: int 
 
     Works for :class:`~chainrule.nn.DosageNetwork` and any one-input,
     one-hidden-layer, one-output ``Sequential``; other one-input models show
-    their output curve.
+    their output curve. A model or data of more inputs or outputs is refused
+    (ValueError, naming the sizes).
     """
-    x, y = np.asarray(x, float).reshape(-1), np.asarray(y, float).reshape(-1)
+    x, y = _one_in_one_out(model, x, y)
     span = x.max() - x.min() or 1.0
     xs = np.linspace(x.min() - 0.05 * span, x.max() + 0.05 * span, grid)
     fig, ax = _figure()
@@ -110,6 +112,30 @@ def squiggle(model: Module, x: Any, y: Any, title: str | None = None, grid: int 
     ax.set_title(title or "The network's curves and the data")
     fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     return fig
+
+
+def _one_in_one_out(model, x, y):
+    """x and y as flat arrays, or a ValueError naming the sizes: the squiggle is a curve of one input."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    sizes, wrong = _sizes(model), []
+    count = lambda n, what: f"{n} {what}{'' if n == 1 else 's'}"  # noqa: E731
+    if sizes is not None and sizes != (1, 1):
+        wrong.append(f"this model has {count(sizes[0], 'input')} and {count(sizes[1], 'output')}")
+    if x.ndim > 2 or y.ndim > 2 or any(a.ndim == 2 and a.shape[1] != 1 for a in (x, y)):
+        wrong.append(f"x has shape {x.shape} and y {y.shape}")
+    if wrong:
+        raise ValueError(f"squiggle: needs one input and one output (a curve against the data); {', '.join(wrong)}")
+    if x.size != y.size:
+        raise ValueError(f"squiggle: x and y must have a value per data point, got {x.size} and {y.size}")
+    return x.reshape(-1), y.reshape(-1)
+
+
+def _sizes(model):
+    """(inputs, outputs) of a DosageNetwork or a Sequential of Linear layers; None for other models."""
+    if isinstance(model, DosageNetwork):
+        return 1, 1
+    linears = [m for m in model.layers if isinstance(m, Linear)] if isinstance(model, Sequential) else []
+    return (linears[0].in_features, linears[-1].out_features) if linears else None
 
 
 def _loss_at(model, x, y, loss, param, values):
@@ -274,18 +300,42 @@ def graph(g: Any, level: str = "ops", step: int | None = None) -> Figure:
     return _draw_scene(picture.scene(_graph_of(g), level, step))
 
 
-def draw_backward_step(g: Any, k: int, level: str = "ops") -> Figure:
+def draw_backward_step(g: Any, k: int, level: str = "ops", fig: Figure | None = None) -> Figure:
     """Frame ``k`` of the backward pass: the nodes done so far lit up, node k's step written below.
 
     Takes ``(g, k)`` and returns a new Figure, so a writer of animations can call it
     once per frame, for k in ``range(len(g.backward_steps()))``; every frame has the
     same size and layout. The step's text is that of ``g.backward_steps()[k]``.
+    ``fig``, a frame this function drew of the same graph and level, is changed
+    into frame k instead (its colours and texts only: much cheaper than a new one).
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule import plot
+        >>> w = cr.tensor(3.0, requires_grad=True, name="w")
+        >>> g = cr.graph((2 * w - 1) ** 2, grads=True)
+        >>> fig = plot.draw_backward_step(g, 0)
+        >>> plot.draw_backward_step(g, 3, fig=fig) is fig
+        True
+        >>> plot.draw_backward_step(g, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: draw_backward_step: k must be an integer in [0, 3], got 4
     """
-    return graph(g, level, step=k)
+    g = _graph_of(g)
+    last = len(picture.BackwardSteps.of(g)) - 1
+    k = check("draw_backward_step", "k", k, Integer(low=0, high=last))
+    s = picture.scene(g, level, step=k)
+    return _draw_scene(s) if fig is None else _restyle(fig, s)
 
 
 def backward_frames(g: Any, level: str = "ops") -> Iterator[Figure]:
-    """Every frame of the backward pass of ``g``, in order (:func:`draw_backward_step` for k = 0, 1, ...)."""
+    """Every frame of the backward pass of ``g``, in order (:func:`draw_backward_step` for k = 0, 1, ...).
+
+    A generator of new Figures, which :class:`chainrule.animation.Animation` takes as it is;
+    :func:`chainrule.animation.backward` makes the same movie cheaper (one figure, restyled).
+    """
     g = _graph_of(g)
     for k in range(len(picture.BackwardSteps.of(g))):
         yield draw_backward_step(g, k, level)
@@ -337,7 +387,22 @@ def _draw_scene(s: picture.Scene) -> Figure:
             ha="center" if t.anchor == "middle" else "left",
             va="center",
             weight="bold" if t.bold else "normal",
+            visible=not t.hidden,
         )
+    return fig
+
+
+def _restyle(fig: Figure, s: picture.Scene) -> Figure:
+    """``fig`` (drawn by :func:`_draw_scene`) with the colours and texts of ``s``, a scene of the same layout."""
+    ax = fig.axes[0] if len(fig.axes) == 1 else None
+    if ax is None or len(ax.patches) != len(s.shapes) or len(ax.texts) != len(s.labels):
+        raise ValueError(
+            "draw_backward_step: fig must be a frame drawn by draw_backward_step of the same graph and level"
+        )
+    for patch, shape in zip(ax.patches, s.shapes):
+        patch.set(facecolor=shape.fill, edgecolor=shape.stroke, linewidth=shape.width)
+    for text, t in zip(ax.texts, s.labels):
+        text.set(text=t.text, color=t.color, visible=not t.hidden)
     return fig
 
 
