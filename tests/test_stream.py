@@ -318,3 +318,27 @@ def test_training_past_a_memory_limit_that_reading_the_whole_file_exceeds(tmp_pa
     assert streamed.returncode == 0, streamed.stderr
     word, count, loss = streamed.stdout.split()
     assert word == "trained" and int(count) == rows and np.isfinite(float(loss))
+
+
+def test_a_parquet_null_mid_stream_is_named_as_read_parquet_names_it(tmp_path):
+    x, y = _table(rows=150_000)
+    b = pa.array(x[:, 1].tolist()[:140_000] + [None] + x[:, 1].tolist()[140_001:])
+    path = os.path.join(tmp_path, "n.parquet")
+    pq.write_table(pa.table({"a": x[:, 0], "b": b, "c": x[:, 2], "y": y}), path, row_group_size=50_000)
+    with pytest.raises(ValueError) as whole:
+        data.read_parquet(path, target="y")
+    with pytest.raises(ValueError) as streamed:
+        for _ in data.stream(path, "y", batch_size=1000):
+            pass
+    assert str(streamed.value) == str(whole.value)
+    assert "row 140001, column 'b': is empty (a missing value)" in str(streamed.value)
+
+
+def test_a_file_that_changes_between_epochs_is_refused(small):
+    path = small[0]
+    source = data.stream(path, "y", batch_size=100)
+    _epoch(source)
+    with open(path, "a") as f:
+        f.write("1,2,3,4\n")
+    with pytest.raises(ValueError, match="changed since it was first read; make a new stream"):
+        _epoch(source)
