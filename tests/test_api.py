@@ -112,7 +112,18 @@ NAMES = {
     ],
     "chainrule.validation": ["accuracy", "r2", "score", "split"],
     "chainrule.stopping": ["NoImprovement", "RULES", "StoppingRule"],
-    "chainrule.data": ["CSVData", "Dataset", "Rows", "dosage", "read_csv", "read_data", "read_parquet"],
+    "chainrule.data": [
+        "CSVData",
+        "Dataset",
+        "FileBlocks",
+        "Rows",
+        "dosage",
+        "read_csv",
+        "read_data",
+        "read_parquet",
+        "stream",
+    ],
+    "chainrule.streams": ["Moments", "SHUFFLE_BUFFER", "Statistics", "Stream", "chunked", "shuffled"],
     "chainrule.modelfile": [
         "DTYPES",
         "Evaluation",
@@ -296,6 +307,7 @@ def test_fit_keeps_its_signature():
     ]
     defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == dict(
+        y=None,  # a batch source (chainrule.data.stream) comes alone, as x
         loss="ssr",
         optimizer=None,
         params=None,

@@ -22,17 +22,18 @@ import warnings
 import numpy as np
 
 from .checks import Integer, Integers, Number, check
-from .data import PARQUET_SUFFIXES, dosage, read_data
+from .data import PARQUET_SUFFIXES, FileBlocks, dosage, read_data, stream
 from .demo import run as run_demo
 from .explain import explain
 from .export import to_onnx
 from .loop import ARGUMENTS, Trainer
 from .losses import get_loss, ssr
-from .modelfile import DTYPES, Model, Scaling, atomic_open, load, save
+from .modelfile import DTYPES, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
 from .restarts import MAX_ELEMENTS, population_elements
 from .schedules import SCHEDULES
+from .streams import SHUFFLE_BUFFER, Moments, chunked
 from .tensor import tensor
 from .train import ConvergenceWarning, DivergenceError
 from .validation import r2
@@ -383,6 +384,20 @@ def _fit_command(sub):
         "before training; the model file keeps the scaling, so predictions come out in "
         "the original units (the loss shown while training is on the scaled target)",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the file a block at a time, each epoch a new pass, in constant memory (needs --batch-size; "
+        "--standardize takes one pass first): for files bigger than memory",
+    )
+    p.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=SHUFFLE_BUFFER,
+        metavar="N",
+        help=f"with --stream: rows mixed at a time (default {SHUFFLE_BUFFER:,}); a batch mixes rows only from "
+        "about N rows around it, so shuffle a sorted file once first",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
     p.add_argument("--out", required=True, metavar="MODEL", help="the model file to write (JSON)")
     p.set_defaults(run=_fit)
@@ -393,6 +408,8 @@ def _fit(args):
     hidden, features = _hyperparameters(args)
     _check_out(args.out, args.data)
     optimizer = _optimizer(args)
+    if args.stream:
+        return _fit_stream(args, hidden, features, optimizer)
     classify = args.loss == "cross-entropy"
     data = read_data(args.data, target=args.target, features=features)
     x, y, classes = data.for_training(classify)
@@ -425,6 +442,96 @@ def _fit(args):
         print(f"chainrule: Ctrl-C while writing: {args.out} was written in full first", file=sys.stderr)
         return 130
     return 0
+
+
+def _fit_stream(args, hidden, features, optimizer):
+    """fit --stream: mini-batch epochs over the file read a block at a time (the standardization in one pass
+    first), the final loss in one more pass; memory stays flat whatever the file's rows."""
+    whole = [
+        flag
+        for flag, on in (
+            ("--restarts", args.restarts),
+            ("--optimizer lbfgs", args.optimizer == "lbfgs"),
+            ("--early-stopping", args.early_stopping),
+            ("--validation-fraction", args.validation_fraction is not None),
+        )
+        if on
+    ]
+    if whole:
+        raise ValueError(f"--stream reads a batch at a time; {', '.join(whole)} needs all rows at once: leave it out")
+    if args.loss == "cross-entropy":
+        raise ValueError("--stream trains regressions (numeric targets); --loss cross-entropy reads the whole file")
+    if args.batch_size is None:
+        raise ValueError("--stream trains on mini-batches: give --batch-size (e.g. 256)")
+    check(None, "--shuffle-buffer", args.shuffle_buffer, Integer(low=0))
+    source = stream(args.data, args.target, features, batch_size=args.batch_size,
+                    shuffle_buffer=args.shuffle_buffer, seed=args.seed)  # fmt: skip
+    names = source.blocks.features
+    sizes = [len(names), *hidden, 1]
+    _check_size(args, sizes, args.batch_size)
+    scaling = None
+    if args.standardize:
+        scaling = _streamed_scaling(source)
+        source = source.scaled(*scaling)
+    model = Model(mlp(sizes, args.activation, seed=args.seed), names, args.target, None, scaling,
+                  loss=LOSSES[args.loss])  # fmt: skip
+    rows = f"{source.rows} rows" if source.rows is not None else "rows read as they stream"
+    _say(
+        args,
+        f"streaming {args.target!r} from {', '.join(names)} ({rows}, batches of {args.batch_size}, a shuffle buffer "
+        f"of {args.shuffle_buffer}): network {'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, "
+        f"{args.optimizer} lr {args.lr:g}",
+    )
+    history, interrupted, _ = _train(model, None, None, optimizer, args, source)  # no rows held out
+    if history is None:
+        return 2
+    model.training = _record(model, _Streamed(source.blocks, model), history, interrupted, args)
+    with _Deferred() as ctrl_c:
+        save(args.out, model)
+    _summary(args, model, history)
+    if ctrl_c.pressed:
+        print(f"chainrule: Ctrl-C while writing: {args.out} was written in full first", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _streamed_scaling(source):
+    """Scaling from one streaming pass (a std below MIN_STD becomes 1, as Scaling.fit has it), checked finite."""
+    stats = source.statistics()
+    columns = [*zip(source.blocks.features, stats.feature_mean, stats.feature_std)]
+    columns.append((source.blocks.target, stats.target_mean, stats.target_std))
+    for name, mean, std in columns:
+        if not (np.isfinite(mean) and np.isfinite(std)):
+            raise ValueError(
+                f"--standardize cannot scale column {name!r}: its mean or standard deviation is not a finite "
+                f"number (mean {mean:.3g}, std {std:.3g}); rescale the column first or leave out --standardize"
+            )
+    feature_std = np.where(stats.feature_std < MIN_STD, 1.0, stats.feature_std)
+    target_std = stats.target_std if stats.target_std >= MIN_STD else 1.0
+    return Scaling(stats.feature_mean.tolist(), feature_std.tolist(), stats.target_mean, target_std)
+
+
+class _Streamed:
+    """What fit's record reads of a streamed file: its path, its rows and the model's loss on them, counted in
+    one more pass."""
+
+    def __init__(self, blocks, model):
+        self.path, self.rows, self.final = blocks.path, 0, 0.0
+        loss_fn = get_loss(model.loss)
+        mean = getattr(loss_fn, "reduction", "mean") == "mean"
+        for x, y in chunked(blocks(), ROWS_AT_ONCE):  # as Model.evaluate computes it, ROWS_AT_ONCE rows at a time
+            predicted = model.predict(x)
+            value = loss_fn(predicted, y.astype(predicted.dtype)).item()
+            self.final += value * len(x) if mean else value
+            self.rows += len(x)
+        self.final = self.final / self.rows if mean else self.final
+
+    def __len__(self):
+        return self.rows
+
+    def loss(self, model):
+        """The model's loss on the file's rows, in the target's units (a mean loss: the blocks' by their rows)."""
+        return self.final
 
 
 class _Deferred:
@@ -583,9 +690,10 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _train(model, x, y, optimizer, args):
-    """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted), or (None, False)
-    after a divergence. After Ctrl-C the network holds the best parameters seen."""
+def _train(model, x, y, optimizer, args, source=None):
+    """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted, the held-out rows' indices
+    or None), or (None, False, None) after a divergence. After Ctrl-C the network holds the best parameters
+    seen. ``source``: a batch source (--stream) in place of x and y."""
 
     validation, stopping = _validation(args)
     progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts))
@@ -594,8 +702,7 @@ def _train(model, x, y, optimizer, args):
         try:
             trainer = Trainer(
                 model.network,
-                model.network_inputs(x),
-                model.network_targets(y),
+                *((source,) if source is not None else (model.network_inputs(x), model.network_targets(y))),
                 loss=model.loss,
                 optimizer=optimizer,
                 tol=args.tol,
@@ -616,7 +723,7 @@ def _train(model, x, y, optimizer, args):
         except DivergenceError as e:
             print(
                 f"chainrule: error: training diverged: {e.history.stop_reason}. Nothing was written; "
-                f"{_divergence_hint(args, len(x))}",
+                f"{_divergence_hint(args, len(x) if source is None else source.rows or 0)}",
                 file=sys.stderr,
             )
             return None, False, None
@@ -656,12 +763,15 @@ def _trained_rows(model, x, y, held):
     return x[kept], targets, 0 if held is None else len(held)
 
 
-def _record(model, data, history, interrupted, args, trained):
-    """The model file's training section (final_loss: the saved model's loss on the rows it trained on)."""
-    x, y, held_out = trained
+def _record(model, data, history, interrupted, args, trained=None):
+    """The model file's training section (final_loss: the saved model's loss on the rows it trained on).
+
+    ``trained`` is (rows, targets, held out) of a file read whole; a streamed file (``_Streamed``) counts its
+    rows and the loss in a pass of its own."""
+    x, y, held_out = trained if trained is not None else (None, None, 0)
     return {
         "data": os.path.basename(data.path),
-        "rows": len(x),
+        "rows": len(x) if x is not None else len(data),
         "held_out_rows": held_out,
         "optimizer": args.optimizer,
         "lr": args.lr,
@@ -681,7 +791,7 @@ def _record(model, data, history, interrupted, args, trained):
         "n_iter": history.n_iter,
         "stop_reason": history.stop_reason,
         "interrupted": bool(interrupted),
-        "final_loss": model.evaluate(x, y).loss,
+        "final_loss": model.evaluate(x, y).loss if trained is not None else data.loss(model),
     }  # no wall-clock time (it is printed): two runs with the same seed write the same bytes
 
 
@@ -849,6 +959,12 @@ def _predict_command(sub):
     p.add_argument(
         "--proba", action="store_true", help="classifiers: also write one column per class with its probability"
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the file a block at a time and write each block's predictions as they come, in constant "
+        "memory (CSV output; to --out atomically: the whole file or none)",
+    )
     p.set_defaults(run=_predict)
 
 
@@ -860,6 +976,8 @@ def _predict(args):
     if args.proba and model.classes is None:
         raise ValueError(f"--proba needs a classifier; {args.model} does regression")
     parquet_out = bool(args.out) and args.out.lower().endswith(PARQUET_SUFFIXES)
+    if args.stream:
+        return _predict_stream(args, model, parquet_out)
     if parquet_out and not args.data.lower().endswith(PARQUET_SUFFIXES):
         raise ValueError(f"--out {args.out} is Parquet, but Parquet predictions need a Parquet input; use --out .csv")
     data = model.read_csv(args.data)
@@ -874,6 +992,46 @@ def _predict(args):
     with atomic_open(args.out) as f:
         _write_csv(f, data.columns + header, rows)
     return 0
+
+
+def _predict_stream(args, model, parquet_out):
+    """predict --stream: the rows read again as each block of ROWS_AT_ONCE rows' predictions is written."""
+    if parquet_out:
+        raise ValueError(f"--stream writes CSV predictions; --out {args.out} is Parquet: use a name ending .csv")
+    blocks = FileBlocks(args.data, None, model.features)
+    header = [f"predicted_{model.target or 'value'}"]
+    if args.proba:
+        header += [f"probability_{label}" for label in model.classes]
+    rows = (cells + made for cells, made in zip(blocks.rows_text(), _streamed_predictions(model, blocks, args.proba)))
+    if not args.out:
+        _write_csv(sys.stdout, blocks.columns + header, rows)
+        return 0
+    with atomic_open(args.out) as f:
+        _write_csv(f, blocks.columns + header, rows)
+    return 0
+
+
+def _streamed_predictions(model, blocks, proba):
+    """Each row's prediction cells (and probabilities), ROWS_AT_ONCE rows at a time (as Model.outputs
+    splits a whole file: the same numbers); a ValueError at the first row whose output is not finite."""
+    start = 0
+    for x, _ in chunked(blocks(), ROWS_AT_ONCE):
+        with np.errstate(all="ignore"):
+            outputs = model.outputs(x)
+            columns = [model.predict(x)]
+            if proba:
+                p = model.predict_proba(x)
+                columns += [p[:, k] for k in range(p.shape[1])]
+        bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(x), -1)), axis=1)
+        if model.classes is None:
+            bad |= ~np.isfinite(np.asarray(columns[0], dtype=np.float64))
+        if bad.any():
+            raise ValueError(
+                f"{blocks.path}: the model's output is not a finite number (nan or inf) on data row "
+                f"{start + int(np.argmax(bad)) + 1}; are the values far outside the training data's?"
+            )
+        yield from ([_text(c[i]) for c in columns] for i in range(len(x)))
+        start += len(x)
 
 
 def _prediction_columns(model, data, proba):
@@ -937,12 +1095,17 @@ def _evaluate_command(sub):
         "data", metavar="DATA.csv", help="rows with the feature columns and the target column (CSV, or Parquet)"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead (for programs)")
+    p.add_argument(
+        "--stream", action="store_true", help="read the file a block at a time, in constant memory (regression)"
+    )
     p.set_defaults(run=_evaluate)
 
 
 def _evaluate(args):
 
     model = load(args.model)
+    if args.stream:
+        return _evaluate_stream(args, model)
     data = model.read_csv(args.data, with_target=True)
     with np.errstate(all="ignore"):  # an output that overflows is reported below, in one line
         outputs = model.outputs(data)
@@ -961,6 +1124,39 @@ def _evaluate(args):
         return 0
     print(f"loss: {result.loss_name} {result.loss:.6g} on {result.rows} row{'s' if result.rows != 1 else ''}")
     for line in _score_lines(model, scores, result.rows):
+        print(line)
+    return 0
+
+
+def _evaluate_stream(args, model):
+    """evaluate --stream: the loss, R^2, MAE and RMSE summed a block at a time (R^2's total sum of squares
+    by Chan's merge: no pass over the observed values' mean first)."""
+    if model.classes is not None:
+        raise ValueError("--stream evaluates regression models; a classifier's file is read whole: leave out --stream")
+    if model.target is None:
+        raise ValueError("this model names no target column, so a CSV file cannot give the targets")
+    blocks = FileBlocks(args.data, model.target, model.features)
+    loss_fn, observed = get_loss(model.loss), Moments(1)
+    mean = getattr(loss_fn, "reduction", "mean") == "mean"
+    loss = absolute = squared = 0.0
+    with np.errstate(all="ignore"):
+        for x, y in chunked(blocks(), ROWS_AT_ONCE):
+            predicted = np.asarray(model.predict(x), dtype=np.float64)
+            value = loss_fn(predicted, y).item()
+            loss += value * len(x) if mean else value
+            error = predicted - y
+            absolute, squared = absolute + float(np.sum(np.abs(error))), squared + float(np.dot(error, error))
+            observed.add(y[:, None])
+    rows = observed.n
+    loss = loss / rows if mean else loss
+    total = float(observed.m2[0])
+    r2_value = 1 - squared / total if total > 0 else (1.0 if squared == 0 else 0.0)  # as validation.r2
+    scores = {"r2": _finite(r2_value), "mae": _finite(absolute / rows), "rmse": _finite(np.sqrt(squared / rows))}
+    if args.json:
+        print(json.dumps({"loss": model.loss, "loss_value": _finite(loss), "rows": rows, **scores}, indent=2))
+        return 0
+    print(f"loss: {model.loss} {loss:.6g} on {rows} rows")
+    for line in _score_lines(model, scores, rows):
         print(line)
     return 0
 

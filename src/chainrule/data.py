@@ -42,6 +42,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .checks import Integer, check
+from .streams import SHUFFLE_BUFFER, Stream
+
 
 class Dataset(NamedTuple):
     """Inputs and observed targets; unpacks as ``x, y = data``."""
@@ -686,22 +689,25 @@ def _data_records(path, f):
     return records
 
 
-def _records(path, f):
-    """Every non-blank CSV record with the number of its (last) line."""
-    reader = csv.reader(text for _, text in _checked_lines(path, f))
+def _records(path, f, first=1, offset=0, cap=None):
+    """Every non-blank CSV record with the number of its (last) line; ``f`` at byte ``offset``, the file's
+    line ``first`` (a stream starts mid-file, with no cap on the file's bytes: ``cap=math.inf``)."""
+    reader = csv.reader(text for _, text in _checked_lines(path, f, first, offset, cap))
     try:
         for cells in reader:
             if any(c.strip() for c in cells):
-                yield cells, reader.line_num
+                yield cells, reader.line_num + first - 1
     except csv.Error as e:
-        raise ValueError(f"{path} is not a readable CSV file (line {reader.line_num}: {e})") from None
+        raise ValueError(f"{path} is not a readable CSV file (line {reader.line_num + first - 1}: {e})") from None
 
 
-def _checked_lines(path, f):
-    """Each line as (bytes, text) with its ending, checked: UTF-8, not too long, not too many bytes."""
-    limit, offset = 4 * (MAX_LINE_CHARS + 2), 0  # bytes: a UTF-8 character takes at most 4
-    for number, raw in enumerate(_raw_lines(f, limit), 1):
-        if offset + len(raw) > MAX_FILE_BYTES:
+def _checked_lines(path, f, first=1, offset=0, cap=None):
+    """Each line as (bytes, text) with its ending, checked: UTF-8, not too long, not too many bytes
+    (``cap``, default MAX_FILE_BYTES); ``f`` at byte ``offset``, the file's line ``first``."""
+    limit = 4 * (MAX_LINE_CHARS + 2)  # bytes: a UTF-8 character takes at most 4
+    cap = MAX_FILE_BYTES if cap is None else cap
+    for number, raw in enumerate(_raw_lines(f, limit), first):
+        if offset + len(raw) > cap:
             raise ValueError(
                 f"{path} is longer than chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES} (at line {number})"
             )
@@ -899,8 +905,8 @@ def _pyarrow():
     return pyarrow, pyarrow.parquet
 
 
-def _parquet_layout(path, parquet, pa, target, features):
-    """(the columns to read, rows): names, types and the claimed size checked before any data is read."""
+def _parquet_layout(path, parquet, pa, target, features, claim=True):
+    """(the columns to read, rows): names, types and the claimed size (``claim``) checked before any data is read."""
     schema = parquet.schema_arrow
     columns = list(schema.names)
     _check_header(path, columns)
@@ -921,7 +927,7 @@ def _parquet_layout(path, parquet, pa, target, features):
                 "or text (class labels)"
             )
     rows, wanted = parquet.metadata.num_rows, len(layout.features) + (target is not None)
-    if rows * wanted * 8 > MAX_FILE_BYTES:
+    if claim and rows * wanted * 8 > MAX_FILE_BYTES:
         raise ValueError(
             f"{path} claims {rows} rows x {wanted} columns ({rows * wanted * 8} bytes as float64), more than "
             f"chainrule.data.MAX_FILE_BYTES = {MAX_FILE_BYTES}"
@@ -1012,6 +1018,233 @@ def _cell_text(value):
 
 def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
+
+
+# ---- streaming: a file a block at a time, for training past memory -------------------------------
+
+_EXACT_ROWS = 8192  # rows a block of the exact reader holds, where a stream reads cell by cell
+
+
+def stream(
+    path: str | os.PathLike,
+    target: str | None = None,
+    features: Sequence[str] | None = None,
+    *,
+    batch_size: int = 256,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
+    seed: int | None = None,
+    standardize: bool = False,
+) -> Stream:
+    """A batch source over a CSV or Parquet file in constant memory: ``for x_batch, y_batch in source``.
+
+    Give it to :func:`chainrule.fit` (or :class:`chainrule.Trainer`) in place of arrays:
+    ``cr.fit(model, stream(path, target="y"), loss="mse", ...)``. Each ``iter()`` is one
+    epoch, a new pass over the file. The columns are checked now (as :func:`read_data`
+    checks them); the cells as they are read, with read_csv's and read_parquet's one-line
+    errors naming the file, line (or row) and column: a bad cell found in the middle of the
+    file stops the epoch there. The target must be numeric (regression).
+
+    - ``batch_size``: rows a batch; ``shuffle_buffer``: rows mixed at a time (0: file order,
+      see :class:`chainrule.streams.Stream` for what a buffer means for the batches:
+      a file sorted by the target needs a buffer of most of the file, or one shuffle of
+      the file first); ``seed``: the same seed gives the same batches, epoch after epoch.
+    - ``standardize=True``: one pass first computes every column's mean and standard
+      deviation (:meth:`~chainrule.streams.Stream.statistics`, Chan's merge a block at a
+      time), and the batches come standardized (``source.scale`` holds them).
+    - ``source.blocks.features`` names the feature columns; ``source.rows`` counts the
+      rows once a pass has seen them all.
+
+    Memory: the buffer, one block of the file (about a megabyte of lines, or 65,536 rows of a
+    Parquet file) and one batch, whatever the file's size; no ``MAX_FILE_BYTES`` cap. CSV
+    blocks are parsed as :func:`read_csv`'s fast reader parses them; from a block it
+    declines (quotes, other line ends, a mistake) to the file's end the csv module reads
+    cell by cell (about eight times slower). A file that changes between epochs is refused.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "doses.csv")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("dosage,effect\\n0,0\\n0.5,1\\n1,0\\n")
+        >>> source = stream(path, target="effect", batch_size=2, seed=0)
+        >>> sorted(y for _, yb in source for y in yb.tolist())    # one epoch: every row once
+        [0.0, 0.0, 1.0]
+        >>> [xb.tolist() for xb, _ in source.in_order()]           # file order
+        [[[0.0], [0.5]], [[1.0]]]
+        >>> source.statistics().feature_mean
+        array([0.5])
+        >>> with open(path, "a") as f:
+        ...     _ = f.write("2,x\\n")
+        >>> list(stream(path, target="effect"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...doses.csv line 5, column 'effect': 'x' is not a number; a regression target must be numeric...
+        >>> folder.cleanup()
+    """
+    batch_size = check("stream", "batch_size", batch_size, Integer(low=1))
+    shuffle_buffer = check("stream", "shuffle_buffer", shuffle_buffer, Integer(low=0))
+    seed = check("stream", "seed", seed, Integer(low=0, optional=True))
+    source = Stream(FileBlocks(path, target, features), batch_size, shuffle_buffer, seed)
+    if not standardize:
+        return source
+    stats = source.statistics()
+    feature_std = np.where(stats.feature_std > 0, stats.feature_std, 1.0)
+    target_std = None if stats.target_std is None else stats.target_std or 1.0
+    return source.scaled(stats.feature_mean, feature_std, stats.target_mean, target_std)
+
+
+class FileBlocks:
+    """A CSV or Parquet file's rows as float blocks ``(x, y)``, one pass per call; the columns checked at once.
+
+    ``path``, ``columns``, ``features`` and ``target`` say what is read; ``rows_text()`` gives each data
+    row's cells as text (for writing the rows back out).
+    """
+
+    def __init__(self, path: str | os.PathLike, target: str | None, features: Sequence[str] | None) -> None:
+        self.path = path = os.fspath(path)
+        self.parquet = path.lower().endswith(PARQUET_SUFFIXES)
+        with open(path, "rb") as f:
+            self.stamp = os.fstat(f.fileno())
+            if not stat.S_ISREG(self.stamp.st_mode):
+                raise ValueError(f"{path} is not a regular file; a stream reads its file once per epoch")
+            self.layout = (
+                self._parquet_layout(f, target, features) if self.parquet else self._csv_layout(f, target, features)
+            )
+        self.columns, self.features, self.target = self.layout.columns, self.layout.features, target
+
+    def _csv_layout(self, f, target, features):
+        try:
+            columns, self.header_line, self.offset = _header(self.path, f)
+        except csv.Error as e:
+            raise ValueError(f"{self.path} is not a readable CSV file (its header: {e})") from None
+        except ValueError as e:
+            if str(e) == f"{self.path} is empty":
+                raise ValueError(
+                    f"{self.path} is empty; expected a header line of column names, then rows of data"
+                ) from None
+            raise
+        return _layout(self.path, columns, target, features)
+
+    def _parquet_layout(self, f, target, features):
+        pa, pq = _pyarrow()
+        try:
+            layout, _ = _parquet_layout(self.path, pq.ParquetFile(f), pa, target, features, claim=False)
+        except pa.ArrowException as e:
+            raise ValueError(f"{self.path} is not a readable Parquet file ({_one_line(e)})") from None
+        if target is not None and not _numeric(pa, pq.ParquetFile(f).schema_arrow.field(target).type):
+            raise ValueError(
+                f"{self.path}: column {_show(target)} (the target) holds text; a stream's target must be numeric "
+                "(regression)"
+            )
+        return layout
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        rows = 0
+        for x, y in self._parquet() if self.parquet else self._csv():
+            rows += len(x)
+            yield x, y
+        if rows == 0:
+            raise ValueError(f"{self.path} has a header line but no data rows" if not self.parquet else
+                             f"{self.path} has no data rows")  # fmt: skip
+
+    def _open(self):
+        f = open(self.path, "rb")
+        if _changed(self.stamp, os.fstat(f.fileno())):
+            f.close()
+            raise ValueError(f"{self.path} changed since it was first read; make a new stream")
+        return f
+
+    def _csv(self):
+        with self._open() as f:
+            for block in _stream_csv(self.path, f, self.offset, self.header_line + 1, self.layout):
+                yield block.x, block.y
+
+    def _parquet(self):
+        pa, pq = _pyarrow()
+        layout, start = self.layout, 0
+        names = layout.features + ([layout.target] if layout.target is not None else [])
+        with self._open() as f:
+            try:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=_PARQUET_BATCH, columns=names):
+                    x = np.empty((batch.num_rows, len(layout.features)))
+                    for j, name in enumerate(layout.features):
+                        x[:, j] = _parquet_column(self.path, batch.column(j), name, start, True)
+                    y = None
+                    if layout.target is not None:
+                        y = _parquet_column(self.path, batch.column(len(layout.features)), layout.target, start, False)
+                    start += batch.num_rows
+                    yield x, y
+            except pa.ArrowException as e:
+                raise ValueError(f"{self.path} is not a readable Parquet file ({_one_line(e)})") from None
+
+    def rows_text(self) -> Iterator[list[str]]:
+        """Each data row's cells as text, read again from the unchanged file (blank lines skipped)."""
+        return (_parquet_again(self.path, self.stamp) if self.parquet else _rows_again(self.path, self.stamp, None))()
+
+
+def _stream_csv(path, f, offset, line, layout):
+    """Blocks of ``f`` from byte ``offset`` (the file's line ``line``) by the fast reader; from a block it
+    declines on, records by the csv module, checked cell by cell."""
+    f.seek(offset)
+    rest, mode = b"", "numbers" if layout.target is not None else None
+    while chunk := f.read(BLOCK_BYTES):
+        rest += chunk
+        cut = rest.rfind(b"\n") + 1
+        if cut == 0 and len(rest) <= 4 * (MAX_LINE_CHARS + 2):
+            continue
+        try:
+            if cut == 0:
+                raise _Declined  # a line too long: the exact reader names it
+            block, mode = _parse_block(rest[:cut], line, layout, mode)
+        except _Declined:
+            yield from _exact_blocks(path, f, offset, line, layout)
+            return
+        yield block
+        line += rest.count(b"\n", 0, cut)
+        offset, rest = offset + cut, rest[cut:]
+    if rest:  # the last line has no line end
+        try:
+            yield _parse_block(rest + b"\n", line, layout, mode)[0]
+        except _Declined:
+            yield from _exact_blocks(path, f, offset, line, layout)
+
+
+def _exact_blocks(path, f, offset, line, layout):
+    """Blocks from byte ``offset`` (the file's line ``line``) to the end, by the csv module; a ValueError
+    names the first bad row or cell in the file's order."""
+    f.seek(offset)
+    width, features = len(layout.columns), len(layout.features)
+    x, y, n, lines = np.empty((_EXACT_ROWS, features)), np.empty(_EXACT_ROWS), 0, []
+    for cells, number in _records(path, f, line, offset, math.inf):
+        if len(cells) != width:
+            raise ValueError(
+                f"{path} line {number} has {len(cells)} cells but the header has {width} columns "
+                f"{_listing(layout.columns)}"
+            )
+        for j, c in enumerate(layout.usecols):
+            x[n, j] = _feature(path, cells[c], number, layout.features[j])
+        if layout.target_col is not None:
+            y[n] = _numeric_target(path, cells[layout.target_col], number, layout.target)
+        lines.append(number)
+        n += 1
+        if n == _EXACT_ROWS:
+            yield Block(x.copy(), None if layout.target is None else y.copy(), np.array(lines))
+            n, lines = 0, []
+    if n:
+        yield Block(x[:n].copy(), None if layout.target is None else y[:n].copy(), np.array(lines))
+
+
+def _numeric_target(path, cell, line, column):
+    """A regression target's cell as a finite float, or a ValueError naming it."""
+    if not cell.strip():
+        raise ValueError(f"{path} line {line}, column {_show(column)}: is empty (a missing value)")
+    if _number(cell) is None:
+        raise ValueError(
+            f"{path} line {line}, column {_show(column)}: {_show(cell.strip())} is not a number; a regression "
+            "target must be numeric (class labels need the cross-entropy loss)"
+        )
+    return _feature(path, cell, line, column)
 
 
 # ---- arrays for training -------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .data import training_arrays
 from .errors import CompileWarning, outside_stacklevel
 from .history import TRACE_LIMIT
 from .losses import targets_for
@@ -74,6 +75,7 @@ class Settings(NamedTuple):
     sample_weight: np.ndarray | None = None  # (rows,) weights of the data loss
     clip: float | None = None  # the largest global norm of the gradients
     shuffle: bool = True  # mini-batches from a fresh permutation each epoch (False: in row order)
+    source: Any = None  # a batch source (x and y are then empty): each iter() an epoch of (x, y) batches
 
     @property
     def params(self) -> list[Parameter]:
@@ -81,7 +83,7 @@ class Settings(NamedTuple):
 
     @property
     def whole_batch(self) -> bool:
-        return self.batch_size is None or self.batch_size >= len(self.x)
+        return self.source is None and (self.batch_size is None or self.batch_size >= len(self.x))
 
     @property
     def plain(self) -> bool:
@@ -166,7 +168,9 @@ class Batches:
     """The (inputs, targets, sample weights, share) of each step of an epoch: the whole data, or mini-batches.
 
     A batch's share turns its loss into its part of the epoch's: its rows / n for a mean loss
-    (as scikit-learn adds up an epoch's loss, also with sample weights).
+    (as scikit-learn adds up an epoch's loss, also with sample weights). From a batch source
+    (``run.source``) the rows of an epoch are known only at its end: a batch's share is then its
+    rows, and ``seen`` (the epoch's rows) divides the sum (:meth:`epoch_loss`).
     """
 
     def __init__(self, run: Settings) -> None:
@@ -174,9 +178,28 @@ class Batches:
         self.mean = getattr(run.loss_fn, "reduction", "mean") == "mean"
         self.whole = run.whole_batch
         self.rng = np.random.default_rng(run.seed) if run.shuffle else None
-        self.all = [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
+        self.source, self.seen = run.source, 0
+        self.labels = getattr(run.loss_fn, "__name__", "") == "cross_entropy"
+        self.all = [] if run.source is not None else [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
+
+    def epoch_loss(self, total: float) -> float:
+        """An epoch's loss from the sum of its batches' losses by their shares."""
+        return total / max(self.seen, 1) if self.source is not None and self.mean else total
+
+    def _streamed(self, in_order: bool) -> Iterator[tuple]:
+        """The source's batches checked and in the model's dtype (in file order for ``in_order``)."""
+        self.seen = 0
+        ordered = getattr(self.source, "in_order", None) if in_order else None
+        for xb, yb in ordered() if ordered is not None else self.source:
+            xb, yb = training_arrays(xb, yb, self.x.dtype, self.labels)
+            self.seen += len(xb)
+            yield tensor_from(xb), yb, None, float(len(yb)) if self.mean else 1.0
+        if self.seen == 0:
+            raise ValueError("fit: the batch source gave no rows in an epoch")
 
     def __iter__(self) -> Iterator[tuple]:
+        if self.source is not None:
+            return self._streamed(self.rng is None)
         if self.whole:
             return iter(self.all)
         n, w = len(self.x), self.weights
@@ -240,7 +263,7 @@ def loss_now(run: Settings) -> float:
             if run.alpha:
                 loss += penalty(run, float(len(yb)) if wb is None else float(np.sum(wb)))
             total += loss * share
-    return total
+    return shares.epoch_loss(total)
 
 
 def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
@@ -309,6 +332,7 @@ class Epochs:
             if not math.isfinite(loss + top):  # a NaN or inf loss, derivative or step
                 return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
             value, largest = value + loss * weight, max(largest, top)
+        value = self.batches.epoch_loss(value)
         if not self.watch:
             largest = optimizer.largest_step()
             if not math.isfinite(largest):

@@ -117,7 +117,7 @@ class Trainer:
         self,
         model: Module,
         x: Any,
-        y: Any,
+        y: Any = None,
         *,
         loss: str | Callable[..., Tensor] = "ssr",
         optimizer: Optimizer | None = None,
@@ -158,7 +158,14 @@ class Trainer:
         loss_fn = get_loss(loss)
         named = _trained(model, params)
         dtype = named[0][1].dtype
-        x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+        source = x if y is None and is_source(x) else None
+        if source is not None:
+            _source_applies(restarts, optimizer, validation, sample_weight)
+            x, y = np.empty((0, 0), dtype), np.empty((0, 1), dtype)  # (the rows come from the source)
+        elif y is None:
+            raise TypeError("fit: y is missing: pass the targets y with arrays x, or a batch source as x")
+        else:
+            x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
         weights = _sample_weights(sample_weight, len(x), dtype)
         if weights is not None and loss_fn not in LOSSES.values():
             raise TypeError(
@@ -184,7 +191,7 @@ class Trainer:
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
-        )._replace(shuffle=bool(shuffle))
+        )._replace(shuffle=bool(shuffle), source=source)
         if self.restarts is not None:  # before a single start is drawn
             _restarts_apply(self.settings, self.schedule, self.held)
             check_population(named, self.restarts, min(batch_size or len(x), len(x)))
@@ -317,7 +324,8 @@ class Trainer:
     def _set_rate(self) -> None:
         s, h = self.settings, self.history
         assert self.schedule is not None
-        lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * len(s.x))
+        rows = len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0  # (known after an epoch)
+        lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * rows)
         if lr is not None:
             s.optimizer.lr = lr
 
@@ -443,10 +451,18 @@ class Trainer:
         if isinstance(s.optimizer, LBFGS):
             self._engine = Minimized(s)
         if s.compile and self._engine is None and not is_anomaly_enabled():
-            if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
-                self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
-            self._engine = WrittenOut.create(s)
-            self._label = "python" if self._engine is not None else "numpy"
+            if s.loss_fn is cross_entropy and s.source is not None:
+                warnings.warn(
+                    "fit(compile=True): the NumPy replay needs one-hot targets, which a batch source does not "
+                    "give; training runs eagerly",
+                    CompileWarning,
+                    stacklevel=outside_stacklevel(),
+                )
+            else:
+                if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
+                    self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
+                self._engine = WrittenOut.create(s)  # (never for a batch source: its batches are not the whole)
+                self._label = "python" if self._engine is not None else "numpy"
         if self._engine is None and self._label == "numpy" and s.sample_weight is not None:
             self._label = "eager"
             warnings.warn(
@@ -561,7 +577,8 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
                 "rows are needed (scikit-learn's rule)"
             )
-        if x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:]):
+        # NOTE: a batch source (streaming) trains from no rows in memory: only the targets' shapes compare
+        if (len(x) and x_val.shape[1:] != x.shape[1:]) or (not labels and y_val.shape[1:] != y.shape[1:]):
             raise ValueError(
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
@@ -584,6 +601,30 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 "all 0; give those rows weight, or another seed or validation fraction"
             )
     return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
+
+
+def is_source(x: Any) -> bool:
+    """Whether ``x`` is a batch source (each ``iter()`` an epoch of (x, y) batches), not an array of rows."""
+    return hasattr(x, "__iter__") and not isinstance(x, (np.ndarray, list, tuple, Tensor, str, bytes))
+
+
+def _source_applies(restarts: Any, optimizer: Any, validation: Any, sample_weight: Any) -> None:
+    """A batch source gives its rows a batch at a time: refuse the options that need them all at once."""
+    given = [
+        name
+        for name, on in (
+            ("restarts", restarts is not None),
+            ("optimizer=LBFGS()", isinstance(optimizer, LBFGS)),
+            ("validation as a fraction", validation is not None and not isinstance(validation, (tuple, list))),
+            ("sample_weight", sample_weight is not None),
+        )
+        if on
+    ]
+    if given:
+        raise ValueError(
+            f"fit: a batch source gives its rows a batch at a time; it cannot be combined with {', '.join(given)}, "
+            "which need all rows at once (validation=(x_val, y_val) arrays work)"
+        )
 
 
 def _lbfgs_applies(

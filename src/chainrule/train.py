@@ -48,7 +48,7 @@ __all__ = [
 def fit(
     model: Module,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     loss: str | Callable[..., Tensor] = "ssr",
     optimizer: Optimizer | None = None,
@@ -124,6 +124,16 @@ def fit(
       See :mod:`chainrule.stopping`. A run the lessons' rule stops while the loss is
       still falling fast warns (:class:`PrematureStopWarning`) and says why.
     - ``shuffle=False``: mini-batches in row order.
+
+    A batch source instead of arrays (``fit(model, source, loss=...)``, no ``y``): any object
+    whose every ``iter()`` is one epoch of ``(x_batch, y_batch)`` arrays, such as
+    :func:`chainrule.data.stream` over a file bigger than memory. Each epoch is an iteration
+    (the History and the stopping rules as with mini-batches); its loss is the mean over the
+    epoch's rows of the batches' losses (the sum for the SSR). The source shuffles (``shuffle=False``
+    reads its ``in_order()`` pass, file order, when it has one); ``batch_size`` is the source's.
+    ``restarts``, ``optimizer=LBFGS()``, ``sample_weight`` and a validation fraction need all rows at
+    once and are refused (``validation=(x_val, y_val)`` works); ``compile=True`` replays NumPy calls
+    per batch (never the written-out path, which needs the whole batch; with cross-entropy, eagerly).
 
     Example: the lessons' gradient descent on b3 alone, from b3 = 0::
 
