@@ -149,7 +149,7 @@ def _animations(out, x, y, b3_history, runs):
         "squiggle_b3.gif": animation.squiggle(lesson, x, y, b3_history, **small),
         "landscape_w3_w4.gif": animation.landscape(pair, x, y, ("w3", "w4"), pair_history, frames=20, **small),
         "squiggle_best_start.gif": animation.squiggle(best, x, y, best_history, frames=20, **small),
-        "backward_pass.gif": animation.backward(_lesson_graph(x, y), level="neuron", dpi=50),
+        "backward_pass.gif": animation.backward(_lesson_graph(x, y), level="neuron", dpi=48),
     }
     for name, movie in movies.items():
         movie.save(os.path.join(out, name))
