@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import chainrule as cr
 from chainrule import cli, modelfile
 from chainrule.validation import split
 
@@ -88,7 +89,7 @@ def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(
     "args, message",
     [
         (["--alpha", "-1"], "--alpha must be a finite number >= 0, got -1.0"),
-        (["--clip", "0"], "--clip must be None or a finite number > 0, got 0.0"),
+        (["--clip", "0"], "--clip must be a finite number > 0, got 0.0"),  # review finding 14: no "None or"
         (["--validation-fraction", "1"], "--validation-fraction must be a number in (0, 1), got 1.0"),
         (["--n-iter-no-change", "0"], "--n-iter-no-change must be an integer >= 1, got 0"),
         (["--early-stopping", "--stopping", "improvement"], "--early-stopping is a stopping rule of its own"),
@@ -103,6 +104,55 @@ def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, c
     code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *args)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "m.json").exists()
+
+
+# (command-line flags, fit's keywords for them): the combinations both refuse
+COMBINATIONS = [
+    (["--restarts", "3", "--early-stopping"], dict(restarts=3, validation=0.1, stopping="early")),
+    (["--restarts", "3", "--validation-fraction", "0.2"], dict(restarts=3, validation=0.2)),
+    (["--restarts", "3", "--alpha", "0.1"], dict(restarts=3, alpha=0.1)),
+    (["--restarts", "3", "--clip", "1"], dict(restarts=3, clip=1.0)),
+    (["--restarts", "3", "--schedule", "invscaling"], dict(restarts=3, schedule="invscaling")),
+    (["--restarts", "3", "--stopping", "improvement"], dict(restarts=3, stopping="improvement")),
+    (["--optimizer", "lbfgs", "--schedule", "adaptive"], dict(optimizer="lbfgs", schedule="adaptive")),
+    (["--optimizer", "lbfgs", "--clip", "1"], dict(optimizer="lbfgs", clip=1.0)),
+    (["--optimizer", "lbfgs", "--early-stopping"], dict(optimizer="lbfgs", validation=0.1, stopping="early")),
+    (["--optimizer", "lbfgs", "--validation-fraction", "0.2"], dict(optimizer="lbfgs", validation=0.2)),
+    (["--optimizer", "lbfgs", "--restarts", "2"], dict(optimizer="lbfgs", restarts=2)),
+]
+
+
+@pytest.mark.parametrize("flags, keywords", COMBINATIONS)
+def test_restarts_and_lbfgs_refuse_in_flag_names_before_printing_what_fit_refuses(
+    tmp_path, capsys, curve, flags, keywords
+):
+    # review finding 14: "training 3 random starts at once ..." was printed, then fit's keyword names refused it
+    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *flags)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "cannot be combined with" in err
+    assert flags[0] in err and flags[2] in err and "=" not in err  # flags, not keywords
+    from chainrule.nn import mlp
+
+    x = np.random.default_rng(0).normal(size=(20, 2))  # the library refuses the same (one rule, two wordings)
+    keywords = {k: cr.optim.LBFGS() if v == "lbfgs" else v for k, v in keywords.items()}
+    with pytest.raises(ValueError, match="cannot be combined with"):
+        cr.Trainer(mlp([2, 2, 1], seed=0), x, x[:, :1], loss="mse", **keywords)
+
+
+def test_early_stopping_on_a_10_row_file_is_refused_as_too_small_in_flag_names(tmp_path, capsys):
+    # review finding 1 on the command line: 10% of 10 rows is one held-out row
+    (tmp_path / "ten.csv").write_text("x,y\n" + "".join(f"{i / 9!r},{i % 3}\n" for i in range(10)))
+    code, _, err = _run(capsys, "fit", tmp_path / "ten.csv", "--target", "y", "--early-stopping",
+                        "--out", tmp_path / "m.json")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "m.json").exists()
+    assert "--validation-fraction 0.1 holds out 1 of 10 rows; the validation set is too small" in err
+
+
+def test_the_premature_stop_warning_names_the_flags_on_the_command_line(tmp_path, capsys, curve):
+    # review finding 14: it said "Use stopping='improvement'"; the flag is --stopping improvement
+    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--optimizer", "adam", "--lr", "0.01", "--tol", "0.1",
+                        "--out", tmp_path / "m.json")  # fmt: skip
+    assert code == 0 and "PrematureStop" not in err
+    assert "Use --stopping improvement" in err and "a smaller --tol" in err and "stopping='" not in err
 
 
 def test_evaluate_a_regression_prints_r2_as_scikit_learn_computes_it(tmp_path, capsys, curve):

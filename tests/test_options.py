@@ -418,6 +418,44 @@ def test_an_unknown_schedule_is_refused():
         _rates("cyclic")
 
 
+def test_minor_option_checks_huge_weights_cosine_above_the_rate_and_shuffle_no_are_refused_in_one_line():
+    # review finding 16: 50 weights of 1e308 sum to inf ("overflow encountered in reduce" leaked); Cosine's
+    # min_lr above the rate made the rate rise; shuffle="no" was taken as True
+    x, y = _data(rows=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match="sample_weight must be .* a positive, finite sum, got a sum of inf"):
+            cr.fit(mlp([2, 1], seed=0), x, y, sample_weight=np.full(50, 1e308))
+    net = mlp([2, 1], seed=0)
+    before = _values(net)
+    with pytest.raises(ValueError, match="Cosine: min_lr=5 is above the starting learning rate 0.1"):
+        cr.fit(net, x, y, schedule=cr.schedules.Cosine(10, min_lr=5))
+    assert all(np.array_equal(a, b) for a, b in zip(before, _values(net)))  # refused before the first step
+    with pytest.raises(ValueError, match="fit: shuffle must be one of True, False, got 'no'"):
+        cr.fit(net, x, y, shuffle="no", batch_size=10)
+
+
+def test_a_rate_set_by_hand_between_steps_is_where_the_schedule_goes_on_from():
+    # review finding 16: with a schedule, trainer.optimizer.lr = ... was overwritten at the next epoch.
+    # Step(every=1, gamma=0.5) from 0.1: epochs at 0.1, 0.05; set 0.01 by hand; then 0.01 x 0.5 = 0.005
+    x, y = _data(rows=8)
+    trainer = cr.Trainer(mlp([2, 1], seed=0), x, y, loss="mse", schedule=cr.schedules.Step(1, 0.5), tol=0)
+    trainer.step()
+    trainer.step()
+    trainer.optimizer.lr = 0.01
+    trainer.step()
+    trainer.step()
+    assert trainer.history.learning_rates == pytest.approx([0.1, 0.05, 0.01, 0.005], rel=1e-12)
+
+
+def test_the_early_stopping_reason_says_a_gain_below_tol_still_makes_the_best():
+    # review finding 16: "did not improve by tol for 11 epochs ... iteration 36 (the best)" read as a contradiction
+    x, y = _data(rows=40)
+    h = _quiet(cr.fit, mlp([2, 4, 1], "tanh", seed=0), x, y, loss="mse", optimizer=Adam(0.01), validation=0.25,
+               stopping="early", n_iter_no_change=3, tol=0.5, seed=0)  # fmt: skip
+    assert "the highest validation score" in h.stop_reason and "even where it rose by less than tol" in h.stop_reason
+
+
 # ---- clipping ---------------------------------------------------------------------------------
 
 

@@ -408,6 +408,7 @@ def _fit(args):
     hidden, features = _hyperparameters(args)
     _check_out(args.out, args.data)
     optimizer = _optimizer(args)
+    _combinations(args)
     if args.stream:
         return _fit_stream(args, hidden, features, optimizer)
     classify = args.loss == "cross-entropy"
@@ -607,7 +608,7 @@ LIMITS = (
     ("--seed", "seed", Integer(low=0)),
     ("--alpha", "alpha", ARGUMENTS["alpha"]),
     ("--weight-decay", "weight_decay", Number(low=0)),
-    ("--clip", "clip", ARGUMENTS["clip"]),
+    ("--clip", "clip", Number(low=0, low_open=True)),
     ("--validation-fraction", "validation_fraction", ARGUMENTS["validation"]),
     ("--n-iter-no-change", "n_iter_no_change", ARGUMENTS["n_iter_no_change"]),
 )
@@ -629,6 +630,34 @@ def _optimizer(args):
         args.lr = 0.1
     decay = args.weight_decay if args.weight_decay or args.optimizer != "adamw" else 0.01
     return OPTIMIZERS[args.optimizer](lr=args.lr, weight_decay=decay)
+
+
+def _combinations(args):
+    """What --optimizer lbfgs and --restarts do not take, refused in flag names before anything is read or
+    printed (fit refuses the same keywords: a test ties the two)."""
+    given = [
+        flag
+        for flag, on in (
+            ("--early-stopping", args.early_stopping),
+            ("--validation-fraction", args.validation_fraction is not None),
+            ("--schedule", args.schedule is not None),
+            ("--clip", args.clip is not None),
+            ("--stopping improvement", args.stopping == "improvement"),
+        )
+        if on
+    ]
+    if args.optimizer == "lbfgs" and (given or args.restarts):
+        given += ["--restarts"] if args.restarts else []
+        raise ValueError(
+            f"--optimizer lbfgs minimizes the loss of all rows and stops by scipy's own test; it cannot be "
+            f"combined with {', '.join(given)}"
+        )
+    given += ["--alpha"] if args.alpha else []
+    if args.restarts and given:
+        raise ValueError(
+            f"--restarts trains its starts with the lessons' rule and plain steps; it cannot be combined with "
+            f"{', '.join(given)} (train one start at a time instead)"
+        )
 
 
 def _validation(args):
@@ -727,6 +756,8 @@ def _train(model, x, y, optimizer, args, source=None):
                 file=sys.stderr,
             )
             return None, False, None
+        except ValueError as e:  # fit's words for what the flags set
+            raise ValueError(_in_flags(str(e))) from None
         progress.finish(history)
     _warn(caught, history, args.optimizer == "lbfgs")
     if trainer.population_interrupted:  # the model holds the best start where Ctrl-C found it
@@ -742,9 +773,25 @@ def _warn(caught, history, lbfgs=False):
         text = (
             f"did not converge: {history.stop_reason}; raise --max-iter" + ("" if lbfgs else " or --lr")
             if issubclass(w.category, ConvergenceWarning)
-            else str(w.message).splitlines()[0]
+            else _in_flags(str(w.message).splitlines()[0])
         )
         print(f"chainrule: warning: {text}", file=sys.stderr)
+
+
+# fit's keywords in the library's messages, as the command line's flags
+FLAGS = (
+    ("fit: validation=", "--validation-fraction "),
+    ("stopping='improvement'", "--stopping improvement"),
+    ("stopping='early'", "--early-stopping"),
+    ("a smaller tol", "a smaller --tol"),
+    ("or tol=0", "or --tol 0"),
+)
+
+
+def _in_flags(text):
+    for keyword, flag in FLAGS:
+        text = text.replace(keyword, flag)
+    return text
 
 
 def _divergence_hint(args, rows):

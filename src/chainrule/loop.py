@@ -88,6 +88,7 @@ ARGUMENTS = {
     "stopping": OneOf(RULES),
     "n_iter_no_change": Integer(low=1),
     "validation": Number(low=0, high=1, low_open=True),  # a fraction; or (x_val, y_val)
+    "shuffle": OneOf((True, False)),
 }
 DEFAULT_TOL = 0.001  # the lessons' threshold for the step sizes
 # The last step of a run the lessons' rule stopped "still falls" when it lowered the loss by more than
@@ -189,6 +190,7 @@ class Trainer:
         self.callback = callback
         tol = _default_tol(optimizer) if tol is None else tol
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
+        shuffle = check("fit", "shuffle", shuffle, ARGUMENTS["shuffle"])
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
         )._replace(shuffle=bool(shuffle), source=source)
@@ -202,6 +204,7 @@ class Trainer:
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
+        self._scheduled: float | None = None  # the rate the schedule last set (another one was set by hand)
         self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
         self._ended = False
@@ -313,8 +316,8 @@ class Trainer:
             for (_, p), best in zip(self.settings.named, h.best_validation_state.values()):
                 p.data[...] = best
             reason += (
-                f"; the parameters of iteration {h.best_validation_iter} (the best validation score, "
-                f"{h.best_validation_score:.6g}) were put back"
+                f"; the parameters of iteration {h.best_validation_iter} (the highest validation score, "
+                f"{h.best_validation_score:.6g}, even where it rose by less than tol) were put back"
             )
         h.end(reason, converged)
         self._ended = True
@@ -326,8 +329,12 @@ class Trainer:
         assert self.schedule is not None
         rows = len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0  # (known after an epoch)
         lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * rows)
+        if lr and self._scheduled is not None and s.optimizer.lr != self._scheduled:  # set by hand between
+            self._lr0 *= s.optimizer.lr / lr  # steps: this epoch's rate, and the schedule goes on from it
+            lr = s.optimizer.lr
         if lr is not None:
             s.optimizer.lr = lr
+        self._scheduled = s.optimizer.lr
 
     def _validate(self) -> None:
         """The validation loss and score at the parameters the epoch ended with; the outputs a batch of rows
@@ -351,7 +358,7 @@ class Trainer:
         if self.schedule is not None and type(self.schedule).plateau is not Schedule.plateau:
             lowered = self.schedule.plateau(self.optimizer.lr)
             if lowered is not None:
-                self.optimizer.lr = lowered
+                self.optimizer.lr = self._scheduled = lowered
                 self.count.restart()
                 return None
             return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
@@ -555,8 +562,12 @@ def _sample_weights(sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | N
         raise TypeError(f"fit: sample_weight must hold numbers, got dtype {w.dtype}")
     if w.shape != (rows,):
         raise ValueError(f"fit: sample_weight must have shape ({rows},), one weight per row of x, got {w.shape}")
-    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0) or not w.sum() > 0:
-        raise ValueError("fit: sample_weight must be finite numbers >= 0 with a positive sum")
+    with np.errstate(over="ignore"):  # a sum beyond float range is refused below, not warned about
+        total = w.sum()
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0) or not 0 < total < np.inf:
+        raise ValueError(
+            f"fit: sample_weight must be finite numbers >= 0 with a positive, finite sum, got a sum of {total:.3g}"
+        )
     return w.astype(dtype)
 
 

@@ -119,6 +119,10 @@ class Cosine(Schedule):
         self.min_lr = check("Cosine", "min_lr", min_lr, Number(low=0))
 
     def rate(self, lr0: float, epochs: int, seen: int) -> float:
+        if self.min_lr > lr0:
+            raise ValueError(
+                f"Cosine: min_lr={self.min_lr:g} is above the starting learning rate {lr0:g}: the rate would rise"
+            )
         e = min(epochs, self.period)
         return self.min_lr + (lr0 - self.min_lr) * (1 + math.cos(math.pi * e / self.period)) / 2
 
