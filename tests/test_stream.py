@@ -392,3 +392,16 @@ def test_a_label_not_among_the_models_classes_is_named_mid_stream(tmp_path, caps
         .err.strip()
         .endswith("line 2002, column 'y': 'sideways' is not one of the model's classes ['down', 'up']")
     )
+
+
+def test_held_out_arrays_are_scored_each_epoch_of_a_stream(small):
+    path, x, y = small
+    net = cr.nn.mlp([3, 4, 1], "tanh", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = cr.fit(net, data.stream(path, "y", batch_size=50, seed=0), loss="mse", max_iter=3, tol=0,
+                   optimizer=cr.optim.Adam(lr=0.01), validation=(x[:100], y[:100]))  # fmt: skip
+    assert len(h.validation_score) == 3 and len(h.loss) == 3
+    with cr.no_grad():
+        mse = float(np.mean((net(cr.tensor(x[:100])).data[:, 0] - y[:100]) ** 2))
+    assert h.validation_loss[-1] == pytest.approx(mse, rel=1e-12)  # scored at the last epoch's parameters

@@ -536,7 +536,7 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
         x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
-        if len(x) and x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:]):
+        if len(x) and (x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:])):
             raise ValueError(
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
