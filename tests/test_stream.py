@@ -342,3 +342,66 @@ def test_a_file_that_changes_between_epochs_is_refused(small):
         f.write("1,2,3,4\n")
     with pytest.raises(ValueError, match="changed since it was first read; make a new stream"):
         _epoch(source)
+
+
+def _labelled(folder, rows=2000, extra=""):
+    x, _ = _table(rows=rows, seed=3)
+    labels = np.where(x[:, 0] + x[:, 1] > 0, "up", "down")
+    path = os.path.join(folder, "c.csv")
+    with open(path, "w") as f:
+        f.write("a,b,c,y\n" + "".join(f"{r[0]},{r[1]},{r[2]},{t}\n" for r, t in zip(x, labels)) + extra)
+    return path
+
+
+def test_a_classifier_streamed_with_a_whole_buffer_equals_one_fit_on_the_arrays(tmp_path, capsys):
+    path = _labelled(str(tmp_path))
+    models = []
+    for extra in ([], ["--stream"]):
+        out = os.path.join(tmp_path, f"c{len(models)}.json")
+        argv = ["fit", path, "--target", "y", "--loss", "cross-entropy", "--hidden", "4", "--optimizer", "adam"]
+        argv += ["--lr", "0.01", "--batch-size", "128", "--max-iter", "3", "--tol", "0", "--standardize", "--quiet"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert cli.main([*argv, "--out", out, *extra]) == 0
+        models.append(cr.modelfile.load(out))
+    plain, streamed = models
+    assert streamed.classes == plain.classes == ["down", "up"]
+    for p, q in zip(plain.network.parameters(), streamed.network.parameters()):
+        np.testing.assert_allclose(q.data, p.data, rtol=1e-9, atol=1e-12)  # the scaling's means differ in rounding
+    np.testing.assert_allclose(streamed.training["final_loss"], plain.training["final_loss"], rtol=1e-9)
+    reports = []
+    for extra in ([], ["--stream"]):
+        capsys.readouterr()
+        assert cli.main(["evaluate", os.path.join(tmp_path, "c0.json"), path, "--json", *extra]) == 0
+        reports.append(__import__("json").loads(capsys.readouterr().out))
+    assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
+    np.testing.assert_allclose(reports[1]["loss_value"], reports[0]["loss_value"], rtol=1e-12)
+
+
+def test_a_label_not_among_the_models_classes_is_named_mid_stream(tmp_path, capsys):
+    path = _labelled(str(tmp_path), extra="0.1,0.2,0.3,sideways\n")
+    model_path = os.path.join(tmp_path, "m.json")
+    cr.modelfile.Model(cr.nn.mlp([3, 2], seed=1), ["a", "b", "c"], "y", ["down", "up"]).save(model_path)
+    assert cli.main(["evaluate", model_path, path, "--stream"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"chainrule: error: {path} line 2002, column 'y': 'sideways' is not one of the model's classes ['down', 'up']"
+    )
+    assert cli.main(["evaluate", model_path, path]) == 2  # the same words without --stream
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("line 2002, column 'y': 'sideways' is not one of the model's classes ['down', 'up']")
+    )
+
+
+def test_held_out_arrays_are_scored_each_epoch_of_a_stream(small):
+    path, x, y = small
+    net = cr.nn.mlp([3, 4, 1], "tanh", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = cr.fit(net, data.stream(path, "y", batch_size=50, seed=0), loss="mse", max_iter=3, tol=0,
+                   optimizer=cr.optim.Adam(lr=0.01), validation=(x[:100], y[:100]))  # fmt: skip
+    assert len(h.validation_score) == 3 and len(h.loss) == 3
+    with cr.no_grad():
+        mse = float(np.mean((net(cr.tensor(x[:100])).data[:, 0] - y[:100]) ** 2))
+    assert h.validation_loss[-1] == pytest.approx(mse, rel=1e-12)  # scored at the last epoch's parameters

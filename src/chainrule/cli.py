@@ -460,21 +460,24 @@ def _fit_stream(args, hidden, features, optimizer):
     ]
     if whole:
         raise ValueError(f"--stream reads a batch at a time; {', '.join(whole)} needs all rows at once: leave it out")
-    if args.loss == "cross-entropy":
-        raise ValueError("--stream trains regressions (numeric targets); --loss cross-entropy reads the whole file")
     if args.batch_size is None:
         raise ValueError("--stream trains on mini-batches: give --batch-size (e.g. 256)")
     check(None, "--shuffle-buffer", args.shuffle_buffer, Integer(low=0))
+    classes = None
+    if args.loss == "cross-entropy":  # one pass finds the labels (and counts the rows)
+        finder = FileBlocks(args.data, args.target, features, labels=True)
+        classes = finder.found_classes()
+        _check_labels(finder, range(finder.rows), classes)
     source = stream(args.data, args.target, features, batch_size=args.batch_size,
-                    shuffle_buffer=args.shuffle_buffer, seed=args.seed)  # fmt: skip
+                    shuffle_buffer=args.shuffle_buffer, seed=args.seed, classes=classes)  # fmt: skip
     names = source.blocks.features
-    sizes = [len(names), *hidden, 1]
+    sizes = [len(names), *hidden, len(classes) if classes else 1]
     _check_size(args, sizes, args.batch_size)
     scaling = None
     if args.standardize:
         scaling = _streamed_scaling(source)
         source = source.scaled(*scaling)
-    model = Model(mlp(sizes, args.activation, seed=args.seed), names, args.target, None, scaling,
+    model = Model(mlp(sizes, args.activation, seed=args.seed), names, args.target, classes, scaling,
                   loss=LOSSES[args.loss])  # fmt: skip
     rows = f"{source.rows} rows" if source.rows is not None else "rows read as they stream"
     _say(
@@ -500,7 +503,8 @@ def _streamed_scaling(source):
     """Scaling from one streaming pass (a std below MIN_STD becomes 1, as Scaling.fit has it), checked finite."""
     stats = source.statistics()
     columns = [*zip(source.blocks.features, stats.feature_mean, stats.feature_std)]
-    columns.append((source.blocks.target, stats.target_mean, stats.target_std))
+    if stats.target_mean is not None:  # (class indices are not scaled)
+        columns.append((source.blocks.target, stats.target_mean, stats.target_std))
     for name, mean, std in columns:
         if not (np.isfinite(mean) and np.isfinite(std)):
             raise ValueError(
@@ -508,7 +512,7 @@ def _streamed_scaling(source):
                 f"number (mean {mean:.3g}, std {std:.3g}); rescale the column first or leave out --standardize"
             )
     feature_std = np.where(stats.feature_std < MIN_STD, 1.0, stats.feature_std)
-    target_std = stats.target_std if stats.target_std >= MIN_STD else 1.0
+    target_std = None if stats.target_std is None else stats.target_std if stats.target_std >= MIN_STD else 1.0
     return Scaling(stats.feature_mean.tolist(), feature_std.tolist(), stats.target_mean, target_std)
 
 
@@ -521,8 +525,11 @@ class _Streamed:
         loss_fn = get_loss(model.loss)
         mean = getattr(loss_fn, "reduction", "mean") == "mean"
         for x, y in chunked(blocks(), ROWS_AT_ONCE):  # as Model.evaluate computes it, ROWS_AT_ONCE rows at a time
-            predicted = model.predict(x)
-            value = loss_fn(predicted, y.astype(predicted.dtype)).item()
+            if model.classes is not None:
+                value = loss_fn(model.outputs(x), y).item()
+            else:
+                predicted = model.predict(x)
+                value = loss_fn(predicted, y.astype(predicted.dtype)).item()
             self.final += value * len(x) if mean else value
             self.rows += len(x)
         self.final = self.final / self.rows if mean else self.final
@@ -740,7 +747,7 @@ def _train(model, x, y, optimizer, args, source=None):
                 seed=args.seed,
                 callback=progress,
                 restarts=args.restarts,
-                compile=True,
+                compile=source is None or model.classes is None,  # (a stream of labels: eagerly)
                 alpha=args.alpha,
                 schedule=args.schedule,
                 clip=args.clip,
@@ -1142,9 +1149,7 @@ def _evaluate_command(sub):
         "data", metavar="DATA.csv", help="rows with the feature columns and the target column (CSV, or Parquet)"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead (for programs)")
-    p.add_argument(
-        "--stream", action="store_true", help="read the file a block at a time, in constant memory (regression)"
-    )
+    p.add_argument("--stream", action="store_true", help="read the file a block at a time, in constant memory")
     p.set_defaults(run=_evaluate)
 
 
@@ -1177,11 +1182,11 @@ def _evaluate(args):
 
 def _evaluate_stream(args, model):
     """evaluate --stream: the loss, R^2, MAE and RMSE summed a block at a time (R^2's total sum of squares
-    by Chan's merge: no pass over the observed values' mean first)."""
-    if model.classes is not None:
-        raise ValueError("--stream evaluates regression models; a classifier's file is read whole: leave out --stream")
+    by Chan's merge: no pass over the observed values' mean first); a classifier's confusion matrix."""
     if model.target is None:
         raise ValueError("this model names no target column, so a CSV file cannot give the targets")
+    if model.classes is not None:
+        return _evaluate_classes(args, model)
     blocks = FileBlocks(args.data, model.target, model.features)
     loss_fn, observed = get_loss(model.loss), Moments(1)
     mean = getattr(loss_fn, "reduction", "mean") == "mean"
@@ -1203,6 +1208,28 @@ def _evaluate_stream(args, model):
         print(json.dumps({"loss": model.loss, "loss_value": _finite(loss), "rows": rows, **scores}, indent=2))
         return 0
     print(f"loss: {model.loss} {loss:.6g} on {rows} rows")
+    for line in _score_lines(model, scores, rows):
+        print(line)
+    return 0
+
+
+def _evaluate_classes(args, model):
+    """evaluate --stream for a classifier: the loss and the confusion matrix added up a block at a time."""
+    blocks = FileBlocks(args.data, model.target, model.features, classes=model.classes)
+    loss_fn, k = get_loss(model.loss), len(model.classes)
+    matrix, loss = np.zeros((k, k), dtype=np.int64), 0.0
+    with np.errstate(all="ignore"):
+        for x, y in chunked(blocks(), ROWS_AT_ONCE):
+            logits = model.outputs(x)
+            loss += loss_fn(logits, y).item() * len(x)  # (cross-entropy is a mean)
+            np.add.at(matrix, (y, logits.argmax(axis=1)), 1)
+    rows = int(matrix.sum())
+    scores = _matrix_scores(model, matrix)
+    if args.json:
+        report = {"loss": model.loss, "loss_value": _finite(loss / rows), "rows": rows, **scores}
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"loss: {model.loss} {loss / rows:.6g} on {rows} rows")
     for line in _score_lines(model, scores, rows):
         print(line)
     return 0
@@ -1234,6 +1261,11 @@ def _classifier_scores(model, data):
     k = len(model.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (observed, predicted), 1)
+    return _matrix_scores(model, matrix)
+
+
+def _matrix_scores(model, matrix):
+    """_classifier_scores' numbers from the confusion matrix (rows: observed)."""
     right, said, there = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
     precision = np.where(said > 0, right / np.maximum(said, 1), 0.0)  # 0 where a class is never predicted
     recall = np.where(there > 0, right / np.maximum(there, 1), 0.0)
@@ -1244,7 +1276,7 @@ def _classifier_scores(model, data):
         for c, p, r, f, n in zip(model.classes, precision, recall, f1, there)
     ]
     return {
-        "accuracy": float(right.sum() / max(len(observed), 1)),
+        "accuracy": float(right.sum() / max(int(matrix.sum()), 1)),
         "classes": per_class,
         "confusion_matrix": matrix.tolist(),
     }

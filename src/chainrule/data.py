@@ -1034,6 +1034,7 @@ def stream(
     shuffle_buffer: int = SHUFFLE_BUFFER,
     seed: int | None = None,
     standardize: bool = False,
+    classes: Sequence[Any] | None = None,
 ) -> Stream:
     """A batch source over a CSV or Parquet file in constant memory: ``for x_batch, y_batch in source``.
 
@@ -1042,7 +1043,9 @@ def stream(
     epoch, a new pass over the file. The columns are checked now (as :func:`read_data`
     checks them); the cells as they are read, with read_csv's and read_parquet's one-line
     errors naming the file, line (or row) and column: a bad cell found in the middle of the
-    file stops the epoch there. The target must be numeric (regression).
+    file stops the epoch there. The target must be numeric (regression), unless ``classes``
+    lists the class labels (``FileBlocks(path, target, features, labels=True).found_classes()``
+    finds them in one pass): then each batch's y holds every row's index into ``classes``.
 
     - ``batch_size``: rows a batch; ``shuffle_buffer``: rows mixed at a time (0: file order,
       see :class:`chainrule.streams.Stream` for what a buffer means for the batches:
@@ -1085,7 +1088,7 @@ def stream(
     batch_size = check("stream", "batch_size", batch_size, Integer(low=1))
     shuffle_buffer = check("stream", "shuffle_buffer", shuffle_buffer, Integer(low=0))
     seed = check("stream", "seed", seed, Integer(low=0, optional=True))
-    source = Stream(FileBlocks(path, target, features), batch_size, shuffle_buffer, seed)
+    source = Stream(FileBlocks(path, target, features, classes=classes), batch_size, shuffle_buffer, seed)
     if not standardize:
         return source
     stats = source.statistics()
@@ -1098,10 +1101,20 @@ class FileBlocks:
     """A CSV or Parquet file's rows as float blocks ``(x, y)``, one pass per call; the columns checked at once.
 
     ``path``, ``columns``, ``features`` and ``target`` say what is read; ``rows_text()`` gives each data
-    row's cells as text (for writing the rows back out).
+    row's cells as text (for writing the rows back out). The target is numeric, or with ``labels=True``
+    class labels as text (``found_classes()`` lists them in one pass), or with ``classes`` each row's
+    index into them (a ValueError names a label not among them).
     """
 
-    def __init__(self, path: str | os.PathLike, target: str | None, features: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        target: str | None,
+        features: Sequence[str] | None,
+        labels: bool = False,
+        classes: Sequence[Any] | None = None,
+    ) -> None:
+        self.labels, self.classes = labels or classes is not None, None if classes is None else list(classes)
         self.path = path = os.fspath(path)
         self.parquet = path.lower().endswith(PARQUET_SUFFIXES)
         with open(path, "rb") as f:
@@ -1132,7 +1145,8 @@ class FileBlocks:
             layout, _ = _parquet_layout(self.path, pq.ParquetFile(f), pa, target, features, claim=False)
         except pa.ArrowException as e:
             raise ValueError(f"{self.path} is not a readable Parquet file ({_one_line(e)})") from None
-        if target is not None and not _numeric(pa, pq.ParquetFile(f).schema_arrow.field(target).type):
+        kind = None if target is None else pq.ParquetFile(f).schema_arrow.field(target).type
+        if target is not None and not self.labels and not _numeric(pa, kind):
             raise ValueError(
                 f"{self.path}: column {_show(target)} (the target) holds text; a stream's target must be numeric "
                 "(regression)"
@@ -1141,7 +1155,9 @@ class FileBlocks:
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         rows = 0
-        for x, y in self._parquet() if self.parquet else self._csv():
+        for x, y, place in self._parquet() if self.parquet else self._csv():
+            if self.classes is not None:
+                y = self._indices(y, place)
             rows += len(x)
             yield x, y
         if rows == 0:
@@ -1157,8 +1173,8 @@ class FileBlocks:
 
     def _csv(self):
         with self._open() as f:
-            for block in _stream_csv(self.path, f, self.offset, self.header_line + 1, self.layout):
-                yield block.x, block.y
+            for block in _stream_csv(self.path, f, self.offset, self.header_line + 1, self.layout, self.labels):
+                yield block.x, block.y, lambda row, lines=block.lines: f"{self.path} line {lines[row]}"
 
     def _parquet(self):
         pa, pq = _pyarrow()
@@ -1173,21 +1189,57 @@ class FileBlocks:
                     y = None
                     if layout.target is not None:
                         y = _parquet_column(self.path, batch.column(len(layout.features)), layout.target, start, False)
+                    yield x, y, lambda row, start=start: f"{self.path} row {start + row + 1}"
                     start += batch.num_rows
-                    yield x, y
             except pa.ArrowException as e:
                 raise ValueError(f"{self.path} is not a readable Parquet file ({_one_line(e)})") from None
+
+    def _indices(self, y, place):
+        """Each row's index into ``classes``; a ValueError names the first label that is not one of them."""
+        classes = self.classes
+        assert classes is not None
+        numeric = all(not isinstance(c, str) for c in classes)  # then "1" and "1.0" are the same label
+        keys = {float(c) if numeric else c: i for i, c in enumerate(classes)}
+        out = np.empty(len(y), dtype=np.intp)
+        for row, value in enumerate(y.tolist()):
+            key = _number(value) if numeric else value if isinstance(value, str) else str(_label(value))
+            if key not in keys:
+                raise ValueError(
+                    f"{place(row)}, column {_show(self.target)}: {_show(str(_label(value)))} is not one of the "
+                    f"model's classes {_listing(classes)}"
+                )
+            out[row] = keys[key]
+        return out
+
+    def found_classes(self) -> list[Any]:
+        """One pass: the target's distinct labels, sorted as :meth:`CSVData.target_classes` sorts them
+        (numbers as numbers, whole ones as int, when every label is a number; else text)."""
+        seen: set = set()
+        self.rows = 0  # (counted on the way)
+        for _, y, _ in self._parquet() if self.parquet else self._csv():
+            seen.update(np.unique(y).tolist())
+            self.rows += len(y)
+        values: list[Any] = sorted(str(v) for v in seen)
+        if seen and all(_number(v) is not None for v in seen):
+            values = sorted({_number(v) for v in seen})
+        if len(values) < 2:
+            shown = _show(_label(values[0]) if values else None)
+            raise ValueError(
+                f"column {_show(self.target)} of {self.path} has a single value ({shown}) for all rows; "
+                "classification needs at least 2 classes"
+            )
+        return [_label(v) for v in values]
 
     def rows_text(self) -> Iterator[list[str]]:
         """Each data row's cells as text, read again from the unchanged file (blank lines skipped)."""
         return (_parquet_again(self.path, self.stamp) if self.parquet else _rows_again(self.path, self.stamp, None))()
 
 
-def _stream_csv(path, f, offset, line, layout):
+def _stream_csv(path, f, offset, line, layout, labels=False):
     """Blocks of ``f`` from byte ``offset`` (the file's line ``line``) by the fast reader; from a block it
-    declines on, records by the csv module, checked cell by cell."""
+    declines on, records by the csv module, checked cell by cell. ``labels``: the target as text."""
     f.seek(offset)
-    rest, mode = b"", "numbers" if layout.target is not None else None
+    rest, mode = b"", None if layout.target is None else "labels" if labels else "numbers"
     while chunk := f.read(BLOCK_BYTES):
         rest += chunk
         cut = rest.rfind(b"\n") + 1
@@ -1198,7 +1250,7 @@ def _stream_csv(path, f, offset, line, layout):
                 raise _Declined  # a line too long: the exact reader names it
             block, mode = _parse_block(rest[:cut], line, layout, mode)
         except _Declined:
-            yield from _exact_blocks(path, f, offset, line, layout)
+            yield from _exact_blocks(path, f, offset, line, layout, labels)
             return
         yield block
         line += rest.count(b"\n", 0, cut)
@@ -1207,15 +1259,16 @@ def _stream_csv(path, f, offset, line, layout):
         try:
             yield _parse_block(rest + b"\n", line, layout, mode)[0]
         except _Declined:
-            yield from _exact_blocks(path, f, offset, line, layout)
+            yield from _exact_blocks(path, f, offset, line, layout, labels)
 
 
-def _exact_blocks(path, f, offset, line, layout):
+def _exact_blocks(path, f, offset, line, layout, labels=False):
     """Blocks from byte ``offset`` (the file's line ``line``) to the end, by the csv module; a ValueError
     names the first bad row or cell in the file's order."""
     f.seek(offset)
     width, features = len(layout.columns), len(layout.features)
-    x, y, n, lines = np.empty((_EXACT_ROWS, features)), np.empty(_EXACT_ROWS), 0, []
+    x, n, lines = np.empty((_EXACT_ROWS, features)), 0, []
+    y = np.empty(_EXACT_ROWS, dtype=object if labels else float)
     for cells, number in _records(path, f, line, offset, math.inf):
         if len(cells) != width:
             raise ValueError(
@@ -1225,14 +1278,21 @@ def _exact_blocks(path, f, offset, line, layout):
         for j, c in enumerate(layout.usecols):
             x[n, j] = _feature(path, cells[c], number, layout.features[j])
         if layout.target_col is not None:
-            y[n] = _numeric_target(path, cells[layout.target_col], number, layout.target)
+            cell = cells[layout.target_col]
+            if labels and not cell.strip():
+                raise ValueError(f"{path} line {number}, column {_show(layout.target)}: is empty (a missing value)")
+            y[n] = cell.strip() if labels else _numeric_target(path, cell, number, layout.target)
         lines.append(number)
         n += 1
         if n == _EXACT_ROWS:
-            yield Block(x.copy(), None if layout.target is None else y.copy(), np.array(lines))
+            yield Block(x.copy(), None if layout.target is None else _narrowed(y, labels), np.array(lines))
             n, lines = 0, []
     if n:
-        yield Block(x[:n].copy(), None if layout.target is None else y[:n].copy(), np.array(lines))
+        yield Block(x[:n].copy(), None if layout.target is None else _narrowed(y[:n], labels), np.array(lines))
+
+
+def _narrowed(y, labels):
+    return np.array(y.tolist(), dtype=str) if labels else y.copy()
 
 
 def _numeric_target(path, cell, line, column):

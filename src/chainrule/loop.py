@@ -342,7 +342,10 @@ class Trainer:
         s = self.settings
         assert self.held is not None
         x_val, y_val, w_val, _ = self.held
-        size = min(s.batch_size or len(s.x), len(s.x))
+        if s.source is None:
+            size = min(s.batch_size or len(s.x), len(s.x))
+        else:  # a batch source sets its own batch size (and holds no rows here)
+            size = getattr(s.source, "batch_size", None) or len(x_val)
         with no_grad():
             pieces = [s.model(tensor_from(x_val.data[a : a + size])).data for a in range(0, len(x_val), size)]
             out = tensor_from(np.concatenate(pieces))
@@ -588,8 +591,8 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
                 "rows are needed (scikit-learn's rule)"
             )
-        # NOTE: a batch source (streaming) trains from no rows in memory: only the targets' shapes compare
-        if (len(x) and x_val.shape[1:] != x.shape[1:]) or (not labels and y_val.shape[1:] != y.shape[1:]):
+        # NOTE: a batch source (streaming) holds no training rows in memory: nothing to compare shapes with
+        if len(x) and (x_val.shape[1:] != x.shape[1:] or (not labels and y_val.shape[1:] != y.shape[1:])):
             raise ValueError(
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
