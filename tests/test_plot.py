@@ -423,3 +423,18 @@ def test_the_plot_command_on_overflowing_data_says_so_in_one_line(tmp_path, caps
         r"chainrule: error: plot: " + said + r"; only finite values within ±1e\+300 can be drawn\n", err
     )
     assert not (tmp_path / "f.png").exists()
+
+
+def test_loss_curve_path_of_a_one_element_parameter_of_shape_1():
+    """A Sequential's output bias has shape (1,): its descent path is drawn like b3's."""
+    net = cr.nn.mlp([1, 3, 1], seed=0)
+    x = np.linspace(0, 1, 10)[:, None]
+    y = np.sin(3 * x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cr.ConvergenceWarning)  # five iterations on purpose
+        history = cr.fit(net, x, y, loss="mse", params=["2.bias"], max_iter=5, tol=0)
+    fig = plot.loss_curve(net, x, y, "2.bias", history=history, loss="mse")
+    path = history.params["2.bias"]
+    expected = [float(v[0]) for v in path.value] + [float(path.new_value[-1][0])]  # 5 old values and the last new
+    drawn = [line for line in fig.axes[0].lines if len(line.get_xdata()) == len(expected)]
+    assert drawn and np.allclose(drawn[0].get_xdata(), expected)

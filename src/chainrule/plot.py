@@ -261,7 +261,9 @@ def _path(history, param):
     if history is None or param.name not in history.params:
         return []
     trace = history.params[param.name]
-    return [float(v) for v in trace.value] + ([float(trace.new_value[-1])] if trace.value else [])
+    # NOTE: a one-element parameter of shape (1,) (a Sequential's output bias) has values of that shape too
+    values = [*trace.value, trace.new_value[-1]] if trace.value else []
+    return [float(np.asarray(v).reshape(())) for v in values]
 
 
 def _span(values, pad):
