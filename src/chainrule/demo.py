@@ -89,6 +89,7 @@ def run(seed: int = 0, out: str | None = "chainrule-demo", animations: bool = Tr
         _pictures(out, x, y, history, seven)
     if out and animations:
         _animations(out, x, y, history, seven)
+    print("\nTouch them: `chainrule playground` opens these lessons in your browser (step, drag a weight, ...).")
 
 
 def _pictures(out, x, y, b3_history, runs):
