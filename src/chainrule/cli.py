@@ -1040,12 +1040,7 @@ def _predict(args):
         return _write_parquet(args.out, data.path, header, columns)
     # the input's rows are read again as they are written: a generator, never all in memory
     rows = (cells + [_text(c[i]) for c in columns] for i, cells in enumerate(data.rows))
-    if not args.out:
-        _write_csv(sys.stdout, data.columns + header, rows)
-        return 0
-    with atomic_open(args.out) as f:
-        _write_csv(f, data.columns + header, rows)
-    return 0
+    return _write_rows(args.out, data.columns + header, rows)
 
 
 def _predict_stream(args, model, parquet_out):
@@ -1057,11 +1052,16 @@ def _predict_stream(args, model, parquet_out):
     if args.proba:
         header += [f"probability_{label}" for label in model.classes]
     rows = (cells + made for cells, made in zip(blocks.rows_text(), _streamed_predictions(model, blocks, args.proba)))
-    if not args.out:
-        _write_csv(sys.stdout, blocks.columns + header, rows)
+    return _write_rows(args.out, blocks.columns + header, rows)
+
+
+def _write_rows(out, header, rows):
+    """The predictions as CSV: to stdout, or to ``out`` atomically (a whole file or none). Returns exit 0."""
+    if not out:
+        _write_csv(sys.stdout, header, rows)
         return 0
-    with atomic_open(args.out) as f:
-        _write_csv(f, blocks.columns + header, rows)
+    with atomic_open(out) as f:
+        _write_csv(f, header, rows)
     return 0
 
 
