@@ -1,5 +1,6 @@
 """The ``chainrule`` command: ``demo`` walks through the lessons; ``fit``, ``predict``,
-``evaluate`` and ``plot`` work on your own CSV data; ``playground`` serves the lessons in the browser.
+``evaluate`` and ``plot`` work on your own CSV or Parquet data (``--stream`` past memory); ``export``
+writes ONNX; ``playground`` serves the lessons in the browser.
 
 Each command is one ``_<name>_command(sub)`` function that adds its parser and
 sets ``run`` to the function doing the work. A user's mistake (a ValueError,
@@ -265,7 +266,7 @@ def _saved_model_loss(args):
 def _fit_command(sub):
     p = sub.add_parser(
         "fit",
-        help="train a network on a CSV file and save it to a model file",
+        help="train a network on a CSV or Parquet file and save it to a model file",
         description="Train a multilayer perceptron on the columns of a CSV file (header line "
         "first) to predict one column, and write the trained model to a file. "
         "Regression by default; --loss cross-entropy makes a classifier.",
@@ -991,7 +992,7 @@ def _rich_bar(total):
 def _predict_command(sub):
     p = sub.add_parser(
         "predict",
-        help="add the model's predictions to the rows of a CSV file",
+        help="add the model's predictions to the rows of a CSV or Parquet file",
         description="Write the rows of DATA.csv with the model's prediction as a new last "
         "column (for a classifier: the predicted label). The file needs the "
         "model's feature columns; other columns are copied as they are.",
@@ -1136,7 +1137,7 @@ def _write_csv(f, header, rows):
 def _evaluate_command(sub):
     p = sub.add_parser(
         "evaluate",
-        help="print a model's loss and scores on a CSV file",
+        help="print a model's loss and scores on a CSV or Parquet file",
         description="Print the model's loss on the rows of DATA.csv; for regression R^2 (and the "
         "mean absolute and root mean squared errors), for a classifier the accuracy, each "
         "class's precision, recall and F1, and the confusion matrix. The file needs the feature "
