@@ -138,7 +138,7 @@ class Trainer:
         validation: Any = None,
         stopping: str = "steps",
         n_iter_no_change: int = 10,
-        shuffle: bool = True,
+        shuffle: bool | Callable[[int], Any] = True,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
@@ -190,10 +190,15 @@ class Trainer:
         self.callback = callback
         tol = _default_tol(optimizer) if tol is None else tol
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
-        shuffle = check("fit", "shuffle", shuffle, ARGUMENTS["shuffle"])
+        if not callable(shuffle):  # (a function of the rows gives each epoch's order: see engines.Batches)
+            shuffle = bool(check("fit", "shuffle", shuffle, ARGUMENTS["shuffle"]))
+        if callable(shuffle) and source is not None:
+            raise ValueError(
+                "fit: shuffle as a function orders the rows of arrays; a batch source orders its own batches"
+            )
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
-        )._replace(shuffle=bool(shuffle), source=source)
+        )._replace(shuffle=shuffle, source=source)
         if self.restarts is not None:  # before a single start is drawn
             _restarts_apply(self.settings, self.schedule, self.held)
             check_population(named, self.restarts, min(batch_size or len(x), len(x)))
@@ -675,7 +680,8 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             ("schedule", schedule is not None),
             ("validation", held is not None),
             (f"stopping={s.rule.kind!r}", not s.rule.by_steps),
-            ("shuffle=False", not s.shuffle),
+            ("shuffle=False", s.shuffle is False),
+            ("shuffle as a function", callable(s.shuffle)),
         )
         if on
     ]
