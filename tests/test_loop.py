@@ -182,3 +182,84 @@ def test_the_lessons_converge_later_and_do_not_warn():
         warnings.simplefilter("error", cr.loop.FirstIterationWarning)
         history = cr.fit(DosageNetwork.from_lesson(b3=0.0), x, y, params=["b3"])
     assert history.converged and history.n_iter > 1
+
+
+# ---- set_data: new rows, the run going on -------------------------------------------------------
+
+
+def _adam_by_hand(w, b, datasets, lr=0.1, b1=0.9, b2=0.999, eps=1e-8):
+    """p = w x + b, mse over the whole batch, Adam with one set of moments across the data sets:
+    d mse/dw = mean(2 (p - y) x), d mse/db = mean(2 (p - y)); m = b1 m + (1 - b1) g,
+    v = b2 v + (1 - b2) g^2, step = lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)."""
+    theta, m, v, t = np.array([w, b]), np.zeros(2), np.zeros(2), 0
+    for x, y in datasets:
+        t += 1
+        r = theta[0] * x + theta[1] - y
+        g = np.array([np.mean(2 * r * x), np.mean(2 * r)])
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        theta = theta - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return theta
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_set_data_keeps_adams_moments_and_step_count(compile):
+    a = (np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 4.0]))
+    b = (np.array([1.0, 3.0]), np.array([2.0, 7.0]))
+    net = mlp([1, 1], seed=0)
+    w, b0 = float(net[0].weight.item()), float(net[0].bias.item())
+    trainer = cr.Trainer(net, a[0][:, None], a[1][:, None], loss="mse", optimizer=Adam(lr=0.1), compile=compile, tol=0)
+    trainer.step()
+    trainer.step()
+    trainer.set_data(b[0][:, None], b[1][:, None])
+    trainer.step()
+    expected = _adam_by_hand(w, b0, [a, a, b])
+    assert net[0].weight.item() == pytest.approx(expected[0], rel=1e-12)
+    assert net[0].bias.item() == pytest.approx(expected[1], rel=1e-12)
+    assert trainer.history.n_iter == 3 and trainer.optimizer.t == 3
+
+
+def test_set_data_with_the_same_rows_changes_nothing_the_shuffles_go_on():
+    x = np.linspace(-1, 1, 12).reshape(6, 2)
+    y = np.sin(x[:, :1])
+    kw = dict(loss="mse", optimizer=Momentum(lr=0.1, momentum=0.9), batch_size=2, seed=3, tol=0)
+    one, two = mlp([2, 3, 1], seed=0), mlp([2, 3, 1], seed=0)
+    t1 = cr.Trainer(one, x, y, **kw)
+    kw["optimizer"] = Momentum(lr=0.1, momentum=0.9)
+    t2 = cr.Trainer(two, x, y, **kw)
+    for _ in range(3):
+        t1.step()
+        t2.set_data(x, y)
+        t2.step()
+    assert t1.history.loss == t2.history.loss
+    for p, q in zip(one.parameters(), two.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_set_data_sample_weight_of_2_counts_a_row_twice():
+    x, y = np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [2.0], [5.0]])
+    weighted, repeated = mlp([1, 1], seed=0), mlp([1, 1], seed=0)
+    t1 = cr.Trainer(weighted, x, y, loss="mse", tol=0)
+    t2 = cr.Trainer(repeated, x, y, loss="mse", tol=0)
+    t1.step()
+    t2.step()
+    t1.set_data(x, y, sample_weight=[1.0, 2.0, 1.0])
+    t2.set_data(x[[0, 1, 1, 2]], y[[0, 1, 1, 2]])
+    t1.step()
+    t2.step()
+    for p, q in zip(weighted.parameters(), repeated.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12)
+
+
+def test_set_data_refuses_other_features_a_held_fraction_and_an_ended_run():
+    x, y = np.arange(12.0).reshape(6, 2), np.arange(6.0).reshape(6, 1)
+    trainer = cr.Trainer(mlp([2, 1], seed=0), x, y, loss="mse", max_iter=1)
+    with pytest.raises(
+        ValueError, match=r"Trainer.set_data\(\): the new rows have shape \(3,\), the first ones \(2,\)"
+    ):
+        trainer.set_data(np.ones((4, 3)), np.ones((4, 1)))
+    _quiet(trainer.run)
+    with pytest.raises(RuntimeError, match=r"Trainer.set_data\(\): the run has ended"):
+        trainer.set_data(x, y)
+    held = cr.Trainer(mlp([2, 1], seed=0), x, y, loss="mse", validation=0.5, seed=0)
+    with pytest.raises(ValueError, match="validation=fraction held out rows of the first data"):
+        held.set_data(x, y)

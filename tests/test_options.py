@@ -177,6 +177,57 @@ def test_shuffle_false_takes_the_batches_in_row_order():
     assert net[0].bias.item() == pytest.approx(b, rel=1e-12)
 
 
+def test_shuffle_as_a_function_takes_each_epochs_rows_in_its_order():
+    # the same Linear p = w x + b and mse as above; the function gives epoch 1 the rows 3,0 | 2,1 and
+    # epoch 2 the rows 1,2 | 0,3; gradient descent by hand over those batches
+    x, y = np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([[1.0], [3.0], [2.0], [5.0]])
+    orders = [[3, 0, 2, 1], [1, 2, 0, 3]]
+    asked = []
+
+    def order(n):
+        asked.append(n)
+        return np.array(orders[len(asked) - 1])
+
+    net = mlp([1, 1], seed=0)
+    w, b = float(net[0].weight.item()), float(net[0].bias.item())
+    _quiet(cr.fit, net, x, y, loss="mse", tol=0, max_iter=2, batch_size=2, shuffle=order, seed=7)
+    assert asked == [4, 4]  # once an epoch, with the number of rows
+    for epoch in orders:
+        for rows in (epoch[:2], epoch[2:]):
+            r = w * x[rows, 0] + b - y[rows, 0]
+            w, b = w - 0.1 * np.mean(2 * r * x[rows, 0]), b - 0.1 * np.mean(2 * r)
+    assert net[0].weight.item() == pytest.approx(w, rel=1e-12)
+    assert net[0].bias.item() == pytest.approx(b, rel=1e-12)
+
+
+class _OneBatch:
+    """A batch source: each epoch one batch, (x, y)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter([(self.x, self.y)])
+
+
+def test_shuffle_a_function_that_is_no_permutation_or_with_a_source_or_restarts_is_refused():
+    x, y = np.arange(8.0).reshape(4, 2), np.arange(4.0).reshape(4, 1)
+    for bad, said in (
+        (lambda n: np.array([0, 1, 1, 3]), "repeated or missing rows"),
+        (lambda n: np.arange(n - 1), r"shape \(3,\)"),
+        (lambda n: np.arange(n) + 0.0, "dtype float64"),
+        (lambda n: np.array([0, 1, 2, 4]), "repeated or missing rows"),
+    ):
+        with pytest.raises(ValueError, match="fit: shuffle's function must return a permutation of the 4 row "):
+            _quiet(cr.fit, mlp([2, 1], seed=0), x, y, loss="mse", batch_size=2, shuffle=bad, max_iter=1)
+        with pytest.raises(ValueError, match=said):
+            _quiet(cr.fit, mlp([2, 1], seed=0), x, y, loss="mse", batch_size=2, shuffle=bad, max_iter=1)
+    with pytest.raises(ValueError, match="fit: shuffle as a function orders the rows of arrays"):
+        cr.fit(mlp([2, 1], seed=0), _OneBatch(x, y), loss="mse", shuffle=np.random.default_rng(0).permutation)
+    with pytest.raises(ValueError, match="shuffle as a function"):
+        cr.fit(mlp([2, 1], seed=0), x, y, loss="mse", restarts=2, shuffle=np.random.default_rng(0).permutation)
+
+
 # ---- validation -------------------------------------------------------------------------------
 
 

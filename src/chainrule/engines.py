@@ -74,7 +74,8 @@ class Settings(NamedTuple):
     alpha: float = 0.0  # the L2 penalty: 0.5 alpha sum(||W||^2) / rows of the batch, weights only
     sample_weight: np.ndarray | None = None  # (rows,) weights of the data loss
     clip: float | None = None  # the largest global norm of the gradients
-    shuffle: bool = True  # mini-batches from a fresh permutation each epoch (False: in row order)
+    shuffle: Any = True  # mini-batches from a fresh permutation each epoch (False: in row order; a function
+    # of the number of rows: that epoch's order, see Batches)
     source: Any = None  # a batch source (x and y are then empty): each iter() an epoch of (x, y) batches
 
     @property
@@ -155,10 +156,13 @@ def one_hot(model: Module, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return targets_for(np.empty((len(labels), classes), dtype=x.dtype), labels)
 
 
-def batches(rng: np.random.Generator | None, x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
+def batches(
+    rng: np.random.Generator | None, x: np.ndarray, y: np.ndarray, batch_size: int, order: Any = None
+) -> Iterator[tuple]:
     """(inputs, targets, rows) mini-batches of a fresh random permutation of the rows (no ``rng``: in row
-    order), gathered one at a time."""
-    order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
+    order; ``order``: the rows in that order), gathered one at a time."""
+    if order is None:
+        order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
     for i in range(0, len(x), batch_size):
         rows = order[i : i + batch_size]
         yield tensor_from(x[rows]), y[rows], rows
@@ -171,13 +175,19 @@ class Batches:
     (as scikit-learn adds up an epoch's loss, also with sample weights). From a batch source
     (``run.source``) the rows of an epoch are known only at its end: a batch's share is then its
     rows, and ``seen`` (the epoch's rows) divides the sum (:meth:`epoch_loss`).
+
+    ``run.shuffle`` may be a function of the number of rows n returning a permutation of
+    ``range(n)``: it is called once an epoch of mini-batches, and the batches take the rows in
+    that order (another library's draws, say: scikit-learn's ``RandomState`` shuffles). The
+    whole batch needs no order and does not call it.
     """
 
     def __init__(self, run: Settings) -> None:
         self.x, self.y, self.size, self.weights = run.x, run.y, run.batch_size, run.sample_weight
         self.mean = getattr(run.loss_fn, "reduction", "mean") == "mean"
         self.whole = run.whole_batch
-        self.rng = np.random.default_rng(run.seed) if run.shuffle else None
+        self.order = run.shuffle if callable(run.shuffle) else None
+        self.rng = np.random.default_rng(run.seed) if run.shuffle is True else None
         self.source, self.seen = run.source, 0
         self.labels = getattr(run.loss_fn, "__name__", "") == "cross_entropy"
         self.all = [] if run.source is not None else [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
@@ -206,8 +216,33 @@ class Batches:
         assert self.size is not None
         return (
             (xb, yb, None if w is None else w[rows], len(yb) / n if self.mean else 1.0)
-            for xb, yb, rows in batches(self.rng, self.x, self.y, self.size)
+            for xb, yb, rows in batches(self.rng, self.x, self.y, self.size, self._order(n))
         )
+
+    def _order(self, n: int) -> np.ndarray | None:
+        """This epoch's order of the rows from ``run.shuffle``'s function, checked (None: no function)."""
+        if self.order is None:
+            return None
+        order = np.asarray(self.order(n))
+        if order.shape != (n,) or order.dtype.kind not in "iu" or not _is_permutation(order):
+            what = (
+                f"shape {order.shape}, dtype {order.dtype}"
+                if order.shape != (n,) or order.dtype.kind not in "iu"
+                else "repeated or missing rows"
+            )
+            raise ValueError(
+                f"fit: shuffle's function must return a permutation of the {n} row indices 0..{n - 1} "
+                f"(integers, each once), got {what}"
+            )
+        return order
+
+
+def _is_permutation(order: np.ndarray) -> bool:
+    """Whether the integers ``order`` hold each of 0..len(order)-1 once."""
+    n = len(order)
+    return n == 0 or (
+        int(order.min()) >= 0 and int(order.max()) < n and bool(np.all(np.bincount(order, minlength=n) == 1))
+    )
 
 
 # ---- what the loop adds to a step: the L2 penalty and clipping ------------------------------------

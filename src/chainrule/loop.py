@@ -107,7 +107,8 @@ class Trainer:
 
     Between steps the optimizer keeps its state (Momentum's velocity and Adam's
     moments go on), its hyperparameters may change (``trainer.optimizer.lr = 0.01``)
-    and the parameters may be set by hand: training goes on from there. Once a
+    and the parameters may be set by hand: training goes on from there; ``set_data(x, y,
+    sample_weight=None)`` gives it new rows, the optimizer's state kept. Once a
     stopping rule has ended the run, ``step()`` raises a RuntimeError.
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
     gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` scipy runs
@@ -138,7 +139,7 @@ class Trainer:
         validation: Any = None,
         stopping: str = "steps",
         n_iter_no_change: int = 10,
-        shuffle: bool = True,
+        shuffle: bool | Callable[[int], Any] = True,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
@@ -190,10 +191,15 @@ class Trainer:
         self.callback = callback
         tol = _default_tol(optimizer) if tol is None else tol
         rule = StoppingRule(tol, max_iter, stopping, n_iter_no_change)
-        shuffle = check("fit", "shuffle", shuffle, ARGUMENTS["shuffle"])
+        if not callable(shuffle):  # (a function of the rows gives each epoch's order: see engines.Batches)
+            shuffle = bool(check("fit", "shuffle", shuffle, ARGUMENTS["shuffle"]))
+        if callable(shuffle) and source is not None:
+            raise ValueError(
+                "fit: shuffle as a function orders the rows of arrays; a batch source orders its own batches"
+            )
         self.settings = Settings(
             model, x, y, loss_fn, optimizer, named, rule, batch_size, seed, bool(compile), alpha, weights, clip
-        )._replace(shuffle=bool(shuffle), source=source)
+        )._replace(shuffle=shuffle, source=source)
         if self.restarts is not None:  # before a single start is drawn
             _restarts_apply(self.settings, self.schedule, self.held)
             check_population(named, self.restarts, min(batch_size or len(x), len(x)))
@@ -254,6 +260,70 @@ class Trainer:
             while not self._ended:
                 self._advance(block, light)
         return self.history
+
+    def set_data(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        """Train on new rows (x, y) from the next step on, the run going on: the optimizer keeps its state
+        (Momentum's velocity, Adam's moments and step count), the History, the stopping rule's count
+        and the schedule go on, and so do the shuffling draws. ``sample_weight`` weighs the new rows
+        (None: each once). What ``partial_fit`` needs: a step on each new batch of data.
+
+        The new rows must have the features of the first ones. Not for a batch source, nor with
+        ``validation`` as a fraction (its rows were held out of the first data: give
+        ``(x_val, y_val)``), nor once the run has ended. With ``compile=True`` the steps after it
+        are replayed NumPy calls (a written-out program starts from a fresh optimizer state).
+
+        Example: two steps of Adam on one data set, then one on another (Adam's third step)::
+
+            >>> import chainrule as cr
+            >>> net = cr.nn.mlp([1, 1], seed=0)
+            >>> trainer = cr.Trainer(net, [[0.0], [1.0]], [[1.0], [3.0]], loss="mse", optimizer=cr.optim.Adam(lr=0.1))
+            >>> _ = trainer.step(); _ = trainer.step()
+            >>> trainer.set_data([[2.0], [3.0]], [[5.0], [7.0]])
+            >>> _ = trainer.step()
+            >>> trainer.history.n_iter, trainer.optimizer.t
+            (3, 3)
+        """
+        s = self.settings
+        if self._ended:
+            raise RuntimeError(
+                f"Trainer.set_data(): the run has ended ({self.history.stop_reason}); make a new Trainer to train on"
+            )
+        if s.source is not None:
+            raise ValueError("Trainer.set_data(): this run reads a batch source; new arrays cannot take its place")
+        if self.held is not None and self.held[3] is not None:
+            raise ValueError(
+                "Trainer.set_data(): validation=fraction held out rows of the first data; give validation=(x_val, "
+                "y_val) to train on new data"
+            )
+        labels = getattr(s.loss_fn, "__name__", "") == "cross_entropy"
+        x, y = training_arrays(x, y, s.x.dtype, labels)
+        if x.shape[1:] != s.x.shape[1:]:
+            raise ValueError(
+                f"Trainer.set_data(): the new rows have shape {x.shape[1:]}, the first ones {s.x.shape[1:]}; "
+                "they must match"
+            )
+        weights = _sample_weights(sample_weight, len(x), s.x.dtype)
+        if weights is not None and s.loss_fn not in LOSSES.values():
+            raise TypeError(
+                f"Trainer.set_data(): sample_weight needs one of the built-in losses ({', '.join(sorted(LOSSES))})"
+            )
+        old = self._engine
+        self.settings = s = s._replace(x=x, y=y, sample_weight=weights)
+        if old is None:  # not begun: the first step chooses the engine, as for the first data
+            return
+        old.finish()  # (a written-out program's optimizer state is loaded back first)
+        if self._label == "eager" or weights is not None or (isinstance(old, Epochs) and old.step is forward_backward):
+            self._engine = Epochs(s, forward_backward)
+            self._label = self._label if weights is None or self._label == "eager" else self._label + "+eager"
+        else:
+            if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
+                self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
+            self._engine = replayed(s)
+            if isinstance(old, WrittenOut):
+                self._label = "python+numpy" if self.history.n_iter else "numpy"
+        if isinstance(old, Epochs) and isinstance(self._engine, Epochs):
+            self._engine.batches.rng = old.batches.rng  # the shuffling draws go on
+        self.history.set_engine(self._label)
 
     # ---- one call of the engine, recorded and judged ------------------------------------------------
 
@@ -675,7 +745,8 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             ("schedule", schedule is not None),
             ("validation", held is not None),
             (f"stopping={s.rule.kind!r}", not s.rule.by_steps),
-            ("shuffle=False", not s.shuffle),
+            ("shuffle=False", s.shuffle is False),
+            ("shuffle as a function", callable(s.shuffle)),
         )
         if on
     ]

@@ -68,7 +68,7 @@ def fit(
     validation: Any = None,
     stopping: str = "steps",
     n_iter_no_change: int = 10,
-    shuffle: bool = True,
+    shuffle: bool | Callable[[int], Any] = True,
 ) -> History:
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
@@ -123,7 +123,9 @@ def fit(
       epochs), "early" (the same on the validation score; the best parameters come back).
       See :mod:`chainrule.stopping`. A run the lessons' rule stops while the loss is
       still falling fast warns (:class:`PrematureStopWarning`) and says why.
-    - ``shuffle=False``: mini-batches in row order.
+    - ``shuffle=False``: mini-batches in row order; ``shuffle=order``, a function of the number
+      of rows n returning a permutation of ``range(n)``: each epoch's mini-batches take the rows
+      in the order it returns (called once an epoch; another library's draws, say).
 
     A batch source instead of arrays (``fit(model, source, loss=...)``, no ``y``): any object
     whose every ``iter()`` is one epoch of ``(x_batch, y_batch)`` arrays, such as
