@@ -311,6 +311,17 @@ def test_a_csv_upload_trains(page: Page, tmp_path: Path) -> None:
     assert page.loss() < start
 
 
+def test_class_labels_switch_the_loss_and_say_so(page: Page, tmp_path: Path) -> None:
+    page.open("#lesson=1")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("dose,effect\n0,low\n0.5,high\n1,low\n")
+    page.page.set_input_files('[data-control="upload"]', str(csv))
+    page.settled()
+    note = page.page.locator('[data-badge="info"]')
+    assert note.count() == 1
+    assert "cross-entropy (was SSR)" in note.text_content()
+
+
 def test_a_bad_upload_says_so_and_changes_nothing(page: Page, tmp_path: Path) -> None:
     page.open("#lesson=1")
     page.click("step")

@@ -295,6 +295,8 @@ def test_a_wider_network_and_cross_entropy():
     state = s.apply({"action": "set_data", "x": [0, 0.2, 0.8, 1], "y": ["no", "no", "yes", "yes"]})
     assert state["settings"]["loss"] == "cross-entropy" and state["data"]["classes"] == ["no", "yes"]
     assert state["network"]["sizes"] == [1, 3, 2]
+    notes = [e["message"] for e in state["events"] if e["kind"] == "note"]  # said, not done silently
+    assert len(notes) == 1 and "'no'" in notes[0] and "cross-entropy (was SSR)" in notes[0]
     s.apply({"action": "step", "n": 5})
     probabilities = np.array([c["y"] for c in views.curves(s, points=5)["classes"]])
     assert probabilities.sum(axis=0) == pytest.approx(np.ones(5))

@@ -258,11 +258,23 @@ class Session:
             self.features = [f"x{j + 1}" for j in range(xs.shape[1])] if xs.shape[1] > 1 else ["x"]
         self.target = str(target) if target is not None else self.target
         self.source = str(source)
-        if any(isinstance(v, str) for v in ys) and self.settings["loss"] != "cross-entropy":
+        labels = [v for v in ys if isinstance(v, str)]
+        switched = bool(labels) and self.settings["loss"] != "cross-entropy"
+        if switched:
+            was = LOSS_NAMES[self.settings["loss"]]
             self.settings["loss"] = "cross-entropy"  # class labels: the one loss that reads them
         self._check_targets()
         self._end_run()
         self._build_network()
+        if switched:  # said on the page (a badge), not done behind the user's back
+            self.events.append(
+                {
+                    "iteration": 0,
+                    "kind": "note",
+                    "message": f"the target holds class labels (such as {labels[0]!r}): the loss is now "
+                    f"cross-entropy (was {was})",
+                }
+            )
 
     def _preset(self, name: str, noise: float | None = None, seed: int = 0) -> None:
         if noise is not None:

@@ -1259,6 +1259,7 @@ function drawBadges(state) {
   if (vanishing.length) badge("warn", `vanishing gradients ×${vanishing.length}`, vanishing.map((e) => `iteration ${e.iteration}: ${e.message}`).join("\n"));
   if (exploding.length) badge("bad", `exploding gradients ×${exploding.length}`, exploding.map((e) => `iteration ${e.iteration}: ${e.message}`).join("\n"));
   if (diverged.length) badge("bad", "diverged", diverged.map((e) => e.message).join("\n"));
+  for (const note of count("note")) badge("info", note.message, note.message);
   if (warnings.length) badge("warn", `${warnings.length} warning${warnings.length > 1 ? "s" : ""}`, warnings.map((e) => e.message).join("\n"));
 }
 
