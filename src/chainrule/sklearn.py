@@ -300,7 +300,7 @@ class _Epoch:
         self.step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
         self.order = np.arange(X.shape[0])
         self.size = estimator._batch_size(X.shape[0])
-        self.olds: list[np.ndarray] = []
+        self.before = _Before(params)
         self.grads: list[np.ndarray] = []
 
     def run(self) -> float:
@@ -308,7 +308,7 @@ class _Epoch:
         summed = e._objective.reduction == "sum"
         if e.shuffle:
             self.order = _shuffled(self.order, e._random_state)
-        self.olds = [p.data.copy() for p in self.params]
+        self.before.take()
         total = 0.0
         for a in range(0, n, size):
             rows = self.order[a : a + size] if e.shuffle else slice(a, a + size)
@@ -318,6 +318,63 @@ class _Epoch:
             e._optimizer.optimizer.step()
             total += loss if summed else loss * min(size, n - a)
         return total if summed else total / n
+
+
+class _Before:
+    """The parameters' values at the start of an epoch, and after it their change (old - new) per
+    parameter: a full array, or its norm for a parameter the History keeps as norms.
+
+    NOTE: the optimizer packs the parameters into one flat array (their ``.data`` are views of it):
+    then one copy and one subtraction serve them all, in place of one of each per parameter (the
+    same numbers: each element's old - new either way)."""
+
+    def __init__(self, params: list) -> None:
+        self.params = params
+        self.flat: np.ndarray | None = None
+        self.spans: list[tuple[int, int]] = []
+        self.values: Any = None
+
+    def _packed(self) -> np.ndarray | None:
+        """The one flat array that holds every parameter, one after the other, or None."""
+        base = self.params[0].data.base
+        if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+            return None
+        if base is self.flat:
+            return base if all(p.data.base is base for p in self.params) else None
+        start, item, spans = base.__array_interface__["data"][0], base.itemsize, []
+        at = 0
+        for p in self.params:
+            d = p.data
+            if d.base is not base or not d.flags.c_contiguous or d.__array_interface__["data"][0] != start + at * item:
+                return None
+            spans.append((at, at + d.size))
+            at += d.size
+        self.flat, self.spans = base, spans
+        return base
+
+    def take(self) -> None:
+        flat = self._packed()
+        self.values = flat.copy() if flat is not None else [p.data.copy() for p in self.params]
+        self.taken_from = flat
+
+    def changes(self, full: list[bool]) -> tuple[list, list]:
+        """(old values, steps) per parameter: arrays where ``full``, else the step's norm (float)."""
+        flat = self.taken_from
+        if flat is None or self._packed() is not flat:  # unpacked (or repacked since): one at a time
+            olds = (
+                self.values
+                if flat is None
+                else [self.values[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self.spans)]
+            )
+            steps = [old - p.data if f else _norm(old - p.data) for old, p, f in zip(olds, self.params, full)]
+            return olds, steps
+        change = self.values - flat
+        olds, steps = [], []
+        for p, (a, b), f in zip(self.params, self.spans, full):
+            olds.append(self.values[a:b].reshape(p.shape))
+            piece = change[a:b]
+            steps.append(piece.reshape(p.shape) if f else math.sqrt(float(np.dot(piece, piece))))
+        return olds, steps
 
 
 # ---- what both estimators share ---------------------------------------------------------------------
@@ -419,7 +476,7 @@ class _MLP(BaseEstimator):
                 self.n_iter_ += 1
                 self.t_ += X_train.shape[0]
                 self.loss_curve_.append(self.loss_)
-                self._record(self.loss_, epoch.olds, epoch.grads, [p.data for p in params])
+                self._record_epoch(self.loss_, epoch.before, epoch.grads)
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 if self._stops(X_val, y_val, w_val, incremental):
                     break
@@ -468,6 +525,14 @@ class _MLP(BaseEstimator):
             else:
                 steps.append(_norm(change))
                 grads[k] = _norm(grads[k])
+        h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
+
+    def _record_epoch(self, loss: float, before: _Before, grads: list) -> None:
+        """One epoch in ``history_``: the values before it (one snapshot of the packed parameters), the
+        last batch's derivatives and the epoch's change, as :meth:`_record` makes them."""
+        h = self.history_
+        olds, steps = before.changes([t.full for t in h.params.values()])
+        grads = [g if trace.full else _norm(g) for trace, g in zip(h.params.values(), grads)]
         h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
 
     def _no_improvement_sentence(self) -> str:
