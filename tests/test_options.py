@@ -769,3 +769,58 @@ def test_adam_follows_scikit_learns_adam_to_its_placement_of_eps():
     )  # fmt: skip
     assert h.n_iter == sk.n_iter_ < 400
     np.testing.assert_allclose(h.loss, sk.loss_curve_, rtol=1e-5)
+
+
+# ---- scikit-learn's MLP losses: each row summed over its outputs, a mean over rows ----------------
+
+
+def test_squared_error_by_row_and_binary_log_loss_follow_scikit_learns_formulas_with_and_without_weights():
+    from chainrule.losses import binary_log_loss, squared_error_by_row
+
+    rng = np.random.default_rng(3)
+    z, y, t = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.integers(0, 2, size=(6, 3)).astype(float)
+    w = np.array([1.0, 0.0, 2.0, 0.5, 3.0, 1.0])
+    p = 1 / (1 + np.exp(-z))
+    for weights in (None, w):
+        share = (np.ones(6) / 6 if weights is None else weights / weights.sum())[:, None]
+        # scikit-learn's squared_loss gradient convention: 0.5 sum_j (y - z)^2 per row, rows averaged
+        zt = cr.tensor(z, requires_grad=True)
+        loss = squared_error_by_row(zt, y, sample_weight=weights)
+        loss.backward()
+        assert loss.item() == pytest.approx(float(np.sum(share * 0.5 * (y - z) ** 2)), rel=1e-12)
+        np.testing.assert_allclose(zt.grad, share * (z - y), rtol=1e-12)
+        # scikit-learn's binary_log_loss: -(xlogy(t, p) + xlogy(1 - t, 1 - p)) summed over labels, rows averaged
+        zt = cr.tensor(z, requires_grad=True)
+        loss = binary_log_loss(zt, t, sample_weight=weights)
+        loss.backward()
+        want = -np.sum(share * (t * np.log(p) + (1 - t) * np.log(1 - p)))
+        assert loss.item() == pytest.approx(float(want), rel=1e-12)
+        np.testing.assert_allclose(zt.grad, share * (p - t), rtol=1e-12)
+    # one output: the per-row sum is the element itself, so the means agree with squared_error's
+    one = cr.tensor(z[:, :1])
+    assert squared_error_by_row(one, y[:, :1]).item() == pytest.approx(squared_error(one, y[:, :1]).item(), rel=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["squared_error_by_row", "binary_log_loss"])
+def test_the_loop_with_scikit_learns_losses_gives_the_estimators_loss_and_gradient(kind):
+    pytest.importorskip("sklearn")
+    from chainrule.sklearn import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 3))
+    y = rng.normal(size=(20, 2)) if kind == "squared_error_by_row" else rng.integers(0, 2, size=(20, 2))
+    w = rng.uniform(0.2, 2.0, size=20)
+    kind_of = MLPRegressor if kind == "squared_error_by_row" else MLPClassifier
+    est = kind_of(hidden_layer_sizes=(4,), alpha=0.3, max_iter=1)
+    _quiet(est.fit, x, y)
+    packed = np.concatenate([c.ravel() for c in est.coefs_] + [b.ravel() for b in est.intercepts_])
+    want_loss, want_grad = est._loss_grad_lbfgs(packed, x, y, w)  # the estimator's own objective
+    net = est.model_  # (its parameters now stand at packed)
+    trainer = cr.Trainer(
+        net, x, y.astype(float), loss=kind, alpha=0.3, sample_weight=w, tol=0, optimizer=GradientDescent(1e-9)
+    )
+    first = trainer.step()
+    assert first.loss == pytest.approx(want_loss, rel=1e-12)
+    grads = dict(zip([n for n, _ in net.named_parameters()], first.grads))
+    coefs = [grads[f"{2 * i}.weight"].T.ravel() for i in range(2)]
+    np.testing.assert_allclose(np.concatenate(coefs + [grads["0.bias"], grads["2.bias"]]), want_grad, rtol=1e-10)

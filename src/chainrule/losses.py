@@ -195,13 +195,62 @@ def binary_cross_entropy(logits: Tensor, targets: Any, sample_weight: Any = None
     return _named(_weighted("binary_cross_entropy", per_element, sample_weight, mean=True), "BCE")
 
 
+# ---- scikit-learn's MLP convention: each row's loss summed over its output columns, a mean over rows ----
+
+
+def _per_row(name: str, per_element: Tensor, sample_weight: Any) -> Tensor:
+    """The elements of each row added up, then the mean over rows (weighted: sum_i w_i row_i / sum_i w_i)."""
+    rows = per_element.shape[0] if per_element.ndim else 1
+    w = _row_weights(name, sample_weight, rows, per_element.dtype)
+    if w is None:
+        return per_element.sum() * (1.0 / max(rows, 1))
+    scale = (w / w.sum()).reshape((rows,) + (1,) * (per_element.ndim - 1))
+    return (per_element * constant(scale, "sample_weight / sum")).sum()
+
+
+def squared_error_by_row(predicted: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
+    """scikit-learn's MLPRegressor objective: 0.5 sum_j (observed_ij - predicted_ij)^2, averaged over rows i.
+
+    d/dpredicted_ij = -(observed_ij - predicted_ij) / n, n the rows: the gradient scikit-learn
+    follows (its outputs are not averaged). With one output it is :func:`squared_error`.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import squared_error_by_row
+        >>> squared_error_by_row(cr.tensor([[1.0, 2.0]]), [[0.0, 0.0]]).item()   # 0.5 x (1 + 4) / 1 row
+        2.5
+    """
+    predicted, observed = _same_shape("squared_error_by_row", predicted, observed)
+    return _named(_per_row("squared_error_by_row", (observed - predicted) ** 2 * 0.5, sample_weight), "SE")
+
+
+def binary_log_loss(logits: Tensor, targets: Any, sample_weight: Any = None) -> Tensor:
+    """scikit-learn's multi-label loss: -sum_j [t_ij log sigmoid(z_ij) + (1 - t_ij) log(1 - sigmoid(z_ij))],
+    averaged over rows i (summed over the labels, where :func:`binary_cross_entropy` averages them).
+
+    Computed as softplus(z) - t z; d/dz_ij = (sigmoid(z_ij) - t_ij) / n, n the rows.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import binary_log_loss
+        >>> round(binary_log_loss(cr.tensor([[0.0, 0.0]]), [[1.0, 0.0]]).item(), 6)   # 2 x -log(1/2)
+        1.386294
+    """
+    logits, targets = _same_shape("binary_log_loss", logits, targets)
+    return _named(_per_row("binary_log_loss", F.softplus(logits) - logits * targets, sample_weight), "BCE")
+
+
 # How each loss adds up its rows: a mini-batch's share of an epoch's loss follows from it.
 ssr.reduction = "sum"  # type: ignore[attr-defined]
 mse.reduction = squared_error.reduction = poisson.reduction = "mean"  # type: ignore[attr-defined]
 cross_entropy.reduction = binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
+squared_error_by_row.reduction = binary_log_loss.reduction = "mean"  # type: ignore[attr-defined]
 # What a loss predicts, for a validation score: classes (accuracy) or values (R^2); poisson's are e^z.
-cross_entropy.task = binary_cross_entropy.task = "classification"  # type: ignore[attr-defined]
+cross_entropy.task = binary_cross_entropy.task = binary_log_loss.task = "classification"  # type: ignore[attr-defined]
 ssr.task = mse.task = squared_error.task = poisson.task = "regression"  # type: ignore[attr-defined]
+squared_error_by_row.task = "regression"  # type: ignore[attr-defined]
 
 LOSSES = {
     "ssr": ssr,
@@ -213,6 +262,10 @@ LOSSES = {
     "squared_error": squared_error,
     "squared-error": squared_error,
     "poisson": poisson,
+    "squared_error_by_row": squared_error_by_row,
+    "squared-error-by-row": squared_error_by_row,
+    "binary_log_loss": binary_log_loss,
+    "binary-log-loss": binary_log_loss,
 }
 
 
