@@ -263,3 +263,22 @@ def test_set_data_refuses_other_features_a_held_fraction_and_an_ended_run():
     held = cr.Trainer(mlp([2, 1], seed=0), x, y, loss="mse", validation=0.5, seed=0)
     with pytest.raises(ValueError, match="validation=fraction held out rows of the first data"):
         held.set_data(x, y)
+
+
+def test_the_rows_seen_go_on_across_set_data_and_may_be_handed_in():
+    # invscaling's rate before each epoch: lr0 / (rows seen + 1) ** 0.5 (scikit-learn's t_)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 1)), rng.normal(size=(10, 1))
+    options = dict(loss="mse", schedule="invscaling", tol=0)
+    trainer = cr.Trainer(cr.nn.mlp([1, 1], seed=0), x, y, optimizer=cr.optim.GradientDescent(0.5), **options)
+    trainer.step()
+    trainer.step()
+    trainer.set_data(x[:4], y[:4])  # 4 rows a step from here on
+    trainer.step()
+    trainer.step()
+    assert trainer.seen == 10 + 10 + 4 + 4
+    assert trainer.history.learning_rates == pytest.approx([0.5, 0.5 / 11**0.5, 0.5 / 21**0.5, 0.5 / 25**0.5])
+    carried = cr.Trainer(cr.nn.mlp([1, 1], seed=0), x, y, optimizer=cr.optim.GradientDescent(0.5), **options)
+    carried.seen = 99  # an earlier run saw 99 rows: the first rate is lr0 / 100 ** 0.5
+    carried.step()
+    assert carried.history.learning_rates == pytest.approx([0.05]) and carried.seen == 109

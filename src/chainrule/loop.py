@@ -103,7 +103,9 @@ class Trainer:
       and returns what was recorded (an :class:`~chainrule.engines.Iteration`: loss,
       largest step, each parameter's old value, derivative and step).
     - ``run()`` goes on until a stopping rule ends the run and returns the History.
-    - ``history`` and ``stop_reason`` (None while the run goes on) say where it stands.
+    - ``history`` and ``stop_reason`` (None while the run goes on) say where it stands;
+      ``seen`` counts the training rows seen (scikit-learn's ``t_``, the clock of the
+      invscaling schedule), and may be set to go on from an earlier run's count.
 
     Between steps the optimizer keeps its state (Momentum's velocity and Adam's
     moments go on), its hyperparameters may change (``trainer.optimizer.lr = 0.01``)
@@ -210,6 +212,9 @@ class Trainer:
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
+        # Training rows seen so far, as scikit-learn's t_ (invscaling's clock): it goes on across set_data,
+        # and a run that carries on from another (partial_fit, a warm start) may set it to that run's.
+        self.seen = 0
         self._scheduled: float | None = None  # the rate the schedule last set (another one was set by hand)
         self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
@@ -357,6 +362,7 @@ class Trainer:
             return done
         if done is None:
             return None
+        self.seen += (1 if isinstance(done, Iteration) else len(done.losses)) * self._rows()
         if self.schedule is not None:
             h.record_rate(lr)
         if self.held is not None and isinstance(done, Iteration):
@@ -397,14 +403,18 @@ class Trainer:
     def _set_rate(self) -> None:
         s, h = self.settings, self.history
         assert self.schedule is not None
-        rows = len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0  # (known after an epoch)
-        lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * rows)
+        lr = self.schedule.rate(self._lr0, h.n_iter, self.seen)
         if lr and self._scheduled is not None and s.optimizer.lr != self._scheduled:  # set by hand between
             self._lr0 *= s.optimizer.lr / lr  # steps: this epoch's rate, and the schedule goes on from it
             lr = s.optimizer.lr
         if lr is not None:
             s.optimizer.lr = lr
         self._scheduled = s.optimizer.lr
+
+    def _rows(self) -> int:
+        """The rows of an epoch: the arrays', or a batch source's (known once it has given an epoch)."""
+        s = self.settings
+        return len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0
 
     def _validate(self) -> None:
         """The validation loss and score at the parameters the epoch ended with; the outputs a batch of rows
