@@ -282,3 +282,41 @@ def test_the_rows_seen_go_on_across_set_data_and_may_be_handed_in():
     carried.seen = 99  # an earlier run saw 99 rows: the first rate is lr0 / 100 ** 0.5
     carried.step()
     assert carried.history.learning_rates == pytest.approx([0.05]) and carried.seen == 109
+
+
+def test_a_run_carried_on_with_the_count_stops_where_one_run_would():
+    # Gradient descent on the whole batch has no state and no draws: N epochs in one run, or k in one
+    # and the rest in a second that is handed the first's best loss and count, are the same epochs.
+    x, y = np.linspace(-1, 1, 12)[:, None], np.sin(3 * np.linspace(-1, 1, 12))[:, None]
+    options = dict(loss="mse", stopping="improvement", n_iter_no_change=3, tol=1e-3, max_iter=500)
+    whole = cr.Trainer(mlp([1, 4, 1], activation="tanh", seed=2), x, y, optimizer=GradientDescent(0.3), **options)
+    whole.run()
+    assert 10 < whole.history.n_iter < 500  # it stopped at a plateau, not at max_iter
+    net = mlp([1, 4, 1], activation="tanh", seed=2)
+    first = cr.Trainer(net, x, y, optimizer=GradientDescent(0.3), **options)
+    for _ in range(7):
+        first.step()
+    second = cr.Trainer(net, x, y, optimizer=GradientDescent(0.3), **options)
+    second.carry_on(first.count.best, first.count.count)
+    second.run()
+    assert 7 + second.history.n_iter == whole.history.n_iter
+    assert (second.count.best, second.count.count) == (whole.count.best, whole.count.count)
+    assert first.history.loss + second.history.loss == whole.history.loss
+
+
+def test_early_stopping_carried_on_puts_back_the_earlier_best_when_no_epoch_beats_it():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(20, 2)), rng.normal(size=(20, 1))
+    net = mlp([2, 3, 1], seed=0)
+    earlier = [p.data + 1.0 for p in net.parameters()]
+    trainer = cr.Trainer(
+        net, x, y, loss="mse", validation=(x[:5], y[:5]), stopping="early", n_iter_no_change=2, max_iter=100
+    )
+    # R^2 is at most 1, so a best score of 2.0 is never reached: the count goes 2, 3 > 2 at epoch 2
+    trainer.carry_on(2.0, 1, earlier)
+    trainer.run()
+    assert trainer.history.n_iter == 2 and "earlier run" in trainer.history.stop_reason
+    for p, e in zip(net.parameters(), earlier):
+        np.testing.assert_array_equal(p.data, e)
+    with pytest.raises(ValueError, match="one array per trained parameter"):
+        cr.Trainer(net, x, y, loss="mse").carry_on(0.0, 0, earlier[:1])

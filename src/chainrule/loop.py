@@ -32,6 +32,7 @@ Example: the lessons' gradient descent on b3, one iteration at a time::
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -209,6 +210,7 @@ class Trainer:
         self.history = History([(n, p.shape) for n, p in named], tol)
         self.history.set_stopping(stopping)
         self.count = NoImprovement(tol, n_iter_no_change, higher_is_better=stopping == "early")
+        self._best_values: list | None = None  # stopping="early": the parameters of the count's best score
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
@@ -330,6 +332,42 @@ class Trainer:
             self._engine.batches.rng = old.batches.rng  # the shuffling draws go on
         self.history.set_engine(self._label)
 
+    def carry_on(self, best: float, count: int, best_values: Sequence[Any] | None = None) -> None:
+        """Go on with an earlier run's count of epochs without improvement (``stopping="improvement"`` or
+        ``"early"``, and the adaptive schedule's): its best value (loss, or validation score) and its
+        count, as a warm start or the next ``partial_fit`` call of scikit-learn goes on with
+        ``best_loss_`` / ``best_validation_score_`` and ``_no_improvement_count``. With
+        ``stopping="early"``, ``best_values`` are the parameters of that best score (one array per
+        trained parameter): put back at the end unless an epoch of this run scores higher. Read the
+        count back from ``trainer.count`` (``.best``, ``.count``).
+
+        Example: an earlier run's best loss 0.0 cannot be beaten, and its count 1 goes on: with
+        ``n_iter_no_change=2`` the count reaches 3 > 2 at this run's second epoch::
+
+            >>> import chainrule as cr
+            >>> net = cr.nn.mlp([1, 1], seed=0)
+            >>> trainer = cr.Trainer(net, [[0.0], [1.0]], [[1.0], [3.0]], loss="mse", stopping="improvement",
+            ...                      n_iter_no_change=2, max_iter=50)
+            >>> trainer.carry_on(best=0.0, count=1)
+            >>> _ = trainer.run()
+            >>> trainer.history.n_iter, trainer.count.count, trainer.count.best
+            (2, 3, 0.0)
+        """
+        if self._ended:
+            raise RuntimeError(f"Trainer.carry_on(): the run has ended ({self.history.stop_reason})")
+        count = check("Trainer.carry_on", "count", count, Integer(low=0))
+        best = float(check("Trainer.carry_on", "best", best, AnyOf((Number(), OneOf((math.inf, -math.inf))))))
+        if best_values is not None:
+            shapes = [p.shape for p in self.settings.params]
+            values = [np.array(v, dtype=p.dtype) for v, p in zip(best_values, self.settings.params)]
+            if len(values) != len(shapes) or [v.shape for v in values] != shapes:
+                raise ValueError(
+                    f"Trainer.carry_on(): best_values must be one array per trained parameter, shapes {shapes}, "
+                    f"got {[np.shape(v) for v in best_values]}"
+                )
+            self._best_values = values
+        self.count.best, self.count.count = best, count
+
     # ---- one call of the engine, recorded and judged ------------------------------------------------
 
     def _advance(self, n: int, light: bool) -> Iteration | Block | None:
@@ -388,13 +426,19 @@ class Trainer:
 
     def _end(self, reason: str, converged: bool = False) -> None:
         h = self.history
-        if self.settings.rule.kind == "early" and h.best_validation_iter is not None:
-            for (_, p), best in zip(self.settings.named, h.best_validation_state.values()):
+        if self.settings.rule.kind == "early" and self._best_values is not None:
+            for p, best in zip(self.settings.params, self._best_values):
                 p.data[...] = best
-            reason += (
-                f"; the parameters of iteration {h.best_validation_iter} (the highest validation score, "
-                f"{h.best_validation_score:.6g}, even where it rose by less than tol) were put back"
-            )
+            if h.best_validation_score is not None and h.best_validation_score >= self.count.best:
+                reason += (
+                    f"; the parameters of iteration {h.best_validation_iter} (the highest validation score, "
+                    f"{h.best_validation_score:.6g}, even where it rose by less than tol) were put back"
+                )
+            else:
+                reason += (
+                    f"; the parameters of the earlier run's highest validation score ({self.count.best:.6g}), "
+                    "which no epoch of this run reached, were put back"
+                )
         h.end(reason, converged)
         self._ended = True
 
@@ -436,7 +480,15 @@ class Trainer:
         """The reason to stop when the watched value stopped improving (None: go on). The adaptive
         schedule lowers the rate at a plateau instead, until the rate is at its floor."""
         h, rule = self.history, self.settings.rule
-        if not self.count.see(h.validation_score[-1] if rule.kind == "early" else loss):
+        best = self.count.best
+        plateau = self.count.see(h.validation_score[-1] if rule.kind == "early" else loss)
+        if rule.kind == "early" and self.count.best != best:  # a new best score: these parameters come back
+            self._best_values = (
+                list(h.best_validation_state.values())
+                if h.best_validation_iter == h.n_iter
+                else [p.data.copy() for p in self.settings.params]
+            )
+        if not plateau:
             return None
         if self.schedule is not None and type(self.schedule).plateau is not Schedule.plateau:
             lowered = self.schedule.plateau(self.optimizer.lr)
