@@ -320,3 +320,33 @@ def test_early_stopping_carried_on_puts_back_the_earlier_best_when_no_epoch_beat
         np.testing.assert_array_equal(p.data, e)
     with pytest.raises(ValueError, match="one array per trained parameter"):
         cr.Trainer(net, x, y, loss="mse").carry_on(0.0, 0, earlier[:1])
+
+
+def test_validation_rows_may_carry_sample_weights_and_a_scorer_gives_the_score():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(16, 2)), rng.normal(size=(16, 1))
+    x_val, y_val, w_val = rng.normal(size=(6, 2)), rng.normal(size=(6, 1)), rng.uniform(0.5, 2.0, size=6)
+    net = mlp([2, 3, 1], seed=1)
+    trainer = cr.Trainer(net, x, y, loss="mse", validation=(x_val, y_val, w_val), tol=0)
+    trainer.step()
+    p = net(cr.tensor(x_val)).data
+    # the weighted mse and scikit-learn's weighted R^2, written out: 1 - sum w (y - p)^2 / sum w (y - ybar_w)^2
+    sse = np.sum(w_val[:, None] * (y_val - p) ** 2)
+    ybar = np.sum(w_val[:, None] * y_val) / w_val.sum()
+    assert trainer.history.validation_loss[0] == pytest.approx(sse / w_val.sum(), rel=1e-12)
+    assert trainer.history.validation_score[0] == pytest.approx(
+        1 - sse / np.sum(w_val[:, None] * (y_val - ybar) ** 2), rel=1e-12
+    )
+    # a scorer of (outputs, y_val, w_val); early stopping watches it: a constant score improves once,
+    # then counts 1, 2, 3 > n_iter_no_change = 2 at epoch 4
+    seen = []
+    stopped = cr.Trainer(
+        mlp([2, 3, 1], seed=1), x, y, loss="mse", validation=(x_val, y_val, w_val), stopping="early", n_iter_no_change=2
+    )
+    stopped.scorer = lambda out, yv, wv: seen.append((out.shape, yv is y_val or np.array_equal(yv, y_val), wv)) or 0.5
+    stopped.run()
+    assert stopped.history.n_iter == 4 and stopped.history.validation_score == [0.5] * 4
+    assert seen[0][:2] == ((6, 1), True)
+    np.testing.assert_array_equal(seen[0][2], w_val)
+    with pytest.raises(ValueError, match="a triple"):
+        cr.Trainer(net, x, y, validation=(x_val, y_val, w_val, w_val))

@@ -107,6 +107,10 @@ class Trainer:
     - ``history`` and ``stop_reason`` (None while the run goes on) say where it stands;
       ``seen`` counts the training rows seen (scikit-learn's ``t_``, the clock of the
       invscaling schedule), and may be set to go on from an earlier run's count.
+    - ``validation=(x_val, y_val)`` may carry the validation rows' sample weights as a third
+      item; ``scorer``, None for accuracy or R^2 by the loss, may be set to a function
+      ``scorer(outputs, y_val, w_val) -> float`` of the model's outputs on ``x_val``: each
+      epoch's validation score (what ``stopping="early"`` watches; higher is better).
 
     Between steps the optimizer keeps its state (Momentum's velocity and Adam's
     moments go on), its hyperparameters may change (``trainer.optimizer.lr = 0.01``)
@@ -211,6 +215,9 @@ class Trainer:
         self.history.set_stopping(stopping)
         self.count = NoImprovement(tol, n_iter_no_change, higher_is_better=stopping == "early")
         self._best_values: list | None = None  # stopping="early": the parameters of the count's best score
+        # The validation score of each epoch: None for validation.score (accuracy or R^2 by the loss), or a
+        # function of (the model's outputs on x_val, y_val, the validation rows' weights or None) -> float.
+        self.scorer: Callable[[np.ndarray, np.ndarray, np.ndarray | None], float] | None = None
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
@@ -474,7 +481,12 @@ class Trainer:
             pieces = [s.model(tensor_from(x_val.data[a : a + size])).data for a in range(0, len(x_val), size)]
             out = tensor_from(np.concatenate(pieces))
             loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
-        self.history.record_validation(loss, score(s.loss_fn, out.data, y_val, w_val), [p.data for p in s.params])
+        value = (
+            score(s.loss_fn, out.data, y_val, w_val)
+            if self.scorer is None
+            else float(self.scorer(out.data, y_val, w_val))
+        )
+        self.history.record_validation(loss, value, [p.data for p in s.params])
 
     def _plateau(self, loss: float) -> str | None:
         """The reason to stop when the watched value stopped improving (None: go on). The adaptive
@@ -712,9 +724,10 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     if validation is None:
         return x, y, w, None
     if isinstance(validation, (tuple, list)):
-        if len(validation) != 2:
+        if len(validation) not in (2, 3):
             raise ValueError(
-                f"fit: validation must be a fraction or a pair (x_val, y_val), got {len(validation)} items"
+                "fit: validation must be a fraction, a pair (x_val, y_val) or a triple (x_val, y_val, "
+                f"sample weights of the validation rows), got {len(validation)} items"
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
         x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
@@ -729,7 +742,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
             )
-        return x, y, w, (tensor_from(x_val), y_val, None, None)
+        w_val = _sample_weights(validation[2], len(x_val), x.dtype) if len(validation) == 3 else None
+        if w_val is not None and loss_fn not in LOSSES.values():
+            raise TypeError(
+                f"fit: validation sample weights need one of the built-in losses ({', '.join(sorted(LOSSES))}), "
+                f"which weigh rows; got the function {getattr(loss_fn, '__name__', loss_fn)!r}"
+            )
+        return x, y, w, (tensor_from(x_val), y_val, w_val, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
     # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
     stratify = getattr(loss_fn, "task", "") == "classification" and (
