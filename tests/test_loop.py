@@ -350,3 +350,18 @@ def test_validation_rows_may_carry_sample_weights_and_a_scorer_gives_the_score()
     np.testing.assert_array_equal(seen[0][2], w_val)
     with pytest.raises(ValueError, match="a triple"):
         cr.Trainer(net, x, y, validation=(x_val, y_val, w_val, w_val))
+
+
+def test_on_plateau_is_told_each_lowered_rate_and_the_stop():
+    # at lr = 1e-5 each epoch lowers the loss by far less than tol = 0.001: the first epoch sets the best,
+    # then with n_iter_no_change = 1 the count reaches 2 > 1 every 2 epochs: a plateau at epochs 3, 5, 7
+    x, y = np.zeros((4, 1)), np.ones((4, 1))
+    told = []
+    trainer = cr.Trainer(
+        mlp([1, 1], seed=0), x, y, loss="mse", optimizer=GradientDescent(1e-5), schedule="adaptive",
+        stopping="improvement", n_iter_no_change=1, max_iter=100,
+    )  # fmt: skip
+    trainer.on_plateau = told.append  # 1e-5 / 5 = 2e-6, / 5 = 4e-7 (<= 1e-6: the next plateau stops the run)
+    trainer.run()
+    assert told[:2] == pytest.approx([2e-6, 4e-7]) and told[2:] == [None]
+    assert trainer.history.n_iter == 7

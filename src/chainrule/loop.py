@@ -111,6 +111,10 @@ class Trainer:
       item; ``scorer``, None for accuracy or R^2 by the loss, may be set to a function
       ``scorer(outputs, y_val, w_val) -> float`` of the model's outputs on ``x_val``: each
       epoch's validation score (what ``stopping="early"`` watches; higher is better).
+    - Reporting: ``callback(history)`` sees every epoch (its loss, validation score, rate);
+      ``on_plateau``, when set, is called at each plateau of the count with the rate the
+      adaptive schedule goes on with, or None where the run stops there (what scikit-learn's
+      ``verbose`` says at those moments).
 
     Between steps the optimizer keeps its state (Momentum's velocity and Adam's
     moments go on), its hyperparameters may change (``trainer.optimizer.lr = 0.01``)
@@ -218,6 +222,8 @@ class Trainer:
         # The validation score of each epoch: None for validation.score (accuracy or R^2 by the loss), or a
         # function of (the model's outputs on x_val, y_val, the validation rows' weights or None) -> float.
         self.scorer: Callable[[np.ndarray, np.ndarray, np.ndarray | None], float] | None = None
+        # Told at each plateau of the count: the rate the adaptive schedule goes on with, or None (the run stops)
+        self.on_plateau: Callable[[float | None], Any] | None = None
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
@@ -507,9 +513,18 @@ class Trainer:
             if lowered is not None:
                 self.optimizer.lr = self._scheduled = lowered
                 self.count.restart()
+                self._tell_plateau(lowered)
                 return None
+            self._tell_plateau(None)
             return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
-        return rule.plateau_reason(h.n_iter) if not rule.by_steps else None
+        if rule.by_steps:
+            return None
+        self._tell_plateau(None)
+        return rule.plateau_reason(h.n_iter)
+
+    def _tell_plateau(self, rate: float | None) -> None:
+        if self.on_plateau is not None:
+            self.on_plateau(rate)
 
     def _warn_if_early(self, done: Iteration | Block, lr: float) -> None:
         """The lessons' rule stopped the run: warn if the loss was still falling fast, if only a schedule's
