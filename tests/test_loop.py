@@ -365,3 +365,34 @@ def test_on_plateau_is_told_each_lowered_rate_and_the_stop():
     trainer.run()
     assert told[:2] == pytest.approx([2e-6, 4e-7]) and told[2:] == [None]
     assert trainer.history.n_iter == 7
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(batch_size=5, seed=3, alpha=0.1, validation=0.25, stopping="early", n_iter_no_change=3),
+        dict(compile=True, batch_size=4, seed=1),
+        dict(),  # the whole batch
+        dict(optimizer=cr.optim.LBFGS()),
+    ],
+    ids=["mini-batches", "compiled", "whole", "lbfgs"],
+)
+def test_sparse_inputs_train_as_the_same_rows_made_dense(options):
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 4)) * (rng.random((20, 4)) < 0.4)  # mostly zeros
+    y = x @ np.array([[1.0], [-2.0], [0.5], [0.0]]) + 0.1
+    runs = []
+    for rows in (x, scipy_sparse.csr_matrix(x)):
+        net = mlp([4, 3, 1], activation="tanh", seed=0)
+        opts = dict(options)
+        if "optimizer" in opts:
+            opts["optimizer"] = cr.optim.LBFGS()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            h = cr.fit(net, rows, y, loss="mse", max_iter=15, tol=0, **opts)
+        runs.append((h.loss, h.validation_score, [p.data for p in net.parameters()]))
+    (la, va, pa), (lb, vb, pb) = runs
+    assert la == lb and va == vb
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a, b)

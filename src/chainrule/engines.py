@@ -37,6 +37,10 @@ from .trace import CompiledStep
 
 __all__ = [
     "Settings",
+    "SparseRows",
+    "is_sparse",
+    "sparse_arrays",
+    "dense",
     "Iteration",
     "Block",
     "Failure",
@@ -62,7 +66,7 @@ class Settings(NamedTuple):
     """One training run's settings, checked once by the Trainer and read by every engine."""
 
     model: Module
-    x: np.ndarray  # (rows, features) in the model's dtype
+    x: Any  # (rows, features) in the model's dtype: an array, or SparseRows (made dense a batch at a time)
     y: np.ndarray  # targets: (rows, outputs), or class labels for cross-entropy
     loss_fn: Callable[..., Tensor]
     optimizer: Optimizer
@@ -133,6 +137,61 @@ class Outcome(NamedTuple):
 # ---- the eager step and the data --------------------------------------------------------------
 
 
+class SparseRows:
+    """A sparse matrix of inputs (SciPy's CSR, rows cut fast) that training reads a batch at a time:
+    ``x[rows]`` is that batch made dense, ``take(rows)`` keeps the rows sparse (a training part).
+
+    Example::
+
+        >>> import numpy as np, scipy.sparse
+        >>> x = SparseRows(scipy.sparse.csr_matrix(np.eye(3)), np.float64)
+        >>> len(x), x.shape, x[[2, 0]].tolist()
+        (3, (3, 3), [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+
+    def __init__(self, matrix: Any, dtype: Any) -> None:
+        self.matrix = matrix.tocsr().astype(dtype)
+        self.shape: tuple[int, ...] = tuple(self.matrix.shape)
+        self.dtype = self.matrix.dtype
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        return self.matrix[rows].toarray()
+
+    def take(self, rows: Any) -> SparseRows:
+        return SparseRows(self.matrix[rows], self.dtype)
+
+    def dense(self) -> np.ndarray:
+        return self.matrix.toarray()
+
+
+def is_sparse(x: Any) -> bool:
+    """Whether ``x`` is a SciPy sparse matrix or array (it has ``tocsr``), not rows of numbers."""
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
+def sparse_arrays(x: Any, y: Any, dtype: Any, labels: bool) -> tuple[SparseRows, np.ndarray]:
+    """Sparse inputs and their targets checked as :func:`chainrule.data.training_arrays` checks dense ones."""
+    if len(x.shape) != 2:
+        raise ValueError(f"fit: sparse x must be 2-D (rows, features), got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"fit: x must hold numbers, got dtype {x.dtype}")
+    rows = SparseRows(x, dtype)
+    values = rows.matrix.data
+    if values.size and not (np.isfinite(values.min()) and np.isfinite(values.max())):
+        raise ValueError("fit: sparse x contains NaN or inf")
+    _, y = training_arrays(np.zeros((x.shape[0], 1), dtype), y, dtype, labels)  # (checks y and the row counts)
+    return rows, y
+
+
+def dense(x: Any) -> np.ndarray:
+    """The inputs as one dense array (sparse ones made dense: the whole batch, L-BFGS)."""
+    return x.dense() if isinstance(x, SparseRows) else x
+
+
 def forward_backward(
     model: Module,
     x: Tensor,
@@ -190,7 +249,7 @@ class Batches:
         self.rng = np.random.default_rng(run.seed) if run.shuffle is True else None
         self.source, self.seen = run.source, 0
         self.labels = getattr(run.loss_fn, "__name__", "") == "cross_entropy"
-        self.all = [] if run.source is not None else [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
+        self.all = [] if run.source is not None else [(tensor_from(dense(run.x)), run.y, run.sample_weight, 1.0)]
 
     def epoch_loss(self, total: float) -> float:
         """An epoch's loss from the sum of its batches' losses by their shares."""
@@ -415,7 +474,7 @@ class Minimized:
         sizes = [p.size for p in self.params]
         ends = np.cumsum(sizes)
         self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
-        self.xt = tensor_from(run.x)
+        self.xt = tensor_from(dense(run.x))  # every evaluation reads every row: sparse rows made dense once
         self.seen: dict[bytes, tuple[float, np.ndarray]] = {}  # the last evaluations, by the point's bytes
 
     def _put(self, flat: np.ndarray) -> None:
@@ -507,7 +566,8 @@ class WrittenOut:
         """The engine, or None when the model, data or optimizer cannot be written out (nothing done)."""
         arrays = [run.x, run.y, *(p.data for p in run.params)]
         if (
-            is_anomaly_enabled()
+            isinstance(run.x, SparseRows)
+            or is_anomaly_enabled()
             or not is_grad_enabled()
             or not run.whole_batch
             or not run.plain

@@ -50,11 +50,15 @@ from .engines import (
     Iteration,
     Minimized,
     Settings,
+    SparseRows,
     WrittenOut,
+    dense,
     forward_backward,
+    is_sparse,
     loss_now,
     one_hot,
     replayed,
+    sparse_arrays,
 )
 from .errors import (
     CompileWarning,
@@ -178,7 +182,7 @@ class Trainer:
         elif y is None:
             raise TypeError("fit: y is missing: pass the targets y with arrays x, or a batch source as x")
         else:
-            x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+            x, y = _arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
         weights = _sample_weights(sample_weight, len(x), dtype)
         if weights is not None and loss_fn not in LOSSES.values():
             raise TypeError(
@@ -316,7 +320,7 @@ class Trainer:
                 "y_val) to train on new data"
             )
         labels = getattr(s.loss_fn, "__name__", "") == "cross_entropy"
-        x, y = training_arrays(x, y, s.x.dtype, labels)
+        x, y = _arrays(x, y, s.x.dtype, labels)
         if x.shape[1:] != s.x.shape[1:]:
             raise ValueError(
                 f"Trainer.set_data(): the new rows have shape {x.shape[1:]}, the first ones {s.x.shape[1:]}; "
@@ -745,7 +749,8 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"sample weights of the validation rows), got {len(validation)} items"
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
-        x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
+        x_val, y_val = _arrays(validation[0], validation[1], x.dtype, labels)
+        x_val = dense(x_val)
         if len(x_val) < MIN_ROWS:
             raise ValueError(
                 f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
@@ -780,7 +785,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: the sample weights of the {len(rows)} {part} rows (validation={fraction!r}, seed={seed}) are "
                 "all 0; give those rows weight, or another seed or validation fraction"
             )
-    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
+    x_kept = x.take(kept) if isinstance(x, SparseRows) else x[kept]
+    return x_kept, y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
+
+
+def _arrays(x: Any, y: Any, dtype: Any, labels: bool) -> tuple[Any, np.ndarray]:
+    """Inputs and targets checked: dense arrays, or sparse inputs kept sparse (made dense a batch at a time)."""
+    return sparse_arrays(x, y, dtype, labels) if is_sparse(x) else training_arrays(x, y, dtype, labels)
 
 
 def is_source(x: Any) -> bool:
@@ -843,6 +854,7 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             (f"stopping={s.rule.kind!r}", not s.rule.by_steps),
             ("shuffle=False", s.shuffle is False),
             ("shuffle as a function", callable(s.shuffle)),
+            ("sparse x", isinstance(s.x, SparseRows)),
         )
         if on
     ]
