@@ -202,6 +202,11 @@ class _Objective:
             total = cross_entropy(z, target)
             return self._penalized(total, z.shape[0])
         t = constant(target, "Observed")
+        if t.shape[1] != k:
+            # NOTE: tracked, so that the slices of its extra columns (weights, Poisson's constant) are recorded
+            # ops on the targets, which a replayed step reads as each batch's data; on a constant they would
+            # be folded at the first batch's values (and the replay declined). No derivative is asked of it.
+            t.requires_grad = True
         y = t if t.shape[1] == k else t[:, :k]
         if kind in ("squared_error", "ssr"):
             e = (y - z) ** 2 * (1.0 if kind == "ssr" else 0.5)
@@ -297,7 +302,7 @@ class _Epoch:
 
     def __init__(self, estimator: Any, X: np.ndarray, target: np.ndarray, params: list) -> None:
         self.e, self.X, self.target, self.params = estimator, X, target, params
-        self.step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
+        self.step = estimator._step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
         self.order = np.arange(X.shape[0])
         self.size = estimator._batch_size(X.shape[0])
         self.before = _Before(params)
@@ -427,7 +432,7 @@ class _MLP(BaseEstimator):
                     self._fit_stochastic(X, Y, sample_weight, incremental)
             finally:
                 self.history_.add_time(time.perf_counter() - start)
-                self.history_.set_engine("numpy")  # each step replayed as NumPy calls (chainrule.trace)
+                self.history_.set_engine(_engine_label(getattr(self, "_step", None)))
         self._publish()
         if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
             raise ValueError(_NON_FINITE)
@@ -597,7 +602,7 @@ class _MLP(BaseEstimator):
         """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
         params = self.model_.parameters()
         target = self._objective.pack(Y, sample_weight, X.dtype)
-        step = CompiledStep(self.model_, self._objective, params, forward_backward)
+        step = self._step = CompiledStep(self.model_, self._objective, params, forward_backward)
         xt = tensor_from(_dense(X))  # every evaluation reads every row: sparse inputs are made dense once
         ends = np.cumsum([p.size for p in params])
         spans = list(zip(ends - [p.size for p in params], ends))
@@ -770,6 +775,7 @@ class _MLP(BaseEstimator):
         state = super().__getstate__()
         state.pop("_views", None)  # views do not survive a pickle: published again after loading
         state.pop("_objective", None)
+        state.pop("_step", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -797,6 +803,14 @@ def _check_layers(owner: str, coefs: list[np.ndarray], intercepts: list[np.ndarr
                 f"{owner}: coefs_[{i}] has shape {c.shape} and intercepts_[{i}] {b.shape}; layer {i} needs "
                 f"({coefs[i - 1].shape[1] if i else 'n_in'}, n_out) and (n_out,)"
             )
+
+
+def _engine_label(step: CompiledStep | None) -> str:
+    """How the steps ran: "numpy" (replayed NumPy calls, see chainrule.trace), "eager" where the replay
+    declined every batch shape (a CompileWarning, silenced here, said why), "numpy+eager" for some."""
+    tapes = [] if step is None else list(step.tapes.values())
+    declined = sum(tape is None for tape in tapes)
+    return "eager" if tapes and declined == len(tapes) else "numpy+eager" if declined else "numpy"
 
 
 def _norm(a: np.ndarray) -> float:
