@@ -400,8 +400,9 @@ def test_compile_with_the_options_runs_the_numpy_replay_or_eagerly():
     x, y = dosage()
     h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=5, compile=True, alpha=0.1)
     assert h.engine == "numpy"
-    with pytest.warns(cr.trace.CompileWarning, match="reads no sample weights"):
-        h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=5, compile=True, sample_weight=[1, 2, 1])
+    with pytest.warns(cr.trace.CompileWarning, match="reads no sample weights of this loss"):  # poisson's
+        h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, loss="poisson", max_iter=5, compile=True,
+                   sample_weight=[1, 2, 1])  # fmt: skip
     assert h.engine == "eager"
     eager, replayed = DosageNetwork.random(seed=0), DosageNetwork.random(seed=0)
     he = _quiet(cr.fit, eager, x, y, max_iter=20, tol=0, alpha=0.1, clip=1.0)
@@ -824,3 +825,31 @@ def test_the_loop_with_scikit_learns_losses_gives_the_estimators_loss_and_gradie
     grads = dict(zip([n for n, _ in net.named_parameters()], first.grads))
     coefs = [grads[f"{2 * i}.weight"].T.ravel() for i in range(2)]
     np.testing.assert_allclose(np.concatenate(coefs + [grads["0.bias"], grads["2.bias"]]), want_grad, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "loss", ["ssr", "mse", "squared_error", "squared_error_by_row", "cross_entropy", "binary_log_loss"]
+)
+def test_the_numpy_replay_reads_sample_weights_as_data_with_the_eager_numbers(loss):
+    # each batch's weights ride as the targets' last column, so one recorded graph replays for every batch
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(30, 3))
+    y = {"cross_entropy": rng.integers(0, 3, size=30), "binary_log_loss": rng.integers(0, 2, size=(30, 2))}.get(
+        loss, rng.normal(size=(30, 2))
+    )
+    w = rng.uniform(0.0, 2.0, size=30)
+    w[:6] = 0.0  # the first batch of the unshuffled order weighs nothing: no step, in both
+    outputs = 3 if loss == "cross_entropy" else 2
+    runs = []
+    for compile in (False, True):
+        net = mlp([3, 4, outputs], activation="tanh", seed=0)
+        options = dict(loss=loss, sample_weight=w, batch_size=6, alpha=0.05, tol=0, max_iter=12, compile=compile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", cr.trace.CompileWarning)  # no replay declined
+            h = _quiet(cr.fit, net, x, y.astype(float) if loss != "cross_entropy" else y, shuffle=False, **options)
+        runs.append((h, [p.data for p in net.parameters()]))
+    (he, pe), (hr, pr) = runs
+    assert hr.engine == "numpy" and he.engine == "eager"
+    np.testing.assert_allclose(hr.loss, he.loss, rtol=1e-12)
+    for a, b in zip(pe, pr):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)

@@ -27,12 +27,12 @@ import numpy as np
 from .data import training_arrays
 from .errors import CompileWarning, outside_stacklevel
 from .history import TRACE_LIMIT
-from .losses import targets_for
+from .losses import LOSSES, poisson, targets_for
 from .nn import Module, Parameter
 from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
 from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
 from .stopping import StoppingRule
-from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
+from .tensor import Tensor, constant, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
 from .trace import CompiledStep
 
 __all__ = [
@@ -59,6 +59,9 @@ __all__ = [
     "batches",
     "Batches",
     "BLOCK",
+    "replays_weights",
+    "WeightColumn",
+    "WeightedReplay",
 ]
 
 
@@ -335,9 +338,11 @@ def loss_and_grads(
 ) -> tuple[float, list[np.ndarray]]:
     """The loss of a batch with its sample weights and the L2 penalty, and each parameter's gradient."""
     params = run.params
-    if wb is None:
+    if wb is None and not isinstance(step, WeightedReplay):
         loss, _ = step(run.model, xb, yb, run.loss_fn, params)
-    else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
+    elif isinstance(step, WeightedReplay):  # the weights ride with the targets, as data of the replayed graph
+        loss, _ = step(run.model, xb, yb, run.loss_fn, params) if wb is None else step.weighted(run, xb, yb, wb)
+    else:
         loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
     if run.alpha:
         loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
@@ -457,8 +462,57 @@ class Epochs:
 
 
 def replayed(run: Settings) -> Epochs:
-    """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants)."""
+    """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants); with
+    sample weights, each batch's weights ride as the targets' last column (see :class:`WeightColumn`)."""
+    if run.sample_weight is not None:
+        return Epochs(run, WeightedReplay(run))
     return Epochs(run, CompiledStep(run.model, run.loss_fn, run.params, forward_backward))
+
+
+def replays_weights(loss_fn: Any) -> bool:
+    """Whether the NumPy replay can read this loss's sample weights as data: the built-in losses whose
+    weighting is all in the graph (not poisson, whose constant term is computed from the targets outside it)."""
+    return loss_fn in LOSSES.values() and loss_fn is not poisson
+
+
+class WeightColumn:
+    """A built-in loss reading each row's sample weight from the targets' last column, inside the graph
+    (so one recorded step replays for every batch): ``WeightColumn(mse)(out, [y | w]) = mse(out, y, w)``."""
+
+    def __init__(self, loss_fn: Callable[..., Tensor]) -> None:
+        self.loss_fn = loss_fn
+        self.__name__ = getattr(loss_fn, "__name__", "loss")
+        self.reduction = getattr(loss_fn, "reduction", "mean")
+        self.task = getattr(loss_fn, "task", "regression")
+
+    def __call__(self, out: Tensor, target: np.ndarray) -> Tensor:
+        t = constant(target, "Observed | weight")
+        # NOTE: tracked, so that its slices are recorded ops on the targets (data a replay reads for each
+        # batch); on a constant they would be folded at the first batch's values. No derivative is asked of it.
+        t.requires_grad = True
+        return self.loss_fn(out, t[:, :-1], sample_weight=t[:, -1])
+
+
+class WeightedReplay:
+    """The NumPy replay of a step with sample weights: the targets and weights of a batch as one array."""
+
+    def __init__(self, run: Settings) -> None:
+        self.replay = CompiledStep(run.model, WeightColumn(run.loss_fn), run.params, forward_backward)
+        self.tapes = self.replay.tapes
+
+    def __call__(
+        self, model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+    ) -> tuple[float, list[np.ndarray]]:
+        """A step of rows that each weigh 1 (the step engines' signature)."""
+        return self._step(x, y, np.ones(len(y), y.dtype))
+
+    def weighted(self, run: Settings, x: Tensor, y: np.ndarray, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        return self._step(x, y, w)
+
+    def _step(self, x: Tensor, y: np.ndarray, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        packed = np.concatenate([y.reshape(len(y), -1), w.reshape(-1, 1).astype(y.dtype, copy=False)], axis=1)
+        r = self.replay
+        return r(r.model, x, packed, r.loss_fn, r.params)
 
 
 # ---- the whole run in one call: L-BFGS by scipy ---------------------------------------------------

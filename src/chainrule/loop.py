@@ -58,6 +58,7 @@ from .engines import (
     loss_now,
     one_hot,
     replayed,
+    replays_weights,
     sparse_arrays,
 )
 from .errors import (
@@ -336,9 +337,10 @@ class Trainer:
         if old is None:  # not begun: the first step chooses the engine, as for the first data
             return
         old.finish()  # (a written-out program's optimizer state is loaded back first)
-        if self._label == "eager" or weights is not None or (isinstance(old, Epochs) and old.step is forward_backward):
+        unweighable = weights is not None and not replays_weights(s.loss_fn)
+        if self._label == "eager" or unweighable or (isinstance(old, Epochs) and old.step is forward_backward):
             self._engine = Epochs(s, forward_backward)
-            self._label = self._label if weights is None or self._label == "eager" else self._label + "+eager"
+            self._label = self._label if not unweighable or self._label == "eager" else self._label + "+eager"
         else:
             if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
                 self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
@@ -636,10 +638,16 @@ class Trainer:
                     self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
                 self._engine = WrittenOut.create(s)  # (never for a batch source: its batches are not the whole)
                 self._label = "python" if self._engine is not None else "numpy"
-        if self._engine is None and self._label == "numpy" and s.sample_weight is not None:
+        if (
+            self._engine is None
+            and self._label == "numpy"
+            and s.sample_weight is not None
+            and not replays_weights(s.loss_fn)
+        ):
             self._label = "eager"
             warnings.warn(
-                "fit(compile=True): the NumPy replay reads no sample weights; training runs eagerly",
+                "fit(compile=True): the NumPy replay reads no sample weights of this loss (poisson's constant "
+                "term is computed from the targets outside the graph); training runs eagerly",
                 CompileWarning,
                 stacklevel=outside_stacklevel(),
             )

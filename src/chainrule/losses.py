@@ -51,9 +51,20 @@ def _row_weights(name: str, sample_weight: Any, rows: int, dtype: Any) -> np.nda
     return w.astype(dtype)
 
 
+def _graph_weights(name: str, sample_weight: Tensor, per_element: Tensor) -> Tensor:
+    """Weights that come as a Tensor (a column of the targets, say: a replayed step reads them as data),
+    checked, shaped to weigh the rows of ``per_element``; the weighting stays in the graph."""
+    rows = per_element.shape[0] if per_element.ndim else 1
+    _row_weights(name, sample_weight.data, rows, per_element.dtype)  # (the checks)
+    return sample_weight.reshape((rows,) + (1,) * (per_element.ndim - 1))
+
+
 def _weighted(name: str, per_element: Tensor, sample_weight: Any, mean: bool) -> Tensor:
     """Elements (rows first) added up with per-row weights: a weighted sum, or mean (sum(w_i loss_i) / sum(w_i))."""
     rows = per_element.shape[0] if per_element.ndim else 1
+    if isinstance(sample_weight, Tensor):
+        total = (per_element * _graph_weights(name, sample_weight, per_element)).sum()
+        return total / (sample_weight.sum() * float(per_element.size // max(rows, 1))) if mean else total
     w = _row_weights(name, sample_weight, rows, per_element.dtype)
     if w is None:
         return per_element.mean() if mean else per_element.sum()
@@ -128,7 +139,9 @@ def cross_entropy(logits: Tensor, labels: Any, sample_weight: Any = None) -> Ten
 
     ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes),
     or is an (n, classes) array of target probabilities (one-hot rows, or soft labels).
-    With ``sample_weight``: sum_i w_i loss_i / sum_i w_i, from log_softmax and a sum.
+    With ``sample_weight``: sum_i w_i loss_i / sum_i w_i, from log_softmax and a sum. (Every loss
+    here also takes the weights as a Tensor, a column of the targets, say: the weighting is then
+    part of the graph, so that a replayed step reads each batch's weights as data.)
 
     Example::
 
@@ -141,6 +154,11 @@ def cross_entropy(logits: Tensor, labels: Any, sample_weight: Any = None) -> Ten
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
     target = targets_for(logits, labels.data if isinstance(labels, Tensor) else labels)
+    if isinstance(sample_weight, Tensor):  # weights from the graph: the weighting stays in it
+        t = labels if isinstance(labels, Tensor) and labels.shape == logits.shape else constant(target, "Target")
+        per_row = -(F.log_softmax(logits) * t).sum(axis=1)
+        total = (per_row * _graph_weights("cross_entropy", sample_weight, per_row)).sum()
+        return _named(total / sample_weight.sum(), "CE")
     w = _row_weights("cross_entropy", sample_weight, logits.shape[0], logits.dtype)
     if w is None:
         return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
@@ -201,6 +219,8 @@ def binary_cross_entropy(logits: Tensor, targets: Any, sample_weight: Any = None
 def _per_row(name: str, per_element: Tensor, sample_weight: Any) -> Tensor:
     """The elements of each row added up, then the mean over rows (weighted: sum_i w_i row_i / sum_i w_i)."""
     rows = per_element.shape[0] if per_element.ndim else 1
+    if isinstance(sample_weight, Tensor):
+        return (per_element * _graph_weights(name, sample_weight, per_element)).sum() / sample_weight.sum()
     w = _row_weights(name, sample_weight, rows, per_element.dtype)
     if w is None:
         return per_element.sum() * (1.0 / max(rows, 1))
