@@ -614,7 +614,7 @@ class _MLP(BaseEstimator):
             loss, grads = step(self.model_, xt, target, self._objective, params)
             loss, grads = self._objective.penalize(loss, grads, params, target)
             last["theta"], last["loss"], last["grads"] = theta.copy(), loss, grads
-            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64, copy=False)
 
         def record(theta: np.ndarray) -> None:
             if "theta" not in last or not np.array_equal(theta, last["theta"]):
