@@ -263,3 +263,136 @@ def test_set_data_refuses_other_features_a_held_fraction_and_an_ended_run():
     held = cr.Trainer(mlp([2, 1], seed=0), x, y, loss="mse", validation=0.5, seed=0)
     with pytest.raises(ValueError, match="validation=fraction held out rows of the first data"):
         held.set_data(x, y)
+
+
+def test_the_rows_seen_go_on_across_set_data_and_may_be_handed_in():
+    # invscaling's rate before each epoch: lr0 / (rows seen + 1) ** 0.5 (scikit-learn's t_)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 1)), rng.normal(size=(10, 1))
+    options = dict(loss="mse", schedule="invscaling", tol=0)
+    trainer = cr.Trainer(cr.nn.mlp([1, 1], seed=0), x, y, optimizer=cr.optim.GradientDescent(0.5), **options)
+    trainer.step()
+    trainer.step()
+    trainer.set_data(x[:4], y[:4])  # 4 rows a step from here on
+    trainer.step()
+    trainer.step()
+    assert trainer.seen == 10 + 10 + 4 + 4
+    assert trainer.history.learning_rates == pytest.approx([0.5, 0.5 / 11**0.5, 0.5 / 21**0.5, 0.5 / 25**0.5])
+    carried = cr.Trainer(cr.nn.mlp([1, 1], seed=0), x, y, optimizer=cr.optim.GradientDescent(0.5), **options)
+    carried.seen = 99  # an earlier run saw 99 rows: the first rate is lr0 / 100 ** 0.5
+    carried.step()
+    assert carried.history.learning_rates == pytest.approx([0.05]) and carried.seen == 109
+
+
+def test_a_run_carried_on_with_the_count_stops_where_one_run_would():
+    # Gradient descent on the whole batch has no state and no draws: N epochs in one run, or k in one
+    # and the rest in a second that is handed the first's best loss and count, are the same epochs.
+    x, y = np.linspace(-1, 1, 12)[:, None], np.sin(3 * np.linspace(-1, 1, 12))[:, None]
+    options = dict(loss="mse", stopping="improvement", n_iter_no_change=3, tol=1e-3, max_iter=500)
+    whole = cr.Trainer(mlp([1, 4, 1], activation="tanh", seed=2), x, y, optimizer=GradientDescent(0.3), **options)
+    whole.run()
+    assert 10 < whole.history.n_iter < 500  # it stopped at a plateau, not at max_iter
+    net = mlp([1, 4, 1], activation="tanh", seed=2)
+    first = cr.Trainer(net, x, y, optimizer=GradientDescent(0.3), **options)
+    for _ in range(7):
+        first.step()
+    second = cr.Trainer(net, x, y, optimizer=GradientDescent(0.3), **options)
+    second.carry_on(first.count.best, first.count.count)
+    second.run()
+    assert 7 + second.history.n_iter == whole.history.n_iter
+    assert (second.count.best, second.count.count) == (whole.count.best, whole.count.count)
+    assert first.history.loss + second.history.loss == whole.history.loss
+
+
+def test_early_stopping_carried_on_puts_back_the_earlier_best_when_no_epoch_beats_it():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(20, 2)), rng.normal(size=(20, 1))
+    net = mlp([2, 3, 1], seed=0)
+    earlier = [p.data + 1.0 for p in net.parameters()]
+    trainer = cr.Trainer(
+        net, x, y, loss="mse", validation=(x[:5], y[:5]), stopping="early", n_iter_no_change=2, max_iter=100
+    )
+    # R^2 is at most 1, so a best score of 2.0 is never reached: the count goes 2, 3 > 2 at epoch 2
+    trainer.carry_on(2.0, 1, earlier)
+    trainer.run()
+    assert trainer.history.n_iter == 2 and "earlier run" in trainer.history.stop_reason
+    for p, e in zip(net.parameters(), earlier):
+        np.testing.assert_array_equal(p.data, e)
+    with pytest.raises(ValueError, match="one array per trained parameter"):
+        cr.Trainer(net, x, y, loss="mse").carry_on(0.0, 0, earlier[:1])
+
+
+def test_validation_rows_may_carry_sample_weights_and_a_scorer_gives_the_score():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(16, 2)), rng.normal(size=(16, 1))
+    x_val, y_val, w_val = rng.normal(size=(6, 2)), rng.normal(size=(6, 1)), rng.uniform(0.5, 2.0, size=6)
+    net = mlp([2, 3, 1], seed=1)
+    trainer = cr.Trainer(net, x, y, loss="mse", validation=(x_val, y_val, w_val), tol=0)
+    trainer.step()
+    p = net(cr.tensor(x_val)).data
+    # the weighted mse and scikit-learn's weighted R^2, written out: 1 - sum w (y - p)^2 / sum w (y - ybar_w)^2
+    sse = np.sum(w_val[:, None] * (y_val - p) ** 2)
+    ybar = np.sum(w_val[:, None] * y_val) / w_val.sum()
+    assert trainer.history.validation_loss[0] == pytest.approx(sse / w_val.sum(), rel=1e-12)
+    assert trainer.history.validation_score[0] == pytest.approx(
+        1 - sse / np.sum(w_val[:, None] * (y_val - ybar) ** 2), rel=1e-12
+    )
+    # a scorer of (outputs, y_val, w_val); early stopping watches it: a constant score improves once,
+    # then counts 1, 2, 3 > n_iter_no_change = 2 at epoch 4
+    seen = []
+    stopped = cr.Trainer(
+        mlp([2, 3, 1], seed=1), x, y, loss="mse", validation=(x_val, y_val, w_val), stopping="early", n_iter_no_change=2
+    )
+    stopped.scorer = lambda out, yv, wv: seen.append((out.shape, yv is y_val or np.array_equal(yv, y_val), wv)) or 0.5
+    stopped.run()
+    assert stopped.history.n_iter == 4 and stopped.history.validation_score == [0.5] * 4
+    assert seen[0][:2] == ((6, 1), True)
+    np.testing.assert_array_equal(seen[0][2], w_val)
+    with pytest.raises(ValueError, match="a triple"):
+        cr.Trainer(net, x, y, validation=(x_val, y_val, w_val, w_val))
+
+
+def test_on_plateau_is_told_each_lowered_rate_and_the_stop():
+    # at lr = 1e-5 each epoch lowers the loss by far less than tol = 0.001: the first epoch sets the best,
+    # then with n_iter_no_change = 1 the count reaches 2 > 1 every 2 epochs: a plateau at epochs 3, 5, 7
+    x, y = np.zeros((4, 1)), np.ones((4, 1))
+    told = []
+    trainer = cr.Trainer(
+        mlp([1, 1], seed=0), x, y, loss="mse", optimizer=GradientDescent(1e-5), schedule="adaptive",
+        stopping="improvement", n_iter_no_change=1, max_iter=100,
+    )  # fmt: skip
+    trainer.on_plateau = told.append  # 1e-5 / 5 = 2e-6, / 5 = 4e-7 (<= 1e-6: the next plateau stops the run)
+    trainer.run()
+    assert told[:2] == pytest.approx([2e-6, 4e-7]) and told[2:] == [None]
+    assert trainer.history.n_iter == 7
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(batch_size=5, seed=3, alpha=0.1, validation=0.25, stopping="early", n_iter_no_change=3),
+        dict(compile=True, batch_size=4, seed=1),
+        dict(),  # the whole batch
+        dict(optimizer=cr.optim.LBFGS()),
+    ],
+    ids=["mini-batches", "compiled", "whole", "lbfgs"],
+)
+def test_sparse_inputs_train_as_the_same_rows_made_dense(options):
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 4)) * (rng.random((20, 4)) < 0.4)  # mostly zeros
+    y = x @ np.array([[1.0], [-2.0], [0.5], [0.0]]) + 0.1
+    runs = []
+    for rows in (x, scipy_sparse.csr_matrix(x)):
+        net = mlp([4, 3, 1], activation="tanh", seed=0)
+        opts = dict(options)
+        if "optimizer" in opts:
+            opts["optimizer"] = cr.optim.LBFGS()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            h = cr.fit(net, rows, y, loss="mse", max_iter=15, tol=0, **opts)
+        runs.append((h.loss, h.validation_score, [p.data for p in net.parameters()]))
+    (la, va, pa), (lb, vb, pb) = runs
+    assert la == lb and va == vb
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a, b)

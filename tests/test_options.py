@@ -400,8 +400,9 @@ def test_compile_with_the_options_runs_the_numpy_replay_or_eagerly():
     x, y = dosage()
     h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=5, compile=True, alpha=0.1)
     assert h.engine == "numpy"
-    with pytest.warns(cr.trace.CompileWarning, match="reads no sample weights"):
-        h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, max_iter=5, compile=True, sample_weight=[1, 2, 1])
+    with pytest.warns(cr.trace.CompileWarning, match="reads no sample weights of this loss"):  # poisson's
+        h = _quiet(cr.fit, DosageNetwork.random(seed=0), x, y, loss="poisson", max_iter=5, compile=True,
+                   sample_weight=[1, 2, 1])  # fmt: skip
     assert h.engine == "eager"
     eager, replayed = DosageNetwork.random(seed=0), DosageNetwork.random(seed=0)
     he = _quiet(cr.fit, eager, x, y, max_iter=20, tol=0, alpha=0.1, clip=1.0)
@@ -769,3 +770,86 @@ def test_adam_follows_scikit_learns_adam_to_its_placement_of_eps():
     )  # fmt: skip
     assert h.n_iter == sk.n_iter_ < 400
     np.testing.assert_allclose(h.loss, sk.loss_curve_, rtol=1e-5)
+
+
+# ---- scikit-learn's MLP losses: each row summed over its outputs, a mean over rows ----------------
+
+
+def test_squared_error_by_row_and_binary_log_loss_follow_scikit_learns_formulas_with_and_without_weights():
+    from chainrule.losses import binary_log_loss, squared_error_by_row
+
+    rng = np.random.default_rng(3)
+    z, y, t = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.integers(0, 2, size=(6, 3)).astype(float)
+    w = np.array([1.0, 0.0, 2.0, 0.5, 3.0, 1.0])
+    p = 1 / (1 + np.exp(-z))
+    for weights in (None, w):
+        share = (np.ones(6) / 6 if weights is None else weights / weights.sum())[:, None]
+        # scikit-learn's squared_loss gradient convention: 0.5 sum_j (y - z)^2 per row, rows averaged
+        zt = cr.tensor(z, requires_grad=True)
+        loss = squared_error_by_row(zt, y, sample_weight=weights)
+        loss.backward()
+        assert loss.item() == pytest.approx(float(np.sum(share * 0.5 * (y - z) ** 2)), rel=1e-12)
+        np.testing.assert_allclose(zt.grad, share * (z - y), rtol=1e-12)
+        # scikit-learn's binary_log_loss: -(xlogy(t, p) + xlogy(1 - t, 1 - p)) summed over labels, rows averaged
+        zt = cr.tensor(z, requires_grad=True)
+        loss = binary_log_loss(zt, t, sample_weight=weights)
+        loss.backward()
+        want = -np.sum(share * (t * np.log(p) + (1 - t) * np.log(1 - p)))
+        assert loss.item() == pytest.approx(float(want), rel=1e-12)
+        np.testing.assert_allclose(zt.grad, share * (p - t), rtol=1e-12)
+    # one output: the per-row sum is the element itself, so the means agree with squared_error's
+    one = cr.tensor(z[:, :1])
+    assert squared_error_by_row(one, y[:, :1]).item() == pytest.approx(squared_error(one, y[:, :1]).item(), rel=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["squared_error_by_row", "binary_log_loss"])
+def test_the_loop_with_scikit_learns_losses_gives_the_estimators_loss_and_gradient(kind):
+    pytest.importorskip("sklearn")
+    from chainrule.sklearn import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 3))
+    y = rng.normal(size=(20, 2)) if kind == "squared_error_by_row" else rng.integers(0, 2, size=(20, 2))
+    w = rng.uniform(0.2, 2.0, size=20)
+    kind_of = MLPRegressor if kind == "squared_error_by_row" else MLPClassifier
+    est = kind_of(hidden_layer_sizes=(4,), alpha=0.3, max_iter=1)
+    _quiet(est.fit, x, y)
+    packed = np.concatenate([c.ravel() for c in est.coefs_] + [b.ravel() for b in est.intercepts_])
+    want_loss, want_grad = est._loss_grad_lbfgs(packed, x, y, w)  # the estimator's own objective
+    net = est.model_  # (its parameters now stand at packed)
+    trainer = cr.Trainer(
+        net, x, y.astype(float), loss=kind, alpha=0.3, sample_weight=w, tol=0, optimizer=GradientDescent(1e-9)
+    )
+    first = trainer.step()
+    assert first.loss == pytest.approx(want_loss, rel=1e-12)
+    grads = dict(zip([n for n, _ in net.named_parameters()], first.grads))
+    coefs = [grads[f"{2 * i}.weight"].T.ravel() for i in range(2)]
+    np.testing.assert_allclose(np.concatenate(coefs + [grads["0.bias"], grads["2.bias"]]), want_grad, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "loss", ["ssr", "mse", "squared_error", "squared_error_by_row", "cross_entropy", "binary_log_loss"]
+)
+def test_the_numpy_replay_reads_sample_weights_as_data_with_the_eager_numbers(loss):
+    # each batch's weights ride as the targets' last column, so one recorded graph replays for every batch
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(30, 3))
+    y = {"cross_entropy": rng.integers(0, 3, size=30), "binary_log_loss": rng.integers(0, 2, size=(30, 2))}.get(
+        loss, rng.normal(size=(30, 2))
+    )
+    w = rng.uniform(0.0, 2.0, size=30)
+    w[:6] = 0.0  # the first batch of the unshuffled order weighs nothing: no step, in both
+    outputs = 3 if loss == "cross_entropy" else 2
+    runs = []
+    for compile in (False, True):
+        net = mlp([3, 4, outputs], activation="tanh", seed=0)
+        options = dict(loss=loss, sample_weight=w, batch_size=6, alpha=0.05, tol=0, max_iter=12, compile=compile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", cr.trace.CompileWarning)  # no replay declined
+            h = _quiet(cr.fit, net, x, y.astype(float) if loss != "cross_entropy" else y, shuffle=False, **options)
+        runs.append((h, [p.data for p in net.parameters()]))
+    (he, pe), (hr, pr) = runs
+    assert hr.engine == "numpy" and he.engine == "eager"
+    np.testing.assert_allclose(hr.loss, he.loss, rtol=1e-12)
+    for a, b in zip(pe, pr):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)

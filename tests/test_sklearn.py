@@ -455,3 +455,22 @@ def test_digits_classifier_reaches_96_percent():
     clf = quiet(MLPClassifier((64,), max_iter=40, random_state=0).fit, X[:1300], labels[:1300])
     assert clf.coefs_[0].dtype == np.float32
     assert clf.score(X[1300:], labels[1300:]) >= 0.88  # scikit-learn's MLPClassifier(same arguments): 0.891
+
+
+def test_weighted_and_poisson_mini_batches_are_replayed_with_each_batchs_weights():
+    # the weights (and Poisson's constant) ride as extra target columns: the replay reads them per batch,
+    # and its steps are the eager steps' (history_.engine says "eager" where the replay declined)
+    rng = np.random.default_rng(0)
+    X, y, w = rng.normal(size=(60, 3)), np.abs(rng.normal(size=60)), rng.uniform(0.5, 2.0, size=60)
+    for options, weights in ((dict(), w), (dict(loss="poisson"), None)):
+        reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=4, batch_size=20, random_state=0, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reg.fit(X, y, sample_weight=weights)
+            eager = MLPRegressor(hidden_layer_sizes=(5,), max_iter=4, batch_size=20, random_state=0, **options)
+            with cr.detect_anomaly():
+                eager.fit(X, y, sample_weight=weights)  # anomaly mode: every step eager
+        assert reg.history_.engine == "numpy"
+        np.testing.assert_allclose(reg.loss_curve_, eager.loss_curve_, rtol=1e-12)
+        for a, b in zip(reg.coefs_, eager.coefs_):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

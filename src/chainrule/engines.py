@@ -27,16 +27,20 @@ import numpy as np
 from .data import training_arrays
 from .errors import CompileWarning, outside_stacklevel
 from .history import TRACE_LIMIT
-from .losses import targets_for
+from .losses import LOSSES, poisson, targets_for
 from .nn import Module, Parameter
 from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
 from .scalar import BLOCK, MAX_ELEMENTS, RECHECK, Program, Step, Unsupported, hyperparameters
 from .stopping import StoppingRule
-from .tensor import Tensor, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
+from .tensor import Tensor, constant, is_anomaly_enabled, is_grad_enabled, no_grad, tensor_from
 from .trace import CompiledStep
 
 __all__ = [
     "Settings",
+    "SparseRows",
+    "is_sparse",
+    "sparse_arrays",
+    "dense",
     "Iteration",
     "Block",
     "Failure",
@@ -55,6 +59,9 @@ __all__ = [
     "batches",
     "Batches",
     "BLOCK",
+    "replays_weights",
+    "WeightColumn",
+    "WeightedReplay",
 ]
 
 
@@ -62,7 +69,7 @@ class Settings(NamedTuple):
     """One training run's settings, checked once by the Trainer and read by every engine."""
 
     model: Module
-    x: np.ndarray  # (rows, features) in the model's dtype
+    x: Any  # (rows, features) in the model's dtype: an array, or SparseRows (made dense a batch at a time)
     y: np.ndarray  # targets: (rows, outputs), or class labels for cross-entropy
     loss_fn: Callable[..., Tensor]
     optimizer: Optimizer
@@ -133,6 +140,61 @@ class Outcome(NamedTuple):
 # ---- the eager step and the data --------------------------------------------------------------
 
 
+class SparseRows:
+    """A sparse matrix of inputs (SciPy's CSR, rows cut fast) that training reads a batch at a time:
+    ``x[rows]`` is that batch made dense, ``take(rows)`` keeps the rows sparse (a training part).
+
+    Example::
+
+        >>> import numpy as np, scipy.sparse
+        >>> x = SparseRows(scipy.sparse.csr_matrix(np.eye(3)), np.float64)
+        >>> len(x), x.shape, x[[2, 0]].tolist()
+        (3, (3, 3), [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+
+    def __init__(self, matrix: Any, dtype: Any) -> None:
+        self.matrix = matrix.tocsr().astype(dtype)
+        self.shape: tuple[int, ...] = tuple(self.matrix.shape)
+        self.dtype = self.matrix.dtype
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        return self.matrix[rows].toarray()
+
+    def take(self, rows: Any) -> SparseRows:
+        return SparseRows(self.matrix[rows], self.dtype)
+
+    def dense(self) -> np.ndarray:
+        return self.matrix.toarray()
+
+
+def is_sparse(x: Any) -> bool:
+    """Whether ``x`` is a SciPy sparse matrix or array (it has ``tocsr``), not rows of numbers."""
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
+def sparse_arrays(x: Any, y: Any, dtype: Any, labels: bool) -> tuple[SparseRows, np.ndarray]:
+    """Sparse inputs and their targets checked as :func:`chainrule.data.training_arrays` checks dense ones."""
+    if len(x.shape) != 2:
+        raise ValueError(f"fit: sparse x must be 2-D (rows, features), got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"fit: x must hold numbers, got dtype {x.dtype}")
+    rows = SparseRows(x, dtype)
+    values = rows.matrix.data
+    if values.size and not (np.isfinite(values.min()) and np.isfinite(values.max())):
+        raise ValueError("fit: sparse x contains NaN or inf")
+    _, y = training_arrays(np.zeros((x.shape[0], 1), dtype), y, dtype, labels)  # (checks y and the row counts)
+    return rows, y
+
+
+def dense(x: Any) -> np.ndarray:
+    """The inputs as one dense array (sparse ones made dense: the whole batch, L-BFGS)."""
+    return x.dense() if isinstance(x, SparseRows) else x
+
+
 def forward_backward(
     model: Module,
     x: Tensor,
@@ -190,7 +252,7 @@ class Batches:
         self.rng = np.random.default_rng(run.seed) if run.shuffle is True else None
         self.source, self.seen = run.source, 0
         self.labels = getattr(run.loss_fn, "__name__", "") == "cross_entropy"
-        self.all = [] if run.source is not None else [(tensor_from(run.x), run.y, run.sample_weight, 1.0)]
+        self.all = [] if run.source is not None else [(tensor_from(dense(run.x)), run.y, run.sample_weight, 1.0)]
 
     def epoch_loss(self, total: float) -> float:
         """An epoch's loss from the sum of its batches' losses by their shares."""
@@ -276,9 +338,11 @@ def loss_and_grads(
 ) -> tuple[float, list[np.ndarray]]:
     """The loss of a batch with its sample weights and the L2 penalty, and each parameter's gradient."""
     params = run.params
-    if wb is None:
+    if wb is None and not isinstance(step, WeightedReplay):
         loss, _ = step(run.model, xb, yb, run.loss_fn, params)
-    else:  # (the NumPy replay reads no weights: the Trainer uses the eager step then)
+    elif isinstance(step, WeightedReplay):  # the weights ride with the targets, as data of the replayed graph
+        loss, _ = step(run.model, xb, yb, run.loss_fn, params) if wb is None else step.weighted(run, xb, yb, wb)
+    else:
         loss, _ = forward_backward(run.model, xb, yb, run.loss_fn, params, wb)
     if run.alpha:
         loss = add_penalty(run, loss, float(len(yb)) if wb is None else float(np.sum(wb)))
@@ -398,8 +462,57 @@ class Epochs:
 
 
 def replayed(run: Settings) -> Epochs:
-    """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants)."""
+    """The NumPy replay of ``compile=True`` (one-hot targets, so that they are data, not constants); with
+    sample weights, each batch's weights ride as the targets' last column (see :class:`WeightColumn`)."""
+    if run.sample_weight is not None:
+        return Epochs(run, WeightedReplay(run))
     return Epochs(run, CompiledStep(run.model, run.loss_fn, run.params, forward_backward))
+
+
+def replays_weights(loss_fn: Any) -> bool:
+    """Whether the NumPy replay can read this loss's sample weights as data: the built-in losses whose
+    weighting is all in the graph (not poisson, whose constant term is computed from the targets outside it)."""
+    return loss_fn in LOSSES.values() and loss_fn is not poisson
+
+
+class WeightColumn:
+    """A built-in loss reading each row's sample weight from the targets' last column, inside the graph
+    (so one recorded step replays for every batch): ``WeightColumn(mse)(out, [y | w]) = mse(out, y, w)``."""
+
+    def __init__(self, loss_fn: Callable[..., Tensor]) -> None:
+        self.loss_fn = loss_fn
+        self.__name__ = getattr(loss_fn, "__name__", "loss")
+        self.reduction = getattr(loss_fn, "reduction", "mean")
+        self.task = getattr(loss_fn, "task", "regression")
+
+    def __call__(self, out: Tensor, target: np.ndarray) -> Tensor:
+        t = constant(target, "Observed | weight")
+        # NOTE: tracked, so that its slices are recorded ops on the targets (data a replay reads for each
+        # batch); on a constant they would be folded at the first batch's values. No derivative is asked of it.
+        t.requires_grad = True
+        return self.loss_fn(out, t[:, :-1], sample_weight=t[:, -1])
+
+
+class WeightedReplay:
+    """The NumPy replay of a step with sample weights: the targets and weights of a batch as one array."""
+
+    def __init__(self, run: Settings) -> None:
+        self.replay = CompiledStep(run.model, WeightColumn(run.loss_fn), run.params, forward_backward)
+        self.tapes = self.replay.tapes
+
+    def __call__(
+        self, model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
+    ) -> tuple[float, list[np.ndarray]]:
+        """A step of rows that each weigh 1 (the step engines' signature)."""
+        return self._step(x, y, np.ones(len(y), y.dtype))
+
+    def weighted(self, run: Settings, x: Tensor, y: np.ndarray, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        return self._step(x, y, w)
+
+    def _step(self, x: Tensor, y: np.ndarray, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        packed = np.concatenate([y.reshape(len(y), -1), w.reshape(-1, 1).astype(y.dtype, copy=False)], axis=1)
+        r = self.replay
+        return r(r.model, x, packed, r.loss_fn, r.params)
 
 
 # ---- the whole run in one call: L-BFGS by scipy ---------------------------------------------------
@@ -415,7 +528,7 @@ class Minimized:
         sizes = [p.size for p in self.params]
         ends = np.cumsum(sizes)
         self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
-        self.xt = tensor_from(run.x)
+        self.xt = tensor_from(dense(run.x))  # every evaluation reads every row: sparse rows made dense once
         self.seen: dict[bytes, tuple[float, np.ndarray]] = {}  # the last evaluations, by the point's bytes
 
     def _put(self, flat: np.ndarray) -> None:
@@ -507,7 +620,8 @@ class WrittenOut:
         """The engine, or None when the model, data or optimizer cannot be written out (nothing done)."""
         arrays = [run.x, run.y, *(p.data for p in run.params)]
         if (
-            is_anomaly_enabled()
+            isinstance(run.x, SparseRows)
+            or is_anomaly_enabled()
             or not is_grad_enabled()
             or not run.whole_batch
             or not run.plain

@@ -32,6 +32,7 @@ Example: the lessons' gradient descent on b3, one iteration at a time::
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,11 +50,16 @@ from .engines import (
     Iteration,
     Minimized,
     Settings,
+    SparseRows,
     WrittenOut,
+    dense,
     forward_backward,
+    is_sparse,
     loss_now,
     one_hot,
     replayed,
+    replays_weights,
+    sparse_arrays,
 )
 from .errors import (
     CompileWarning,
@@ -103,7 +109,17 @@ class Trainer:
       and returns what was recorded (an :class:`~chainrule.engines.Iteration`: loss,
       largest step, each parameter's old value, derivative and step).
     - ``run()`` goes on until a stopping rule ends the run and returns the History.
-    - ``history`` and ``stop_reason`` (None while the run goes on) say where it stands.
+    - ``history`` and ``stop_reason`` (None while the run goes on) say where it stands;
+      ``seen`` counts the training rows seen (scikit-learn's ``t_``, the clock of the
+      invscaling schedule), and may be set to go on from an earlier run's count.
+    - ``validation=(x_val, y_val)`` may carry the validation rows' sample weights as a third
+      item; ``scorer``, None for accuracy or R^2 by the loss, may be set to a function
+      ``scorer(outputs, y_val, w_val) -> float`` of the model's outputs on ``x_val``: each
+      epoch's validation score (what ``stopping="early"`` watches; higher is better).
+    - Reporting: ``callback(history)`` sees every epoch (its loss, validation score, rate);
+      ``on_plateau``, when set, is called at each plateau of the count with the rate the
+      adaptive schedule goes on with, or None where the run stops there (what scikit-learn's
+      ``verbose`` says at those moments).
 
     Between steps the optimizer keeps its state (Momentum's velocity and Adam's
     moments go on), its hyperparameters may change (``trainer.optimizer.lr = 0.01``)
@@ -167,7 +183,7 @@ class Trainer:
         elif y is None:
             raise TypeError("fit: y is missing: pass the targets y with arrays x, or a batch source as x")
         else:
-            x, y = training_arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
+            x, y = _arrays(x, y, dtype, getattr(loss_fn, "__name__", "") == "cross_entropy")
         weights = _sample_weights(sample_weight, len(x), dtype)
         if weights is not None and loss_fn not in LOSSES.values():
             raise TypeError(
@@ -207,9 +223,18 @@ class Trainer:
         self.history = History([(n, p.shape) for n, p in named], tol)
         self.history.set_stopping(stopping)
         self.count = NoImprovement(tol, n_iter_no_change, higher_is_better=stopping == "early")
+        self._best_values: list | None = None  # stopping="early": the parameters of the count's best score
+        # The validation score of each epoch: None for validation.score (accuracy or R^2 by the loss), or a
+        # function of (the model's outputs on x_val, y_val, the validation rows' weights or None) -> float.
+        self.scorer: Callable[[np.ndarray, np.ndarray, np.ndarray | None], float] | None = None
+        # Told at each plateau of the count: the rate the adaptive schedule goes on with, or None (the run stops)
+        self.on_plateau: Callable[[float | None], Any] | None = None
         # Per epoch the loop looks at more than the steps: the engine hands back one iteration at a time.
         self.per_epoch = self.held is not None or self.schedule is not None or stopping != "steps"
         self._lr0 = optimizer.lr  # (read again when the run begins: it may be set before the first step)
+        # Training rows seen so far, as scikit-learn's t_ (invscaling's clock): it goes on across set_data,
+        # and a run that carries on from another (partial_fit, a warm start) may set it to that run's.
+        self.seen = 0
         self._scheduled: float | None = None  # the rate the schedule last set (another one was set by hand)
         self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
@@ -296,7 +321,7 @@ class Trainer:
                 "y_val) to train on new data"
             )
         labels = getattr(s.loss_fn, "__name__", "") == "cross_entropy"
-        x, y = training_arrays(x, y, s.x.dtype, labels)
+        x, y = _arrays(x, y, s.x.dtype, labels)
         if x.shape[1:] != s.x.shape[1:]:
             raise ValueError(
                 f"Trainer.set_data(): the new rows have shape {x.shape[1:]}, the first ones {s.x.shape[1:]}; "
@@ -312,9 +337,10 @@ class Trainer:
         if old is None:  # not begun: the first step chooses the engine, as for the first data
             return
         old.finish()  # (a written-out program's optimizer state is loaded back first)
-        if self._label == "eager" or weights is not None or (isinstance(old, Epochs) and old.step is forward_backward):
+        unweighable = weights is not None and not replays_weights(s.loss_fn)
+        if self._label == "eager" or unweighable or (isinstance(old, Epochs) and old.step is forward_backward):
             self._engine = Epochs(s, forward_backward)
-            self._label = self._label if weights is None or self._label == "eager" else self._label + "+eager"
+            self._label = self._label if not unweighable or self._label == "eager" else self._label + "+eager"
         else:
             if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
                 self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
@@ -324,6 +350,42 @@ class Trainer:
         if isinstance(old, Epochs) and isinstance(self._engine, Epochs):
             self._engine.batches.rng = old.batches.rng  # the shuffling draws go on
         self.history.set_engine(self._label)
+
+    def carry_on(self, best: float, count: int, best_values: Sequence[Any] | None = None) -> None:
+        """Go on with an earlier run's count of epochs without improvement (``stopping="improvement"`` or
+        ``"early"``, and the adaptive schedule's): its best value (loss, or validation score) and its
+        count, as a warm start or the next ``partial_fit`` call of scikit-learn goes on with
+        ``best_loss_`` / ``best_validation_score_`` and ``_no_improvement_count``. With
+        ``stopping="early"``, ``best_values`` are the parameters of that best score (one array per
+        trained parameter): put back at the end unless an epoch of this run scores higher. Read the
+        count back from ``trainer.count`` (``.best``, ``.count``).
+
+        Example: an earlier run's best loss 0.0 cannot be beaten, and its count 1 goes on: with
+        ``n_iter_no_change=2`` the count reaches 3 > 2 at this run's second epoch::
+
+            >>> import chainrule as cr
+            >>> net = cr.nn.mlp([1, 1], seed=0)
+            >>> trainer = cr.Trainer(net, [[0.0], [1.0]], [[1.0], [3.0]], loss="mse", stopping="improvement",
+            ...                      n_iter_no_change=2, max_iter=50)
+            >>> trainer.carry_on(best=0.0, count=1)
+            >>> _ = trainer.run()
+            >>> trainer.history.n_iter, trainer.count.count, trainer.count.best
+            (2, 3, 0.0)
+        """
+        if self._ended:
+            raise RuntimeError(f"Trainer.carry_on(): the run has ended ({self.history.stop_reason})")
+        count = check("Trainer.carry_on", "count", count, Integer(low=0))
+        best = float(check("Trainer.carry_on", "best", best, AnyOf((Number(), OneOf((math.inf, -math.inf))))))
+        if best_values is not None:
+            shapes = [p.shape for p in self.settings.params]
+            values = [np.array(v, dtype=p.dtype) for v, p in zip(best_values, self.settings.params)]
+            if len(values) != len(shapes) or [v.shape for v in values] != shapes:
+                raise ValueError(
+                    f"Trainer.carry_on(): best_values must be one array per trained parameter, shapes {shapes}, "
+                    f"got {[np.shape(v) for v in best_values]}"
+                )
+            self._best_values = values
+        self.count.best, self.count.count = best, count
 
     # ---- one call of the engine, recorded and judged ------------------------------------------------
 
@@ -357,6 +419,7 @@ class Trainer:
             return done
         if done is None:
             return None
+        self.seen += (1 if isinstance(done, Iteration) else len(done.losses)) * self._rows()
         if self.schedule is not None:
             h.record_rate(lr)
         if self.held is not None and isinstance(done, Iteration):
@@ -382,13 +445,19 @@ class Trainer:
 
     def _end(self, reason: str, converged: bool = False) -> None:
         h = self.history
-        if self.settings.rule.kind == "early" and h.best_validation_iter is not None:
-            for (_, p), best in zip(self.settings.named, h.best_validation_state.values()):
+        if self.settings.rule.kind == "early" and self._best_values is not None:
+            for p, best in zip(self.settings.params, self._best_values):
                 p.data[...] = best
-            reason += (
-                f"; the parameters of iteration {h.best_validation_iter} (the highest validation score, "
-                f"{h.best_validation_score:.6g}, even where it rose by less than tol) were put back"
-            )
+            if h.best_validation_score is not None and h.best_validation_score >= self.count.best:
+                reason += (
+                    f"; the parameters of iteration {h.best_validation_iter} (the highest validation score, "
+                    f"{h.best_validation_score:.6g}, even where it rose by less than tol) were put back"
+                )
+            else:
+                reason += (
+                    f"; the parameters of the earlier run's highest validation score ({self.count.best:.6g}), "
+                    "which no epoch of this run reached, were put back"
+                )
         h.end(reason, converged)
         self._ended = True
 
@@ -397,14 +466,18 @@ class Trainer:
     def _set_rate(self) -> None:
         s, h = self.settings, self.history
         assert self.schedule is not None
-        rows = len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0  # (known after an epoch)
-        lr = self.schedule.rate(self._lr0, h.n_iter, h.n_iter * rows)
+        lr = self.schedule.rate(self._lr0, h.n_iter, self.seen)
         if lr and self._scheduled is not None and s.optimizer.lr != self._scheduled:  # set by hand between
             self._lr0 *= s.optimizer.lr / lr  # steps: this epoch's rate, and the schedule goes on from it
             lr = s.optimizer.lr
         if lr is not None:
             s.optimizer.lr = lr
         self._scheduled = s.optimizer.lr
+
+    def _rows(self) -> int:
+        """The rows of an epoch: the arrays', or a batch source's (known once it has given an epoch)."""
+        s = self.settings
+        return len(s.x) if s.source is None else getattr(s.source, "rows", None) or 0
 
     def _validate(self) -> None:
         """The validation loss and score at the parameters the epoch ended with; the outputs a batch of rows
@@ -420,22 +493,44 @@ class Trainer:
             pieces = [s.model(tensor_from(x_val.data[a : a + size])).data for a in range(0, len(x_val), size)]
             out = tensor_from(np.concatenate(pieces))
             loss = (s.loss_fn(out, y_val) if w_val is None else s.loss_fn(out, y_val, sample_weight=w_val)).item()
-        self.history.record_validation(loss, score(s.loss_fn, out.data, y_val, w_val), [p.data for p in s.params])
+        value = (
+            score(s.loss_fn, out.data, y_val, w_val)
+            if self.scorer is None
+            else float(self.scorer(out.data, y_val, w_val))
+        )
+        self.history.record_validation(loss, value, [p.data for p in s.params])
 
     def _plateau(self, loss: float) -> str | None:
         """The reason to stop when the watched value stopped improving (None: go on). The adaptive
         schedule lowers the rate at a plateau instead, until the rate is at its floor."""
         h, rule = self.history, self.settings.rule
-        if not self.count.see(h.validation_score[-1] if rule.kind == "early" else loss):
+        best = self.count.best
+        plateau = self.count.see(h.validation_score[-1] if rule.kind == "early" else loss)
+        if rule.kind == "early" and self.count.best != best:  # a new best score: these parameters come back
+            self._best_values = (
+                list(h.best_validation_state.values())
+                if h.best_validation_iter == h.n_iter
+                else [p.data.copy() for p in self.settings.params]
+            )
+        if not plateau:
             return None
         if self.schedule is not None and type(self.schedule).plateau is not Schedule.plateau:
             lowered = self.schedule.plateau(self.optimizer.lr)
             if lowered is not None:
                 self.optimizer.lr = self._scheduled = lowered
                 self.count.restart()
+                self._tell_plateau(lowered)
                 return None
+            self._tell_plateau(None)
             return f"{rule.plateau_reason(h.n_iter)} with the learning rate at its floor ({self.optimizer.lr:.3g})"
-        return rule.plateau_reason(h.n_iter) if not rule.by_steps else None
+        if rule.by_steps:
+            return None
+        self._tell_plateau(None)
+        return rule.plateau_reason(h.n_iter)
+
+    def _tell_plateau(self, rate: float | None) -> None:
+        if self.on_plateau is not None:
+            self.on_plateau(rate)
 
     def _warn_if_early(self, done: Iteration | Block, lr: float) -> None:
         """The lessons' rule stopped the run: warn if the loss was still falling fast, if only a schedule's
@@ -543,10 +638,16 @@ class Trainer:
                     self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
                 self._engine = WrittenOut.create(s)  # (never for a batch source: its batches are not the whole)
                 self._label = "python" if self._engine is not None else "numpy"
-        if self._engine is None and self._label == "numpy" and s.sample_weight is not None:
+        if (
+            self._engine is None
+            and self._label == "numpy"
+            and s.sample_weight is not None
+            and not replays_weights(s.loss_fn)
+        ):
             self._label = "eager"
             warnings.warn(
-                "fit(compile=True): the NumPy replay reads no sample weights; training runs eagerly",
+                "fit(compile=True): the NumPy replay reads no sample weights of this loss (poisson's constant "
+                "term is computed from the targets outside the graph); training runs eagerly",
                 CompileWarning,
                 stacklevel=outside_stacklevel(),
             )
@@ -650,12 +751,14 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     if validation is None:
         return x, y, w, None
     if isinstance(validation, (tuple, list)):
-        if len(validation) != 2:
+        if len(validation) not in (2, 3):
             raise ValueError(
-                f"fit: validation must be a fraction or a pair (x_val, y_val), got {len(validation)} items"
+                "fit: validation must be a fraction, a pair (x_val, y_val) or a triple (x_val, y_val, "
+                f"sample weights of the validation rows), got {len(validation)} items"
             )
         labels = getattr(loss_fn, "__name__", "") == "cross_entropy"
-        x_val, y_val = training_arrays(validation[0], validation[1], x.dtype, labels)
+        x_val, y_val = _arrays(validation[0], validation[1], x.dtype, labels)
+        x_val = dense(x_val)
         if len(x_val) < MIN_ROWS:
             raise ValueError(
                 f"fit: validation data has {len(x_val)} row; the validation set is too small: at least {MIN_ROWS} "
@@ -667,7 +770,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: validation rows have shapes {x_val.shape[1:]} and {y_val.shape[1:]}, the training rows "
                 f"{x.shape[1:]} and {y.shape[1:]}; they must match"
             )
-        return x, y, w, (tensor_from(x_val), y_val, None, None)
+        w_val = _sample_weights(validation[2], len(x_val), x.dtype) if len(validation) == 3 else None
+        if w_val is not None and loss_fn not in LOSSES.values():
+            raise TypeError(
+                f"fit: validation sample weights need one of the built-in losses ({', '.join(sorted(LOSSES))}), "
+                f"which weigh rows; got the function {getattr(loss_fn, '__name__', loss_fn)!r}"
+            )
+        return x, y, w, (tensor_from(x_val), y_val, w_val, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
     # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
     stratify = getattr(loss_fn, "task", "") == "classification" and (
@@ -684,7 +793,13 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
                 f"fit: the sample weights of the {len(rows)} {part} rows (validation={fraction!r}, seed={seed}) are "
                 "all 0; give those rows weight, or another seed or validation fraction"
             )
-    return x[kept], y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
+    x_kept = x.take(kept) if isinstance(x, SparseRows) else x[kept]
+    return x_kept, y[kept], None if w is None else w[kept], (tensor_from(x[held]), y[held], w_val, held)
+
+
+def _arrays(x: Any, y: Any, dtype: Any, labels: bool) -> tuple[Any, np.ndarray]:
+    """Inputs and targets checked: dense arrays, or sparse inputs kept sparse (made dense a batch at a time)."""
+    return sparse_arrays(x, y, dtype, labels) if is_sparse(x) else training_arrays(x, y, dtype, labels)
 
 
 def is_source(x: Any) -> bool:
@@ -747,6 +862,7 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             (f"stopping={s.rule.kind!r}", not s.rule.by_steps),
             ("shuffle=False", s.shuffle is False),
             ("shuffle as a function", callable(s.shuffle)),
+            ("sparse x", isinstance(s.x, SparseRows)),
         )
         if on
     ]

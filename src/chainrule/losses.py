@@ -51,9 +51,20 @@ def _row_weights(name: str, sample_weight: Any, rows: int, dtype: Any) -> np.nda
     return w.astype(dtype)
 
 
+def _graph_weights(name: str, sample_weight: Tensor, per_element: Tensor) -> Tensor:
+    """Weights that come as a Tensor (a column of the targets, say: a replayed step reads them as data),
+    checked, shaped to weigh the rows of ``per_element``; the weighting stays in the graph."""
+    rows = per_element.shape[0] if per_element.ndim else 1
+    _row_weights(name, sample_weight.data, rows, per_element.dtype)  # (the checks)
+    return sample_weight.reshape((rows,) + (1,) * (per_element.ndim - 1))
+
+
 def _weighted(name: str, per_element: Tensor, sample_weight: Any, mean: bool) -> Tensor:
     """Elements (rows first) added up with per-row weights: a weighted sum, or mean (sum(w_i loss_i) / sum(w_i))."""
     rows = per_element.shape[0] if per_element.ndim else 1
+    if isinstance(sample_weight, Tensor):
+        total = (per_element * _graph_weights(name, sample_weight, per_element)).sum()
+        return total / (sample_weight.sum() * float(per_element.size // max(rows, 1))) if mean else total
     w = _row_weights(name, sample_weight, rows, per_element.dtype)
     if w is None:
         return per_element.mean() if mean else per_element.sum()
@@ -128,7 +139,9 @@ def cross_entropy(logits: Tensor, labels: Any, sample_weight: Any = None) -> Ten
 
     ``logits`` has shape (n, classes); ``labels`` holds n integers in [0, classes),
     or is an (n, classes) array of target probabilities (one-hot rows, or soft labels).
-    With ``sample_weight``: sum_i w_i loss_i / sum_i w_i, from log_softmax and a sum.
+    With ``sample_weight``: sum_i w_i loss_i / sum_i w_i, from log_softmax and a sum. (Every loss
+    here also takes the weights as a Tensor, a column of the targets, say: the weighting is then
+    part of the graph, so that a replayed step reads each batch's weights as data.)
 
     Example::
 
@@ -141,6 +154,11 @@ def cross_entropy(logits: Tensor, labels: Any, sample_weight: Any = None) -> Ten
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {logits.shape}")
     target = targets_for(logits, labels.data if isinstance(labels, Tensor) else labels)
+    if isinstance(sample_weight, Tensor):  # weights from the graph: the weighting stays in it
+        t = labels if isinstance(labels, Tensor) and labels.shape == logits.shape else constant(target, "Target")
+        per_row = -(F.log_softmax(logits) * t).sum(axis=1)
+        total = (per_row * _graph_weights("cross_entropy", sample_weight, per_row)).sum()
+        return _named(total / sample_weight.sum(), "CE")
     w = _row_weights("cross_entropy", sample_weight, logits.shape[0], logits.dtype)
     if w is None:
         return _named(apply(_SOFTMAX_XENT, logits, constant(target, "Target")), "CE")
@@ -195,13 +213,64 @@ def binary_cross_entropy(logits: Tensor, targets: Any, sample_weight: Any = None
     return _named(_weighted("binary_cross_entropy", per_element, sample_weight, mean=True), "BCE")
 
 
+# ---- scikit-learn's MLP convention: each row's loss summed over its output columns, a mean over rows ----
+
+
+def _per_row(name: str, per_element: Tensor, sample_weight: Any) -> Tensor:
+    """The elements of each row added up, then the mean over rows (weighted: sum_i w_i row_i / sum_i w_i)."""
+    rows = per_element.shape[0] if per_element.ndim else 1
+    if isinstance(sample_weight, Tensor):
+        return (per_element * _graph_weights(name, sample_weight, per_element)).sum() / sample_weight.sum()
+    w = _row_weights(name, sample_weight, rows, per_element.dtype)
+    if w is None:
+        return per_element.sum() * (1.0 / max(rows, 1))
+    scale = (w / w.sum()).reshape((rows,) + (1,) * (per_element.ndim - 1))
+    return (per_element * constant(scale, "sample_weight / sum")).sum()
+
+
+def squared_error_by_row(predicted: Tensor, observed: Any, sample_weight: Any = None) -> Tensor:
+    """scikit-learn's MLPRegressor objective: 0.5 sum_j (observed_ij - predicted_ij)^2, averaged over rows i.
+
+    d/dpredicted_ij = -(observed_ij - predicted_ij) / n, n the rows: the gradient scikit-learn
+    follows (its outputs are not averaged). With one output it is :func:`squared_error`.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import squared_error_by_row
+        >>> squared_error_by_row(cr.tensor([[1.0, 2.0]]), [[0.0, 0.0]]).item()   # 0.5 x (1 + 4) / 1 row
+        2.5
+    """
+    predicted, observed = _same_shape("squared_error_by_row", predicted, observed)
+    return _named(_per_row("squared_error_by_row", (observed - predicted) ** 2 * 0.5, sample_weight), "SE")
+
+
+def binary_log_loss(logits: Tensor, targets: Any, sample_weight: Any = None) -> Tensor:
+    """scikit-learn's multi-label loss: -sum_j [t_ij log sigmoid(z_ij) + (1 - t_ij) log(1 - sigmoid(z_ij))],
+    averaged over rows i (summed over the labels, where :func:`binary_cross_entropy` averages them).
+
+    Computed as softplus(z) - t z; d/dz_ij = (sigmoid(z_ij) - t_ij) / n, n the rows.
+
+    Example::
+
+        >>> import chainrule as cr
+        >>> from chainrule.losses import binary_log_loss
+        >>> round(binary_log_loss(cr.tensor([[0.0, 0.0]]), [[1.0, 0.0]]).item(), 6)   # 2 x -log(1/2)
+        1.386294
+    """
+    logits, targets = _same_shape("binary_log_loss", logits, targets)
+    return _named(_per_row("binary_log_loss", F.softplus(logits) - logits * targets, sample_weight), "BCE")
+
+
 # How each loss adds up its rows: a mini-batch's share of an epoch's loss follows from it.
 ssr.reduction = "sum"  # type: ignore[attr-defined]
 mse.reduction = squared_error.reduction = poisson.reduction = "mean"  # type: ignore[attr-defined]
 cross_entropy.reduction = binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
+squared_error_by_row.reduction = binary_log_loss.reduction = "mean"  # type: ignore[attr-defined]
 # What a loss predicts, for a validation score: classes (accuracy) or values (R^2); poisson's are e^z.
-cross_entropy.task = binary_cross_entropy.task = "classification"  # type: ignore[attr-defined]
+cross_entropy.task = binary_cross_entropy.task = binary_log_loss.task = "classification"  # type: ignore[attr-defined]
 ssr.task = mse.task = squared_error.task = poisson.task = "regression"  # type: ignore[attr-defined]
+squared_error_by_row.task = "regression"  # type: ignore[attr-defined]
 
 LOSSES = {
     "ssr": ssr,
@@ -213,6 +282,10 @@ LOSSES = {
     "squared_error": squared_error,
     "squared-error": squared_error,
     "poisson": poisson,
+    "squared_error_by_row": squared_error_by_row,
+    "squared-error-by-row": squared_error_by_row,
+    "binary_log_loss": binary_log_loss,
+    "binary-log-loss": binary_log_loss,
 }
 
 

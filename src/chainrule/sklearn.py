@@ -202,6 +202,11 @@ class _Objective:
             total = cross_entropy(z, target)
             return self._penalized(total, z.shape[0])
         t = constant(target, "Observed")
+        if t.shape[1] != k:
+            # NOTE: tracked, so that the slices of its extra columns (weights, Poisson's constant) are recorded
+            # ops on the targets, which a replayed step reads as each batch's data; on a constant they would
+            # be folded at the first batch's values (and the replay declined). No derivative is asked of it.
+            t.requires_grad = True
         y = t if t.shape[1] == k else t[:, :k]
         if kind in ("squared_error", "ssr"):
             e = (y - z) ** 2 * (1.0 if kind == "ssr" else 0.5)
@@ -297,10 +302,10 @@ class _Epoch:
 
     def __init__(self, estimator: Any, X: np.ndarray, target: np.ndarray, params: list) -> None:
         self.e, self.X, self.target, self.params = estimator, X, target, params
-        self.step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
+        self.step = estimator._step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
         self.order = np.arange(X.shape[0])
         self.size = estimator._batch_size(X.shape[0])
-        self.olds: list[np.ndarray] = []
+        self.before = _Before(params)
         self.grads: list[np.ndarray] = []
 
     def run(self) -> float:
@@ -308,7 +313,7 @@ class _Epoch:
         summed = e._objective.reduction == "sum"
         if e.shuffle:
             self.order = _shuffled(self.order, e._random_state)
-        self.olds = [p.data.copy() for p in self.params]
+        self.before.take()
         total = 0.0
         for a in range(0, n, size):
             rows = self.order[a : a + size] if e.shuffle else slice(a, a + size)
@@ -318,6 +323,63 @@ class _Epoch:
             e._optimizer.optimizer.step()
             total += loss if summed else loss * min(size, n - a)
         return total if summed else total / n
+
+
+class _Before:
+    """The parameters' values at the start of an epoch, and after it their change (old - new) per
+    parameter: a full array, or its norm for a parameter the History keeps as norms.
+
+    NOTE: the optimizer packs the parameters into one flat array (their ``.data`` are views of it):
+    then one copy and one subtraction serve them all, in place of one of each per parameter (the
+    same numbers: each element's old - new either way)."""
+
+    def __init__(self, params: list) -> None:
+        self.params = params
+        self.flat: np.ndarray | None = None
+        self.spans: list[tuple[int, int]] = []
+        self.values: Any = None
+
+    def _packed(self) -> np.ndarray | None:
+        """The one flat array that holds every parameter, one after the other, or None."""
+        base = self.params[0].data.base
+        if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+            return None
+        if base is self.flat:
+            return base if all(p.data.base is base for p in self.params) else None
+        start, item, spans = base.__array_interface__["data"][0], base.itemsize, []
+        at = 0
+        for p in self.params:
+            d = p.data
+            if d.base is not base or not d.flags.c_contiguous or d.__array_interface__["data"][0] != start + at * item:
+                return None
+            spans.append((at, at + d.size))
+            at += d.size
+        self.flat, self.spans = base, spans
+        return base
+
+    def take(self) -> None:
+        flat = self._packed()
+        self.values = flat.copy() if flat is not None else [p.data.copy() for p in self.params]
+        self.taken_from = flat
+
+    def changes(self, full: list[bool]) -> tuple[list, list]:
+        """(old values, steps) per parameter: arrays where ``full``, else the step's norm (float)."""
+        flat = self.taken_from
+        if flat is None or self._packed() is not flat:  # unpacked (or repacked since): one at a time
+            olds = (
+                self.values
+                if flat is None
+                else [self.values[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self.spans)]
+            )
+            steps = [old - p.data if f else _norm(old - p.data) for old, p, f in zip(olds, self.params, full)]
+            return olds, steps
+        change = self.values - flat
+        olds, steps = [], []
+        for p, (a, b), f in zip(self.params, self.spans, full):
+            olds.append(self.values[a:b].reshape(p.shape))
+            piece = change[a:b]
+            steps.append(piece.reshape(p.shape) if f else math.sqrt(float(np.dot(piece, piece))))
+        return olds, steps
 
 
 # ---- what both estimators share ---------------------------------------------------------------------
@@ -370,7 +432,7 @@ class _MLP(BaseEstimator):
                     self._fit_stochastic(X, Y, sample_weight, incremental)
             finally:
                 self.history_.add_time(time.perf_counter() - start)
-                self.history_.set_engine("numpy")  # each step replayed as NumPy calls (chainrule.trace)
+                self.history_.set_engine(_engine_label(getattr(self, "_step", None)))
         self._publish()
         if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
             raise ValueError(_NON_FINITE)
@@ -419,7 +481,7 @@ class _MLP(BaseEstimator):
                 self.n_iter_ += 1
                 self.t_ += X_train.shape[0]
                 self.loss_curve_.append(self.loss_)
-                self._record(self.loss_, epoch.olds, epoch.grads, [p.data for p in params])
+                self._record_epoch(self.loss_, epoch.before, epoch.grads)
                 _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 if self._stops(X_val, y_val, w_val, incremental):
                     break
@@ -468,6 +530,14 @@ class _MLP(BaseEstimator):
             else:
                 steps.append(_norm(change))
                 grads[k] = _norm(grads[k])
+        h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
+
+    def _record_epoch(self, loss: float, before: _Before, grads: list) -> None:
+        """One epoch in ``history_``: the values before it (one snapshot of the packed parameters), the
+        last batch's derivatives and the epoch's change, as :meth:`_record` makes them."""
+        h = self.history_
+        olds, steps = before.changes([t.full for t in h.params.values()])
+        grads = [g if trace.full else _norm(g) for trace, g in zip(h.params.values(), grads)]
         h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
 
     def _no_improvement_sentence(self) -> str:
@@ -532,7 +602,7 @@ class _MLP(BaseEstimator):
         """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
         params = self.model_.parameters()
         target = self._objective.pack(Y, sample_weight, X.dtype)
-        step = CompiledStep(self.model_, self._objective, params, forward_backward)
+        step = self._step = CompiledStep(self.model_, self._objective, params, forward_backward)
         xt = tensor_from(_dense(X))  # every evaluation reads every row: sparse inputs are made dense once
         ends = np.cumsum([p.size for p in params])
         spans = list(zip(ends - [p.size for p in params], ends))
@@ -544,7 +614,7 @@ class _MLP(BaseEstimator):
             loss, grads = step(self.model_, xt, target, self._objective, params)
             loss, grads = self._objective.penalize(loss, grads, params, target)
             last["theta"], last["loss"], last["grads"] = theta.copy(), loss, grads
-            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64, copy=False)
 
         def record(theta: np.ndarray) -> None:
             if "theta" not in last or not np.array_equal(theta, last["theta"]):
@@ -705,6 +775,7 @@ class _MLP(BaseEstimator):
         state = super().__getstate__()
         state.pop("_views", None)  # views do not survive a pickle: published again after loading
         state.pop("_objective", None)
+        state.pop("_step", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -732,6 +803,14 @@ def _check_layers(owner: str, coefs: list[np.ndarray], intercepts: list[np.ndarr
                 f"{owner}: coefs_[{i}] has shape {c.shape} and intercepts_[{i}] {b.shape}; layer {i} needs "
                 f"({coefs[i - 1].shape[1] if i else 'n_in'}, n_out) and (n_out,)"
             )
+
+
+def _engine_label(step: CompiledStep | None) -> str:
+    """How the steps ran: "numpy" (replayed NumPy calls, see chainrule.trace), "eager" where the replay
+    declined every batch shape (a CompileWarning, silenced here, said why), "numpy+eager" for some."""
+    tapes = [] if step is None else list(step.tapes.values())
+    declined = sum(tape is None for tape in tapes)
+    return "eager" if tapes and declined == len(tapes) else "numpy+eager" if declined else "numpy"
 
 
 def _norm(a: np.ndarray) -> float:
