@@ -22,6 +22,7 @@ Example: squares on two local processes::
 from __future__ import annotations
 
 import multiprocessing
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -31,7 +32,7 @@ from typing import Any
 
 from .checks import Instance, Integer, check
 
-__all__ = ["LocalWorkers", "open_executor", "run_tasks"]
+__all__ = ["LocalWorkers", "open_executor", "run_tasks", "workers_of"]
 
 
 class LocalWorkers(Executor):
@@ -92,6 +93,22 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
         yield client.get_executor()
     finally:
         client.close()
+
+
+def workers_of(executor: Executor) -> int:
+    """How many tasks ``executor`` runs at once: a pool's workers, a Dask cluster's threads (else the cores).
+
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with ThreadPoolExecutor(max_workers=3) as pool:
+    ...     workers_of(pool)
+    3
+    """
+    if isinstance(executor, LocalWorkers):
+        return executor.workers
+    client = getattr(executor, "_client", None)  # a Dask client's executor (distributed.ClientExecutor)
+    if client is not None and hasattr(client, "nthreads"):
+        return max(1, sum(client.nthreads().values()))
+    return int(getattr(executor, "_max_workers", None) or os.cpu_count() or 1)
 
 
 def run_tasks(
