@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -46,28 +47,41 @@ class LocalWorkers(Executor):
     def __init__(self, workers: int) -> None:
         self.workers = check("LocalWorkers", "workers", workers, Integer(low=1))
         self._context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context, initializer=_ignore_ctrl_c)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         return self._pool.submit(fn, *args, **kwargs)
 
-    def renew(self) -> None:
-        """A fresh pool in place of a broken one (its lost tasks are the caller's to submit again)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+    def renew(self, kill: bool = False) -> None:
+        """A fresh pool in place of a broken one (its lost tasks are the caller's to submit again);
+        ``kill``: end the old pool's processes first, abandoning the tasks they run."""
+        old = self._pool
+        if kill:
+            for process in list((getattr(old, "_processes", None) or {}).values()):
+                process.kill()
+        old.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
+def _ignore_ctrl_c() -> None:
+    """In a worker process: Ctrl-C at the terminal reaches every process of the group; the parent handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
-def open_executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[Executor]:
+def open_executor(workers: int | None = None, scheduler: str | None = None, timeout: float = 10) -> Iterator[Executor]:
     """An executor for ``workers`` local processes, or for the Dask scheduler at ``scheduler``.
 
     ``scheduler`` is an address such as ``"tcp://127.0.0.1:8786"`` (the
     ``dask.distributed`` package is then needed: ``pip install chainrule[dask]``);
     give one of the two. The executor is shut down (the Dask client closed) on
-    the way out.
+    the way out. ``timeout``: seconds to reach the scheduler.
     """
     if (workers is None) == (scheduler is None):
         raise ValueError(f"open_executor: give workers or scheduler (one of them), got {workers=}, {scheduler=}")
@@ -86,7 +100,7 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
             f"a Dask scheduler ({scheduler}) needs the dask.distributed package: pip install chainrule[dask] ({e})"
         ) from None
     try:
-        client = Client(scheduler, timeout=10)
+        client = Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as e:
         raise ValueError(f"could not reach the Dask scheduler at {scheduler!r}: {e}") from None
     try:
@@ -124,7 +138,8 @@ def run_tasks(
     ``on_done(i, result)`` is called here as each task finishes (in the order
     they finish): progress, or saving results as they come. A task lost with a
     dead worker runs again (see the module's docstring). Ctrl-C cancels the
-    tasks not yet started and raises KeyboardInterrupt.
+    tasks not yet started (on :class:`LocalWorkers`, also the running ones: their
+    processes are ended and fresh ones take their place) and raises KeyboardInterrupt.
     """
     call = (lambda t: executor.submit(fn, *t)) if star else (lambda t: executor.submit(fn, t))
     results: list = [None] * len(tasks)
@@ -161,5 +176,7 @@ def run_tasks(
     except KeyboardInterrupt:
         for future in futures:
             future.cancel()
+        if isinstance(executor, LocalWorkers):  # our own processes: stop the running tasks too
+            executor.renew(kill=True)
         raise
     return results

@@ -352,6 +352,8 @@ def train_shard(shard: Shard) -> ShardResult:
     starts = draw_starts(run.model, run.named, shard.starts, shard.entropy)
     with np.errstate(all="ignore"):
         found = train_population(run._replace(seed=shard.entropy), starts)
+    if found.interrupted:  # the worker itself was interrupted: its shard did not finish
+        raise KeyboardInterrupt
     assert found.best_values is not None
     return ShardResult(shard.starts, found.losses, found.iterations, found.converged, found.best_values)
 
