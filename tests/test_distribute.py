@@ -3,6 +3,8 @@ fit(..., executor=E) gives bit for bit what the same call gives without an execu
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -357,3 +359,29 @@ def test_a_scheduler_nobody_answers_at_is_one_line_and_exit_2(tmp_path, lessons_
     )  # fmt: skip
     assert code == 2 and "could not reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
     assert err.count("\n") == 1 and not (tmp_path / "m.json").exists()
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the child gets Python's KeyboardInterrupt in any parent
+
+
+def test_a_real_ctrl_c_to_the_whole_process_group_keeps_the_finished_shards(tmp_path, lessons_csv):
+    # As a terminal does: SIGINT to the command and its worker processes at once, while the shards run.
+    command = [sys.executable, "-c", "import sys; from chainrule.cli import main; sys.exit(main())"]
+    args = ["fit", str(lessons_csv), "--target", "y", "--restarts", "64", "--workers", "2", "--tol", "0"]
+    args += ["--max-iter", "100000000", "--out", str(tmp_path / "m.json")]  # 4 shards that would run for hours
+    child = subprocess.Popen(
+        command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().startswith("fitting")
+        assert "random starts in shards on 2 local processes" in child.stdout.readline()
+        time.sleep(1.0)  # the shards are running
+        os.killpg(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert "Traceback" not in err, err
+    assert child.returncode == 130 and "before any shard finished" in err and "nothing written" in err
+    assert not (tmp_path / "m.json").exists()

@@ -62,7 +62,9 @@ class LocalWorkers(Executor):
         if kill:
             for process in list((getattr(old, "_processes", None) or {}).values()):
                 process.kill()
-        old.shutdown(wait=False, cancel_futures=True)
+        # NOTE: after a kill the pool's own thread fails every future it holds; one cancelled here first
+        # would make it raise (InvalidStateError), so a killed pool's futures are left to it.
+        old.shutdown(wait=False, cancel_futures=not kill)
         self._pool = self._new_pool()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -174,9 +176,10 @@ def run_tasks(
                 if on_done is not None:
                     on_done(i, results[i])
     except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()
         if isinstance(executor, LocalWorkers):  # our own processes: stop the running tasks too
             executor.renew(kill=True)
+        else:
+            for future in futures:
+                future.cancel()
         raise
     return results
