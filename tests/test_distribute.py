@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import warnings
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -177,6 +177,13 @@ def test_dask_gives_what_a_process_pool_gives_and_what_no_executor_gives(client)
     on_dask = _fit(make, x, y, client.get_executor(), **kw)
     _same(on_dask, pooled)
     _same(on_dask, _fit(make, x, y, **kw))
+
+
+def test_a_thread_pool_gives_the_same_numbers_too():
+    # Threads share the model and chainrule's process-wide grad mode: their shards take turns.
+    make, x, y, kw = CASES["cross_entropy"]
+    with ThreadPoolExecutor(max_workers=3) as threads:
+        _same(_fit(make, x, y, threads, **kw), _fit(make, x, y, **kw))
 
 
 def test_seed_none_draws_one_entropy_for_every_shard(pool):

@@ -44,6 +44,7 @@ The same starts in shards on two local processes: the same numbers::
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, NamedTuple
@@ -346,11 +347,16 @@ def shard_starts(n: int, workers: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges, edges[1:])]
 
 
+# NOTE: the recording of graphs (no_grad) is process-wide, and a thread pool (or a Dask worker with
+# several threads) hands every task the same model: shards in one process take turns.
+_ONE_SHARD_AT_A_TIME = threading.Lock()
+
+
 def train_shard(shard: Shard) -> ShardResult:
     """Draw this shard's starts from their seeds and train them at once (a task a worker runs)."""
     run = shard.run
-    starts = draw_starts(run.model, run.named, shard.starts, shard.entropy)
-    with np.errstate(all="ignore"):
+    with _ONE_SHARD_AT_A_TIME, np.errstate(all="ignore"):
+        starts = draw_starts(run.model, run.named, shard.starts, shard.entropy)
         found = train_population(run._replace(seed=shard.entropy), starts)
     if found.interrupted:  # the worker itself was interrupted: its shard did not finish
         raise KeyboardInterrupt
