@@ -2,6 +2,7 @@
 fit(..., executor=E) gives bit for bit what the same call gives without an executor."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -394,3 +395,21 @@ def test_a_real_ctrl_c_to_the_whole_process_group_keeps_the_finished_shards(tmp_
     assert "Traceback" not in err, err
     assert child.returncode == 130 and "before any shard finished" in err and "nothing written" in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_ctrl_c_after_a_shard_on_the_command_line_saves_the_best_finished_start(
+    tmp_path, lessons_csv, capsys, monkeypatch
+):
+    def ctrl_c_after_the_first_shard(self, done, total, best):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._Progress, "shard", ctrl_c_after_the_first_shard)
+    fit = ["fit", lessons_csv, "--target", "y", "--restarts", "64", "--workers", "2", "--max-iter", "200"]
+    code, out, err = _cli(capsys, *fit, "--out", tmp_path / "m.json")
+    assert code == 0, err
+    assert "1 of 4 shards (16 starts) had finished; kept start" in out and "at its final values; saved it" in out
+    assert "over the 16 finished starts" in out
+    lowest = float(re.search(r"final losses from (\S+) to", out).group(1))
+    training = cr.modelfile.load(tmp_path / "m.json").training
+    assert training["interrupted"] is True and training["n_iter"] == 0
+    assert training["final_loss"] == pytest.approx(lowest, rel=1e-5)  # the file holds that start's final values
