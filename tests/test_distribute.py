@@ -375,7 +375,17 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # the child gets Python's KeyboardInterrupt in any parent
 
 
-def test_a_real_ctrl_c_to_the_whole_process_group_keeps_the_finished_shards(tmp_path, lessons_csv):
+def _wait_for_children(pid, count, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            if len(f.read().split()) >= count:
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads a process's children from /proc (Linux)")
+def test_a_real_ctrl_c_to_the_whole_process_group_writes_nothing_before_a_shard_finished(tmp_path, lessons_csv):
     # As a terminal does: SIGINT to the command and its worker processes at once, while the shards run.
     command = [sys.executable, "-c", "import sys; from chainrule.cli import main; sys.exit(main())"]
     args = ["fit", str(lessons_csv), "--target", "y", "--restarts", "64", "--workers", "2", "--tol", "0"]
@@ -387,6 +397,7 @@ def test_a_real_ctrl_c_to_the_whole_process_group_keeps_the_finished_shards(tmp_
     try:
         assert child.stdout.readline().startswith("fitting")
         assert "random starts in shards on 2 local processes" in child.stdout.readline()
+        _wait_for_children(child.pid, 3)  # two workers and multiprocessing's resource tracker
         time.sleep(0.5)  # the shards are running
         os.killpg(child.pid, signal.SIGINT)
         out, err = child.communicate(timeout=60)

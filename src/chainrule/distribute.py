@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -53,7 +54,8 @@ class LocalWorkers(Executor):
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context, initializer=_ignore_ctrl_c)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._pool.submit(fn, *args, **kwargs)
+        with _ctrl_c_ignored_by_new_processes():  # (the pool starts its processes as tasks come)
+            return self._pool.submit(fn, *args, **kwargs)
 
     def renew(self, kill: bool = False) -> None:
         """A fresh pool in place of a broken one (its lost tasks are the caller's to submit again);
@@ -69,6 +71,20 @@ class LocalWorkers(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+@contextmanager
+def _ctrl_c_ignored_by_new_processes() -> Iterator[None]:
+    """SIGINT ignored while processes start, so they inherit that (across exec) before their first import:
+    a Ctrl-C at the terminal, which reaches the whole process group, is then the parent's alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _ignore_ctrl_c() -> None:
