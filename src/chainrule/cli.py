@@ -712,7 +712,9 @@ def _check_spread(args):
 
 
 def _where(args):
-    return f"{args.workers} local processes" if args.workers is not None else f"the Dask scheduler {args.scheduler}"
+    if args.workers is not None:
+        return f"{args.workers} local process" + ("es" if args.workers > 1 else "")
+    return f"the Dask scheduler {args.scheduler}"
 
 
 @contextlib.contextmanager
