@@ -304,6 +304,7 @@ def test_fit_keeps_its_signature():
         "stopping",
         "n_iter_no_change",
         "shuffle",
+        "executor",
     ]
     defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == dict(
@@ -327,5 +328,6 @@ def test_fit_keeps_its_signature():
         stopping="steps",
         n_iter_no_change=10,
         shuffle=True,
+        executor=None,
     )
     assert list(inspect.signature(cr.Trainer).parameters) == list(parameters)

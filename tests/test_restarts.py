@@ -19,12 +19,11 @@ def _quiet():
 
 
 def _separate_runs(make, n, start_seed, x, y, **kw):
-    """The reference: the k-th start is the k-th reset_parameters draw from `start_seed`, trained alone."""
-    rng = np.random.default_rng(start_seed)
+    """The reference: start k is reset_parameters drawn from SeedSequence(start_seed, spawn_key=(k,)), trained alone."""
     results = []
-    for _ in range(n):
+    for k in range(n):
         model = make()
-        model.reset_parameters(rng)
+        model.reset_parameters(np.random.default_rng(np.random.SeedSequence(start_seed, spawn_key=(k,))))
         history = cr.fit(model, x, y, **kw)
         with cr.no_grad():
             loss = cr.losses.get_loss(kw.get("loss", "ssr"))(
@@ -195,7 +194,6 @@ def test_a_population_too_big_for_max_elements_is_refused_before_a_start_is_draw
     x, y = cr.data.dosage()
     drawn = []
     monkeypatch.setattr(cr.restarts, "draw_starts", lambda *a: drawn.append(a))
-    monkeypatch.setattr(cr.loop, "draw_starts", lambda *a: drawn.append(a))
     # 7 parameters + 3 rows x widest 1 = 10 numbers a start: 10**8 starts are 1e9 > MAX_ELEMENTS = 2e8
     with pytest.raises(
         ValueError, match=r"restarts=100000000 would hold about 1e\+09 float64 numbers .*restarts.MAX_ELEMENTS = 2e\+08"

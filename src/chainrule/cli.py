@@ -11,9 +11,11 @@ and exit status 2, with no output file written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -25,6 +27,7 @@ import numpy as np
 from .checks import Integer, Integers, Number, check
 from .data import PARQUET_SUFFIXES, FileBlocks, dosage, read_data, stream
 from .demo import run as run_demo
+from .distribute import open_executor
 from .explain import explain
 from .export import to_onnx
 from .loop import ARGUMENTS, Trainer
@@ -57,10 +60,13 @@ FIT_EXAMPLE = """examples:
   chainrule fit houses.csv --target price --hidden 16 --optimizer adam --lr 0.01 --alpha 1e-4 \\
       --early-stopping --validation-fraction 0.2 --standardize --out houses.json
   chainrule fit dosage.csv --target effect --optimizer lbfgs --out model.json
+  chainrule fit dosage.csv --target effect --restarts 1000 --workers 2 --out model.json
 
 Ctrl-C stops training at the end of the current iteration and saves the best
 model seen so far; among --restarts it stops the random starts within an
-iteration and saves the start with the lowest loss as it stood then. A Ctrl-C
+iteration and saves the start with the lowest loss as it stood then (with
+--workers or --scheduler: the best start of the shards that had finished,
+at its final values). A Ctrl-C
 while the model file is being written lets the write finish first."""
 
 LOSSES = {"ssr": "ssr", "mse": "mse", "cross-entropy": "cross_entropy"}
@@ -379,6 +385,18 @@ def _fit_command(sub):
         "against poor local minima (default: one start)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        metavar="K",
+        help="with --restarts: train the starts in shards on K local processes (the same result as without)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --restarts: train the starts in shards on the workers of a running Dask scheduler, e.g. "
+        "tcp://127.0.0.1:8786 (needs pip install chainrule[dask]; the same result as without)",
+    )
+    p.add_argument(
         "--standardize",
         action="store_true",
         help="scale each feature (and a numeric target) to mean 0 and standard deviation 1 "
@@ -410,6 +428,7 @@ def _fit(args):
     _check_out(args.out, args.data)
     optimizer = _optimizer(args)
     _combinations(args)
+    _check_spread(args)
     if args.stream:
         return _fit_stream(args, hidden, features, optimizer)
     classify = args.loss == "cross-entropy"
@@ -428,14 +447,18 @@ def _fit(args):
         f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer}"
         + ("" if args.optimizer == "lbfgs" else f" lr {args.lr:g}"),
     )
-    if args.restarts:
-        _say(
-            args,
-            f"training {args.restarts} random starts at once (no progress shown), then the best one again alone ...",
-        )
-    history, interrupted, held = _train(model, x, y, optimizer, args)
+    with _executor(args) as executor:
+        if args.restarts:
+            where = "at once (no progress shown)"
+            if executor is not None:
+                where = f"in shards on {_where(args)}"
+            _say(args, f"training {args.restarts} random starts {where}, then the best one again alone ...")
+        history, interrupted, held = _train(model, x, y, optimizer, args, executor=executor)
     if history is None:
         return 2
+    if interrupted and history.restart_losses is None and args.restarts:  # Ctrl-C before any shard finished
+        print(f"chainrule: {history.stop_reason}; nothing written", file=sys.stderr)
+        return 130
     model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
     with _Deferred() as ctrl_c:  # a Ctrl-C now waits for the file to be written in full
         save(args.out, model)
@@ -613,6 +636,7 @@ LIMITS = (
     ("--max-iter", "max_iter", Integer(low=1)),
     ("--batch-size", "batch_size", Integer(low=1)),
     ("--restarts", "restarts", Integer(low=1)),
+    ("--workers", "workers", Integer(low=1)),
     ("--seed", "seed", Integer(low=0)),
     ("--alpha", "alpha", ARGUMENTS["alpha"]),
     ("--weight-decay", "weight_decay", Number(low=0)),
@@ -666,6 +690,41 @@ def _combinations(args):
             f"--restarts trains its starts with the lessons' rule and plain steps; it cannot be combined with "
             f"{', '.join(given)} (train one start at a time instead)"
         )
+
+
+SCHEDULER_TIMEOUT = 10  # seconds to reach a --scheduler before giving up
+ADDRESS = re.compile(r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def _check_spread(args):
+    """--workers and --scheduler spread --restarts: one of them, with --restarts, a well-formed address."""
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("--workers (local processes) and --scheduler (a Dask cluster): give one of them, not both")
+    flag = "--workers" if args.workers is not None else "--scheduler" if args.scheduler is not None else None
+    if flag is not None and not args.restarts:
+        raise ValueError(f"{flag} spreads the random starts of --restarts over workers; give --restarts N too")
+    if args.scheduler is not None:
+        match = ADDRESS.fullmatch(args.scheduler)
+        if match is None or not 0 < int(match.group(4)) < 65536:
+            raise ValueError(
+                f"--scheduler must be a Dask scheduler's address such as tcp://127.0.0.1:8786, got {args.scheduler!r}"
+            )
+
+
+def _where(args):
+    if args.workers is not None:
+        return f"{args.workers} local process" + ("es" if args.workers > 1 else "")
+    return f"the Dask scheduler {args.scheduler}"
+
+
+@contextlib.contextmanager
+def _executor(args):
+    """The executor --workers or --scheduler asks for (None: the starts train here), shut down afterwards."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    with open_executor(args.workers, args.scheduler, timeout=SCHEDULER_TIMEOUT) as executor:
+        yield executor
 
 
 def _validation(args):
@@ -727,10 +786,11 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _train(model, x, y, optimizer, args, source=None):
+def _train(model, x, y, optimizer, args, source=None, executor=None):
     """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted, the held-out rows' indices
     or None), or (None, False, None) after a divergence. After Ctrl-C the network holds the best parameters
-    seen. ``source``: a batch source (--stream) in place of x and y."""
+    seen. ``source``: a batch source (--stream) in place of x and y; ``executor``: where the random starts
+    train (None: here)."""
 
     validation, stopping = _validation(args)
     progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts))
@@ -755,7 +815,9 @@ def _train(model, x, y, optimizer, args, source=None):
                 validation=validation,
                 stopping=stopping,
                 n_iter_no_change=args.n_iter_no_change,
+                executor=executor,
             )  # an mlp replays exactly: the same numbers, faster
+            trainer.on_shard = progress.shard
             history = trainer.run()
         except DivergenceError as e:
             print(
@@ -864,7 +926,10 @@ def _finite(value):
 
 def _summary(args, model, history):
     t = model.training
-    if getattr(history, "restart_losses", None) is not None and history.n_iter == 0 and t["interrupted"]:
+    spread = args.workers is not None or args.scheduler is not None
+    if history.restart_losses is not None and history.n_iter == 0 and t["interrupted"] and spread:
+        _say(args, f"{history.stop_reason}; saved it")
+    elif getattr(history, "restart_losses", None) is not None and history.n_iter == 0 and t["interrupted"]:
         _say(
             args,
             f"interrupted while training the random starts: saved start {history.best_restart + 1} of "
@@ -880,10 +945,12 @@ def _summary(args, model, history):
         _say(args, f"stopped: {history.stop_reason}")
     if getattr(history, "restart_losses", None) is not None:
         losses = history.restart_losses
+        trained = losses[~np.isnan(losses)]  # (after Ctrl-C on workers: the starts of the finished shards)
         _say(
             args,
             f"restarts: kept start {history.best_restart + 1} of {len(losses)}; final losses from "
-            f"{losses.min():.6g} to {losses.max():.6g} (median {np.median(losses):.6g})",
+            f"{trained.min():.6g} to {trained.max():.6g} (median {np.median(trained):.6g})"
+            + ("" if len(trained) == len(losses) else f" over the {len(trained)} finished starts"),
         )
     held = f" ({t['held_out_rows']} held out for validation)" if t["held_out_rows"] else ""
     _say(args, f"final loss: {model.loss} {t['final_loss']:.6g} on the {t['rows']} training rows{held}")
@@ -942,6 +1009,11 @@ class _Progress:
         signal.signal(signal.SIGINT, self.previous)
         if self.population:  # the random starts show no iterations: they stop on KeyboardInterrupt (restarts.py)
             raise KeyboardInterrupt
+
+    def shard(self, done, total, best):
+        """A shard of the random starts finished (--workers, --scheduler): one line on stderr."""
+        if not self.quiet:
+            print(f"random starts: shard {done}/{total} done, best loss so far {best:.6g}", file=sys.stderr, flush=True)
 
     def __call__(self, history):
         self.population = False

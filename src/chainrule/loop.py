@@ -36,6 +36,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ from .history import GradientMonitor, History
 from .losses import LOSSES, cross_entropy, get_loss
 from .nn import Module, Parameter
 from .optim import LBFGS, GradientDescent, Optimizer
-from .restarts import check_population, draw_starts, train_population
+from .restarts import check_population, train_restarts
 from .schedules import Schedule, get_schedule
 from .stopping import RULES, NoImprovement, StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, no_grad, tensor_from
@@ -129,6 +130,10 @@ class Trainer:
     ``N`` eager ``step()`` calls give bit for bit what ``fit(..., max_iter=N, tol=0)``
     gives. The keywords are those of :func:`chainrule.fit`. With ``optimizer=LBFGS()`` scipy runs
     the whole minimization (keeping its own state) in ``run()``; ``step()`` raises a TypeError.
+    With ``restarts=N, executor=E`` the random starts train in shards on ``E`` (see
+    :mod:`chainrule.restarts`); set ``trainer.on_shard = f`` before the run to have
+    ``f(done, total, best loss so far)`` called as each shard ends. ``restart_entropy`` is what the
+    starts were drawn from (the seed, or fresh entropy drawn once when ``seed`` is None).
     """
 
     def __init__(
@@ -156,6 +161,7 @@ class Trainer:
         stopping: str = "steps",
         n_iter_no_change: int = 10,
         shuffle: bool | Callable[[int], Any] = True,
+        executor: Executor | None = None,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
@@ -219,6 +225,9 @@ class Trainer:
         if self.restarts is not None:  # before a single start is drawn
             _restarts_apply(self.settings, self.schedule, self.held)
             check_population(named, self.restarts, min(batch_size or len(x), len(x)))
+        self.executor = _executor(executor, self.restarts)
+        self.on_shard: Callable[[int, int, float], Any] | None = None  # with an executor: each shard as it ends
+        self.restart_entropy: int | None = None  # what the random starts were drawn from (seed, or fresh)
         self.frozen = [p for p in model.parameters() if all(p is not q for _, q in named)]
         self.history = History([(n, p.shape) for n, p in named], tol)
         self.history.set_stopping(stopping)
@@ -605,19 +614,15 @@ class Trainer:
         """Before the first iteration: the restarts (if any), the optimizer's fresh state, the engine."""
         s, h = self.settings, self.history
         if self.restarts is not None:
-            starts = draw_starts(s.model, s.named, self.restarts, s.seed)
-            with np.errstate(all="ignore"):
-                found = train_population(s, starts)
-            best = int(np.argmin(found.losses))
-            for p, start in zip(s.params, found.values if found.values is not None else starts):
-                p.data[...] = start[best]
-            h.record_restarts(found.losses, found.iterations, found.converged, best)
+            found = train_restarts(s, self.restarts, self.executor, self.on_shard)
+            self.restart_entropy = found.entropy
+            for p, value in zip(s.params, found.values or []):
+                p.data[...] = value
+            if found.best is not None:
+                h.record_restarts(found.losses, found.iterations, found.converged, found.best)
             if found.interrupted:  # Ctrl-C among the starts: the model keeps the best start where it got to
                 self.population_interrupted = True
-                self._end(
-                    f"interrupted (Ctrl-C) while training the {self.restarts} random starts, after "
-                    f"{int(found.iterations.max())} whole iterations; kept start {best + 1}"
-                )
+                self._end(found.interrupted)
                 return
         s.optimizer.attach(s.params)
         self._lr0 = s.optimizer.lr
@@ -871,6 +876,20 @@ def _restarts_apply(s: Settings, schedule: Any, held: Any) -> None:
             f"fit: restarts trains its starts with the lessons' rule and plain steps; it cannot be combined "
             f"with {', '.join(given)} (train one start at a time instead)"
         )
+
+
+def _executor(executor: Any, restarts: int | None) -> Executor | None:
+    """The executor the random starts are spread over (None: this process), checked."""
+    if executor is None:
+        return None
+    if not isinstance(executor, Executor):
+        raise TypeError(
+            f"fit: executor must be a concurrent.futures.Executor (a ProcessPoolExecutor, a Dask client's "
+            f"get_executor()), got {type(executor).__name__}"
+        )
+    if restarts is None:
+        raise ValueError("fit: executor spreads the random starts of restarts=N over workers; give restarts too")
+    return executor
 
 
 def _default_tol(optimizer: Optimizer) -> float:

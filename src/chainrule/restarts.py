@@ -10,6 +10,16 @@ values without stopping the others. The best start is then trained once more
 alone, which gives its full :class:`~chainrule.train.History` and leaves the
 model exactly where a single run from that start ends.
 
+The population can be split: start k is drawn from its own seed,
+``SeedSequence(seed, spawn_key=(k,))`` (with ``seed=None``, from entropy drawn
+once for the run), and the loss is each start's own (its rows, its scale), so a
+shard of starts trains bit for bit as those starts do inside the whole
+population. ``fit(..., restarts=N, executor=E)`` trains shards of starts
+(:func:`shard_starts`) on any :class:`concurrent.futures.Executor` and gives the
+same numbers as without it. (Earlier versions drew the starts one after another
+from ``default_rng(seed)`` and scaled the mean losses over the whole population:
+the same call gave other starts, and so other numbers.)
+
 Example: the lessons' network from 20 random starts; one of them fits the data::
 
     >>> import chainrule as cr
@@ -20,24 +30,34 @@ Example: the lessons' network from 20 random starts; one of them fits the data::
     (20, True)
     >>> bool(cr.losses.ssr(net(x), y).item() < 0.01)    # the model holds the best start's fit
     True
+
+The same starts in shards on two local processes: the same numbers::
+
+    >>> from chainrule.distribute import open_executor
+    >>> spread = cr.nn.DosageNetwork.random(seed=0)
+    >>> with open_executor(workers=2) as pool:
+    ...     shards = cr.fit(spread, x, y, restarts=20, seed=0, executor=pool)
+    >>> bool((shards.restart_losses == history.restart_losses).all()), shards.loss == history.loss
+    (True, True)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .distribute import run_tasks, workers_of
 from .engines import Settings, batches, forward_backward, one_hot
+from .functional import log_softmax, softplus
 from .losses import binary_cross_entropy, cross_entropy, mse, ssr
 from .nn import Module, Parameter
-from .ops import REGISTRY
 from .tensor import constant, no_grad, tensor_from
 from .trace import CompiledStep
-
-_log_softmax = REGISTRY["log_softmax"].fwd
 
 # The most float64 numbers (about 1.6 GB) a run may ask for before anything is allocated: the parameters
 # of every start plus the population's activations (starts x rows x the widest layer). A size estimate,
@@ -68,24 +88,38 @@ def check_population(named: Sequence[tuple[str, Parameter]], n: int, rows: int) 
         )
 
 
-def draw_starts(model: Module, named: Sequence[tuple[str, Parameter]], n: int, seed: int | None) -> list[np.ndarray]:
-    """N starting points of the trained parameters: the k-th is the k-th ``reset_parameters`` draw from ``seed``.
+def start_entropy(seed: int | None) -> int:
+    """The entropy every start is drawn from: ``seed`` itself, or (None) fresh entropy drawn once for the run."""
+    return int(np.random.SeedSequence().entropy) if seed is None else int(seed)  # type: ignore[arg-type]
 
+
+def start_rng(entropy: int, k: int) -> np.random.Generator:
+    """Start k's own generator: ``SeedSequence(entropy, spawn_key=(k,))``, so any process can draw any start."""
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k,)))
+
+
+def draw_starts(
+    model: Module, named: Sequence[tuple[str, Parameter]], starts: int | Sequence[int], entropy: int | None
+) -> list[np.ndarray]:
+    """Starting points of the trained parameters: start k is ``model.reset_parameters(start_rng(entropy, k))``.
+
+    ``starts`` is a count n (starts 0 .. n-1) or the start numbers to draw.
     Returns one array per trained parameter with the starts stacked on axis 0.
-    The model's own values are left as they were.
+    The model's own values are left as they were. (``entropy`` None: fresh.)
     """
-    rng = np.random.default_rng(seed)
+    entropy = start_entropy(entropy) if entropy is None else entropy
+    numbers = range(starts) if isinstance(starts, (int, np.integer)) else starts
     everything = model.parameters()
     keep = [p.data.copy() for p in everything]
-    starts = []
+    drawn = []
     try:
-        for _ in range(n):
-            model.reset_parameters(rng)
-            starts.append([p.data.copy() for _, p in named])
+        for k in numbers:
+            model.reset_parameters(start_rng(entropy, int(k)))
+            drawn.append([p.data.copy() for _, p in named])
     finally:
         for p, value in zip(everything, keep):
             p.data[...] = value
-    return [np.stack([s[j] for s in starts]) for j in range(len(named))]
+    return [np.stack([s[j] for s in drawn]) for j in range(len(named))]
 
 
 def _population_shape(n, shape, data_ndim):
@@ -94,70 +128,74 @@ def _population_shape(n, shape, data_ndim):
 
 
 # ---- losses over a population --------------------------------------------------------------
-# The loss to differentiate is the sum over starts of each start's loss, so every start's
-# gradient is exactly its own. Targets are spread over the starts (``spread``) before the step,
-# so a replayed step (compile=True) reads them as data, not as a constant of its first batch.
-# Each entry: (spread(y, n), loss(pred, spread targets, n), per-start losses without the graph).
+# Each start's own loss, a (N,) vector: its rows only, scaled by its rows only, so a start's numbers
+# do not depend on which other starts share the run (a shard trains as the whole population does).
+# The loss to differentiate is the vector's sum, so every start's gradient is exactly its own.
+# Targets arrive spread over the starts, (N, rows, outputs) (cross-entropy's one-hot, made once by
+# fit), so a replayed step (compile=True) reads them as data, not as a constant of its first batch.
 
 
-def _broadcast(y, n):
+def _spread(y, n):
     return np.broadcast_to(y, (n,) + y.shape)
 
 
-POPULATION = {
-    ssr: (
-        _broadcast,
-        lambda pred, t, n: ssr(pred, constant(t, "Observed")),
-        lambda pred, t: ((t - pred) ** 2).sum(axis=(1, 2)),
-    ),
-    mse: (
-        _broadcast,
-        lambda pred, t, n: mse(pred, constant(t, "Observed")) * n,
-        lambda pred, t: ((t - pred) ** 2).mean(axis=(1, 2)),
-    ),
-    binary_cross_entropy: (
-        _broadcast,
-        lambda pred, t, n: binary_cross_entropy(pred, constant(t, "Target")) * n,
-        lambda pred, t: (np.logaddexp(0.0, pred) - pred * t).mean(axis=(1, 2)),
-    ),
-    cross_entropy: (  # targets arrive one-hot (fit makes them once); the starts' rows are stacked
-        lambda y, n: np.tile(y, (n, 1)),
-        lambda pred, t, n: cross_entropy(pred.reshape((-1, pred.shape[-1])), t) * n,
-        lambda pred, t: -(t.reshape(pred.shape) * _log_softmax(pred)).sum(axis=(1, 2)) / pred.shape[1],
-    ),
-}
+def _ssr_each(pred, t):
+    return ((constant(t, "Observed") - pred) ** 2).sum(axis=(1, 2))
+
+
+def _mse_each(pred, t):
+    return ((constant(t, "Observed") - pred) ** 2).mean(axis=(1, 2))
+
+
+def _bce_each(pred, t):
+    return (softplus(pred) - pred * constant(t, "Target")).mean(axis=(1, 2))
+
+
+def _cross_entropy_each(pred, t):
+    return -(log_softmax(pred) * constant(t, "Target")).sum(axis=(1, 2)) * (1.0 / pred.shape[1])
+
+
+# Each built-in loss: the (N,) vector of every start's loss, from predictions and spread targets.
+POPULATION = {ssr: _ssr_each, mse: _mse_each, binary_cross_entropy: _bce_each, cross_entropy: _cross_entropy_each}
 
 
 class Population(NamedTuple):
     """What the population's run found: per start its final ``losses``, ``iterations`` and whether it
     ``converged``; ``interrupted`` when Ctrl-C (KeyboardInterrupt) stopped the run early, and then ``values``
-    (one array per parameter, starts on axis 0) as of the last whole iteration (else None)."""
+    (one array per parameter, starts on axis 0) as of the last whole iteration (else None);
+    ``best_values``: the values the start with the lowest loss ended at (one array per parameter)."""
 
     losses: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
     values: list | None  # the values reached, kept only when interrupted
     interrupted: bool
+    best_values: list | None = None
 
 
-def train_population(run: Settings, starts: list) -> Population:
-    """Train every start at once; return what each start reached (a :class:`Population`).
-
-    Restores the parameters' single shapes (and their values) afterwards.
-    Ctrl-C stops within an iteration: every start goes back to its values at
-    the start of that iteration, and the result says ``interrupted``.
-    """
+def _check_loss(run: Settings) -> None:
     if run.loss_fn not in POPULATION:
         raise ValueError(
             "fit: restarts work with the built-in losses (ssr, mse, cross_entropy, "
             f"binary_cross_entropy), got {getattr(run.loss_fn, '__name__', run.loss_fn)!r}"
         )
-    spread, differentiable, per_start = POPULATION[run.loss_fn]
+
+
+def train_population(run: Settings, starts: list) -> Population:
+    """Train every start at once; return what each start reached (a :class:`Population`).
+
+    Mini-batches are shuffled from ``run.seed`` (one order for every start). Restores the
+    parameters' single shapes (and their values) afterwards. Ctrl-C stops within an
+    iteration: every start goes back to its values at the start of that iteration, and
+    the result says ``interrupted``.
+    """
+    _check_loss(run)
+    each = POPULATION[run.loss_fn]
     n = len(starts[0])
     params, optimizer = run.params, run.optimizer
     singles = [p.data for p in params]
     y = one_hot(run.model, run.x, run.y) if run.loss_fn is cross_entropy else run.y
-    loss = lambda pred, t: differentiable(pred, t, n)  # noqa: E731
+    loss = lambda pred, t: each(pred, t).sum()  # noqa: E731
     kept = vars(optimizer).get("keep_limit")  # a limit the user set on this optimizer comes back after
     try:
         for p, start in zip(params, starts):
@@ -166,7 +204,9 @@ def train_population(run: Settings, starts: list) -> Population:
         optimizer.attach(params)
         step = CompiledStep(run.model, loss, params, forward_backward) if run.compile else forward_backward
         population = run._replace(y=y, loss_fn=loss)
-        return _loop(population, step, lambda pred, yb: per_start(pred, spread(yb, n)), spread, n)
+        found = _loop(population, step, lambda pred, yb: each(pred, _spread(yb, n)).data, n)
+        best = int(np.argmin(found.losses))
+        return found._replace(best_values=[p.data[best].reshape(s.shape).copy() for p, s in zip(params, singles)])
     finally:
         if kept is None:
             vars(optimizer).pop("keep_limit", None)
@@ -176,7 +216,7 @@ def train_population(run: Settings, starts: list) -> Population:
             p.data = single
 
 
-def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
+def _loop(run: Settings, step, per_start, n: int) -> Population:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
     when it stops being finite; the others go on. Ctrl-C ends them all at the last whole iteration."""
     model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
@@ -188,7 +228,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
     # NOTE: with tol = 0 no start converges, so the steps are not measured: a start that blows up is
     # found by its loss (one iteration later for a NaN step that leaves the loss finite).
     watch, whole = rule.can_converge, run.whole_batch
-    spread_y = spread(y, n)
+    spread_y = _spread(y, n)
     whole_state = (0, [p.data.copy() for p in params])  # (iterations done, the values then): one assignment
     values: list | None = None  # kept only when Ctrl-C stops the run
     try:
@@ -198,7 +238,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
             largest = np.zeros(n)
             finite = np.ones(n, dtype=bool)
             for xb, yb, _ in [(xt, y, None)] if whole else batches(rng, x, y, run.batch_size or len(x)):
-                total, _ = step(model, xb, spread_y if whole else spread(yb, n), run.loss_fn, params)
+                total, _ = step(model, xb, spread_y if whole else _spread(yb, n), run.loss_fn, params)
                 optimizer.step()
                 if watch:
                     largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
@@ -226,7 +266,7 @@ def _loop(run: Settings, step, per_start, spread, n: int) -> Population:
         iterations[~done] = np.minimum(iterations[~done], whole_iterations)
         values = [p.data.copy() for p in params]
     with no_grad():
-        final = per_start(model(xt).data, y)
+        final = per_start(model(xt), y)
     return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, values is not None)
 
 
@@ -237,7 +277,7 @@ def _losses_before_step(model, x, y, per_start, params, optimizer):
         for p, s in zip(params, optimizer.step_sizes):
             p.data = p.data + s
         with no_grad():
-            return per_start(model(x).data, y)
+            return per_start(model(x), y)
     finally:
         for p, value in zip(params, after):
             p.data = value
@@ -248,3 +288,149 @@ def _largest_per_start(steps, n):
     if all(s.size == n for s in steps):
         return np.abs(np.stack([s.reshape(n) for s in steps])).max(axis=0)
     return np.max([np.abs(s).reshape(n, -1).max(axis=1) for s in steps], axis=0)
+
+
+# ---- restarts, in this process or in shards on an executor ---------------------------------
+# The population split into shards: each shard a task for any concurrent.futures executor, which
+# draws its own starts from their seeds and trains them with the same loop. A start trains bit for
+# bit as it does inside the whole population, so the result does not depend on the split.
+
+SHARDS_PER_WORKER = 2  # shards a worker gets (a dead worker's loss is a shard; more shards, more overhead)
+MIN_SHARD = 16  # the fewest starts a shard holds (unless there are fewer starts): vectorized runs pay per step
+
+
+class Shard(NamedTuple):
+    """One task: the run's settings (model, data, loss, optimizer, rule; picklable), the entropy the
+    starts are drawn from, and the numbers of the starts to train."""
+
+    run: Settings
+    entropy: int
+    starts: tuple[int, ...]
+
+
+class ShardResult(NamedTuple):
+    """What a shard's starts reached: per start (in the shard's order) its final loss, iterations and
+    whether it converged; ``best_values``, the final values of its start with the lowest loss."""
+
+    starts: tuple[int, ...]
+    losses: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    best_values: list
+
+
+class Restarts(NamedTuple):
+    """What ``restarts=N`` found, for the Trainer: every start's ``losses``, ``iterations``, ``converged``
+    (a start no finished shard trained: NaN, 0, False); ``best`` (None: none finished); ``values``, what
+    the model takes (the best start's starting values, or after Ctrl-C where it got to); ``entropy``,
+    what the starts were drawn from; ``interrupted``: the stop reason after Ctrl-C, else None."""
+
+    losses: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    best: int | None
+    values: list | None
+    entropy: int
+    interrupted: str | None
+
+
+def shard_starts(n: int, workers: int) -> list[range]:
+    """Start numbers 0 .. n-1 in contiguous shards: SHARDS_PER_WORKER a worker, each of at least MIN_SHARD.
+
+    >>> [len(s) for s in shard_starts(1000, 2)]     # 4 shards for 2 workers
+    [250, 250, 250, 250]
+    >>> [len(s) for s in shard_starts(20, 2)]       # at least 16 a shard
+    [20]
+    """
+    count = max(1, min(SHARDS_PER_WORKER * max(workers, 1), n // MIN_SHARD))
+    edges = [n * i // count for i in range(count + 1)]
+    return [range(a, b) for a, b in zip(edges, edges[1:])]
+
+
+# NOTE: the recording of graphs (no_grad) is process-wide, and a thread pool (or a Dask worker with
+# several threads) hands every task the same model: shards in one process take turns.
+_ONE_SHARD_AT_A_TIME = threading.Lock()
+
+
+def train_shard(shard: Shard) -> ShardResult:
+    """Draw this shard's starts from their seeds and train them at once (a task a worker runs)."""
+    run = shard.run
+    with _ONE_SHARD_AT_A_TIME, np.errstate(all="ignore"):
+        starts = draw_starts(run.model, run.named, shard.starts, shard.entropy)
+        found = train_population(run._replace(seed=shard.entropy), starts)
+    if found.interrupted:  # the worker itself was interrupted: its shard did not finish
+        raise KeyboardInterrupt
+    assert found.best_values is not None
+    return ShardResult(shard.starts, found.losses, found.iterations, found.converged, found.best_values)
+
+
+def train_restarts(
+    run: Settings,
+    n: int,
+    executor: Executor | None = None,
+    on_shard: Callable[[int, int, float], Any] | None = None,
+) -> Restarts:
+    """Train ``n`` starts in this process, or in shards on ``executor``; the two give the same numbers.
+
+    ``on_shard(done, total, best loss so far)`` is called as each shard finishes. Ctrl-C (a
+    KeyboardInterrupt): here the starts stop within an iteration and the best is kept where it
+    got to; on an executor the shards not finished are cancelled and the best start of the
+    finished ones is kept at its final values.
+    """
+    _check_loss(run)
+    entropy = start_entropy(run.seed)
+    run = run._replace(seed=entropy)  # the mini-batches' order: one for every start, in every shard
+    if executor is None:
+        starts = draw_starts(run.model, run.named, n, entropy)
+        with np.errstate(all="ignore"):
+            found = train_population(run, starts)
+        best = int(np.argmin(found.losses))
+        values = found.best_values if found.interrupted else [s[best] for s in starts]
+        reason = None
+        if found.interrupted:
+            reason = (
+                f"interrupted (Ctrl-C) while training the {n} random starts, after "
+                f"{int(found.iterations.max())} whole iterations; kept start {best + 1}"
+            )
+        return Restarts(found.losses, found.iterations, found.converged, best, values, entropy, reason)
+    tasks = [Shard(run, entropy, tuple(s)) for s in shard_starts(n, workers_of(executor))]
+    finished: dict[int, ShardResult] = {}
+    lowest = [math.inf]
+
+    def done(i: int, result: ShardResult) -> None:
+        finished[i] = result
+        lowest[0] = min(lowest[0], float(np.min(result.losses)))
+        if on_shard is not None:
+            on_shard(len(finished), len(tasks), lowest[0])
+
+    interrupted = False
+    try:
+        run_tasks(executor, train_shard, tasks, on_done=done)
+    except KeyboardInterrupt:
+        interrupted = True
+    return _gathered(run, n, tasks, finished, entropy, interrupted)
+
+
+def _gathered(run: Settings, n: int, tasks: list, finished: dict, entropy: int, interrupted: bool) -> Restarts:
+    """The shards' results in start order; the best start's starting values drawn again from its seed."""
+    losses, iterations, converged = np.full(n, math.nan), np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
+    for r in finished.values():
+        index = list(r.starts)
+        losses[index], iterations[index], converged[index] = r.losses, r.iterations, r.converged
+    if not finished:
+        reason = (
+            f"interrupted (Ctrl-C) while training the {n} random starts in {len(tasks)} shards, before any shard "
+            "finished; the model keeps the values it had"
+        )
+        return Restarts(losses, iterations, converged, None, None, entropy, reason)
+    best = int(np.nanargmin(losses))
+    if not interrupted:
+        values = [start[0] for start in draw_starts(run.model, run.named, [best], entropy)]
+        return Restarts(losses, iterations, converged, best, values, entropy, None)
+    owner = next(r for r in finished.values() if best in r.starts)
+    reason = (
+        f"interrupted (Ctrl-C) while training the {n} random starts: {len(finished)} of {len(tasks)} shards "
+        f"({sum(len(r.starts) for r in finished.values())} starts) had finished; kept start {best + 1}, "
+        "the best of those, at its final values"
+    )
+    return Restarts(losses, iterations, converged, best, owner.best_values, entropy, reason)

@@ -11,6 +11,7 @@ training loop lives in :mod:`chainrule.loop`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from .errors import (
@@ -69,6 +70,7 @@ def fit(
     stopping: str = "steps",
     n_iter_no_change: int = 10,
     shuffle: bool | Callable[[int], Any] = True,
+    executor: Executor | None = None,
 ) -> History:
     """Train ``model`` on (x, y) by backpropagation and gradient descent; return a :class:`History`.
 
@@ -91,7 +93,12 @@ def fit(
       then keep the best: the model ends where a single run from that start
       ends, and the History (of that run) also holds ``restart_losses`` (every
       start's loss at its final values, after its last update),
-      ``restart_iterations``, ``restart_converged`` and ``best_restart``.
+      ``restart_iterations``, ``restart_converged`` and ``best_restart``. Start k is drawn from its
+      own seed, ``SeedSequence(seed, spawn_key=(k,))``, and every loss is each start's own.
+    - ``executor``: with ``restarts``, any :class:`concurrent.futures.Executor` (a
+      ``ProcessPoolExecutor``, :func:`chainrule.distribute.open_executor`, a Dask client's
+      ``get_executor()``): the starts train in shards on its workers, and the model and History
+      are bit for bit those of the same call without it (a dead worker's shard runs again).
     - ``compile=True``: record one step's graph and replay it as a flat list of
       NumPy calls (see :mod:`chainrule.trace`): the same numbers, less Python
       overhead. A tiny float64 model trained on the full batch (the lessons'
@@ -176,4 +183,5 @@ def fit(
         stopping=stopping,
         n_iter_no_change=n_iter_no_change,
         shuffle=shuffle,
+        executor=executor,
     ).run()
