@@ -342,13 +342,21 @@ def test_a_results_file_of_another_sweep_is_refused_in_one_line(tmp_path, curve,
         arguments = {"grid": GRID, "folds": FOLDS, **change}
         with pytest.raises(ValueError, match=word):
             sweep(curve, "y", out=out, **arguments)
-    curve.write_text(curve.read_text().replace("\n", "\n", 1) + "0.5,0.5,0.5\n")  # one row more
+    renamed = tmp_path / "renamed.csv"
+    shutil.copy(curve, renamed)  # the same bytes under another name: the same data set, nothing to run again
+    assert sweep(renamed, "y", GRID, folds=FOLDS, out=out, plot=False).ran == 0
+    before = (out / "results.jsonl").read_bytes()
+    curve.write_text(curve.read_text() + "0.5,0.5,0.5\n")  # one row more
     code, _, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out)
     assert code == 2 and err.count("\n") == 1 and "another data file (its SHA-256)" in err
     assert (out / "results.jsonl").read_bytes() == before
     (out / "results.jsonl").write_text("not json\n")
     with pytest.raises(ValueError, match="line 1 is not a sweep's header"):
         sweep(curve, "y", GRID, folds=FOLDS, out=out, plot=False)
+    (out / "results.jsonl").write_text("someone's notes, no newline")  # not taken for a header cut short
+    with pytest.raises(ValueError, match="is not a chainrule sweep's results file"):
+        sweep(curve, "y", GRID, folds=FOLDS, out=out, plot=False)
+    assert (out / "results.jsonl").read_text() == "someone's notes, no newline"
 
 
 # ---- the command line ---------------------------------------------------------------------------------

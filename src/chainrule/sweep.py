@@ -420,6 +420,8 @@ class _Results:
             content = f.read()
         lines = content.split(b"\n")
         complete, good = lines[:-1], 0
+        if not complete and not lines[-1].startswith(b'{"format": "%s"' % FORMAT.encode()):
+            raise ValueError(f"{self.path} is not a chainrule sweep's results file; give another --out folder")
         if lines[-1]:  # no newline at the end: the last line was being written when the run stopped
             self.notes.append(f"{self.path}: its last line was cut short (a run stopped while writing it); ignored")
         if not complete:
@@ -459,7 +461,7 @@ def _same_sweep(path: str, recorded: Any, header: dict[str, Any]) -> None:
     if not isinstance(recorded, dict) or recorded.get("format") != FORMAT:
         raise ValueError(f"{path} is not a chainrule sweep's results file; give another --out folder")
     for key, value in header.items():
-        if key in ("format", "written_by"):
+        if key in ("format", "written_by", "data"):  # (the data file is known by its bytes, not its name)
             continue
         if recorded.get(key) != value:
             what = "data file (its SHA-256)" if key == "data_sha256" else key
@@ -617,11 +619,11 @@ def sweep(
             table = _table(configs, results.found, folds)
             best = _best(table)
             model = run_tasks(pool, run_all, [(setup, best.config)], star=True)[0] if best else None
+        return _write(folder, table, best, model, setup, header, len(todo), results.path, plot)
     except KeyboardInterrupt:
         raise SweepInterrupted(len(results.found), len(tasks), results.path) from None
     finally:
         results.close()
-    return _write(folder, table, best, model, setup, header, len(todo), results.path, plot)
 
 
 def _prepare(data, target, features, grid, folds, loss, standardize, restarts, seed) -> tuple[Setup, dict]:
