@@ -405,8 +405,7 @@ class _Results:
         self.found: dict[str, dict[str, Any]] = {}
         self.notes: list[str] = []
         good = self._read(header, tasks) if os.path.exists(path) else 0
-        mode = "r+" if good else "w"
-        self.file: IO[str] = open(path, mode, encoding="utf-8", newline="\n")  # noqa: SIM115 (closed by close())
+        self.file: IO[bytes] = open(path, "r+b" if good else "wb")  # noqa: SIM115 (closed by close())
         if good:
             self.file.truncate(good)  # a line cut short by a kill goes; the next line starts clean
             self.file.seek(good)
@@ -448,7 +447,7 @@ class _Results:
         return good
 
     def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record, allow_nan=False) + "\n")
+        self.file.write(json.dumps(record, allow_nan=False).encode("utf-8") + b"\n")
         self.file.flush()
         os.fsync(self.file.fileno())
 
