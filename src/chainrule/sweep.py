@@ -401,17 +401,21 @@ class _Results:
     """``results.jsonl``: the header line, then one result a line, each flushed and fsynced as it is written."""
 
     def __init__(self, path: str, header: dict[str, Any], tasks: set[str]) -> None:
-        self.path = path
+        self.path, self.header = path, header
         self.found: dict[str, dict[str, Any]] = {}
         self.notes: list[str] = []
-        good = self._read(header, tasks) if os.path.exists(path) else 0
-        self.file: IO[bytes] = open(path, "r+b" if good else "wb")  # noqa: SIM115 (closed by close())
-        if good:
-            self.file.truncate(good)  # a line cut short by a kill goes; the next line starts clean
-            self.file.seek(good)
+        self.good = self._read(header, tasks) if os.path.exists(path) else 0
+        self.file: IO[bytes] | None = None
+
+    def begin(self) -> None:
+        """Open the file to append to: cut back to its whole lines, or new with the header."""
+        self.file = open(self.path, "r+b" if self.good else "wb")  # noqa: SIM115 (closed by close())
+        if self.good:
+            self.file.truncate(self.good)  # a line cut short by a kill goes; the next line starts clean
+            self.file.seek(self.good)
         else:
-            self.write(header)
-            _sync_folder(os.path.dirname(path))
+            self.write(self.header)
+            _sync_folder(os.path.dirname(self.path))
 
     def _read(self, header: dict[str, Any], tasks: set[str]) -> int:
         """The results found (into ``found``) and the byte length of the file's complete lines (0: start over)."""
@@ -447,12 +451,14 @@ class _Results:
         return good
 
     def write(self, record: dict[str, Any]) -> None:
+        assert self.file is not None, "begin() opens the file"
         self.file.write(json.dumps(record, allow_nan=False).encode("utf-8") + b"\n")
         self.file.flush()
         os.fsync(self.file.fileno())
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def _same_sweep(path: str, recorded: Any, header: dict[str, Any]) -> None:
@@ -604,6 +610,7 @@ def sweep(
             bar.add(line)
     try:
         with _executor(workers, scheduler, executor) as pool, bar or nullcontext():
+            results.begin()  # (once the executor is there: a scheduler out of reach leaves no file behind)
 
             def done(_: int, line: dict[str, Any]) -> None:
                 with _whole():  # a Ctrl-C waits for the line and the count: the message then says what is on disk
