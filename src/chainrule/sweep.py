@@ -795,9 +795,12 @@ def _plot(table: list[ConfigScore], kind: str) -> bytes:
     ax.errorbar(means, where, xerr=stds, fmt="o", color="#1f77b4", capsize=3, label="mean ± std of the folds")
     if best is not None:
         ax.plot(means[best], where[best], "*", color="#d62728", markersize=14, label="best", zorder=3)
-    ax.set_yticks(where, [describe(row.config) for row in table], fontsize=8)
+    first = table[0].config  # the keys of one value label the axis once; the others label each configuration
+    fixed = [k for k in first if all(row.config[k] == first[k] for row in table)] if n > 1 else []
+    labels = [describe({k: v for k, v in row.config.items() if k not in fixed}) for row in table]
+    ax.set_yticks(where, labels, fontsize=8)
     ax.set_ylim(-0.7, n - 0.4)
-    ax.set_xlabel(f"{kind} on the held-out fold")
+    ax.set_xlabel(f"{kind} on the held-out fold" + (f"  ({describe({k: first[k] for k in fixed})})" if fixed else ""))
     ax.grid(axis="x", alpha=0.3)
     figure.legend(loc="outside upper center", ncols=3, fontsize=8, frameon=False)
     buffer = io.BytesIO()
