@@ -38,6 +38,7 @@ from .optim import LBFGS, OPTIMIZERS
 from .restarts import MAX_ELEMENTS, population_elements
 from .schedules import SCHEDULES
 from .streams import SHUFFLE_BUFFER, Moments, chunked
+from .sweep import SweepInterrupted, parse_grid, show, sweep
 from .tensor import tensor
 from .train import ConvergenceWarning, DivergenceError
 from .validation import r2
@@ -102,6 +103,7 @@ def _parser():
         _demo_command,
         _explain_command,
         _fit_command,
+        _sweep_command,
         _predict_command,
         _evaluate_command,
         _plot_command,
@@ -1056,6 +1058,115 @@ def _rich_bar(total):
     bar.add_task("fit", total=total, loss="-", step="-")
     bar.start()
     return bar
+
+
+# ---- sweep ----------------------------------------------------------------------------------
+
+
+def _sweep_command(sub):
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of fit's options on k folds, resumable; keep the best model",
+        description="Train every combination of the grid on each of k folds of the data (stratified for a "
+        "classifier), score it on the held-out fold (R^2, or accuracy with --loss cross-entropy), and train the "
+        "best combination on all rows. Each result is appended to OUT/results.jsonl as it finishes; run the "
+        "same command again to resume. Writes OUT/scores.csv, OUT/scores.png and OUT/model.json.",
+        epilog="\n".join(
+            (
+                "examples:",
+                "  chainrule sweep houses.csv --target price \\",
+                "      --grid 'hidden=8,16,32;lr=0.01,0.001;alpha=0,1e-4' --folds 5 --out houses-sweep",
+                "  chainrule sweep flowers.csv --target species --loss cross-entropy \\",
+                "      --grid 'hidden=8,8x8;optimizer=adam;lr=0.01' --workers 2 --out flowers-sweep",
+                "",
+                "grid keys (fit's options; a key left out takes fit's default): hidden (8, or 8x8 for two",
+                "layers), activation, optimizer, lr, alpha, weight-decay, batch-size (a number or all),",
+                "max-iter, tol, schedule, clip. Ctrl-C stops; what finished is saved, and the same command",
+                "resumes.",
+            )
+        ),
+        formatter_class=_Help,
+    )
+    p.add_argument("data", metavar="DATA.csv", help="the data: a CSV file with a header line, or a Parquet file")
+    p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    p.add_argument(
+        "--features", metavar="A,B,C", help="the input columns, comma-separated (default: every column but the target)"
+    )
+    p.add_argument(
+        "--grid",
+        required=True,
+        metavar="KEY=V,V;KEY=V",
+        help="the options to sweep and their values, e.g. 'hidden=8,16,32;lr=0.01,0.001;alpha=0,1e-4'",
+    )
+    p.add_argument("--folds", type=int, default=5, metavar="K", help="k of the k-fold split, >= 2 (default 5)")
+    p.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        default="mse",
+        help="as fit's: mse or ssr (scored by R^2), or cross-entropy (a classifier scored by accuracy) (default mse)",
+    )
+    p.add_argument(
+        "--standardize", action="store_true", help="as fit's, the scaling taken from each fold's training rows"
+    )
+    p.add_argument("--restarts", type=int, metavar="N", help="train N random starts in every task, keep the best")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and of every training (default 0)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="K", help="run the tasks on K local processes")
+    where.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the tasks on a running Dask scheduler (chainrule[dask])"
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing but notes, warnings and errors")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder of the results (created if missing)")
+    p.set_defaults(run=_sweep)
+
+
+def _sweep(args):
+    grid = parse_grid(args.grid, name="--grid")
+    features = None if args.features is None else [f.strip() for f in args.features.split(",")]
+    if features is not None and not all(features):
+        raise ValueError(f"--features must be column names separated by commas, got {args.features!r}")
+    for flag, value, rule in (
+        ("--folds", args.folds, Integer(low=2)),
+        ("--restarts", args.restarts, Integer(low=1)),
+        ("--seed", args.seed, Integer(low=0)),
+        ("--workers", args.workers, Integer(low=1)),
+    ):
+        if value is not None:
+            check(None, flag, value, rule)
+
+    def note(text):
+        print(f"chainrule: note: {text}", file=sys.stderr, flush=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *_, **__: print(f"chainrule: warning: {message}", file=sys.stderr)
+            result = sweep(
+                args.data,
+                args.target,
+                grid,
+                out=args.out,
+                folds=args.folds,
+                features=features,
+                loss=args.loss,
+                standardize=args.standardize,
+                restarts=args.restarts,
+                seed=args.seed,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                progress=not args.quiet,
+                notes=note,
+            )
+    except SweepInterrupted as e:
+        print(
+            f"\nchainrule: interrupted: {e.saved} of {e.total} results are saved in {e.results}; run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not args.quiet:
+        show(result)
+    return 0
 
 
 # ---- predict, evaluate ------------------------------------------------------------------------
