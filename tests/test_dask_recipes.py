@@ -92,13 +92,13 @@ def test_grid_search_under_the_dask_backend_scores_as_n_jobs_1(client):
     def search(**where):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # max_iter is small on purpose: ConvergenceWarning
-            return GridSearchCV(sk.MLPRegressor(max_iter=20, random_state=0), grid, cv=3, **where).fit(x, y)
+            return GridSearchCV(sk.MLPRegressor(max_iter=20, random_state=0), grid, cv=2, **where).fit(x, y)
 
     alone = search(n_jobs=1)
     with get_task_stream(client) as tasks, parallel_backend("dask"):
         spread = search(n_jobs=-1)
     assert len(tasks.data) > 0  # the fits ran on the cluster
-    for k in [f"split{i}_test_score" for i in range(3)] + ["mean_test_score", "rank_test_score"]:
+    for k in ["split0_test_score", "split1_test_score", "mean_test_score", "rank_test_score"]:
         assert np.array_equal(spread.cv_results_[k], alone.cv_results_[k]), k
     assert spread.best_params_ == alone.best_params_
 

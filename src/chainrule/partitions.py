@@ -167,13 +167,14 @@ def _check_partition(path: str, model: Model) -> None:
 
 # ---- one partition (what a worker runs) ----------------------------------------------------------
 
-_MODELS: dict[str, Model] = {}  # this process's model, by the SHA-256 of its file: read once per worker
+_MODELS: dict[str, Model] = {}  # this process's model, by the SHA-256 of its file: loaded once per worker
 
 
 def _model(raw: bytes, name: str | None = None) -> Model:
     """The model a file's bytes hold (through :func:`~chainrule.modelfile.load`, with all its checks)."""
     key = hashlib.sha256(raw).hexdigest()
-    if key not in _MODELS:
+    model = _MODELS.get(key)
+    if model is None:
         fd, path = tempfile.mkstemp(suffix=".json", prefix="chainrule-model-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -185,7 +186,7 @@ def _model(raw: bytes, name: str | None = None) -> Model:
             os.unlink(path)
         _MODELS.clear()
         _MODELS[key] = model
-    return _MODELS[key]
+    return model
 
 
 def predict_partition(task: Partition) -> Written:
@@ -347,9 +348,9 @@ def predict_frame(frame: Any, model: Model | str | os.PathLike, proba: bool = Fa
     """A pandas DataFrame with the model's prediction columns added (named as ``chainrule predict`` names
     them): the function for ``dask.dataframe``'s ``map_partitions``.
 
-    ``model``: a :class:`~chainrule.modelfile.Model`, or the path of its file (read once per process).
-    The feature columns are taken by the model's names as float64; a missing one or a cell that is not a
-    finite number (a null, NaN) is a ValueError.
+    ``model``: a :class:`~chainrule.modelfile.Model`, or the path of its file (loaded once per process,
+    its bytes read on each call). The feature columns are taken by the model's names as float64; a
+    missing one or a cell that is not a finite number (a null, NaN) is a ValueError.
 
     Example::
 
