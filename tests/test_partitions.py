@@ -247,3 +247,18 @@ def test_the_command_line_on_local_processes(capsys, tmp_path, regressor, csv_pa
     for part in csv_parts:
         single = _one_file(capsys, regressor, part, tmp_path / "single.csv")
         assert (out / part.name).read_bytes() == single.read_bytes()
+
+
+def test_everything_is_checked_before_the_scheduler_is_reached(capsys, tmp_path, regressor, csv_parts):
+    # port 9 (discard) on loopback: no scheduler there; the partition's mistake comes first, at once
+    wrong = _csv(csv_parts[0].parent / "part-9.csv", {"a": [1.0], "b": [2.0]})
+    code, _, err = _run(
+        capsys, "predict", regressor, wrong, "--out", tmp_path / "p", "--scheduler", "tcp://127.0.0.1:9"
+    )
+    assert code == 2 and err.startswith(f"chainrule: error: {wrong}") and "'c'" in err
+    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "no" / "p")
+    assert (code, err) == (
+        2,
+        f"chainrule: error: cannot write the predictions into {tmp_path / 'no' / 'p'}: the directory "
+        f"{tmp_path / 'no'} does not exist\n",
+    )

@@ -34,7 +34,7 @@ from .losses import get_loss, ssr
 from .modelfile import DTYPES, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
-from .partitions import cell_text, find_partitions, predict_partitions, predicted_cells, prediction_header
+from .partitions import cell_text, partition_tasks, predicted_cells, prediction_header, run_partitions
 from .restarts import MAX_ELEMENTS, population_elements
 from .schedules import SCHEDULES
 from .streams import SHUFFLE_BUFFER, Moments, chunked
@@ -1077,14 +1077,14 @@ def _predict_partitions(args):
         raise ValueError("predicting partitions writes one file each: give the directory to write them to, --out DIR")
     if args.workers is not None:
         check("predict", "--workers", args.workers, Integer(low=1))
-    paths = find_partitions(args.data)
-    progress = _PartitionProgress(len(paths))
+    tasks = partition_tasks(args.model, args.data, args.out, args.proba)  # all checked before any connection
+    progress = _PartitionProgress(len(tasks))
     try:
         if args.workers is None and args.scheduler is None:
-            written = predict_partitions(args.model, paths, args.out, proba=args.proba, on_done=progress)
+            written = run_partitions(tasks, on_done=progress)
         else:
             with open_executor(workers=args.workers, scheduler=args.scheduler) as executor:
-                written = predict_partitions(args.model, paths, args.out, executor, proba=args.proba, on_done=progress)
+                written = run_partitions(tasks, executor, on_done=progress)
     finally:
         progress.close()
     rows = sum(w.rows for w in written)

@@ -72,11 +72,13 @@ __all__ = [
     "Written",
     "cell_text",
     "find_partitions",
+    "partition_tasks",
     "predict_frame",
     "predict_partition",
     "predict_partitions",
     "predicted_cells",
     "prediction_header",
+    "run_partitions",
 ]
 
 DATA_SUFFIXES = (".csv", *PARQUET_SUFFIXES)  # the files of a directory that are partitions
@@ -131,6 +133,9 @@ def _tasks(raw: bytes, model: Model, paths: Sequence[str], out_dir: str, proba: 
         raise ValueError("proba=True (--proba) needs a classifier; the model does regression")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"cannot write the predictions into {out_dir}: it exists and is not a directory")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot write the predictions into {out_dir}: the directory {parent} does not exist")
     tasks: list[Partition] = []
     outs: dict[str, str] = {}
     for path in paths:
@@ -322,15 +327,35 @@ def predict_partitions(
     here: every partition gets the same model) and the partitions' absolute paths, which it must be able
     to open (a shared file system). ``proba``: a classifier's probabilities too. ``on_done(i, written)``
     is called here as partition ``i`` is written. Returns a :class:`Written` a partition, in order.
+    The same as ``run_partitions(partition_tasks(model_path, paths, out_dir, proba), executor, on_done)``.
     """
+    return run_partitions(partition_tasks(model_path, paths, out_dir, proba), executor, on_done)
+
+
+def partition_tasks(
+    model_path: str | os.PathLike,
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    proba: bool = False,
+) -> list[Partition]:
+    """The tasks of :func:`predict_partitions`, every partition's columns and output checked; nothing written
+    (so a command can check everything before it connects to a scheduler)."""
     model_path = os.fspath(model_path)
     with open(model_path, "rb") as f:
         raw = f.read()
-    model = _model(raw, model_path)
-    out_dir = os.fspath(out_dir)
-    tasks = _tasks(raw, model, find_partitions(paths), out_dir, proba)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(out_dir)
+    return _tasks(raw, _model(raw, model_path), find_partitions(paths), os.fspath(out_dir), proba)
+
+
+def run_partitions(
+    tasks: Sequence[Partition],
+    executor: Executor | None = None,
+    on_done: Callable[[int, Written], Any] | None = None,
+) -> list[Written]:
+    """Run the tasks of :func:`partition_tasks` here (``executor`` None) or on ``executor``, their output
+    directories made first; ``on_done(i, written)`` as each finishes."""
+    for folder in dict.fromkeys(os.path.dirname(task.out) for task in tasks):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
     if executor is not None:
         return run_tasks(executor, predict_partition, tasks, on_done=on_done)
     written = []
