@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import glob
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from .losses import get_loss, ssr
 from .modelfile import DTYPES, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
+from .partitions import cell_text, partition_tasks, predicted_cells, prediction_header, run_partitions
 from .restarts import MAX_ELEMENTS, population_elements
 from .schedules import SCHEDULES
 from .streams import SHUFFLE_BUFFER, Moments, chunked
@@ -1175,24 +1177,32 @@ def _sweep(args):
 def _predict_command(sub):
     p = sub.add_parser(
         "predict",
-        help="add the model's predictions to the rows of a CSV or Parquet file",
+        help="add the model's predictions to the rows of a CSV or Parquet file (or of many: partitions)",
         description="Write the rows of DATA.csv with the model's prediction as a new last "
         "column (for a classifier: the predicted label). The file needs the "
-        "model's feature columns; other columns are copied as they are.",
-        epilog="example:\n  chainrule predict model.json new.csv --out predictions.csv",
+        "model's feature columns; other columns are copied as they are. Given a directory, a glob "
+        "or several files (partitions), or --workers or --scheduler, each partition's predictions go "
+        "to its own file of the same name in --out DIR, in its own format, predicted in this process, "
+        "on K local processes or on a Dask cluster (the same numbers each way).",
+        epilog="examples:\n  chainrule predict model.json new.csv --out predictions.csv\n"
+        "  chainrule predict model.json 'parts/*.parquet' --out predicted/ --workers 2\n"
+        "  chainrule predict model.json parts/ --out predicted/ --scheduler tcp://10.0.0.1:8786",
         formatter_class=_Help,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by chainrule fit")
     p.add_argument(
         "data",
         metavar="DATA.csv",
-        help="rows to predict, with the model's feature columns (CSV, or Parquet: .parquet, .pq)",
+        nargs="+",
+        help="rows to predict, with the model's feature columns (CSV, or Parquet: .parquet, .pq); or "
+        "partitions: a directory of .csv/.parquet/.pq files, a glob (quoted) or several files",
     )
     p.add_argument(
         "--out",
         metavar="PREDICTIONS.csv",
         help="the CSV file to write (default: print to stdout); a name ending .parquet or .pq writes Parquet "
-        "(from a Parquet input: its columns as they are, then the predictions)",
+        "(from a Parquet input: its columns as they are, then the predictions); for partitions, the "
+        "directory to write one file a partition into (made if missing; a file there is replaced)",
     )
     p.add_argument(
         "--proba", action="store_true", help="classifiers: also write one column per class with its probability"
@@ -1201,13 +1211,23 @@ def _predict_command(sub):
         "--stream",
         action="store_true",
         help="read the file a block at a time and write each block's predictions as they come, in constant "
-        "memory (CSV output; to --out atomically: the whole file or none)",
+        "memory (CSV output; to --out atomically: the whole file or none); partitions are always read so",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="K", help="predict the partitions on K local processes (K >= 1)")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="predict the partitions on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT; "
+        "its workers must see the same files; needs chainrule[dask])",
     )
     p.set_defaults(run=_predict)
 
 
 def _predict(args):
-
+    if _partitioned(args):
+        return _predict_partitions(args)
+    args.data = args.data[0]
     if args.out:
         _check_out(args.out, args.model, args.data)
     model = load(args.model)
@@ -1223,8 +1243,76 @@ def _predict(args):
     if parquet_out:
         return _write_parquet(args.out, data.path, header, columns)
     # the input's rows are read again as they are written: a generator, never all in memory
-    rows = (cells + [_text(c[i]) for c in columns] for i, cells in enumerate(data.rows))
+    rows = (cells + [cell_text(c[i]) for c in columns] for i, cells in enumerate(data.rows))
     return _write_rows(args.out, data.columns + header, rows)
+
+
+def _partitioned(args):
+    """Partitions (one output file each) rather than one file: a directory, a glob, several files, or workers."""
+    (first, *more), given = args.data, args.workers is not None or args.scheduler is not None
+    return given or bool(more) or os.path.isdir(first) or (glob.has_magic(first) and not os.path.exists(first))
+
+
+def _predict_partitions(args):
+    """predict over partitions: each checked first, then predicted here or on the workers, with progress."""
+    if not args.out:
+        raise ValueError("predicting partitions writes one file each: give the directory to write them to, --out DIR")
+    if args.workers is not None:
+        check("predict", "--workers", args.workers, Integer(low=1))
+    tasks = partition_tasks(args.model, args.data, args.out, args.proba)  # all checked before any connection
+    progress = _PartitionProgress(len(tasks))
+    try:
+        if args.workers is None and args.scheduler is None:
+            written = run_partitions(tasks, on_done=progress)
+        else:
+            with open_executor(workers=args.workers, scheduler=args.scheduler) as executor:
+                written = run_partitions(tasks, executor, on_done=progress)
+    finally:
+        progress.close()
+    rows = sum(w.rows for w in written)
+    print(f"wrote {len(written)} partition{'s' * (len(written) != 1)} ({rows} rows) to {args.out}", file=sys.stderr)
+    return 0
+
+
+class _PartitionProgress:
+    """on_done for predict_partitions: a rich bar on a terminal's stderr (partitions, rows), else a line each."""
+
+    def __init__(self, total):
+        self.total, self.done, self.rows = total, 0, 0
+        self.bar = _partition_bar(total) if sys.stderr.isatty() else None
+
+    def __call__(self, i, written):
+        self.done, self.rows = self.done + 1, self.rows + written.rows
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], completed=self.done, rows=self.rows)
+        else:
+            name = os.path.basename(written.source)
+            rows = f"{written.rows} row{'s' * (written.rows != 1)}"
+            print(f"partition {self.done}/{self.total}: {name}, {rows} ({self.rows} in all)", file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _partition_bar(total):
+    """A started rich Progress for the partitions, on stderr, or None without rich."""
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return None
+    bar = Progress(
+        TextColumn("predicting"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} partitions"),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    bar.add_task("predict", total=total, rows=0)
+    bar.start()
+    return bar
 
 
 def _predict_stream(args, model, parquet_out):
@@ -1232,10 +1320,8 @@ def _predict_stream(args, model, parquet_out):
     if parquet_out:
         raise ValueError(f"--stream writes CSV predictions; --out {args.out} is Parquet: use a name ending .csv")
     blocks = FileBlocks(args.data, None, model.features)
-    header = [f"predicted_{model.target or 'value'}"]
-    if args.proba:
-        header += [f"probability_{label}" for label in model.classes]
-    rows = (cells + made for cells, made in zip(blocks.rows_text(), _streamed_predictions(model, blocks, args.proba)))
+    header = prediction_header(model, args.proba)
+    rows = (cells + made for cells, made in zip(blocks.rows_text(), predicted_cells(model, blocks, args.proba)))
     return _write_rows(args.out, blocks.columns + header, rows)
 
 
@@ -1247,29 +1333,6 @@ def _write_rows(out, header, rows):
     with atomic_open(out) as f:
         _write_csv(f, header, rows)
     return 0
-
-
-def _streamed_predictions(model, blocks, proba):
-    """Each row's prediction cells (and probabilities), ROWS_AT_ONCE rows at a time (as Model.outputs
-    splits a whole file: the same numbers); a ValueError at the first row whose output is not finite."""
-    start = 0
-    for x, _ in chunked(blocks(), ROWS_AT_ONCE):
-        with np.errstate(all="ignore"):
-            outputs = model.outputs(x)
-            columns = [model.predict(x)]
-            if proba:
-                p = model.predict_proba(x)
-                columns += [p[:, k] for k in range(p.shape[1])]
-        bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(x), -1)), axis=1)
-        if model.classes is None:
-            bad |= ~np.isfinite(np.asarray(columns[0], dtype=np.float64))
-        if bad.any():
-            raise ValueError(
-                f"{blocks.path}: the model's output is not a finite number (nan or inf) on data row "
-                f"{start + int(np.argmax(bad)) + 1}; are the values far outside the training data's?"
-            )
-        yield from ([_text(c[i]) for c in columns] for i in range(len(x)))
-        start += len(x)
 
 
 def _prediction_columns(model, data, proba):
@@ -1291,11 +1354,6 @@ def _prediction_columns(model, data, proba):
             "training data's?"
         )
     return names, columns
-
-
-def _text(value):
-    """A CSV cell: floats written exactly (shortest repr that reads back the same)."""
-    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def _write_parquet(out, path, header, columns):
