@@ -395,9 +395,8 @@ def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
 
 def _length(a: np.ndarray) -> float:
     """The Euclidean norm of a step the History keeps as a norm (one dot product, no array made)."""
-    flat = a.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return math.sqrt(float(np.dot(flat, flat)))
+    flat = a.reshape(-1)  # (an overflow is left to the divergence check: the Trainer's session ignores it)
+    return math.sqrt(float(np.dot(flat, flat)))
 
 
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
