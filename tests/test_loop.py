@@ -396,3 +396,31 @@ def test_sparse_inputs_train_as_the_same_rows_made_dense(options):
     assert la == lb and va == vb
     for a, b in zip(pa, pb):
         np.testing.assert_array_equal(a, b)
+
+
+def test_n_iter_no_change_may_be_infinite_and_a_run_may_be_resumed():
+    # tol = 1e9: every epoch after the first (which improves on inf) counts, and with n_iter_no_change = inf
+    # the count never plateaus: the run goes to max_iter with a count of max_iter - 1 (scikit-learn's rule).
+    net = mlp([1, 1], seed=0)
+    x, y = [[0.0], [1.0]], [[1.0], [3.0]]
+    trainer = cr.Trainer(
+        net, x, y, loss="mse", stopping="improvement", tol=1e9, n_iter_no_change=float("inf"), max_iter=6
+    )
+    _quiet(trainer.run)
+    assert trainer.history.n_iter == 6 and trainer.count.count == 5
+    trainer.resume(2)  # two more: the same as a run of 8
+    _quiet(trainer.run)
+    whole = cr.Trainer(
+        mlp([1, 1], seed=0),
+        x,
+        y,
+        loss="mse",
+        stopping="improvement",
+        tol=1e9,
+        n_iter_no_change=float("inf"),
+        max_iter=8,
+    )
+    _quiet(whole.run)
+    assert trainer.history.loss == whole.history.loss and trainer.count.count == whole.count.count == 7
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        cr.Trainer(net, x, y, n_iter_no_change=0.5)

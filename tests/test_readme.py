@@ -24,9 +24,10 @@ def test_the_readme_python_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     assert "dSSR/dw1 = sum_i dSSR/dPredicted_i" in out  # the explanation example
 
 
-def test_the_training_options_section_says_the_estimators_run_their_own_loop():
+def test_the_training_options_section_says_how_the_estimators_train():
     # review finding 8: it said every option "works the same in cr.fit, the scikit-learn estimators and the
-    # command line", but chainrule.sklearn runs scikit-learn's epoch loop, not Trainer, and has no clip
+    # command line", but the estimators take scikit-learn's parameters only (no clip); they train sgd and
+    # adam through Trainer, as the section says
     import inspect
 
     import pytest
@@ -34,7 +35,7 @@ def test_the_training_options_section_says_the_estimators_run_their_own_loop():
     sk = pytest.importorskip("chainrule.sklearn")
     section = README.read_text().split("### Training options")[1].split("\n## ")[0]
     assert "the scikit-learn estimators and the command line" not in section
-    assert "do not run `Trainer`" in section
-    assert "Trainer(" not in inspect.getsource(sk)  # as the section says
+    assert "through `Trainer` too" in section
+    assert "Trainer(" in inspect.getsource(sk)  # as the section says
     params = sk.MLPRegressor().get_params()
     assert not {"clip", "stopping", "schedule", "validation"} & set(params)

@@ -474,3 +474,60 @@ def test_weighted_and_poisson_mini_batches_are_replayed_with_each_batchs_weights
         np.testing.assert_allclose(reg.loss_curve_, eager.loss_curve_, rtol=1e-12)
         for a, b in zip(reg.coefs_, eager.coefs_):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+# ---- the stochastic solvers through the Trainer, against scikit-learn's own runs -------------------------
+
+
+def test_partial_fit_after_fit_goes_on_with_the_fits_optimizer():
+    # scikit-learn's partial_fit keeps the optimizer a fit built (its rate, the invscaling clock t_): a fit
+    # of 4 epochs, then 3 calls of partial_fit, epoch for epoch as scikit-learn's. (No momentum: with a rate
+    # that changes, chainrule scales the velocity by the current rate, see the README's notes.)
+    params = {"hidden_layer_sizes": (6,), "solver": "sgd", "momentum": 0.0, "learning_rate": "invscaling"}
+    params |= {"power_t": 0.3}
+    params |= {"learning_rate_init": 0.2, "max_iter": 4, "batch_size": 50, "random_state": 0}
+    runs = []
+    for module in (sk, cr.sklearn):
+        clf = quiet(module.MLPClassifier(**params).fit, X_IRIS, Y_IRIS)
+        for _ in range(3):
+            clf.partial_fit(X_IRIS, Y_IRIS)
+        runs.append(clf)
+    theirs, ours = runs
+    assert ours.t_ == theirs.t_ == 7 * len(X_IRIS)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+
+
+def test_warm_start_begins_at_learning_rate_init_as_scikit_learns():
+    # A warm-started fit builds a new optimizer: its first epoch takes learning_rate_init, the next ones
+    # learning_rate_init / (t_ + 1) ** power_t with t_ counted from the first fit on.
+    params = {"hidden_layer_sizes": (5,), "solver": "sgd", "momentum": 0.0, "learning_rate": "invscaling"}
+    params |= {"learning_rate_init": 0.5, "max_iter": 3, "warm_start": True, "random_state": 0}
+    runs = []
+    for module in (sk, cr.sklearn):
+        reg = module.MLPRegressor(**params)
+        for _ in range(3):
+            quiet(reg.fit, X_REG, Y_REG)
+        runs.append(reg)
+    theirs, ours = runs
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+
+
+def test_verbose_says_what_scikit_learns_says(capsys):
+    # The epoch lines, the validation scores and the plateau lines (adaptive: the rate / 5, then stop).
+    params = {"hidden_layer_sizes": (4,), "solver": "sgd", "momentum": 0.0, "learning_rate": "adaptive", "tol": 0.05}
+    params |= {"n_iter_no_change": 2, "max_iter": 40, "verbose": True, "random_state": 0}
+    said = []
+    for module in (sk, cr.sklearn):
+        for early in (False, True):
+            quiet(module.MLPClassifier(early_stopping=early, **params).fit, X_IRIS, Y_IRIS)
+        said.append(capsys.readouterr().out.splitlines())
+    theirs, ours = said
+    assert len(ours) == len(theirs) and any("Setting learning rate to" in line for line in ours)
+    for a, b in zip(ours, theirs):
+        if a.startswith("Iteration"):  # the loss to rounding
+            assert a.split("=")[0] == b.split("=")[0]
+            assert float(a.split("=")[1]) == pytest.approx(float(b.split("=")[1]), rel=1e-7)
+        else:
+            assert a == b

@@ -319,18 +319,25 @@ def is_weight(name: str) -> bool:
 
 def penalty(run: Settings, rows: float) -> float:
     """The L2 penalty of the trained weights: 0.5 alpha sum(||W||^2) / rows (scikit-learn's ``alpha``)."""
-    total = sum(float(np.sum(p.data * p.data)) for name, p in run.named if is_weight(name))
+    # (one dot product a weight, as scikit-learn sums the squares: no array of the squares is made)
+    total = 0.0
+    for name, p in run.named:
+        if is_weight(name):
+            flat = p.data.reshape(-1)
+            total += float(np.dot(flat, flat))
     return 0.5 * run.alpha * total / rows
 
 
 def add_penalty(run: Settings, loss: float, rows: float) -> float:
     """The loss plus the penalty; d penalty/dW = alpha W / rows is added to each weight's ``.grad``."""
-    value = penalty(run, rows)
-    for name, p in run.named:
+    total, c = 0.0, run.alpha / rows
+    for name, p in run.named:  # (one pass: penalty()'s sum of squares and the derivatives together)
         if is_weight(name):
-            extra = (run.alpha / rows) * p.data
+            flat = p.data.reshape(-1)
+            total += float(np.dot(flat, flat))
+            extra = c * p.data
             p.grad = extra if p.grad is None else p.grad + extra
-    return loss + value
+    return loss + 0.5 * run.alpha * total / rows
 
 
 def loss_and_grads(
@@ -386,6 +393,12 @@ def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
     return norm
 
 
+def _length(a: np.ndarray) -> float:
+    """The Euclidean norm of a step the History keeps as a norm (one dot product, no array made)."""
+    flat = a.reshape(-1)  # (an overflow is left to the divergence check: the Trainer's session ignores it)
+    return math.sqrt(float(np.dot(flat, flat)))
+
+
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
     """The Euclidean norm of a - b, a piece at a time: no array of their size is made."""
     a, b = a.reshape(-1), b.reshape(-1)
@@ -406,9 +419,10 @@ class Epochs:
     def __init__(self, run: Settings, step: Callable[..., tuple[float, list]]) -> None:
         self.run, self.step = run, step
         self.batches = Batches(run)
-        # NOTE: with tol = 0 no step is small enough to stop, so only an epoch's last step is measured
-        # (for its finiteness: a NaN step of an earlier batch makes the next batch's loss NaN).
-        self.watch = run.rule.can_converge or self.batches.whole
+        # NOTE: with tol = 0, or a rule that does not read the steps, no step size stops the run, so only an
+        # epoch's last step is measured (for its finiteness: a NaN step of an earlier batch makes the next
+        # batch's loss NaN).
+        self.watch = (run.rule.by_steps and run.rule.can_converge) or self.batches.whole
         self.params = run.params
         self.full = [p.size <= TRACE_LIMIT for p in self.params]
 
@@ -438,7 +452,7 @@ class Epochs:
                 return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
         whole = self.batches.whole
         steps = [
-            s if whole and s is not None else old - p.data if full else _distance(old, p.data)
+            (s if full else _length(s)) if whole and s is not None else old - p.data if full else _distance(old, p.data)
             for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)
         ]
         return Outcome(Iteration(value, largest, olds, grads, steps))

@@ -96,8 +96,9 @@ def _norm(a: Any) -> float:
         return a
     if a.size == 1:
         return abs(a.item())
+    flat = np.reshape(a, -1)
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.sqrt(np.sum(a * a)))
+        return float(np.sqrt(np.dot(flat, flat)))  # (one dot product: no array of the squares is made)
 
 
 class History:

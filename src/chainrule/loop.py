@@ -78,6 +78,7 @@ from .restarts import check_population, train_restarts
 from .schedules import Schedule, get_schedule
 from .stopping import RULES, NoImprovement, StoppingRule
 from .tensor import Tensor, is_anomaly_enabled, no_grad, tensor_from
+from .trace import CompiledStep
 from .validation import MIN_ROWS, score, split
 
 __all__ = ["Trainer", "ARGUMENTS", "FirstIterationWarning", "PrematureStopWarning"]
@@ -97,6 +98,9 @@ ARGUMENTS = {
     "validation": Number(low=0, high=1, low_open=True),  # a fraction; or (x_val, y_val)
     "shuffle": OneOf((True, False)),
 }
+# The Trainer also takes n_iter_no_change=math.inf (never a plateau: scikit-learn allows it); the command
+# line's flag keeps the table's whole numbers.
+PATIENCE = AnyOf((Integer(low=1), OneOf((math.inf,))))
 DEFAULT_TOL = 0.001  # the lessons' threshold for the step sizes
 # The last step of a run the lessons' rule stopped "still falls" when it lowered the loss by more than
 # this share of the whole run's drop, and by more than RELATIVE_DROP of the loss itself.
@@ -159,13 +163,13 @@ class Trainer:
         clip: float | None = None,
         validation: Any = None,
         stopping: str = "steps",
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int | float = 10,
         shuffle: bool | Callable[[int], Any] = True,
         executor: Executor | None = None,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
-        tol, max_iter, batch_size, seed, self.restarts, alpha, clip, stopping, n_iter_no_change = (
+        tol, max_iter, batch_size, seed, self.restarts, alpha, clip, stopping = (
             check("fit", name, value, ARGUMENTS[name])
             for name, value in (
                 ("tol", tol),
@@ -176,9 +180,9 @@ class Trainer:
                 ("alpha", alpha),
                 ("clip", clip),
                 ("stopping", stopping),
-                ("n_iter_no_change", n_iter_no_change),
             )
         )
+        n_iter_no_change = check("fit", "n_iter_no_change", n_iter_no_change, PATIENCE)
         loss_fn = get_loss(loss)
         named = _trained(model, params)
         dtype = named[0][1].dtype
@@ -248,6 +252,7 @@ class Trainer:
         self._engine: Epochs | WrittenOut | Minimized | None = None
         self._label = "eager"
         self._ended = False
+        self._diverged = False
         self.population_interrupted = False  # True when Ctrl-C stopped the random starts (the run then ends)
 
     @property
@@ -295,11 +300,12 @@ class Trainer:
                 self._advance(block, light)
         return self.history
 
-    def set_data(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+    def set_data(self, x: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> None:
         """Train on new rows (x, y) from the next step on, the run going on: the optimizer keeps its state
         (Momentum's velocity, Adam's moments and step count), the History, the stopping rule's count
         and the schedule go on, and so do the shuffling draws. ``sample_weight`` weighs the new rows
-        (None: each once). What ``partial_fit`` needs: a step on each new batch of data.
+        (None: each once); ``batch_size``, when given, is the new rows' (None: as before). What
+        ``partial_fit`` needs: a step on each new batch of data.
 
         The new rows must have the features of the first ones. Not for a batch source, nor with
         ``validation`` as a fraction (its rows were held out of the first data: give
@@ -342,6 +348,8 @@ class Trainer:
                 f"Trainer.set_data(): sample_weight needs one of the built-in losses ({', '.join(sorted(LOSSES))})"
             )
         old = self._engine
+        if batch_size is not None:
+            s = s._replace(batch_size=check("Trainer.set_data", "batch_size", batch_size, ARGUMENTS["batch_size"]))
         self.settings = s = s._replace(x=x, y=y, sample_weight=weights)
         if old is None:  # not begun: the first step chooses the engine, as for the first data
             return
@@ -353,7 +361,10 @@ class Trainer:
         else:
             if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
                 self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
-            self._engine = replayed(s)
+            if isinstance(old, Epochs) and isinstance(old.step, CompiledStep) and weights is None:
+                self._engine = Epochs(s, old.step)  # the steps recorded so far replay the new rows too
+            else:
+                self._engine = replayed(s)
             if isinstance(old, WrittenOut):
                 self._label = "python+numpy" if self.history.n_iter else "numpy"
         if isinstance(old, Epochs) and isinstance(self._engine, Epochs):
@@ -395,6 +406,42 @@ class Trainer:
                 )
             self._best_values = values
         self.count.best, self.count.count = best, count
+
+    def resume(self, more: int) -> None:
+        """Go on for ``more`` iterations after a stopping rule ended the run (or before it did): the
+        optimizer's state, the History, the count and the schedule go on, ``max_iter`` becomes the
+        iterations done plus ``more``. What scikit-learn's ``partial_fit`` does after a fit that
+        stopped: one more epoch from where the optimizer stands. Not after a divergence.
+
+        Example: two iterations, the run over; two more on top of them::
+
+            >>> import chainrule as cr
+            >>> net = cr.nn.mlp([1, 1], seed=0)
+            >>> trainer = cr.Trainer(net, [[0.0], [1.0]], [[1.0], [3.0]], loss="mse", max_iter=2, tol=0)
+            >>> import warnings; warnings.simplefilter("ignore", cr.ConvergenceWarning)
+            >>> _ = trainer.run(); trainer.resume(2); _ = trainer.run()
+            >>> trainer.history.n_iter, trainer.settings.rule.max_iter
+            (4, 4)
+        """
+        more = check("Trainer.resume", "more", more, Integer(low=1))
+        if self._diverged:
+            raise RuntimeError(f"Trainer.resume(): the run diverged ({self.history.stop_reason}); it cannot go on")
+        s = self.settings
+        self.settings = s._replace(rule=s.rule._replace(max_iter=self.history.n_iter + more))
+        if isinstance(self._engine, Epochs):
+            self._engine.run = self.settings
+        self._ended = False
+
+    @property
+    def next_rate(self) -> float:
+        """The learning rate the next epoch will take: the schedule's for it (invscaling: from ``seen``),
+        else the optimizer's present one (what scikit-learn's ``_optimizer.learning_rate`` says)."""
+        lr = self.optimizer.lr
+        if self.schedule is not None and self._engine is not None:
+            rate = self.schedule.rate(self._lr0, self.history.n_iter, self.seen)
+            if rate is not None and not (self._scheduled is not None and lr != self._scheduled):
+                return rate
+        return lr
 
     # ---- one call of the engine, recorded and judged ------------------------------------------------
 
@@ -586,13 +633,17 @@ class Trainer:
     def _diverge(self, iteration: int, f: Failure) -> None:
         """Put back the best parameters seen and raise, naming the first parameter that blew up."""
         h, named = self.history, self.settings.named
-        restore = list(h.best_state.values()) or f.before
+        early = self.settings.rule.kind == "early" and self._best_values is not None
+        restore = self._best_values if early else list(h.best_state.values()) or f.before
+        assert restore is not None
         for (_, p), b in zip(named, restore):
             p.data[...] = b
         h.diverge(f"diverged at iteration {iteration}: {_culprit(named, f)[1]}")
-        self._ended = True
+        self._ended = self._diverged = True
         seen = (
-            f"the best seen (loss {h.best_loss:.6g} at iteration {h.best_iter})"
+            f"those of the highest validation score ({self.count.best:.6g})"
+            if early
+            else f"the best seen (loss {h.best_loss:.6g} at iteration {h.best_iter})"
             if h.best_iter
             else "their values before this iteration"
         )

@@ -123,13 +123,20 @@ def poisson(log_mean: Tensor, observed: Any, sample_weight: Any = None) -> Tenso
         >>> poisson(cr.tensor([0.0]), [1.0]).item()   # e^0 - 1 x 0 + (1 log 1 - 1) = 0: mean 1 fits count 1
         0.0
     """
+    given = isinstance(observed, Tensor)
     log_mean, observed = _same_shape("poisson", log_mean, observed)
     y = observed.data
     if y.size and not y.min() >= 0:
         raise ValueError(f"poisson: observed values must be >= 0 (counts), got a minimum of {y.min()}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        offset = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0) - y
-    per_element = log_mean.exp() - log_mean * observed + constant(offset, "y log y - y")
+    if not given:
+        # NOTE: tracked, so that the constant term is recorded ops on the targets, which a replayed step
+        # (compile=True) reads as each batch's data; computed in NumPy it would be folded at the first
+        # batch's values (and the replay declined). No derivative is asked of it.
+        observed.requires_grad = True
+    # y log y with 0 log 0 = 0: log(y + tiny) is log(y) for every y above about 1e-292 and finite at 0
+    tiny = float(np.finfo(y.dtype).tiny) if y.dtype.kind == "f" else 1e-300
+    offset = observed * (observed + tiny).log() - observed
+    per_element = log_mean.exp() - log_mean * observed + _named(offset, "y log y - y")
     outputs = per_element.shape[-1] if per_element.ndim > 1 else 1
     return _named(_weighted("poisson", per_element, sample_weight, mean=True) * float(outputs), "Poisson")
 

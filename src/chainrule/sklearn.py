@@ -7,8 +7,10 @@ moments and the same Glorot-uniform start from ``random_state`` (so the same
 starting network as scikit-learn's). Every step is chainrule's: the network is
 an :func:`~chainrule.nn.mlp` (``model_``), its derivatives come from the
 recorded graph by the chain rule (replayed as NumPy calls, see
-:mod:`chainrule.trace`), the updates are :mod:`chainrule.optim`'s, and each
-epoch is written in a :class:`~chainrule.History` (``history_``);
+:mod:`chainrule.trace`), the updates are :mod:`chainrule.optim`'s, the ``sgd`` and
+``adam`` epochs run in the library's one training loop (:class:`~chainrule.Trainer`:
+its schedules, stopping count and validation), and each epoch is written in a
+:class:`~chainrule.History` (``history_``);
 :meth:`MLPRegressor.explain` shows any derivative as its chain of local
 derivatives. scikit-learn is an optional dependency (``pip install
 "chainrule[sklearn]"``): ``import chainrule`` never imports it, only
@@ -74,14 +76,14 @@ from . import functional as F
 from . import train
 from .checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Rule, sklearn_message
 from .engines import forward_backward
-from .errors import CompileWarning
+from .errors import CompileWarning, DivergenceError
 from .explain import Explanation, explain
 from .history import History
-from .losses import cross_entropy
+from .loop import Trainer
+from .losses import binary_log_loss, cross_entropy, poisson, squared_error_by_row, ssr
 from .nn import Linear, mlp
 from .optim import Adam, GradientDescent, Momentum, Optimizer
-from .schedules import Adaptive, InvScaling, Schedule, get_schedule
-from .stopping import NoImprovement
+from .schedules import Adaptive, InvScaling
 from .tensor import Tensor, constant, named, no_grad, tensor_from
 from .trace import CompiledStep
 
@@ -233,153 +235,50 @@ class _Objective:
         return named(named(data, "DataLoss") + named(squares * (0.5 * self.alpha) / rows, "Penalty"), "Loss")
 
 
-# ---- the optimizer and the learning-rate schedule -------------------------------------------------
+# ---- what the Trainer is handed: scikit-learn's loss, shuffles and learning rate ---------------------
+
+# Each output's objective as the Trainer's loss (each row summed over its outputs, rows averaged, as scikit-learn's).
+_TRAINER_LOSSES = {
+    "squared_error": squared_error_by_row,
+    "poisson": poisson,
+    "log_loss": cross_entropy,
+    "binary_log_loss": binary_log_loss,
+    "ssr": ssr,
+}
 
 
-class _Solver:
-    """A chainrule optimizer and a :mod:`chainrule.schedules` schedule, driven as scikit-learn drives its own.
+class _Shuffle:
+    """scikit-learn's order of the rows, epoch after epoch: each epoch shuffles the last one's order
+    (``sklearn.utils.shuffle(order, random_state=rng)``, the same draws), starting from the rows in
+    order at each call of fit or partial_fit (``restart``). The Trainer calls it once an epoch."""
 
-    ``learning_rate`` reads and sets the optimizer's ``lr``; at the end of each epoch
-    ``iteration_ends`` asks the schedule for the next rate (invscaling: from the samples
-    seen), and after ``n_iter_no_change`` epochs without improvement ``trigger_stopping``
-    asks it what to do at the plateau (adaptive: the rate / 5, or stop below 1e-6; the
-    others: stop). scikit-learn's schedules apply to ``solver="sgd"`` only: Adam's rate
-    stays constant.
-    """
+    def __init__(self, rng: np.random.RandomState) -> None:
+        self.restart(rng)
 
-    def __init__(self, estimator: Any, params: list) -> None:
-        e = estimator
-        name = e.learning_rate if e.solver == "sgd" else "constant"
-        schedule = InvScaling(power_t=e.power_t) if name == "invscaling" else get_schedule(name)
-        assert schedule is not None
-        self.schedule: Schedule = schedule
-        self.learning_rate_init = float(e.learning_rate_init)
-        self.optimizer: Optimizer
-        if e.solver == "adam":
-            self.optimizer = Adam(e.learning_rate_init, betas=(e.beta_1, e.beta_2), eps=e.epsilon)
-        elif e.momentum > 0:
-            self.optimizer = Momentum(e.learning_rate_init, momentum=e.momentum, nesterov=e.nesterovs_momentum)
-        else:
-            self.optimizer = GradientDescent(e.learning_rate_init)
-        self.optimizer.attach(params)
-        self.epochs = 0
+    def restart(self, rng: np.random.RandomState) -> None:
+        self.rng, self.order = rng, np.arange(0)
+
+    def __call__(self, n: int) -> np.ndarray:
+        if len(self.order) != n:
+            self.order = np.arange(n)
+        self.order = _shuffled(self.order, self.rng)
+        return self.order
+
+
+class _LearningRate:
+    """What scikit-learn's tests read of its ``_optimizer``: ``learning_rate``, the rate of the next epoch."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
 
     @property
     def learning_rate(self) -> float:
-        return self.optimizer.lr
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self.optimizer.lr = value
-
-    def iteration_ends(self, samples_seen: int) -> None:
-        self.epochs += 1
-        rate = self.schedule.rate(self.learning_rate_init, self.epochs, samples_seen)
-        if rate is not None:
-            self.learning_rate = rate
-
-    def trigger_stopping(self, why: str, verbose: Any) -> bool:
-        """After ``n_iter_no_change`` epochs without improvement: True to stop, else the rate was lowered."""
-        rate = self.schedule.plateau(self.learning_rate)
-        if rate is None:
-            tiny = isinstance(self.schedule, Adaptive)
-            _say(verbose, why + (" Learning rate too small. Stopping." if tiny else " Stopping."))
-            return True
-        self.learning_rate = rate
-        _say(verbose, why + f" Setting learning rate to {self.learning_rate:f}")
-        return False
+        return self.trainer.next_rate
 
 
 def _say(verbose: Any, text: str) -> None:
     if verbose:
         print(text)
-
-
-class _Epoch:
-    """One pass over the training rows: scikit-learn's batches (shuffled by its RandomState draws), each a
-    replayed chainrule step (forward, backward by the chain rule) and an update; ``run()`` returns
-    scikit-learn's epoch loss (the batches' losses weighted by their rows)."""
-
-    def __init__(self, estimator: Any, X: np.ndarray, target: np.ndarray, params: list) -> None:
-        self.e, self.X, self.target, self.params = estimator, X, target, params
-        self.step = estimator._step = CompiledStep(estimator.model_, estimator._objective, params, forward_backward)
-        self.order = np.arange(X.shape[0])
-        self.size = estimator._batch_size(X.shape[0])
-        self.before = _Before(params)
-        self.grads: list[np.ndarray] = []
-
-    def run(self) -> float:
-        e, n, size = self.e, self.X.shape[0], self.size
-        summed = e._objective.reduction == "sum"
-        if e.shuffle:
-            self.order = _shuffled(self.order, e._random_state)
-        self.before.take()
-        total = 0.0
-        for a in range(0, n, size):
-            rows = self.order[a : a + size] if e.shuffle else slice(a, a + size)
-            xb, yb = tensor_from(_dense(self.X[rows])), self.target[rows]  # sparse: a batch at a time
-            loss, grads = self.step(e.model_, xb, yb, e._objective, self.params)
-            loss, self.grads = e._objective.penalize(loss, grads, self.params, yb)
-            e._optimizer.optimizer.step()
-            total += loss if summed else loss * min(size, n - a)
-        return total if summed else total / n
-
-
-class _Before:
-    """The parameters' values at the start of an epoch, and after it their change (old - new) per
-    parameter: a full array, or its norm for a parameter the History keeps as norms.
-
-    NOTE: the optimizer packs the parameters into one flat array (their ``.data`` are views of it):
-    then one copy and one subtraction serve them all, in place of one of each per parameter (the
-    same numbers: each element's old - new either way)."""
-
-    def __init__(self, params: list) -> None:
-        self.params = params
-        self.flat: np.ndarray | None = None
-        self.spans: list[tuple[int, int]] = []
-        self.values: Any = None
-
-    def _packed(self) -> np.ndarray | None:
-        """The one flat array that holds every parameter, one after the other, or None."""
-        base = self.params[0].data.base
-        if base is None or base.ndim != 1 or not base.flags.c_contiguous:
-            return None
-        if base is self.flat:
-            return base if all(p.data.base is base for p in self.params) else None
-        start, item, spans = base.__array_interface__["data"][0], base.itemsize, []
-        at = 0
-        for p in self.params:
-            d = p.data
-            if d.base is not base or not d.flags.c_contiguous or d.__array_interface__["data"][0] != start + at * item:
-                return None
-            spans.append((at, at + d.size))
-            at += d.size
-        self.flat, self.spans = base, spans
-        return base
-
-    def take(self) -> None:
-        flat = self._packed()
-        self.values = flat.copy() if flat is not None else [p.data.copy() for p in self.params]
-        self.taken_from = flat
-
-    def changes(self, full: list[bool]) -> tuple[list, list]:
-        """(old values, steps) per parameter: arrays where ``full``, else the step's norm (float)."""
-        flat = self.taken_from
-        if flat is None or self._packed() is not flat:  # unpacked (or repacked since): one at a time
-            olds = (
-                self.values
-                if flat is None
-                else [self.values[a:b].reshape(p.shape) for p, (a, b) in zip(self.params, self.spans)]
-            )
-            steps = [old - p.data if f else _norm(old - p.data) for old, p, f in zip(olds, self.params, full)]
-            return olds, steps
-        change = self.values - flat
-        olds, steps = [], []
-        for p, (a, b), f in zip(self.params, self.spans, full):
-            olds.append(self.values[a:b].reshape(p.shape))
-            piece = change[a:b]
-            steps.append(piece.reshape(p.shape) if f else math.sqrt(float(np.dot(piece, piece))))
-        return olds, steps
 
 
 # ---- what both estimators share ---------------------------------------------------------------------
@@ -418,21 +317,21 @@ class _MLP(BaseEstimator):
             self._initialize([X.shape[1], *hidden, self.n_outputs_], X.dtype)
         self.out_activation_, self._loss_kind = self._output()
         self._sync_model(X.dtype)
-        weighted = sample_weight is not None
-        self._objective = _Objective(
-            self._loss_kind, self._weights(), float(self.alpha), self.n_outputs_, weighted, in_graph=False
-        )
         with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore", CompileWarning)  # a declined replay trains eagerly: same numbers
-            start = time.perf_counter()
-            try:
-                if self.solver == "lbfgs":
+            if self.solver != "lbfgs":
+                self._fit_stochastic(X, Y, sample_weight, incremental)  # (the Trainer keeps time and engine)
+            else:
+                weighted = sample_weight is not None
+                self._objective = _Objective(
+                    self._loss_kind, self._weights(), float(self.alpha), self.n_outputs_, weighted, in_graph=False
+                )
+                start = time.perf_counter()
+                try:
                     self._fit_lbfgs(X, Y, sample_weight)
-                else:
-                    self._fit_stochastic(X, Y, sample_weight, incremental)
-            finally:
-                self.history_.add_time(time.perf_counter() - start)
-                self.history_.set_engine(_engine_label(getattr(self, "_step", None)))
+                finally:
+                    self.history_.add_time(time.perf_counter() - start)
+                    self.history_.set_engine(_engine_label(getattr(self, "_step", None)))
         self._publish()
         if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
             raise ValueError(_NON_FINITE)
@@ -446,7 +345,8 @@ class _MLP(BaseEstimator):
             sizes, activation=_ACTIVATIONS[self.activation], seed=self._random_state, dtype=dtype, init="glorot"
         )
         self._publish()
-        self._best_state = self.model_.state_dict()
+        self._trainer: Trainer | None = None  # a stochastic solver's run, kept for partial_fit
+        self._best_values: list[np.ndarray] | None = None  # early stopping: the best validation score's parameters
         self.history_ = self._new_history()
         self.loss_curve_: list[float] = []
         self._no_improvement_count = 0
@@ -461,59 +361,149 @@ class _MLP(BaseEstimator):
         return History([(n, p.shape) for n, p in self.model_.named_parameters()], self.tol)
 
     def _fit_stochastic(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any, incremental: bool) -> None:
-        params = self.model_.parameters()
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = _Solver(self, params)
-        elif any(a is not b for a, b in zip(self._optimizer.optimizer.params, params)):
-            self._optimizer.optimizer.attach(params)  # a network rebuilt from assigned coefs_: fresh state
+        """Epochs of sgd or adam, run by chainrule's Trainer as scikit-learn runs its own: its batches and
+        shuffles, loss, schedules and count of epochs without improvement, carried on from earlier calls."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if self.early_stopping and self.validation_scores_ is None:  # early_stopping switched on for a warm start
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
         if not self.early_stopping and self.best_loss_ is None:  # or off
             self.best_loss_ = np.inf
-        X_train, X_val, Y_train, y_val, w_train, w_val = self._split(X, Y, sample_weight)
-        epoch = _Epoch(self, X_train, self._objective.pack(Y_train, w_train, X.dtype), params)
+        X_train, X_val, Y_train, Y_val, w_train, w_val = self._split(X, Y, sample_weight)
+        n, size = X_train.shape[0], self._batch_size(X_train.shape[0])
+        trainer = getattr(self, "_trainer", None)  # (none after coefs_ were set by hand, or a pickle)
+        # scikit-learn keeps its optimizer (its state, its rate) from call to call of partial_fit, and from a
+        # fit to the partial_fit calls after it; a fit builds a new one
+        if incremental and trainer is not None and trainer.model is self.model_ and not self.early_stopping:
+            if callable(trainer.settings.shuffle):
+                trainer.settings.shuffle.restart(self._random_state)
+            trainer.resume(1)
+            trainer.set_data(X_train, self._trainer_targets(Y_train), w_train, batch_size=size)
+            fresh = False
+        else:
+            trainer = self._new_trainer(X_train, Y_train, w_train, X_val, Y_val, w_val, size, incremental)
+            fresh = True
+        start, t = trainer.history.n_iter, self.t_
+        trainer.callback = self._teller(start) if self.verbose else None
         try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                self.loss_ = epoch.run()
-                self.n_iter_ += 1
-                self.t_ += X_train.shape[0]
-                self.loss_curve_.append(self.loss_)
-                self._record_epoch(self.loss_, epoch.before, epoch.grads)
-                _say(self.verbose, f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                if self._stops(X_val, y_val, w_val, incremental):
-                    break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", train.ConvergenceWarning)  # said below, in scikit-learn's words
+                if fresh and t:  # a new optimizer's first epoch takes learning_rate_init, as scikit-learn's
+                    trainer.step()
+                    trainer.seen = t + n  # and the schedule goes on from the rows seen before
+                trainer.run()
+        except DivergenceError:
+            self._took(trainer, start, t, n)
+            self._trainer = None
+            if not self.early_stopping:
+                raise ValueError(_NON_FINITE) from None
+            # scikit-learn scores the diverged epoch nan and puts back the best validation score's weights
+            # (the Trainer did); it trains on to max_iter with weights that are not finite, the Trainer stops
+            assert self.validation_scores_ is not None
+            self.n_iter_, self.t_ = self.n_iter_ + 1, self.t_ + n
+            self.loss_ = math.nan
+            self.loss_curve_.append(math.nan)
+            self.validation_scores_.append(math.nan)
+            return
         except KeyboardInterrupt:
-            self.history_.end("interrupted (Ctrl-C)")
+            trainer.history.end("interrupted (Ctrl-C)")
             warnings.warn("Training interrupted by user.", stacklevel=4)
-        if self.early_stopping:  # the weights of the best validation score
-            self.model_.load_state_dict(self._best_state)
-
-    def _stops(self, X_val: Any, y_val: Any, w_val: Any, incremental: bool) -> bool:
-        """After an epoch, as scikit-learn: count it, let the schedule act, stop at a plateau or max_iter."""
-        h = self.history_
-        self._update_no_improvement_count(X_val, y_val, w_val)
-        self._optimizer.iteration_ends(self.t_)
-        if self._no_improvement_count > self.n_iter_no_change:
-            why = self._no_improvement_sentence()
-            if self._optimizer.trigger_stopping(why, self.verbose):
-                h.end(why[:-1], converged=True)
-                return True
-            self._no_improvement_count = 0
-        if incremental:
-            h.end("one epoch of partial_fit")
-            return True
-        if self.n_iter_ == self.max_iter:
-            h.end(f"reached max_iter = {self.max_iter} epochs")
+        self._took(trainer, start, t, n)
+        if not incremental and self.n_iter_ == self.max_iter and not trainer.history.converged:
             warnings.warn(
                 f"{type(self).__name__}: stochastic optimizer: maximum iterations ({self.max_iter}) "
                 "reached and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=5,
+                stacklevel=4,
             )
-        return False
+
+    def _new_trainer(
+        self, X: Any, Y: np.ndarray, w: Any, X_val: Any, Y_val: Any, w_val: Any, size: int, incremental: bool
+    ) -> Trainer:
+        """A Trainer set as scikit-learn's solver: its optimizer, schedule (sgd's), stopping count and order."""
+        optimizer: Optimizer
+        if self.solver == "adam":
+            optimizer = Adam(self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
+        elif self.momentum > 0:
+            optimizer = Momentum(self.learning_rate_init, momentum=self.momentum, nesterov=self.nesterovs_momentum)
+        else:
+            optimizer = GradientDescent(self.learning_rate_init)
+        name = self.learning_rate if self.solver == "sgd" else "constant"  # Adam's rate stays as it is
+        schedule = InvScaling(self.power_t) if name == "invscaling" else Adaptive() if name == "adaptive" else None
+        early = X_val is not None
+        trainer = Trainer(
+            self.model_,
+            X,
+            self._trainer_targets(Y),
+            loss=_TRAINER_LOSSES[self._loss_kind],
+            optimizer=optimizer,
+            tol=float(self.tol),
+            max_iter=1 if incremental else self.max_iter,  # (partial_fit: one epoch a call, see resume)
+            batch_size=size,
+            monitor=False,
+            compile=True,
+            alpha=float(self.alpha),
+            sample_weight=w,
+            schedule=schedule,
+            validation=(X_val, self._trainer_targets(Y_val), w_val) if early else None,
+            stopping="early" if early else "improvement",
+            n_iter_no_change=self.n_iter_no_change,
+            shuffle=_Shuffle(self._random_state) if self.shuffle else False,
+        )
+        if early:
+            y_val = self._validation_targets(Y_val)
+            trainer.scorer = lambda z, _, w_val: self._score_raw(z, y_val, w_val)
+        trainer.on_plateau = self._plateau_teller(isinstance(schedule, Adaptive))
+        best = self.best_validation_score_ if early else self.best_loss_
+        assert best is not None  # (set by _initialize, or above, for the rule in use)
+        best_values = getattr(self, "_best_values", None) if early else None
+        trainer.carry_on(float(best), self._no_improvement_count, best_values)
+        return trainer
+
+    def _took(self, trainer: Trainer, start: int, t: int, n: int) -> None:
+        """The fitted attributes after the Trainer's epochs from iteration ``start`` on (``t``: t_ before them)."""
+        h = trainer.history
+        self.history_, self._trainer, self._optimizer = h, trainer, _LearningRate(trainer)
+        self.n_iter_ = h.n_iter - start
+        self.t_ = t + self.n_iter_ * n
+        trainer.seen = self.t_
+        self.loss_curve_.extend(h.loss[start:])
+        if self.n_iter_:
+            self.loss_ = h.loss[-1]
+        self._no_improvement_count = trainer.count.count
+        if self.early_stopping:
+            assert self.validation_scores_ is not None
+            self.validation_scores_.extend(h.validation_score[start:])
+            self.best_validation_score_ = trainer.count.best
+            self._best_values = [p.data.copy() for p in trainer.settings.params]  # (put back by the Trainer)
+        else:
+            self.best_loss_ = trainer.count.best
+
+    def _teller(self, start: int) -> Any:
+        """scikit-learn's verbose lines of an epoch, as the Trainer's callback."""
+
+        def tell(h: History) -> None:
+            print(f"Iteration {h.n_iter - start}, loss = {h.loss[-1]:.8f}")
+            if self.early_stopping:
+                print(f"Validation score: {h.validation_score[-1]:f}")
+
+        return tell
+
+    def _plateau_teller(self, adaptive: bool) -> Any:
+        """scikit-learn's verbose line at a plateau of the count (the rate lowered, or the run stopping)."""
+
+        def tell(rate: float | None) -> None:
+            why = self._no_improvement_sentence()
+            if rate is not None:
+                _say(self.verbose, why + f" Setting learning rate to {rate:f}")
+            else:
+                _say(self.verbose, why + (" Learning rate too small. Stopping." if adaptive else " Stopping."))
+
+        return tell
+
+    def _trainer_targets(self, Y: np.ndarray) -> np.ndarray:
+        """The targets as the Trainer's loss reads them: class indices for the softmax, else as they are."""
+        return Y.argmax(axis=1) if self._loss_kind == "log_loss" else Y
 
     def _record(self, loss: float, olds: list, grads: list, news: list) -> None:
         """One epoch (or L-BFGS iteration) in ``history_``, from the values before and after it.
@@ -532,20 +522,12 @@ class _MLP(BaseEstimator):
                 grads[k] = _norm(grads[k])
         h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
 
-    def _record_epoch(self, loss: float, before: _Before, grads: list) -> None:
-        """One epoch in ``history_``: the values before it (one snapshot of the packed parameters), the
-        last batch's derivatives and the epoch's change, as :meth:`_record` makes them."""
-        h = self.history_
-        olds, steps = before.changes([t.full for t in h.params.values()])
-        grads = [g if trace.full else _norm(g) for trace, g in zip(h.params.values(), grads)]
-        h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
-
     def _no_improvement_sentence(self) -> str:
         what = "Validation score" if self.early_stopping else "Training loss"
         return f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
 
     def _split(self, X: np.ndarray, Y: np.ndarray, w: Any) -> tuple:
-        """(X_train, X_val, Y_train, y_val, w_train, w_val): scikit-learn's hold-out for early stopping."""
+        """(X_train, X_val, Y_train, Y_val, w_train, w_val): scikit-learn's hold-out for early stopping."""
         if not self.early_stopping:
             return X, None, Y, None, w, None
         stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
@@ -559,7 +541,7 @@ class _MLP(BaseEstimator):
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
             )
-        return X_train, X_val, Y_train, self._validation_targets(Y_val), w_train, w_val
+        return X_train, X_val, Y_train, Y_val, w_train, w_val
 
     def _validation_targets(self, Y_val: np.ndarray) -> np.ndarray:
         return Y_val
@@ -572,31 +554,6 @@ class _MLP(BaseEstimator):
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=5
             )
         return int(np.clip(self.batch_size, 1, n))
-
-    def _update_no_improvement_count(self, X_val: Any, y_val: Any, w_val: Any) -> None:
-        """scikit-learn's rule, chainrule's :class:`~chainrule.stopping.NoImprovement`: count the epochs
-        without an improvement by ``tol`` of the training loss (or the validation score), keep the best.
-
-        The count and the best live in the fitted attributes (``_no_improvement_count``,
-        ``best_loss_`` / ``best_validation_score_``), so warm starts and partial_fit go on counting."""
-        if self.early_stopping:
-            assert self.validation_scores_ is not None
-            value = self._score(X_val, y_val, w_val)
-            self.validation_scores_.append(value)
-            _say(self.verbose, f"Validation score: {value:f}")
-            best = self.best_validation_score_
-        else:
-            value, best = self.loss_curve_[-1], self.best_loss_
-        rule = NoImprovement(self.tol, self.n_iter_no_change, higher_is_better=self.early_stopping)
-        assert best is not None  # (set by _initialize for the rule in use)
-        rule.best, rule.count = best, self._no_improvement_count
-        rule.see(value)
-        self._no_improvement_count = rule.count
-        if not self.early_stopping:
-            self.best_loss_ = rule.best
-        elif rule.best != best:  # a new best validation score: keep these weights
-            self.best_validation_score_ = rule.best
-            self._best_state = self.model_.state_dict()
 
     def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any) -> None:
         """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
@@ -776,6 +733,8 @@ class _MLP(BaseEstimator):
         state.pop("_views", None)  # views do not survive a pickle: published again after loading
         state.pop("_objective", None)
         state.pop("_step", None)
+        state.pop("_trainer", None)  # a run in progress (recorded steps): a loaded estimator's partial_fit
+        state.pop("_optimizer", None)  # starts a new one, as after a fit
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -990,13 +949,16 @@ class MLPRegressor(RegressorMixin, _MLP):
         return self._predict(self._checked_X(X))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        z = self._raw(X)
+        return self._from_raw(self._raw(X))
+
+    def _from_raw(self, z: np.ndarray) -> np.ndarray:
         if self.out_activation_ == "exp":
             z = np.exp(z)
         return z.ravel() if z.shape[1] == 1 else z
 
-    def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
-        return _score_with(self._predict(X), y, sample_weight, r2_score)
+    def _score_raw(self, z: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
+        """R^2 of the predictions from the network's raw outputs z (early stopping's validation score)."""
+        return _score_with(self._from_raw(z), y, sample_weight, r2_score)
 
     def _targets_for_explain(self, y: Any) -> np.ndarray:
         y = np.asarray(y, dtype=float)
@@ -1128,15 +1090,17 @@ class MLPClassifier(ClassifierMixin, _MLP):
         return self._predict(self._checked_X(X))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        z = self._raw(X)
+        return self._from_raw(self._raw(X))
+
+    def _from_raw(self, z: np.ndarray) -> np.ndarray:
         p = F.softmax(tensor_from(z), axis=1).data if self.out_activation_ == "softmax" else _sigmoid(z)
         return self._label_binarizer.inverse_transform(p.ravel() if self.n_outputs_ == 1 else p)
 
-    def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
-        z = self._raw(X)
+    def _score_raw(self, z: np.ndarray, y: np.ndarray, sample_weight: Any) -> float:
+        """The accuracy of the classes from the network's raw outputs z (early stopping's validation score)."""
         if not np.isfinite(z).all():
             return np.nan
-        return float(accuracy_score(y, self._predict(X), sample_weight=sample_weight))
+        return float(accuracy_score(y, self._from_raw(z), sample_weight=sample_weight))
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """log P(class | row): ``log(predict_proba(X))``, as scikit-learn's (so the two argmaxes agree)."""

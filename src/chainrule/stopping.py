@@ -47,7 +47,7 @@ class StoppingRule(NamedTuple):
     tol: float
     max_iter: int
     kind: str = "steps"  # one of RULES
-    n_iter_no_change: int = 10
+    n_iter_no_change: float = 10  # a whole number, or math.inf (never a plateau)
 
     @property
     def by_steps(self) -> bool:
@@ -103,7 +103,7 @@ class NoImprovement:
     schedule lowered the rate).
     """
 
-    def __init__(self, tol: float, n_iter_no_change: int, higher_is_better: bool = False) -> None:
+    def __init__(self, tol: float, n_iter_no_change: float, higher_is_better: bool = False) -> None:
         self.tol, self.patience, self.higher = tol, n_iter_no_change, higher_is_better
         self.best = -math.inf if higher_is_better else math.inf
         self.count = 0
