@@ -402,6 +402,9 @@ def _length(a: np.ndarray) -> float:
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
     """The Euclidean norm of a - b, a piece at a time: no array of their size is made."""
     a, b = a.reshape(-1), b.reshape(-1)
+    if a.size <= piece:  # (most parameters: one subtraction, one dot product; an overflow is left to the
+        d = a - b  # divergence check, the Trainer's session ignores it)
+        return math.sqrt(float(np.dot(d, d)))
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for i in range(0, a.size, piece):
