@@ -262,3 +262,10 @@ def test_everything_is_checked_before_the_scheduler_is_reached(capsys, tmp_path,
         f"chainrule: error: cannot write the predictions into {tmp_path / 'no' / 'p'}: the directory "
         f"{tmp_path / 'no'} does not exist\n",
     )
+
+
+def test_more_local_workers_than_cores_is_refused_before_anything_is_written(capsys, tmp_path, regressor, csv_parts):
+    many = max(2, os.cpu_count() or 1) + 1
+    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p", "--workers", many)
+    assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
+    assert not (tmp_path / "p").exists()
