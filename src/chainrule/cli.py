@@ -1275,6 +1275,14 @@ def _predict_partitions(args):
         else:
             with open_executor(workers=args.workers, scheduler=args.scheduler) as executor:
                 written = run_partitions(tasks, executor, on_done=progress)
+    except KeyboardInterrupt:  # the partitions done are on disk, each whole: say which, not "nothing written"
+        progress.close()  # (the bar off the terminal first)
+        print(
+            f"\nchainrule: interrupted: {progress.done} of {len(tasks)} partitions were written to {args.out} "
+            "(each in full); the others were not",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         progress.close()
     rows = sum(w.rows for w in written)
@@ -1301,6 +1309,7 @@ class _PartitionProgress:
     def close(self):
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 def _partition_bar(total):
