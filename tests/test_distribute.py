@@ -349,7 +349,7 @@ def test_fit_on_a_dask_scheduler_writes_the_same_file_as_without(tmp_path, lesso
         (["--workers", "2"], "--workers spreads the random starts of --restarts over workers; give --restarts N"),
         (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler spreads the random starts of --restarts"),
         (["--restarts", "3", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "give one of them, not both"),
-        (["--restarts", "3", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
+        (["--restarts", "3", "--workers", "0"], "--workers must be an integer in [1, "),
         (["--restarts", "3", "--scheduler", "nonsense"], "address such as tcp://127.0.0.1:8786, got 'nonsense'"),
         (["--restarts", "3", "--scheduler", "tcp://127.0.0.1:99999"], "got 'tcp://127.0.0.1:99999'"),
     ],
@@ -425,3 +425,14 @@ def test_ctrl_c_after_a_shard_on_the_command_line_saves_the_best_finished_start(
     training = cr.modelfile.load(tmp_path / "m.json").training
     assert training["interrupted"] is True and training["n_iter"] == 0
     assert training["final_loss"] == pytest.approx(lowest, rel=1e-5)  # the file holds that start's final values
+
+
+def test_more_local_workers_than_cores_is_one_line_exit_2_before_any_process(tmp_path, lessons_csv, capsys):
+    # each shard of --restarts 1000 would start a process of its own (62 of them): refused in flag words
+    many = max(2, os.cpu_count() or 1) + 1
+    out = tmp_path / "m.json"
+    code, _, err = _cli(
+        capsys, "fit", lessons_csv, "--target", "y", "--restarts", "1000", "--workers", many, "--out", out
+    )
+    assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
+    assert not out.exists()

@@ -262,3 +262,28 @@ def test_everything_is_checked_before_the_scheduler_is_reached(capsys, tmp_path,
         f"chainrule: error: cannot write the predictions into {tmp_path / 'no' / 'p'}: the directory "
         f"{tmp_path / 'no'} does not exist\n",
     )
+
+
+def test_more_local_workers_than_cores_is_refused_before_anything_is_written(capsys, tmp_path, regressor, csv_parts):
+    many = max(2, os.cpu_count() or 1) + 1
+    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p", "--workers", many)
+    assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_ctrl_c_after_a_partition_says_what_was_written(capsys, tmp_path, regressor, csv_parts, monkeypatch):
+    # Ctrl-C while the second of three partitions is predicted: the first is on disk, whole, and the
+    # message says so (not "nothing written")
+    real, calls = partitions.predict_partition, []
+
+    def interrupted_at_the_second(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(partitions, "predict_partition", interrupted_at_the_second)
+    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p")
+    assert code == 130 and "nothing written" not in err
+    assert "1 of 3 partitions were written" in err and str(tmp_path / "p") in err
+    assert sorted(os.listdir(tmp_path / "p")) == ["part-0.csv"]

@@ -410,3 +410,11 @@ def test_a_dask_cluster_gives_the_same_files_as_in_process(tmp_path, curve, clus
     assert there.table == here.table
     _same_outputs(tmp_path / "here", tmp_path / "there")
     shutil.rmtree(tmp_path / "there")
+
+
+def test_more_local_workers_than_cores_is_refused_before_anything_is_written(tmp_path, capsys, curve):
+    many = max(2, os.cpu_count() or 1) + 1
+    code, _, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", "hidden=2", "--folds", "2",
+                        "--workers", many, "--out", tmp_path / "s")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
+    assert not (tmp_path / "s").exists()

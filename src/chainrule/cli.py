@@ -392,7 +392,8 @@ def _fit_command(sub):
         "--workers",
         type=int,
         metavar="K",
-        help="with --restarts: train the starts in shards on K local processes (the same result as without)",
+        help="with --restarts: train the starts in shards on K local processes, at most the cores (the same result as "
+        "without)",
     )
     p.add_argument(
         "--scheduler",
@@ -634,13 +635,16 @@ def _scaling(data, x, y):
 
 # (option, attribute, what it must be), checked before any data is read; an option not given (None) is
 # left to fit's default
+# NOTE: every shard or task beyond the cores would start a local process of its own (1000 restarts on
+# --workers 100 start 62), each paying its start-up for no speed: at most the cores (2 on a smaller machine).
+LOCAL_WORKERS = Integer(low=1, high=max(2, os.cpu_count() or 1))
 LIMITS = (
     ("--lr", "lr", Number(low=0, low_open=True)),
     ("--tol", "tol", Number(low=0)),
     ("--max-iter", "max_iter", Integer(low=1)),
     ("--batch-size", "batch_size", Integer(low=1)),
     ("--restarts", "restarts", Integer(low=1)),
-    ("--workers", "workers", Integer(low=1)),
+    ("--workers", "workers", LOCAL_WORKERS),
     ("--seed", "seed", Integer(low=0)),
     ("--alpha", "alpha", ARGUMENTS["alpha"]),
     ("--weight-decay", "weight_decay", Number(low=0)),
@@ -1113,7 +1117,9 @@ def _sweep_command(sub):
     p.add_argument("--restarts", type=int, metavar="N", help="train N random starts in every task, keep the best")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and of every training (default 0)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="K", help="run the tasks on K local processes")
+    where.add_argument(
+        "--workers", type=int, metavar="K", help="run the tasks on K local processes (at most the cores)"
+    )
     where.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="run the tasks on a running Dask scheduler (chainrule[dask])"
     )
@@ -1131,7 +1137,7 @@ def _sweep(args):
         ("--folds", args.folds, Integer(low=2)),
         ("--restarts", args.restarts, Integer(low=1)),
         ("--seed", args.seed, Integer(low=0)),
-        ("--workers", args.workers, Integer(low=1)),
+        ("--workers", args.workers, LOCAL_WORKERS),
     ):
         if value is not None:
             check(None, flag, value, rule)
@@ -1214,7 +1220,9 @@ def _predict_command(sub):
         "memory (CSV output; to --out atomically: the whole file or none); partitions are always read so",
     )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="K", help="predict the partitions on K local processes (K >= 1)")
+    where.add_argument(
+        "--workers", type=int, metavar="K", help="predict the partitions on K local processes (1 to the cores)"
+    )
     where.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -1258,7 +1266,7 @@ def _predict_partitions(args):
     if not args.out:
         raise ValueError("predicting partitions writes one file each: give the directory to write them to, --out DIR")
     if args.workers is not None:
-        check("predict", "--workers", args.workers, Integer(low=1))
+        check(None, "--workers", args.workers, LOCAL_WORKERS)
     tasks = partition_tasks(args.model, args.data, args.out, args.proba)  # all checked before any connection
     progress = _PartitionProgress(len(tasks))
     try:
@@ -1267,6 +1275,14 @@ def _predict_partitions(args):
         else:
             with open_executor(workers=args.workers, scheduler=args.scheduler) as executor:
                 written = run_partitions(tasks, executor, on_done=progress)
+    except KeyboardInterrupt:  # the partitions done are on disk, each whole: say which, not "nothing written"
+        progress.close()  # (the bar off the terminal first)
+        print(
+            f"\nchainrule: interrupted: {progress.done} of {len(tasks)} partitions were written to {args.out} "
+            "(each in full); the others were not",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         progress.close()
     rows = sum(w.rows for w in written)
@@ -1293,6 +1309,7 @@ class _PartitionProgress:
     def close(self):
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 def _partition_bar(total):
