@@ -270,6 +270,16 @@ def test_a_sweep_cut_short_by_a_kill_resumes_to_the_same_table_ignoring_the_half
     assert sweep(curve, "y", GRID, folds=FOLDS, out=cut, plot=False).ran == 0  # all there: nothing runs again
 
 
+def test_an_empty_results_file_left_by_a_kill_before_the_header_starts_over(tmp_path, curve):
+    whole, empty = tmp_path / "whole", tmp_path / "empty"
+    first = sweep(curve, "y", GRID, folds=FOLDS, out=whole, plot=False)
+    empty.mkdir()
+    (empty / "results.jsonl").write_bytes(b"")  # created, then killed before its first line
+    again = sweep(curve, "y", GRID, folds=FOLDS, out=empty, plot=False)
+    assert again.ran == first.ran and again.table == first.table
+    _same_outputs(whole, empty)
+
+
 def test_ctrl_c_says_how_many_results_are_saved_exits_130_and_the_same_command_resumes(
     tmp_path, curve, capsys, monkeypatch
 ):

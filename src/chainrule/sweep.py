@@ -421,6 +421,8 @@ class _Results:
         """The results found (into ``found``) and the byte length of the file's complete lines (0: start over)."""
         with open(self.path, "rb") as f:
             content = f.read()
+        if not content:  # created by a run killed before it wrote the header: start over
+            return 0
         lines = content.split(b"\n")
         complete, good = lines[:-1], 0
         if not complete and not lines[-1].startswith(b'{"format": "%s"' % FORMAT.encode()):
