@@ -36,7 +36,14 @@ from .losses import get_loss, ssr
 from .modelfile import DTYPES, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
-from .partitions import cell_text, partition_tasks, predicted_cells, prediction_header, run_partitions
+from .partitions import (
+    cell_text,
+    not_finite,
+    partition_tasks,
+    predicted_cells,
+    prediction_header,
+    run_partitions,
+)
 from .restarts import MAX_ELEMENTS, population_elements
 from .schedules import SCHEDULES
 from .streams import SHUFFLE_BUFFER, Moments, chunked
@@ -1361,9 +1368,7 @@ def _prediction_columns(model, data, proba):
             p = model.predict_proba(data)
             names += [f"probability_{label}" for label in model.classes]
             columns += [p[:, k] for k in range(p.shape[1])]
-    bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(data), -1)), axis=1)
-    if model.classes is None:
-        bad |= ~np.isfinite(np.asarray(columns[0], dtype=np.float64))
+    bad = not_finite(model, outputs, columns[0])
     if bad.any():
         raise ValueError(
             f"{data.path}: the model's output is not a finite number (nan or inf) on {int(bad.sum())} of "

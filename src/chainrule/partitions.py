@@ -229,9 +229,7 @@ def _predicted_columns(model: Model, blocks: FileBlocks, proba: bool) -> Iterato
             if proba:
                 p = model.predict_proba(x)
                 columns += [p[:, k] for k in range(p.shape[1])]
-        bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(x), -1)), axis=1)
-        if model.classes is None:
-            bad |= ~np.isfinite(np.asarray(columns[0], dtype=np.float64))
+        bad = not_finite(model, outputs, columns[0])
         if bad.any():
             raise ValueError(
                 f"{blocks.path}: the model's output is not a finite number (nan or inf) on data row "
@@ -239,6 +237,14 @@ def _predicted_columns(model: Model, blocks: FileBlocks, proba: bool) -> Iterato
             )
         yield columns
         start += len(x)
+
+
+def not_finite(model: Model, outputs: Any, predicted: Any) -> np.ndarray:
+    """Per row, True where the network's outputs (or a regression's prediction) are not finite."""
+    bad = ~np.all(np.isfinite(np.asarray(outputs, dtype=np.float64).reshape(len(predicted), -1)), axis=1)
+    if model.classes is None:
+        bad |= ~np.isfinite(np.asarray(predicted, dtype=np.float64))
+    return bad
 
 
 def predicted_cells(model: Model, blocks: FileBlocks, proba: bool) -> Iterator[list[str]]:
