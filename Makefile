@@ -26,8 +26,17 @@ demo: $(VENV)/.demo
 
 # Lint, format and type checks first (configured in pyproject.toml), then the tests.
 # One BLAS thread: these networks are small, and a busy machine makes threaded BLAS much slower.
+# The suite in two halves at once, one a core (each its own temporary folder); the cluster tests are all in the
+# second half, so one Dask cluster runs at a time. `$(PY) -m pytest` alone runs the whole suite in one process.
+HALF_A := tests/test_playground_browser.py tests/test_demo.py tests/test_notebook.py tests/test_sklearn.py \
+	tests/sklearn_suite tests/test_readme.py tests/test_animation.py
 test: lint
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
+	@rm -rf .pytest-a .pytest-b
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest --basetemp=.pytest-a $(HALF_A) > .pytest-a.log 2>&1 & \
+	a=$$!; \
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest --basetemp=.pytest-b $(addprefix --ignore=,$(HALF_A)); \
+	b=$$?; wait $$a; a=$$?; echo "--- the other half:"; cat .pytest-a.log; \
+	rm -rf .pytest-a .pytest-b .pytest-a.log; test $$a -eq 0 -a $$b -eq 0
 
 # The engine and compile tests again with NumPy's AVX-512 loops off (harmless where a CPU has none): NumPy's
 # SIMD exp and log1p differ from Python's math in the last bit, so the written-out path's allowances must
