@@ -235,7 +235,7 @@ def test_ctrl_c_among_the_random_starts_saves_the_best_start_where_it_got_to(
     args = ["--target", "y", "--features", "x", "--restarts", "4", "--max-iter", "100000", "--tol", "1e-12"]
     out, err = _fit(capsys, curve, tmp_path / "m.json", *args)
     assert "interrupted while training the random starts: saved start" in out
-    assert "of 4 (the lowest loss) as it was after 4 iterations" in out
+    assert re.search(r"of 4 \(the lowest loss, \S+\) as it was after 4 iterations, where its loss was lowest", out)
     assert "s for the random starts" in out and "for 0 iterations" not in out
     training = modelfile.load(tmp_path / "m.json").training
     assert training["interrupted"] is True and training["n_iter"] == 0

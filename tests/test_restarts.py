@@ -218,7 +218,8 @@ def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(m
     trainer = cr.Trainer(net, x, y, restarts=5, seed=1)
     history = trainer.run()
     assert trainer.population_interrupted and "interrupted (Ctrl-C)" in history.stop_reason
-    assert "after 3 whole iterations; kept start" in history.stop_reason
+    # the losses fall for these 3 iterations: each start's lowest is where it got to
+    assert "where its loss was lowest" in history.stop_reason and "after 3 iterations" in history.stop_reason
     assert history.n_iter == 0 and list(history.restart_iterations) == [3] * 5
     best = history.best_restart
     with cr.no_grad():
@@ -229,5 +230,52 @@ def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(m
     monkeypatch.setattr(cr.restarts, "_largest_per_start", largest)
     again = DosageNetwork.random(seed=0)
     cr.fit(again, x, y, restarts=5, seed=1, max_iter=3, tol=0)  # the best start again alone, 3 iterations
+    for name, value in net.state_dict().items():
+        np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ctrl_c_among_the_starts_keeps_each_start_where_its_loss_was_lowest_not_where_it_got_to(monkeypatch, compiled):
+    # With momentum 0.9 the lessons' network overshoots: each start's SSR falls, then rises again.
+    # Each start's loss before any step (drawn as the population draws it) and after m = 1 .. 20 steps,
+    # from runs of m iterations without Ctrl-C (each start ends at its values):
+    x, y = cr.data.dosage()
+
+    def population(max_iter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cr.ConvergenceWarning)
+            net = DosageNetwork.random(seed=0)
+            h = cr.fit(net, x, y, restarts=5, seed=1, max_iter=max_iter, tol=0, optimizer=Momentum(0.05, 0.9))
+        return net, h
+
+    def initial(k):
+        net = DosageNetwork.random(seed=0)
+        net.reset_parameters(cr.restarts.start_rng(1, k))
+        return cr.losses.ssr(net(x), y).item()
+
+    after = np.array([[initial(k) for k in range(5)]] + [population(m)[1].restart_losses for m in range(1, 21)])
+    steps, start = np.unravel_index(np.argmin(after), after.shape)  # (steps, start): the lowest of all
+    assert 0 < steps < 20 and (after.argmin(axis=0) < 20).all()  # no start is lowest where it got to
+
+    largest, calls = cr.restarts._largest_per_start, []
+
+    def ctrl_c_in_iteration_21(step_sizes, n):
+        calls.append(1)
+        if len(calls) == 21:  # 20 whole iterations: values after 0 .. 20 steps were seen
+            raise KeyboardInterrupt
+        return largest(step_sizes, n)
+
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", ctrl_c_in_iteration_21)
+    net = DosageNetwork.random(seed=0)
+    trainer = cr.Trainer(net, x, y, restarts=5, seed=1, tol=1e-12, optimizer=Momentum(0.05, 0.9), compile=compiled)
+    history = trainer.run()
+    assert trainer.population_interrupted and history.best_restart == start
+    assert f"kept start {start + 1} where its loss was lowest" in history.stop_reason
+    # each start is kept at its own lowest, after as many steps as that took
+    np.testing.assert_allclose(history.restart_losses, after.min(axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(history.restart_iterations, after.argmin(axis=0))
+    # and the model holds the best start's values after that many steps
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", largest)
+    again, _ = population(int(steps))
     for name, value in net.state_dict().items():
         np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)

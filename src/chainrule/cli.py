@@ -948,8 +948,9 @@ def _summary(args, model, history):
         _say(
             args,
             f"interrupted while training the random starts: saved start {history.best_restart + 1} of "
-            f"{len(history.restart_losses)} (the lowest loss) as it was after "
-            f"{int(history.restart_iterations[history.best_restart])} iterations",
+            f"{len(history.restart_losses)} (the lowest loss, "
+            f"{history.restart_losses[history.best_restart]:.6g}) as it was after "
+            f"{int(history.restart_iterations[history.best_restart])} iterations, where its loss was lowest",
         )
     elif t["interrupted"]:
         _say(

@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .distribute import run_tasks, workers_of
-from .engines import Settings, batches, forward_backward, one_hot
+from .engines import Settings, batches, one_hot
 from .functional import log_softmax, softplus
 from .losses import binary_cross_entropy, cross_entropy, mse, ssr
 from .nn import Module, Parameter
@@ -162,13 +162,13 @@ POPULATION = {ssr: _ssr_each, mse: _mse_each, binary_cross_entropy: _bce_each, c
 class Population(NamedTuple):
     """What the population's run found: per start its final ``losses``, ``iterations`` and whether it
     ``converged``; ``interrupted`` when Ctrl-C (KeyboardInterrupt) stopped the run early, and then ``values``
-    (one array per parameter, starts on axis 0) as of the last whole iteration (else None);
+    (one array per parameter, starts on axis 0): each start's values where its loss was lowest (else None);
     ``best_values``: the values the start with the lowest loss ended at (one array per parameter)."""
 
     losses: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
-    values: list | None  # the values reached, kept only when interrupted
+    values: list | None  # the values kept, only when interrupted
     interrupted: bool
     best_values: list | None = None
 
@@ -181,13 +181,23 @@ def _check_loss(run: Settings) -> None:
         )
 
 
+def _each_step(model, x, y, loss_fn, params):
+    """One eager forward and backward of the starts' vector of losses: (each start's loss, the gradients of
+    their sum). Seeding backward with ones is the gradient of the sum, so each start's gradient is its own."""
+    for p in params:
+        p.grad = None
+    out = loss_fn(model(x), y)
+    out.backward(np.ones_like(out.data))
+    return out.data, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
+
+
 def train_population(run: Settings, starts: list) -> Population:
     """Train every start at once; return what each start reached (a :class:`Population`).
 
     Mini-batches are shuffled from ``run.seed`` (one order for every start). Restores the
     parameters' single shapes (and their values) afterwards. Ctrl-C stops within an
-    iteration: every start goes back to its values at the start of that iteration, and
-    the result says ``interrupted``.
+    iteration: every start goes back to its values of lowest loss seen, and the result
+    says ``interrupted``.
     """
     _check_loss(run)
     each = POPULATION[run.loss_fn]
@@ -195,15 +205,14 @@ def train_population(run: Settings, starts: list) -> Population:
     params, optimizer = run.params, run.optimizer
     singles = [p.data for p in params]
     y = one_hot(run.model, run.x, run.y) if run.loss_fn is cross_entropy else run.y
-    loss = lambda pred, t: each(pred, t).sum()  # noqa: E731
     kept = vars(optimizer).get("keep_limit")  # a limit the user set on this optimizer comes back after
     try:
         for p, start in zip(params, starts):
             p.data = start.reshape(_population_shape(n, p.shape, run.x.ndim)).copy()
         optimizer.keep_limit = math.inf  # each start's largest step is read from the step arrays
         optimizer.attach(params)
-        step = CompiledStep(run.model, loss, params, forward_backward) if run.compile else forward_backward
-        population = run._replace(y=y, loss_fn=loss)
+        step = CompiledStep(run.model, each, params, _each_step) if run.compile else _each_step
+        population = run._replace(y=y, loss_fn=each)
         found = _loop(population, step, lambda pred, yb: each(pred, _spread(yb, n)).data, n)
         best = int(np.argmin(found.losses))
         return found._replace(best_values=[p.data[best].reshape(s.shape).copy() for p, s in zip(params, singles)])
@@ -216,9 +225,36 @@ def train_population(run: Settings, starts: list) -> Population:
             p.data = single
 
 
+class _Lowest(NamedTuple):
+    """Each start's lowest loss so far (inf: none finite yet), the iteration it was measured in, and the
+    values it was measured at (one array per parameter, starts on axis 0; None before any)."""
+
+    losses: np.ndarray
+    iterations: np.ndarray
+    values: list | None
+
+
+def _lower(lowest: _Lowest, it: int, losses: np.ndarray, olds: list) -> _Lowest:
+    """``lowest`` with the starts whose loss this iteration (measured at ``olds``) is lower taken from it.
+    Never writes into an array it was given: the caller swaps the result in with one assignment, so a
+    Ctrl-C at any moment finds either the old record or the new one, whole."""
+    lower = losses < lowest.losses  # NaN: never lower
+    if not lower.any():
+        return lowest
+    if lowest.values is None or lower.all():  # olds is this iteration's own copy, never written: kept as it is
+        values = olds
+    else:
+        values = [np.where(lower.reshape((-1,) + (1,) * (o.ndim - 1)), o, v) for o, v in zip(olds, lowest.values)]
+    return _Lowest(np.where(lower, losses, lowest.losses), np.where(lower, it, lowest.iterations), values)
+
+
 def _loop(run: Settings, step, per_start, n: int) -> Population:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
-    when it stops being finite; the others go on. Ctrl-C ends them all at the last whole iteration."""
+    when it stops being finite; the others go on. Ctrl-C ends them all, each start at its lowest loss seen.
+
+    An iteration's loss of a start is measured at its values before that iteration's steps: with the whole
+    data, its loss there; with mini-batches, the mean of its batches' losses over the epoch (as the
+    History's loss of an epoch), kept with the values the epoch began at."""
     model, x, y, params, optimizer, rule = run.model, run.x, run.y, run.params, run.optimizer, run.rule
     rng = np.random.default_rng(run.seed)
     xt = tensor_from(x)
@@ -230,6 +266,7 @@ def _loop(run: Settings, step, per_start, n: int) -> Population:
     watch, whole = rule.can_converge, run.whole_batch
     spread_y = _spread(y, n)
     whole_state = (0, [p.data.copy() for p in params])  # (iterations done, the values then): one assignment
+    lowest = _Lowest(np.full(n, math.inf), np.zeros(n, dtype=int), None)
     values: list | None = None  # kept only when Ctrl-C stops the run
     try:
         for it in range(1, rule.max_iter + 1):
@@ -237,14 +274,15 @@ def _loop(run: Settings, step, per_start, n: int) -> Population:
             whole_state = (it - 1, olds)
             largest = np.zeros(n)
             finite = np.ones(n, dtype=bool)
+            epoch = np.zeros(n)
             for xb, yb, _ in [(xt, y, None)] if whole else batches(rng, x, y, run.batch_size or len(x)):
-                total, _ = step(model, xb, spread_y if whole else _spread(yb, n), run.loss_fn, params)
+                losses, _ = step(model, xb, spread_y if whole else _spread(yb, n), run.loss_fn, params)
                 optimizer.step()
                 if watch:
                     largest = np.maximum(largest, _largest_per_start(optimizer.step_sizes, n))
-                if not math.isfinite(total):  # some start's loss blew up: find which, at the values before the step
-                    finite &= np.isfinite(_losses_before_step(model, xb, yb, per_start, params, optimizer))
-                finite &= np.isfinite(largest)
+                finite &= np.isfinite(losses) & np.isfinite(largest)  # a start blew up: its loss before the step
+                epoch = epoch + losses if whole else epoch + losses * (len(yb) / len(y))
+            lowest = _lower(lowest, it, epoch, olds)
             if not watch and finite.all():  # nothing stops this iteration
                 continue
             stop = ~done & (~finite | rule.converged(largest))
@@ -258,29 +296,39 @@ def _loop(run: Settings, step, per_start, n: int) -> Population:
             if done.all():
                 break
     except KeyboardInterrupt:
-        # NOTE: Ctrl-C may land inside a step: every start goes back to its values at the start of that
-        # iteration, the last state known to be whole.
+        # NOTE: Ctrl-C may land inside a step. Each start goes back to the lower of two: its values at the
+        # start of the last whole iteration, and those of its lowest loss seen before it (both measured
+        # again here on all the data, so a mini-batch epoch's mean loss does not decide alone).
         whole_iterations, olds = whole_state
-        for p, old in zip(params, olds):
-            np.copyto(p.data, old)
-        iterations[~done] = np.minimum(iterations[~done], whole_iterations)
+        record = lowest
+        kept, at = _lower_of(params, model, xt, y, per_start, olds, record.values)
+        iterations = np.where(at, record.iterations - 1, whole_iterations)
+        for p, value in zip(params, kept):
+            np.copyto(p.data, value)
         values = [p.data.copy() for p in params]
     with no_grad():
         final = per_start(model(xt), y)
     return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, values is not None)
 
 
-def _losses_before_step(model, x, y, per_start, params, optimizer):
-    """Each start's loss at its values before the last step (new value + step size)."""
-    after = [p.data for p in params]
+def _lower_of(params, model, xt, y, per_start, olds, seen):
+    """Per start, the values of lower loss on (xt, y): ``olds`` or ``seen`` (None: olds). Returns
+    (the values, one array per parameter; a mask of the starts that took ``seen``)."""
+    if seen is None:
+        return olds, np.zeros(len(olds[0]), dtype=bool)
+    losses, current = [], [p.data for p in params]
     try:
-        for p, s in zip(params, optimizer.step_sizes):
-            p.data = p.data + s
         with no_grad():
-            return per_start(model(x), y)
+            for values in (olds, seen):
+                for p, value in zip(params, values):
+                    p.data = value
+                found = per_start(model(xt), y)
+                losses.append(np.where(np.isnan(found), math.inf, found))
     finally:
-        for p, value in zip(params, after):
-            p.data = value
+        for p, array in zip(params, current):
+            p.data = array
+    take = losses[1] < losses[0]
+    return [np.where(take.reshape((-1,) + (1,) * (o.ndim - 1)), v, o) for o, v in zip(olds, seen)], take
 
 
 def _largest_per_start(steps, n):
@@ -373,8 +421,8 @@ def train_restarts(
     """Train ``n`` starts in this process, or in shards on ``executor``; the two give the same numbers.
 
     ``on_shard(done, total, best loss so far)`` is called as each shard finishes. Ctrl-C (a
-    KeyboardInterrupt): here the starts stop within an iteration and the best is kept where it
-    got to; on an executor the shards not finished are cancelled and the best start of the
+    KeyboardInterrupt): here the starts stop within an iteration and the start whose lowest loss
+    is lowest is kept at those values; on an executor the shards not finished are cancelled and the best start of the
     finished ones is kept at its final values.
     """
     _check_loss(run)
@@ -389,8 +437,9 @@ def train_restarts(
         reason = None
         if found.interrupted:
             reason = (
-                f"interrupted (Ctrl-C) while training the {n} random starts, after "
-                f"{int(found.iterations.max())} whole iterations; kept start {best + 1}"
+                f"interrupted (Ctrl-C) while training the {n} random starts; kept start {best + 1} where its "
+                f"loss was lowest ({found.losses[best]:.6g}, after {int(found.iterations[best])} iterations), "
+                "the lowest of every start's lowest"
             )
         return Restarts(found.losses, found.iterations, found.converged, best, values, entropy, reason)
     tasks = [Shard(run, entropy, tuple(s)) for s in shard_starts(n, workers_of(executor))]

@@ -146,14 +146,17 @@ class Tape:
         lines = _freed_early(lines, {f"v{loss}", *(f"g{k}" for k in range(n)), *(f"v{k}" for k in range(n))})
         return "\n".join([*lines, f"    return v{loss}, [{grads}]"]) + "\n"
 
-    def run(self, params: Sequence[Tensor], x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+    def run(self, params: Sequence[Tensor], x: np.ndarray, y: np.ndarray) -> tuple[Any, list[np.ndarray]]:
         """Forward and backward on new parameter values and data: (loss, gradients).
+
+        A loss of more than one element (the random starts' vector of losses) comes back as its
+        array, its gradient seeded with ones (the gradient of its sum).
 
         NOTE: a pass-through VJP can hand one array to two parameters; fit never
         adds into these in place, and gives every ``.grad`` its own copy when it ends.
         """
         loss, grads = self.run_step(params, x, y)
-        return loss.item(), [
+        return loss.item() if loss.ndim == 0 else loss, [
             g if type(g) is np.ndarray and g.dtype == p.data.dtype else np.asarray(g, dtype=p.data.dtype)
             for p, g in zip(params, grads)
         ]
@@ -192,7 +195,7 @@ class CompiledStep:
         model: Module,
         loss_fn: Callable[..., Tensor],
         params: Sequence[Parameter],
-        eager: Callable[..., tuple[float, list[np.ndarray]]],
+        eager: Callable[..., tuple[Any, list[np.ndarray]]],
     ) -> None:
         self.model, self.loss_fn, self.params, self.eager = model, loss_fn, params, eager
         self.tapes = {}  # shape -> Tape, or None where replay was refused
@@ -200,7 +203,7 @@ class CompiledStep:
 
     def __call__(
         self, model: Module, x: Tensor, y: np.ndarray, loss_fn: Callable[..., Tensor], params: Sequence[Parameter]
-    ) -> tuple[float, list[np.ndarray]]:
+    ) -> tuple[Any, list[np.ndarray]]:
         """The step for fit's loop (same signature as the eager one; model, loss and params are fixed)."""
         key = (x.shape, y.shape)
         if is_anomaly_enabled():  # anomaly mode checks every op as it runs: only the eager path does
@@ -227,14 +230,19 @@ class CompiledStep:
             self.tapes[key] = Tape(out, self.params, x.data, y) if is_grad_enabled() else None
         except Exception as e:  # noqa: BLE001  (anything the tape cannot hold means: stay eager)
             self._refuse(key, f"the graph could not be recorded ({e})")
-        out.backward()
-        return out.item(), [p.grad if p.grad is not None else np.zeros_like(p.data) for p in self.params]
+        if out.data.ndim == 0:
+            out.backward()
+            value: Any = out.item()
+        else:  # a vector of losses (one a random start): the gradient of their sum
+            out.backward(np.ones_like(out.data))
+            value = out.data
+        return value, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in self.params]
 
     def _check(self, key, tape, x, y):
         """The first replay of a shape against an eager step on the same data and parameters."""
         replayed = tape.run(self.params, x.data, y)  # reads the parameters, changes nothing
         loss, grads = self.eager(self.model, x, y, self.loss_fn, self.params)
-        same = np.isclose(replayed[0], loss, rtol=1e-12, atol=0) and all(
+        same = np.allclose(replayed[0], loss, rtol=1e-12, atol=0) and all(
             np.allclose(a, b, rtol=1e-12, atol=1e-300) for a, b in zip(replayed[1], grads)
         )
         if not same:
