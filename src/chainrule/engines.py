@@ -225,9 +225,14 @@ def batches(
     order; ``order``: the rows in that order), gathered one at a time."""
     if order is None:
         order = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
+    dense_x, dense_y = type(x) is np.ndarray, type(y) is np.ndarray  # take(): half the time of x[rows]
     for i in range(0, len(x), batch_size):
         rows = order[i : i + batch_size]
-        yield tensor_from(x[rows]), y[rows], rows
+        yield (
+            tensor_from(x.take(rows, axis=0) if dense_x else x[rows]),
+            y.take(rows, axis=0) if dense_y else y[rows],
+            rows,
+        )
 
 
 class Batches:

@@ -55,9 +55,9 @@ class Trace:
             self.value.append(old)
             self.derivative.append(grad)
             self.step.append(step)
-        else:
-            self._norms[0].append(_norm(grad))
-            self._norms[1].append(_norm(step))
+        else:  # (written during a run, whose overflows are caught by the divergence check, not warned of)
+            self._norms[0].append(_norm_quiet(grad))
+            self._norms[1].append(_norm_quiet(step))
 
     def extend(self, old: np.ndarray, grad: np.ndarray, step: np.ndarray) -> None:
         """A block of iterations at once: arrays with the iteration as their first axis."""
@@ -99,6 +99,14 @@ def _norm(a: Any) -> float:
     flat = np.reshape(a, -1)
     with np.errstate(over="ignore", invalid="ignore"):
         return float(np.sqrt(np.dot(flat, flat)))  # (one dot product: no array of the squares is made)
+
+
+def _norm_quiet(a: Any) -> float:
+    """:func:`_norm` where overflow warnings are already off (a Trainer's run): no errstate to enter."""
+    if type(a) is float:
+        return a
+    flat = np.reshape(a, -1)
+    return math.sqrt(float(np.dot(flat, flat)))
 
 
 class History:
