@@ -217,6 +217,7 @@ OPTIMIZERS = {
     "momentum": lambda: Momentum(0.01, momentum=0.9),
     "nesterov": lambda: Momentum(0.01, momentum=0.9, nesterov=True),
     "adam": lambda: Adam(0.05),
+    "adam-eps-hat": lambda: Adam(0.05, eps=1e-2, eps_hat=True),  # (an eps large enough to change the steps)
 }
 
 

@@ -122,11 +122,20 @@ def test_classifier_trains_as_scikit_learns(params):
         assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
 
 
-def test_adam_follows_scikit_learns_to_its_epsilon_convention():
-    # NOTE: chainrule's Adam adds eps * sqrt(1 - beta2^t) to sqrt(v) where scikit-learn adds eps: a 1e-8-sized
-    # difference per step, so the runs agree to about 1e-5, not to rounding.
+def test_adam_is_scikit_learns_to_rounding():
+    # scikit-learn's Adam adds epsilon to sqrt(v) before the bias correction (the paper's epsilon hat), so
+    # the estimators build chainrule's Adam with eps_hat=True: the same steps, to rounding, and so the same
+    # epoch at which the loss-improvement rule stops (the iris run converges before max_iter).
     theirs, ours = both("MLPRegressor", X_REG, Y_REG, hidden_layer_sizes=(8,), max_iter=40, random_state=1)
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    theirs, ours = both(
+        "MLPClassifier", X_IRIS, Y_IRIS, hidden_layer_sizes=(10,), learning_rate_init=0.1, random_state=0
+    )
+    assert theirs.n_iter_ < theirs.max_iter
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("loss", ["squared_error", "poisson"])

@@ -291,7 +291,26 @@ class Adam(Optimizer):
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     step = lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps);  p <- p - step.
-    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015), Algorithm 1; PyTorch's form.
+
+    With ``eps_hat=True`` eps is added to sqrt(v) before the bias correction instead, the paper's
+    "epsilon hat" (end of its section 2), the form of scikit-learn's MLP, Keras and TensorFlow:
+    step = lr * (sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps). The two differ only while
+    sqrt(v) is near eps, but enough there for two runs' losses to part after a few epochs.
+
+    Example: the first step from g = 0.5 with eps = 0.01: m = 0.05, v = 0.00025, sqrt(v) = 0.0158114;
+    Algorithm 1 gives 0.1 * 0.5 / (0.5 + 0.01) = 0.0980392, the hat form
+    0.1 * (sqrt(0.001) / 0.1) * 0.05 / (0.0158114 + 0.01) = 0.0612574::
+
+        >>> import numpy as np
+        >>> from chainrule.nn import Parameter
+        >>> p = Parameter(1.0, name="p"); p.grad = np.array(0.5)
+        >>> opt = Adam(lr=0.1, eps=0.01, params=[p]); opt.step()
+        >>> round(float(opt.step_sizes[0]), 7)
+        0.0980392
+        >>> p.grad = np.array(0.5); opt = Adam(lr=0.1, eps=0.01, eps_hat=True, params=[p]); opt.step()
+        >>> round(float(opt.step_sizes[0]), 7)
+        0.0612574
     """
 
     scale_free = True
@@ -303,12 +322,16 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         params: Iterable[Any] | None = None,
         weight_decay: float = 0.0,
+        eps_hat: bool = False,
     ) -> None:
         name = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (check(name, "betas[0]", betas[0], _FRACTION), check(name, "betas[1]", betas[1], _FRACTION))
         self.eps = check(name, "eps", eps, _EPS)
+        if not isinstance(eps_hat, (bool, np.bool_)):
+            raise TypeError(f"{name}: eps_hat must be True or False, got {eps_hat!r}")
+        self.eps_hat = bool(eps_hat)
         super().__init__(lr, params, weight_decay)
 
     def update(self, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
@@ -323,16 +346,18 @@ class Adam(Optimizer):
         scratch *= 1 - b2
         v += scratch
         # The formula above with both bias corrections moved into scalars, in place (ten passes over
-        # the parameters): (lr sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps sqrt(1 - b2^t)).
+        # the parameters): (lr sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps sqrt(1 - b2^t));
+        # the hat form adds eps itself.
         root = math.sqrt(1 - b2**self.t)
         step = np.sqrt(v, out=np.empty_like(v))  # an array even for a 0-d parameter
-        step += self.eps * root
+        step += self.eps if self.eps_hat else self.eps * root
         np.divide(m, step, out=step)
         step *= self.lr * root / (1 - b1**self.t)
         return step
 
     def extra_repr(self) -> str:
-        return f"lr={self.lr}, betas={self.betas}, eps={self.eps}" + self._decay_repr()
+        hat = ", eps_hat=True" if self.eps_hat else ""
+        return f"lr={self.lr}, betas={self.betas}, eps={self.eps}{hat}" + self._decay_repr()
 
 
 class AdamW(Adam):
@@ -363,8 +388,9 @@ class AdamW(Adam):
         eps: float = 1e-8,
         params: Iterable[Any] | None = None,
         weight_decay: float = 0.01,
+        eps_hat: bool = False,
     ) -> None:
-        super().__init__(lr, betas, eps, params, weight_decay)
+        super().__init__(lr, betas, eps, params, weight_decay, eps_hat)
 
 
 class RMSprop(Optimizer):

@@ -388,7 +388,8 @@ def _update_rules(optimizer, P, G):
         return v, lines, [f"{v[e]} = u{e}" for e in range(len(P))]
     if kind is Adam:
         m, v = [f"m{e}" for e in range(len(P))], [f"v{e}" for e in range(len(P))]
-        lines = ["root = sqrt(1 - b2 ** (t + 1))", "scale = lr * root / (1 - b1 ** (t + 1))", "shift = eps * root"]
+        shift = "shift = eps" if optimizer.eps_hat else "shift = eps * root"  # (see Adam's eps_hat)
+        lines = ["root = sqrt(1 - b2 ** (t + 1))", "scale = lr * root / (1 - b1 ** (t + 1))", shift]
         for e, g in enumerate(G):
             lines += [
                 f"m_{e} = {m[e]} * b1 + {g} * c1",

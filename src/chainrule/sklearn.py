@@ -423,7 +423,8 @@ class _MLP(BaseEstimator):
         """A Trainer set as scikit-learn's solver: its optimizer, schedule (sgd's), stopping count and order."""
         optimizer: Optimizer
         if self.solver == "adam":
-            optimizer = Adam(self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
+            # scikit-learn's Adam adds epsilon to sqrt(v) before the bias correction (Adam's eps_hat form)
+            optimizer = Adam(self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon, eps_hat=True)
         elif self.momentum > 0:
             optimizer = Momentum(self.learning_rate_init, momentum=self.momentum, nesterov=self.nesterovs_momentum)
         else:
