@@ -2,6 +2,7 @@
 
 import csv
 import io
+import subprocess
 import sys
 
 import numpy as np
@@ -159,3 +160,25 @@ def test_without_pyarrow_a_parquet_file_is_one_line_saying_what_to_install(tmp_p
     assert (
         code == 2 and err == "chainrule: error: reading Parquet files needs pyarrow: pip install 'chainrule[parquet]'\n"
     )
+
+
+def test_reading_never_imports_pandas(tmp_path):
+    # pyarrow's to_numpy() imports pandas on its first call, inside compiled code that swallows a
+    # KeyboardInterrupt raised during that import: a Ctrl-C in that half second was lost (the fit went on).
+    # The readers take numbers from the arrays' buffers instead, so pandas is never imported: a fresh
+    # process fits from a CSV file (pyarrow's parser) and a Parquet file with text and integer columns.
+    pytest.importorskip("pandas")  # (without pandas installed there is nothing to import)
+    (tmp_path / "d.csv").write_text("a,b,y\n" + "".join(f"{i / 40},{i % 3},{i % 2}\n" for i in range(40)))
+    _parquet(tmp_path, {"a": [i / 40 for i in range(40)], "b": [float(i % 3) for i in range(40)], "y": ["u", "v"] * 20})
+    script = (
+        "import sys\n"
+        "from chainrule.cli import main\n"
+        "for name, loss in (('d.csv', 'mse'), ('data.parquet', 'cross-entropy')):\n"
+        "    args = ['fit', name, '--target', 'y', '--loss', loss, '--out', name + '.json', '--max-iter', '2']\n"
+        "    assert main([*args, '--quiet']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "d.csv.json").exists() and (tmp_path / "data.parquet.json").exists()

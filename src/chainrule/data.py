@@ -516,7 +516,10 @@ def _numbers(raw, columns, width, counted):
         table = _arrow_table(arrow, raw, columns, width, "float64")
         values = np.empty((table.num_rows, len(columns)))
         for j, column in enumerate(table.columns):
-            values[:, j] = column.to_numpy()
+            at = 0
+            for chunk in column.chunks:
+                values[at : at + len(chunk), j] = _arrow_values(chunk)
+                at += len(chunk)
         return _finite(values)
     if sorted(columns) == list(range(width)):
         values = _finite(_loadtxt(raw, None, np.float64))
@@ -537,6 +540,30 @@ def _texts(raw, column, width):
 
 
 _ARROW_COLUMNS = 4096  # wider files go to numpy.loadtxt: pyarrow's time per block grows fast with the columns
+
+
+def _arrow_values(array):
+    """A pyarrow Array without nulls as a NumPy array: numbers straight from its data buffer (no copy),
+    anything else (text, booleans, dates) through its Python values.
+
+    NOTE: not Array.to_numpy(): its first call imports pandas where pandas is installed, inside compiled
+    code that swallows a KeyboardInterrupt raised during that import (the import fails quietly and
+    reading goes on: a Ctrl-C in that half second is lost); and the import costs the half second.
+
+        >>> import pyarrow as pa
+        >>> _arrow_values(pa.array([1.5, 2.5, 3.5]).slice(1))
+        array([2.5, 3.5])
+        >>> _arrow_values(pa.array([3, 4], pa.uint16())).dtype, _arrow_values(pa.array(["a", "b"])).tolist()
+        (dtype('uint16'), ['a', 'b'])
+    """
+    from pyarrow import types  # (pyarrow is imported: here is one of its arrays)
+
+    kind = array.type
+    if (types.is_integer(kind) or types.is_floating(kind)) and array.null_count == 0:
+        letter = "f" if types.is_floating(kind) else "i" if types.is_signed_integer(kind) else "u"
+        dtype = np.dtype(f"{letter}{kind.bit_width // 8}")
+        return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)
+    return np.array(array.to_pylist())
 
 
 @functools.cache
@@ -976,10 +1003,10 @@ def _parquet_column(path, column, name, start, feature=True):
     """One column of a batch as float64 (finite) or text (non-empty); a ValueError names the first bad row."""
     where = f"{path} row {{}}, column {_show(name)}"
     if column.null_count:
-        row = start + int(np.argmax(column.is_null().to_numpy(zero_copy_only=False))) + 1
+        row = start + column.is_null().to_pylist().index(True) + 1
         rule = "; feature cells must be numbers" if feature else ""
         raise ValueError(f"{where.format(row)}: is empty (a missing value){rule}")
-    values = column.to_numpy(zero_copy_only=False)
+    values = _arrow_values(column)
     if values.dtype.kind in "biuf":
         values = values.astype(np.float64, copy=False)
         bad = ~np.isfinite(values)
