@@ -26,7 +26,7 @@ import numpy as np
 
 from .data import training_arrays
 from .errors import CompileWarning, outside_stacklevel
-from .history import TRACE_LIMIT
+from .history import TRACE_LIMIT, quiet_norm
 from .losses import LOSSES, poisson, targets_for
 from .nn import Module, Parameter
 from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
@@ -341,7 +341,9 @@ def add_penalty(run: Settings, loss: float, rows: float) -> float:
             flat = p.data.reshape(-1)
             total += float(np.dot(flat, flat))
             extra = c * p.data
-            p.grad = extra if p.grad is None else p.grad + extra
+            if p.grad is not None:  # (into the new array: a .grad may be shared, see trace.Tape.run)
+                extra += p.grad
+            p.grad = extra
     return loss + 0.5 * run.alpha * total / rows
 
 
@@ -396,12 +398,6 @@ def clip_gradients(params: Sequence[Parameter], limit: float) -> float:
             if p.grad is not None:
                 p.grad = p.grad * scale
     return norm
-
-
-def _length(a: np.ndarray) -> float:
-    """The Euclidean norm of a step the History keeps as a norm (one dot product, no array made)."""
-    flat = a.reshape(-1)  # (an overflow is left to the divergence check: the Trainer's session ignores it)
-    return math.sqrt(float(np.dot(flat, flat)))
 
 
 def _distance(a: np.ndarray, b: np.ndarray, piece: int = 1 << 15) -> float:
@@ -460,7 +456,11 @@ class Epochs:
                 return Outcome(failure=Failure(loss, grads, optimizer.step_sizes, olds))
         whole = self.batches.whole
         steps = [
-            (s if full else _length(s)) if whole and s is not None else old - p.data if full else _distance(old, p.data)
+            (s if full else quiet_norm(s))
+            if whole and s is not None
+            else old - p.data
+            if full
+            else _distance(old, p.data)
             for old, p, s, full in zip(olds, params, optimizer.step_sizes, self.full)
         ]
         return Outcome(Iteration(value, largest, olds, grads, steps))

@@ -56,8 +56,8 @@ class Trace:
             self.derivative.append(grad)
             self.step.append(step)
         else:  # (written during a run, whose overflows are caught by the divergence check, not warned of)
-            self._norms[0].append(_norm_quiet(grad))
-            self._norms[1].append(_norm_quiet(step))
+            self._norms[0].append(quiet_norm(grad))
+            self._norms[1].append(quiet_norm(step))
 
     def extend(self, old: np.ndarray, grad: np.ndarray, step: np.ndarray) -> None:
         """A block of iterations at once: arrays with the iteration as their first axis."""
@@ -101,8 +101,9 @@ def _norm(a: Any) -> float:
         return float(np.sqrt(np.dot(flat, flat)))  # (one dot product: no array of the squares is made)
 
 
-def _norm_quiet(a: Any) -> float:
-    """:func:`_norm` where overflow warnings are already off (a Trainer's run): no errstate to enter."""
+def quiet_norm(a: Any) -> float:
+    """The Euclidean norm by one dot product (no array of the squares), without :func:`_norm`'s errstate:
+    for a run, whose overflows the divergence check reports (the Trainer's session ignores them)."""
     if type(a) is float:
         return a
     flat = np.reshape(a, -1)

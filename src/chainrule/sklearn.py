@@ -78,7 +78,7 @@ from .checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Rule, skl
 from .engines import forward_backward
 from .errors import CompileWarning, DivergenceError
 from .explain import Explanation, explain
-from .history import History
+from .history import History, quiet_norm
 from .loop import Trainer
 from .losses import binary_log_loss, cross_entropy, poisson, squared_error_by_row, ssr
 from .nn import Linear, mlp
@@ -519,8 +519,8 @@ class _MLP(BaseEstimator):
             if trace.full:
                 steps.append(change)
             else:
-                steps.append(_norm(change))
-                grads[k] = _norm(grads[k])
+                steps.append(quiet_norm(change))
+                grads[k] = quiet_norm(grads[k])
         h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
 
     def _no_improvement_sentence(self) -> str:
@@ -771,11 +771,6 @@ def _engine_label(step: CompiledStep | None) -> str:
     tapes = [] if step is None else list(step.tapes.values())
     declined = sum(tape is None for tape in tapes)
     return "eager" if tapes and declined == len(tapes) else "numpy+eager" if declined else "numpy"
-
-
-def _norm(a: np.ndarray) -> float:
-    flat = a.reshape(-1)
-    return math.sqrt(float(np.dot(flat, flat)))
 
 
 def _shuffled(order: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
