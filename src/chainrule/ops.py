@@ -183,8 +183,9 @@ def _relu(x):
 
 
 def _relu_vjp(g, out):
-    """g where relu(x) > 0, else 0 (a mask of booleans: NumPy's sign() branches on every element)."""
-    return np.multiply(g, np.greater(out, 0))
+    """g where relu(x) > 0, else 0: g times a mask of ones and zeros, made from booleans in g's type
+    (NumPy's sign() branches on every element, and a float-times-bool multiply casts as it goes)."""
+    return g * np.greater(out, 0).astype(getattr(g, "dtype", out.dtype))
 
 
 def _clip(x, lo=None, hi=None):
