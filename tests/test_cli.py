@@ -20,6 +20,7 @@ import pytest
 
 from chainrule import cli, modelfile, restarts
 from chainrule.nn import mlp
+from commandline import run_cli
 
 # A fast, reliable set-up for the 30-row curve (the lessons' defaults, ssr with lr 0.1, are tuned for 3 rows).
 QUICK = ["--hidden", "8", "--loss", "mse", "--optimizer", "adam", "--lr", "0.05", "--max-iter", "300"]
@@ -46,18 +47,8 @@ def flowers(tmp_path):
     return path
 
 
-def _run(capsys, *args):
-    """cli.main(args) -> (exit status, stdout, stderr); argparse's SystemExit becomes its status."""
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _fit(capsys, data, out, *extra):
-    code, stdout, err = _run(capsys, "fit", data, "--out", out, *extra)
+    code, stdout, err = run_cli(capsys, "fit", data, "--out", out, *extra)
     assert code == 0, err
     return stdout, err
 
@@ -71,31 +62,31 @@ def test_fit_predict_evaluate_plot_end_to_end(tmp_path, capsys, curve):
     assert "fitting 'y' from x (30 rows)" in out and f"wrote {model_path}" in out
     assert "final loss: mse" in out and "stopped:" in out and "time:" in out
 
-    assert _run(capsys, "predict", model_path, curve, "--out", predictions)[0] == 0
+    assert run_cli(capsys, "predict", model_path, curve, "--out", predictions)[0] == 0
     with open(predictions, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["x", "name", "y", "predicted_y"] and rows[5][:3] == ["0.41379310344827586", "row4", rows[5][2]]
     model = modelfile.load(model_path)
     assert [float(r[3]) for r in rows[1:]] == model.predict(curve).tolist()  # written exactly
 
-    code, out, _ = _run(capsys, "evaluate", model_path, curve)
+    code, out, _ = run_cli(capsys, "evaluate", model_path, curve)
     assert code == 0 and out.startswith("loss: mse ") and "on 30 rows" in out
     assert np.sqrt(model.evaluate(curve).loss) < 0.5  # it learned the curve
 
-    assert _run(capsys, "plot", model_path, curve, "--out", figure)[0] == 0
+    assert run_cli(capsys, "plot", model_path, curve, "--out", figure)[0] == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 1000
 
 
 def test_fit_prints_the_same_final_loss_that_evaluate_gives(tmp_path, capsys, curve):
     out, _ = _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--standardize", *QUICK)
     final = next(line for line in out.splitlines() if line.startswith("final loss"))
-    _, evaluated, _ = _run(capsys, "evaluate", tmp_path / "m.json", curve)
+    _, evaluated, _ = run_cli(capsys, "evaluate", tmp_path / "m.json", curve)
     assert final.split()[3] == evaluated.split()[2]
 
 
 def test_predict_prints_csv_to_stdout_without_out(tmp_path, capsys, curve):
     _fit(capsys, curve, tmp_path / "m.json", "--target", "y", "--features", "x", "--quiet", *QUICK)
-    code, out, err = _run(capsys, "predict", tmp_path / "m.json", curve)
+    code, out, err = run_cli(capsys, "predict", tmp_path / "m.json", curve)
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0 and err == "" and len(rows) == 31 and rows[0][-1] == "predicted_y"
 
@@ -104,14 +95,14 @@ def test_a_classifier_with_text_labels(tmp_path, capsys, flowers):
     model_path = tmp_path / "flowers.json"
     _fit(capsys, flowers, model_path, "--target", "size", "--loss", "cross-entropy", "--max-iter", "200")
     assert modelfile.load(model_path).classes == ["large", "small"]
-    code, out, _ = _run(capsys, "predict", model_path, flowers, "--proba")
+    code, out, _ = run_cli(capsys, "predict", model_path, flowers, "--proba")
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["a", "b", "size", "predicted_size", "probability_large", "probability_small"]
     assert {r[3] for r in rows[1:]} <= {"large", "small"}
     assert all(abs(float(r[4]) + float(r[5]) - 1) < 1e-12 for r in rows[1:])
-    code, out, _ = _run(capsys, "evaluate", model_path, flowers)
+    code, out, _ = run_cli(capsys, "evaluate", model_path, flowers)
     assert code == 0 and "loss: cross_entropy" in out and "accuracy:" in out and "of 40 rows" in out
-    assert _run(capsys, "plot", model_path, flowers, "--out", tmp_path / "table.svg")[0] == 0
+    assert run_cli(capsys, "plot", model_path, flowers, "--out", tmp_path / "table.svg")[0] == 0
     assert b"<svg" in (tmp_path / "table.svg").read_bytes()[:400]
 
 
@@ -125,7 +116,7 @@ def test_plot_with_one_feature(tmp_path, capsys, target, kind):
     loss = ["--loss", "cross-entropy"] if kind == "probabilities" else ["--loss", "mse"]
     _fit(capsys, path, tmp_path / "m.json", "--target", target, "--features", "x", *loss, "--max-iter", "50", "--quiet")
     assert other not in modelfile.load(tmp_path / "m.json").features
-    assert _run(capsys, "plot", tmp_path / "m.json", path, "--out", tmp_path / "f.png")[0] == 0
+    assert run_cli(capsys, "plot", tmp_path / "m.json", path, "--out", tmp_path / "f.png")[0] == 0
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
@@ -170,7 +161,7 @@ def test_not_converging_is_one_warning_line_and_the_model_is_still_written(tmp_p
 
 
 def test_divergence_is_one_error_line_and_writes_nothing(tmp_path, capsys, curve):
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "fit", curve, "--target", "y", "--features", "x", "--lr", "50", "--out", tmp_path / "m.json"
     )
     assert code == 2 and err.count("\n") == 1
@@ -252,7 +243,7 @@ def test_ctrl_c_while_the_model_file_is_written_waits_for_it(tmp_path, capsys, m
         save(path, model)
 
     monkeypatch.setattr(cli, "save", press_ctrl_c_then_save)
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out", tmp_path / "m.json"
     )
     assert code == 130 and f"Ctrl-C while writing: {tmp_path / 'm.json'} was written in full first" in err
@@ -305,7 +296,7 @@ def test_explain_on_data_that_overflows_the_model_is_one_line(tmp_path, capsys, 
     huge.write_text("x,y\n1e300,2\n-1e300,3\n")  # (w x)^2 of 1e300 is beyond a float64
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning of NumPy's either
-        code, _, err = _run(capsys, "explain", "--model", tmp_path / "m.json", "--data", huge, "--param", "0.weight")
+        code, _, err = run_cli(capsys, "explain", "--model", tmp_path / "m.json", "--data", huge, "--param", "0.weight")
     assert code == 2 and err.count("\n") == 1 and "loss of" in err and "is inf" in err
 
 
@@ -315,7 +306,7 @@ def test_an_out_that_cannot_be_a_file_is_refused_before_training(tmp_path, capsy
         os.mkfifo(tmp_path / out)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "Trainer", None)  # training would fail loudly: the check must come first
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", out)
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", out)
     assert code == 2 and err.count("\n") == 1
     assert ("--out is empty" if not out else "fifo: it is not a regular file") in err
 
@@ -450,7 +441,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
     out_name = "fig.png" if args[0] == "plot" else "out.json" if args[0] == "fit" else "out.csv"
     if "--out" not in args and args[0] not in ("evaluate", "demo"):
         args = args + ["--out", "{" + out_name + "}"]
-    code, _, err = _run(capsys, *[_fill(a, tmp_path) for a in args])
+    code, _, err = run_cli(capsys, *[_fill(a, tmp_path) for a in args])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("chainrule: error: "), err
     assert re.search(message, err), err
@@ -464,7 +455,9 @@ def test_predictions_that_are_not_finite_are_one_line_and_nothing_written(tmp_pa
         p.data[...] = 1e300  # 1e300 x 1e300 overflows to inf
     modelfile.save(tmp_path / "model.json", net, features=["x"], target="y")
     (tmp_path / "new.csv").write_text("x\n1\n2\n")
-    code, out, err = _run(capsys, "predict", tmp_path / "model.json", tmp_path / "new.csv", "--out", tmp_path / "p.csv")
+    code, out, err = run_cli(
+        capsys, "predict", tmp_path / "model.json", tmp_path / "new.csv", "--out", tmp_path / "p.csv"
+    )
     assert code == 2 and err.count("\n") == 1, err
     assert "the model's output is not a finite number (nan or inf) on 2 of 2 rows, first on data row 1" in err
     assert "RuntimeWarning" not in err and not (tmp_path / "p.csv").exists()
@@ -490,12 +483,12 @@ def _fill(arg, folder):
 
 def test_an_output_folder_that_does_not_exist_is_reported_before_training(tmp_path, capsys):
     (tmp_path / "good.csv").write_text(FILES["good.csv"])
-    code, out, err = _run(capsys, "fit", tmp_path / "good.csv", "--target", "y", "--out", tmp_path / "no" / "m.json")
+    code, out, err = run_cli(capsys, "fit", tmp_path / "good.csv", "--target", "y", "--out", tmp_path / "no" / "m.json")
     assert code == 2 and "the directory" in err and "does not exist" in err and out == ""
 
 
 def test_argparse_mistakes_exit_2(capsys):
-    code, _, err = _run(capsys, "fit", "data.csv", "--target", "y", "--out", "m.json", "--optimizer", "sgd")
+    code, _, err = run_cli(capsys, "fit", "data.csv", "--target", "y", "--out", "m.json", "--optimizer", "sgd")
     assert code == 2 and "invalid choice: 'sgd'" in err
 
 
@@ -503,7 +496,7 @@ def test_argparse_mistakes_exit_2(capsys):
 
 
 def test_fit_help_explains_every_option_with_an_example(capsys):
-    code, out, _ = _run(capsys, "fit", "--help")
+    code, out, _ = run_cli(capsys, "fit", "--help")
     assert code == 0
     for option in (
         "--target",
@@ -528,7 +521,7 @@ def test_fit_help_explains_every_option_with_an_example(capsys):
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "plot"])
 def test_every_command_has_help_with_an_example(capsys, command):
-    code, out, _ = _run(capsys, command, "--help")
+    code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0 and f"chainrule {command} model.json" in out
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import cli, modelfile
+from chainrule import modelfile
 from chainrule.validation import split
+from commandline import run_cli
 
 
 @pytest.fixture
@@ -33,18 +34,9 @@ def flowers(tmp_path):
     return path
 
 
-def _run(capsys, *args):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_early_stopping_holds_out_rows_reports_the_score_and_keeps_it_in_the_model_file(tmp_path, capsys, curve):
     model_path = tmp_path / "m.json"
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "fit", curve, "--target", "y", "--hidden", "8", "--optimizer", "adam", "--lr", "0.02",
         "--alpha", "1e-4", "--early-stopping", "--validation-fraction", "0.25", "--n-iter-no-change", "5",
         "--out", model_path,
@@ -67,7 +59,9 @@ def test_early_stopping_holds_out_rows_reports_the_score_and_keeps_it_in_the_mod
     ids=["lbfgs", "rmsprop", "adamw", "adagrad"],
 )
 def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsys, curve, extra):
-    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--out", tmp_path / "m.json", *extra)
+    code, out, err = run_cli(
+        capsys, "fit", curve, "--target", "y", "--hidden", "4", "--out", tmp_path / "m.json", *extra
+    )
     assert code == 0 and "wrote" in out, err
     training = modelfile.load(tmp_path / "m.json").training
     assert training["optimizer"] == extra[1] and training["validation_score"] is None
@@ -76,12 +70,12 @@ def test_every_optimizer_and_option_trains_from_the_command_line(tmp_path, capsy
 def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(tmp_path, capsys, curve):
     # review finding 3: --optimizer lbfgs stopped at gtol = --tol's 0.001; it gets L-BFGS's 1e-4 (scikit-learn's)
     for extra, tol in (([], 1e-4), (["--tol", "1e-3"], 1e-3)):
-        code, _, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--optimizer", "lbfgs",
+        code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--optimizer", "lbfgs",
                             "--out", tmp_path / "m.json", *extra)  # fmt: skip
         assert code == 0, err
         training = modelfile.load(tmp_path / "m.json").training
         assert training["tol"] == tol
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "g.json")
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "g.json")
     assert code == 0 and modelfile.load(tmp_path / "g.json").training["tol"] == 0.001  # the lessons' for gd
 
 
@@ -101,7 +95,7 @@ def test_lbfgs_on_the_command_line_uses_its_own_default_tol_unless_tol_is_given(
     ],
 )
 def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, curve, args, message):
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *args)
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *args)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "m.json").exists()
 
@@ -127,7 +121,7 @@ def test_restarts_and_lbfgs_refuse_in_flag_names_before_printing_what_fit_refuse
     tmp_path, capsys, curve, flags, keywords
 ):
     # review finding 14: "training 3 random starts at once ..." was printed, then fit's keyword names refused it
-    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *flags)
+    code, out, err = run_cli(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json", *flags)
     assert code == 2 and out == "" and err.count("\n") == 1 and "cannot be combined with" in err
     assert flags[0] in err and flags[2] in err and "=" not in err  # flags, not keywords
     from chainrule.nn import mlp
@@ -141,7 +135,7 @@ def test_restarts_and_lbfgs_refuse_in_flag_names_before_printing_what_fit_refuse
 def test_early_stopping_on_a_10_row_file_is_refused_as_too_small_in_flag_names(tmp_path, capsys):
     # review finding 1 on the command line: 10% of 10 rows is one held-out row
     (tmp_path / "ten.csv").write_text("x,y\n" + "".join(f"{i / 9!r},{i % 3}\n" for i in range(10)))
-    code, _, err = _run(capsys, "fit", tmp_path / "ten.csv", "--target", "y", "--early-stopping",
+    code, _, err = run_cli(capsys, "fit", tmp_path / "ten.csv", "--target", "y", "--early-stopping",
                         "--out", tmp_path / "m.json")  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "m.json").exists()
     assert "--validation-fraction 0.1 holds out 1 of 10 rows; the validation set is too small" in err
@@ -149,7 +143,7 @@ def test_early_stopping_on_a_10_row_file_is_refused_as_too_small_in_flag_names(t
 
 def test_the_premature_stop_warning_names_the_flags_on_the_command_line(tmp_path, capsys, curve):
     # review finding 14: it said "Use stopping='improvement'"; the flag is --stopping improvement
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--optimizer", "adam", "--lr", "0.01", "--tol", "0.1",
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--optimizer", "adam", "--lr", "0.01", "--tol", "0.1",
                         "--out", tmp_path / "m.json")  # fmt: skip
     assert code == 0 and "PrematureStop" not in err
     assert "Use --stopping improvement" in err and "a smaller --tol" in err and "stopping='" not in err
@@ -159,13 +153,13 @@ def test_evaluate_a_regression_prints_r2_as_scikit_learn_computes_it(tmp_path, c
     from sklearn.metrics import mean_absolute_error, r2_score
 
     model_path = tmp_path / "m.json"
-    assert _run(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--quiet", "--out", model_path)[0] == 0
+    assert run_cli(capsys, "fit", curve, "--target", "y", "--hidden", "4", "--quiet", "--out", model_path)[0] == 0
     model = modelfile.load(model_path)
     data = model.read_csv(curve, with_target=True)
     observed, predicted = data.target_numbers(), model.predict(data)
-    code, out, _ = _run(capsys, "evaluate", model_path, curve)
+    code, out, _ = run_cli(capsys, "evaluate", model_path, curve)
     assert code == 0 and f"R^2: {r2_score(observed, predicted):.6g}" in out
-    code, out, _ = _run(capsys, "evaluate", model_path, curve, "--json")
+    code, out, _ = run_cli(capsys, "evaluate", model_path, curve, "--json")
     report = json.loads(out)
     assert report["r2"] == pytest.approx(r2_score(observed, predicted), rel=1e-12)
     assert report["mae"] == pytest.approx(mean_absolute_error(observed, predicted), rel=1e-12)
@@ -181,13 +175,13 @@ def test_evaluate_on_a_row_that_overflows_is_one_line_without_numpys_warning(tmp
     network[0].bias.data[...] = 0.0
     modelfile.save(tmp_path / "m.json", modelfile.Model(network, ["a", "b"], "y", None, None, loss="mse"))
     (tmp_path / "big.csv").write_text("a,b,y\n1e308,0,1\n")  # the error 1e308 - 1 is finite, its square not
-    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv")
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv")
     assert code == 0 and err == "" and "on 1 row\n" in out and "R^2: not defined for 1 row" in out
     assert "mean absolute error: 1e+308; root mean squared error: 1e+308" in out  # one row: sqrt(e^2) = |e|
-    code, out, _ = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv", "--json")
+    code, out, _ = run_cli(capsys, "evaluate", tmp_path / "m.json", tmp_path / "big.csv", "--json")
     assert json.loads(out)["r2"] is None and json.loads(out)["rmse"] == 1e308
     (tmp_path / "inf.csv").write_text("a,b,y\n1e308,1e308,1\n")  # 1e308 + 1e308 is inf: one line, as predict
-    code, out, err = _run(capsys, "evaluate", tmp_path / "m.json", tmp_path / "inf.csv")
+    code, out, err = run_cli(capsys, "evaluate", tmp_path / "m.json", tmp_path / "inf.csv")
     assert code == 2 and out == "" and err.count("\n") == 1 and "not a finite number (nan or inf) on 1 of 1" in err
 
 
@@ -196,7 +190,7 @@ def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(
 
     model_path = tmp_path / "f.json"
     args = ["--target", "size", "--loss", "cross-entropy", "--hidden", "3", "--max-iter", "40", "--quiet"]
-    assert _run(capsys, "fit", flowers, *args, "--out", model_path)[0] == 0
+    assert run_cli(capsys, "fit", flowers, *args, "--out", model_path)[0] == 0
     model = modelfile.load(model_path)
     data = model.read_csv(flowers, with_target=True)
     observed = [model.classes[i] for i in data.target_indices(model.classes)]
@@ -205,7 +199,7 @@ def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(
     precision, recall, f1, support = precision_recall_fscore_support(
         observed, predicted, labels=labels, zero_division=0
     )
-    code, out, _ = _run(capsys, "evaluate", model_path, flowers, "--json")
+    code, out, _ = run_cli(capsys, "evaluate", model_path, flowers, "--json")
     report = json.loads(out)
     assert code == 0 and [c["class"] for c in report["classes"]] == labels
     np.testing.assert_allclose([c["precision"] for c in report["classes"]], precision, rtol=1e-12)
@@ -213,7 +207,7 @@ def test_evaluate_a_classifier_prints_per_class_scores_and_the_confusion_matrix(
     np.testing.assert_allclose([c["f1"] for c in report["classes"]], f1, rtol=1e-12)
     assert [c["support"] for c in report["classes"]] == support.tolist()
     assert report["confusion_matrix"] == confusion_matrix(observed, predicted, labels=labels).tolist()
-    _, text, _ = _run(capsys, "evaluate", model_path, flowers)
+    _, text, _ = run_cli(capsys, "evaluate", model_path, flowers)
     assert "precision  recall" in text and "confusion matrix (rows: observed, columns: predicted):" in text
 
 
@@ -224,7 +218,7 @@ def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys
     counts = {c: int(np.sum(labels[held] == c)) for c in np.unique(labels)}
     share = {c: int(np.sum(labels == c)) * 0.2 for c in np.unique(labels)}
     assert all(abs(counts[c] - share[c]) < 1 for c in counts) and sum(counts.values()) == 12
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "fit", flowers, "--target", "size", "--loss", "cross-entropy", "--hidden", "3",
         "--validation-fraction", "0.2", "--max-iter", "20", "--out", tmp_path / "f.json",
     )  # fmt: skip
@@ -233,7 +227,7 @@ def test_the_validation_fraction_is_stratified_like_the_library(tmp_path, capsys
 
 def test_the_final_loss_with_a_validation_fraction_is_on_the_rows_trained_on_and_says_so(tmp_path, capsys, curve):
     # review finding 12: "final loss ... on the 60 training rows", computed on all 60, when 45 were trained on
-    code, out, err = _run(capsys, "fit", curve, "--target", "y", "--hidden", "3", "--validation-fraction", "0.25",
+    code, out, err = run_cli(capsys, "fit", curve, "--target", "y", "--hidden", "3", "--validation-fraction", "0.25",
                           "--max-iter", "30", "--out", tmp_path / "m.json")  # fmt: skip
     assert code == 0, err
     model = modelfile.load(tmp_path / "m.json")
@@ -248,7 +242,7 @@ def test_the_final_loss_with_a_validation_fraction_is_on_the_rows_trained_on_and
 
 
 def test_fit_help_explains_the_training_options(capsys):
-    code, out, _ = _run(capsys, "fit", "--help")
+    code, out, _ = run_cli(capsys, "fit", "--help")
     assert code == 0
     for option in (
         "--alpha", "--weight-decay", "--schedule", "--clip", "--stopping", "--early-stopping",
@@ -256,5 +250,5 @@ def test_fit_help_explains_the_training_options(capsys):
     ):  # fmt: skip
         assert option in out, option
     assert "--early-stopping --validation-fraction 0.2" in out  # the example
-    code, out, _ = _run(capsys, "evaluate", "--help")
+    code, out, _ = run_cli(capsys, "evaluate", "--help")
     assert code == 0 and "--json" in out and "confusion matrix" in out

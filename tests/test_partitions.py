@@ -9,21 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from chainrule import cli, partitions
+from chainrule import partitions
 from chainrule.modelfile import ROWS_AT_ONCE, Model, Scaling, load
 from chainrule.nn import mlp
 from chainrule.partitions import Partition, predict_frame, predict_partition, predict_partitions
+from commandline import run_cli
 
 FEATURES = ["a", "b", "c"]
-
-
-def _run(capsys, *args):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -79,14 +71,14 @@ def parquet_parts(tmp_path):
 
 
 def _one_file(capsys, model, part, out, *extra):
-    code, _, err = _run(capsys, "predict", model, part, "--out", out, *extra)
+    code, _, err = run_cli(capsys, "predict", model, part, "--out", out, *extra)
     assert code == 0, err
     return out
 
 
 def test_csv_partitions_are_the_one_file_predictions_byte_for_byte(capsys, tmp_path, regressor, csv_parts):
     out = tmp_path / "predicted"
-    code, stdout, err = _run(capsys, "predict", regressor, csv_parts[0].parent, "--out", out)
+    code, stdout, err = run_cli(capsys, "predict", regressor, csv_parts[0].parent, "--out", out)
     assert code == 0, err
     assert sorted(os.listdir(out)) == ["part-0.csv", "part-1.csv", "part-2.csv"]
     model = load(regressor)
@@ -116,7 +108,7 @@ def test_parquet_partitions_are_the_one_file_predictions(capsys, tmp_path, regre
 
 def test_a_classifier_with_probabilities_csv_and_parquet(capsys, tmp_path, classifier, csv_parts, parquet_parts):
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", classifier, csv_parts[0], parquet_parts[1], "--out", out, "--proba")
+    code, _, err = run_cli(capsys, "predict", classifier, csv_parts[0], parquet_parts[1], "--out", out, "--proba")
     assert code == 0, err
     single = _one_file(capsys, classifier, csv_parts[0], tmp_path / "single.csv", "--proba")
     assert (out / csv_parts[0].name).read_bytes() == single.read_bytes()
@@ -142,11 +134,11 @@ def _nothing_written(out):
 
 def test_an_empty_glob_or_directory_is_one_line(capsys, tmp_path, regressor):
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", regressor, tmp_path / "nothing-*.csv", "--out", out)
+    code, _, err = run_cli(capsys, "predict", regressor, tmp_path / "nothing-*.csv", "--out", out)
     assert code == 2
     assert err == f"chainrule: error: no partitions to predict: {tmp_path / 'nothing-*.csv'} matches no files\n"
     (tmp_path / "empty").mkdir()
-    code, _, err = _run(capsys, "predict", regressor, tmp_path / "empty", "--out", out)
+    code, _, err = run_cli(capsys, "predict", regressor, tmp_path / "empty", "--out", out)
     assert code == 2 and "holds no .csv, .parquet or .pq files" in err and err.count("\n") == 1
     assert _nothing_written(out)
 
@@ -154,7 +146,7 @@ def test_an_empty_glob_or_directory_is_one_line(capsys, tmp_path, regressor):
 def test_a_partition_with_the_wrong_columns_stops_everything_before_writing(capsys, tmp_path, regressor, csv_parts):
     wrong = _csv(csv_parts[0].parent / "part-9.csv", {"a": [1.0], "b": [2.0], "d": [3.0]})
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", regressor, csv_parts[0].parent, "--out", out, "--workers", "1")
+    code, _, err = run_cli(capsys, "predict", regressor, csv_parts[0].parent, "--out", out, "--workers", "1")
     assert code == 2
     assert err.startswith(f"chainrule: error: {wrong}") and "'c'" in err and err.count("\n") == 1
     assert _nothing_written(out)
@@ -164,12 +156,12 @@ def test_a_broken_parquet_file_or_a_header_without_rows_is_found_first(capsys, t
     broken = parquet_parts[0].parent / "part-5.parquet"
     broken.write_bytes(b"PAR1 this is not a Parquet file")
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", regressor, parquet_parts[0].parent, "--out", out)
+    code, _, err = run_cli(capsys, "predict", regressor, parquet_parts[0].parent, "--out", out)
     assert code == 2
     assert err.startswith(f"chainrule: error: {broken} is not a readable Parquet file") and err.count("\n") == 1
     broken.unlink()
     headed = _csv(tmp_path / "headed.csv", {"a": [], "b": [], "c": []})
-    code, _, err = _run(capsys, "predict", regressor, parquet_parts[1], headed, "--out", out)
+    code, _, err = run_cli(capsys, "predict", regressor, parquet_parts[1], headed, "--out", out)
     assert (code, err) == (2, f"chainrule: error: {headed} has no data rows\n")
     assert _nothing_written(out)
 
@@ -179,7 +171,7 @@ def test_a_bad_cell_found_mid_run_names_the_partition_and_leaves_no_half_file(ca
     text[7] = text[7].replace(text[7].split(",")[2], "oops", 1)
     csv_parts[2].write_text("\n".join(text) + "\n")
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", out)
+    code, _, err = run_cli(capsys, "predict", regressor, *csv_parts, "--out", out)
     assert code == 2
     assert f"\nchainrule: error: {csv_parts[2]} line 8, column 'b': 'oops' is not a number;" in err
     assert err.endswith("\n") and err.count("chainrule: error") == 1
@@ -187,21 +179,21 @@ def test_a_bad_cell_found_mid_run_names_the_partition_and_leaves_no_half_file(ca
 
 
 def test_outputs_that_would_overwrite_an_input_or_each_other_are_refused(capsys, tmp_path, regressor, csv_parts):
-    code, _, err = _run(capsys, "predict", regressor, csv_parts[0].parent, "--out", csv_parts[0].parent)
+    code, _, err = run_cli(capsys, "predict", regressor, csv_parts[0].parent, "--out", csv_parts[0].parent)
     assert code == 2 and "is the partition itself" in err
     other = tmp_path / "other"
     other.mkdir()
     twin = _csv(other / "part-0.csv", _frame(3, 7))
-    code, _, err = _run(capsys, "predict", regressor, csv_parts[0], twin, "--out", tmp_path / "predicted")
+    code, _, err = run_cli(capsys, "predict", regressor, csv_parts[0], twin, "--out", tmp_path / "predicted")
     assert code == 2 and f"the partitions {csv_parts[0]} and {twin} would both be written to" in err
-    code, _, err = _run(capsys, "predict", regressor, csv_parts[0], csv_parts[1], "--out", regressor)
+    code, _, err = run_cli(capsys, "predict", regressor, csv_parts[0], csv_parts[1], "--out", regressor)
     assert code == 2 and "exists and is not a directory" in err
-    code, _, err = _run(capsys, "predict", regressor, csv_parts[0], csv_parts[1])
+    code, _, err = run_cli(capsys, "predict", regressor, csv_parts[0], csv_parts[1])
     assert code == 2 and "--out DIR" in err
 
 
 def test_one_file_is_still_one_file(capsys, tmp_path, regressor, csv_parts):
-    code, out, _ = _run(capsys, "predict", regressor, csv_parts[0])
+    code, out, _ = run_cli(capsys, "predict", regressor, csv_parts[0])
     assert code == 0 and out.splitlines()[0] == "id,a,b,c,predicted_y" and len(out.splitlines()) == 41
 
 
@@ -230,7 +222,7 @@ def test_on_the_dask_cluster_one_or_two_workers_give_the_same_bytes(tmp_path, cl
 
 def test_the_command_line_on_the_scheduler(capsys, tmp_path, cluster, classifier, parquet_parts):
     out = tmp_path / "predicted"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "predict", classifier, parquet_parts[0].parent, "--out", out, "--scheduler", cluster.scheduler_address
     )
     assert code == 0, err
@@ -242,7 +234,7 @@ def test_the_command_line_on_the_scheduler(capsys, tmp_path, cluster, classifier
 
 def test_the_command_line_on_local_processes(capsys, tmp_path, regressor, csv_parts):
     out = tmp_path / "predicted"
-    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", out, "--workers", "1")
+    code, _, err = run_cli(capsys, "predict", regressor, *csv_parts, "--out", out, "--workers", "1")
     assert code == 0, err
     for part in csv_parts:
         single = _one_file(capsys, regressor, part, tmp_path / "single.csv")
@@ -252,11 +244,11 @@ def test_the_command_line_on_local_processes(capsys, tmp_path, regressor, csv_pa
 def test_everything_is_checked_before_the_scheduler_is_reached(capsys, tmp_path, regressor, csv_parts):
     # port 9 (discard) on loopback: no scheduler there; the partition's mistake comes first, at once
     wrong = _csv(csv_parts[0].parent / "part-9.csv", {"a": [1.0], "b": [2.0]})
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "predict", regressor, wrong, "--out", tmp_path / "p", "--scheduler", "tcp://127.0.0.1:9"
     )
     assert code == 2 and err.startswith(f"chainrule: error: {wrong}") and "'c'" in err
-    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "no" / "p")
+    code, _, err = run_cli(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "no" / "p")
     assert (code, err) == (
         2,
         f"chainrule: error: cannot write the predictions into {tmp_path / 'no' / 'p'}: the directory "
@@ -266,7 +258,7 @@ def test_everything_is_checked_before_the_scheduler_is_reached(capsys, tmp_path,
 
 def test_more_local_workers_than_cores_is_refused_before_anything_is_written(capsys, tmp_path, regressor, csv_parts):
     many = max(2, os.cpu_count() or 1) + 1
-    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p", "--workers", many)
+    code, _, err = run_cli(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p", "--workers", many)
     assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
     assert not (tmp_path / "p").exists()
 
@@ -283,7 +275,7 @@ def test_ctrl_c_after_a_partition_says_what_was_written(capsys, tmp_path, regres
         return real(task)
 
     monkeypatch.setattr(partitions, "predict_partition", interrupted_at_the_second)
-    code, _, err = _run(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p")
+    code, _, err = run_cli(capsys, "predict", regressor, *csv_parts, "--out", tmp_path / "p")
     assert code == 130 and "nothing written" not in err
     assert "1 of 3 partitions were written" in err and str(tmp_path / "p") in err
     assert sorted(os.listdir(tmp_path / "p")) == ["part-0.csv"]

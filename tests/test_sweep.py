@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import cli, modelfile
+from chainrule import modelfile
 from chainrule import sweep as sweep_module
 from chainrule.sweep import kfold, parse_grid, sweep
+from commandline import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::chainrule.ConvergenceWarning")  # (our fits of 40 iterations)
 
@@ -48,15 +49,6 @@ def flowers(tmp_path):
     path = tmp_path / "flowers.csv"
     path.write_text("a,b,size\n" + "".join(f"{p!r},{q!r},{s}\n" for p, q, s in zip(a.tolist(), b.tolist(), labels)))
     return path
-
-
-def _run(capsys, *args):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _lines(folder):
@@ -123,7 +115,7 @@ def test_a_grid_is_every_combination_with_fits_spelling_of_the_keys():
 )
 def test_a_bad_grid_is_one_line_exit_2_before_anything_is_written(tmp_path, capsys, curve, grid, words):
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", grid, "--out", out)
+    code, _, err = run_cli(capsys, "sweep", curve, "--target", "y", "--grid", grid, "--out", out)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("chainrule: error: "), err
     for word in words:
@@ -196,7 +188,7 @@ def test_a_classification_sweep_has_stratified_folds_scored_by_accuracy_as_sciki
     from sklearn.metrics import accuracy_score
 
     out = tmp_path / "out"
-    code, stdout, _ = _run(capsys, "sweep", flowers, "--target", "size", "--loss", "cross-entropy", "--grid", GRID,
+    code, stdout, _ = run_cli(capsys, "sweep", flowers, "--target", "size", "--loss", "cross-entropy", "--grid", GRID,
                            "--folds", FOLDS, "--standardize", "--out", out)  # fmt: skip
     assert code == 0 and "mean accuracy" in stdout
     data = cr.data.read_csv(flowers, target="size")
@@ -215,7 +207,7 @@ def test_a_classification_sweep_has_stratified_folds_scored_by_accuracy_as_sciki
            compile=True)  # fmt: skip
     predicted = np.array(classes)[net(z[held]).data.argmax(axis=1)]
     assert line["score"] == pytest.approx(accuracy_score(np.array(classes)[y[held]], predicted), rel=1e-12)
-    code, predictions, _ = _run(capsys, "predict", out / "model.json", flowers)
+    code, predictions, _ = run_cli(capsys, "predict", out / "model.json", flowers)
     assert code == 0 and set(predictions.splitlines()[1].split(",")[-1:]) <= set(classes)
 
 
@@ -296,14 +288,14 @@ def test_ctrl_c_says_how_many_results_are_saved_exits_130_and_the_same_command_r
 
     monkeypatch.setattr(sweep_module, "run_fold", interrupted_at_the_fifth)
     command = ["sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", stopped]
-    code, out, err = _run(capsys, *command)
+    code, out, err = run_cli(capsys, *command)
     assert code == 130 and out == ""
     assert err.strip().splitlines()[-1:] == [
         f"chainrule: interrupted: 4 of 12 results are saved in {stopped / 'results.jsonl'}; run the same command "
         "again to resume"
     ]
     monkeypatch.undo()
-    code, out, err = _run(capsys, *command)
+    code, out, err = run_cli(capsys, *command)
     assert code == 0 and "resuming: 4 of 12 results found" in err
     _same_outputs(whole, stopped)
 
@@ -357,7 +349,7 @@ def test_a_results_file_of_another_sweep_is_refused_in_one_line(tmp_path, curve,
     assert sweep(renamed, "y", GRID, folds=FOLDS, out=out, plot=False).ran == 0
     before = (out / "results.jsonl").read_bytes()
     curve.write_text(curve.read_text() + "0.5,0.5,0.5\n")  # one row more
-    code, _, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out)
+    code, _, err = run_cli(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out)
     assert code == 2 and err.count("\n") == 1 and "another data file (its SHA-256)" in err
     assert (out / "results.jsonl").read_bytes() == before
     (out / "results.jsonl").write_text("not json\n")
@@ -374,7 +366,7 @@ def test_a_results_file_of_another_sweep_is_refused_in_one_line(tmp_path, curve,
 
 def test_the_command_prints_the_table_and_writes_the_four_files(tmp_path, curve, capsys):
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out)
+    code, stdout, err = run_cli(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out)
     assert code == 0, err
     assert "mean R^2" in stdout and "best: hidden=" in stdout and f"wrote {out / 'model.json'}" in stdout
     assert "sweep: 12/12 tasks" in err  # (stderr is not a terminal here: plain progress lines)
@@ -394,9 +386,9 @@ def test_the_command_prints_the_table_and_writes_the_four_files(tmp_path, curve,
         "fold2",
         "fold3",
     ]
-    code, predictions, _ = _run(capsys, "predict", out / "model.json", curve)
+    code, predictions, _ = run_cli(capsys, "predict", out / "model.json", curve)
     assert code == 0 and predictions.splitlines()[0] == "a,b,y,predicted_y"
-    code, quiet, _ = _run(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out,
+    code, quiet, _ = run_cli(capsys, "sweep", curve, "--target", "y", "--grid", GRID, "--folds", FOLDS, "--out", out,
                           "--quiet")  # fmt: skip
     assert code == 0 and quiet == ""
 
@@ -424,7 +416,7 @@ def test_a_dask_cluster_gives_the_same_files_as_in_process(tmp_path, curve, clus
 
 def test_more_local_workers_than_cores_is_refused_before_anything_is_written(tmp_path, capsys, curve):
     many = max(2, os.cpu_count() or 1) + 1
-    code, _, err = _run(capsys, "sweep", curve, "--target", "y", "--grid", "hidden=2", "--folds", "2",
+    code, _, err = run_cli(capsys, "sweep", curve, "--target", "y", "--grid", "hidden=2", "--folds", "2",
                         "--workers", many, "--out", tmp_path / "s")  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and f"--workers must be an integer in [1, {many - 1}]" in err
     assert not (tmp_path / "s").exists()
