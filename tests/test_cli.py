@@ -91,15 +91,24 @@ def test_predict_prints_csv_to_stdout_without_out(tmp_path, capsys, curve):
     assert code == 0 and err == "" and len(rows) == 31 and rows[0][-1] == "predicted_y"
 
 
-def test_a_classifier_with_text_labels(tmp_path, capsys, flowers):
+def test_a_classifier_with_text_labels(tmp_path, capsys, flowers, monkeypatch):
     model_path = tmp_path / "flowers.json"
     _fit(capsys, flowers, model_path, "--target", "size", "--loss", "cross-entropy", "--max-iter", "200")
-    assert modelfile.load(model_path).classes == ["large", "small"]
+    model = modelfile.load(model_path)
+    assert model.classes == ["large", "small"]
+    passes = []
+    outputs = modelfile.Model.outputs
+    monkeypatch.setattr(modelfile.Model, "outputs", lambda self, data: passes.append(1) or outputs(self, data))
     code, out, _ = run_cli(capsys, "predict", model_path, flowers, "--proba")
+    assert len(passes) == 1  # labels and probabilities from one forward pass over the 40 rows
+    monkeypatch.undo()
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["a", "b", "size", "predicted_size", "probability_large", "probability_small"]
     assert {r[3] for r in rows[1:]} <= {"large", "small"}
     assert all(abs(float(r[4]) + float(r[5]) - 1) < 1e-12 for r in rows[1:])
+    data = model.read_csv(flowers)  # the same cells as the model's own predict and predict_proba
+    assert [r[3] for r in rows[1:]] == list(model.predict(data))
+    assert [[float(r[4]), float(r[5])] for r in rows[1:]] == model.predict_proba(data).tolist()
     code, out, _ = run_cli(capsys, "evaluate", model_path, flowers)
     assert code == 0 and "loss: cross_entropy" in out and "accuracy:" in out and "of 40 rows" in out
     assert run_cli(capsys, "plot", model_path, flowers, "--out", tmp_path / "table.svg")[0] == 0

@@ -41,6 +41,7 @@ from .partitions import (
     not_finite,
     partition_tasks,
     predicted_cells,
+    prediction_columns,
     prediction_header,
     run_partitions,
 )
@@ -1362,13 +1363,10 @@ def _write_rows(out, header, rows):
 
 def _prediction_columns(model, data, proba):
     """(names, value columns) to append: the prediction, then the class probabilities if asked."""
-    with np.errstate(all="ignore"):  # a prediction that overflows is reported below, in one line
-        outputs = model.outputs(data)
-        names, columns = [f"predicted_{model.target or 'value'}"], [model.predict(data)]
-        if proba:
-            p = model.predict_proba(data)
-            names += [f"probability_{label}" for label in model.classes]
-            columns += [p[:, k] for k in range(p.shape[1])]
+    outputs, columns = prediction_columns(model, data, proba)  # (an overflow is reported below, in one line)
+    names = [f"predicted_{model.target or 'value'}"]
+    if proba:
+        names += [f"probability_{label}" for label in model.classes]
     bad = not_finite(model, outputs, columns[0])
     if bad.any():
         raise ValueError(

@@ -172,7 +172,10 @@ class Model:
 
     def predict(self, data: Any) -> np.ndarray:
         """Predictions per row: numbers (regression) or class labels (classification)."""
-        out = self.outputs(data)
+        return self.predictions_from(self.outputs(data))
+
+    def predictions_from(self, out: np.ndarray) -> np.ndarray:
+        """:meth:`predict` from the network's outputs already computed (:meth:`outputs`)."""
         if self.classes is not None:  # numbers stay Python ints and floats, as in the file
             labels = np.array(self.classes, dtype=None if isinstance(self.classes[0], str) else object)
             return labels[out.argmax(axis=1)]
@@ -182,9 +185,12 @@ class Model:
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (rows, classes), the softmax of the logits, in the order of ``classes``."""
+        return self.probabilities_from(self.outputs(data))
+
+    def probabilities_from(self, z: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` from the network's outputs (the logits) already computed."""
         if self.classes is None:
             raise ValueError("predict_proba: this model does regression; probabilities need a classifier")
-        z = self.outputs(data)
         e = np.exp(z - z.max(axis=1, keepdims=True))  # shifted so that exp cannot overflow
         return e / e.sum(axis=1, keepdims=True)
 

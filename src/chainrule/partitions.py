@@ -72,11 +72,13 @@ __all__ = [
     "Written",
     "cell_text",
     "find_partitions",
+    "not_finite",
     "partition_tasks",
     "predict_frame",
     "predict_partition",
     "predict_partitions",
     "predicted_cells",
+    "prediction_columns",
     "prediction_header",
     "run_partitions",
 ]
@@ -223,12 +225,7 @@ def _predicted_columns(model: Model, blocks: FileBlocks, proba: bool) -> Iterato
     a ValueError at the first row whose output is not finite."""
     start = 0
     for x, _ in chunked(blocks(), ROWS_AT_ONCE):
-        with np.errstate(all="ignore"):
-            outputs = model.outputs(x)
-            columns = [model.predict(x)]
-            if proba:
-                p = model.predict_proba(x)
-                columns += [p[:, k] for k in range(p.shape[1])]
+        outputs, columns = prediction_columns(model, x, proba)
         bad = not_finite(model, outputs, columns[0])
         if bad.any():
             raise ValueError(
@@ -237,6 +234,18 @@ def _predicted_columns(model: Model, blocks: FileBlocks, proba: bool) -> Iterato
             )
         yield columns
         start += len(x)
+
+
+def prediction_columns(model: Model, x: Any, proba: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(the network's outputs, [the predictions, then each class's probability if ``proba``]) from one
+    forward pass; overflows are not warned of (:func:`not_finite` finds the rows, the caller says so)."""
+    with np.errstate(all="ignore"):
+        outputs = model.outputs(x)
+        columns = [model.predictions_from(outputs)]
+        if proba:
+            p = model.probabilities_from(outputs)
+            columns += [p[:, k] for k in range(p.shape[1])]
+    return outputs, columns
 
 
 def not_finite(model: Model, outputs: Any, predicted: Any) -> np.ndarray:
