@@ -346,6 +346,55 @@ def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_an_import_error_caused_by_ctrl_c_is_the_interrupt_too(tmp_path):
+    # A KeyboardInterrupt inside a C extension's import can come out as another error (NumPy's: "ImportError:
+    # PyCapsule_Import could not import module "datetime""): the guard knows Ctrl-C came, so it is one line.
+    press_ctrl_c_as_numpy_would = (
+        "import builtins, signal, sys\n"
+        "real = builtins.__import__\n"
+        "def imported(name, *a, **k):\n"
+        "    if name == 'numpy':\n"
+        "        try:\n"
+        "            signal.raise_signal(signal.SIGINT)\n"
+        "        except KeyboardInterrupt:\n"
+        "            raise ImportError('PyCapsule_Import could not import module \"datetime\"') from None\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imported\n"
+        "import chainrule_command\n"
+        "sys.exit(chainrule_command.main())\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", press_ctrl_c_as_numpy_would, "fit", "x.csv", "--target", "y", "--out", "m.json"],
+        capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint, cwd=tmp_path,
+    )  # fmt: skip
+    assert child.returncode == 130, child.stderr
+    assert child.stderr.strip().splitlines() == ["chainrule: interrupted while starting; nothing written"]
+    # an import error without a Ctrl-C is still the error it is
+    broken = press_ctrl_c_as_numpy_would.replace("signal.raise_signal(signal.SIGINT)", "raise KeyboardInterrupt")
+    child = subprocess.run(
+        [sys.executable, "-c", broken], capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint
+    )
+    assert child.returncode == 1 and "ImportError: PyCapsule_Import" in child.stderr
+
+
+def test_ctrl_c_after_the_command_has_returned_is_ignored(tmp_path):
+    # Everything is written when main returns: a Ctrl-C while Python shuts down has nothing to stop, and
+    # would print a traceback from threading._shutdown. The entry point ignores it from then on.
+    script = (
+        "import signal, sys, chainrule_command\n"
+        "code = chainrule_command.main()\n"
+        "print(code, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+        "signal.raise_signal(signal.SIGINT)\n"
+        "print('still here')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script, "fit", "x.csv", "--target", "y", "--out", "m.json"],
+        capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint, cwd=tmp_path,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["2", "True", "still", "here"]  # (x.csv is missing: exit status 2)
+
+
 def test_the_installed_command_goes_through_the_guard():
     """pyproject.toml's console script is the guarded entry point, and it runs the same main."""
     import chainrule_command
