@@ -244,6 +244,31 @@ def test_ctrl_c_among_the_random_starts_saves_the_best_start_where_it_got_to(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["rows", "stream"])
+def test_ctrl_c_between_training_and_the_write_keeps_the_finished_model(
+    tmp_path, capsys, monkeypatch, curve, default_sigint, stream
+):
+    # training has ended, the training record is being made (the final loss over every row): the model is
+    # finished, so a Ctrl-C here waits for the file instead of throwing the model away
+    record = cli._record
+
+    def press_ctrl_c_then_record(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_record", press_ctrl_c_then_record)
+    extra = ["--stream", "--batch-size", "10"] if stream else []
+    code, out, err = run_cli(
+        capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out", tmp_path / "m.json",
+        *extra,
+    )  # fmt: skip
+    assert code == 130 and err.strip().splitlines()[-1] == (
+        f"chainrule: Ctrl-C after training: {tmp_path / 'm.json'} was written in full first"
+    )
+    assert modelfile.load(tmp_path / "m.json").training["n_iter"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_while_the_model_file_is_written_waits_for_it(tmp_path, capsys, monkeypatch, curve, default_sigint):
     save = cli.save
 
@@ -255,7 +280,7 @@ def test_ctrl_c_while_the_model_file_is_written_waits_for_it(tmp_path, capsys, m
     code, out, err = run_cli(
         capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out", tmp_path / "m.json"
     )
-    assert code == 130 and f"Ctrl-C while writing: {tmp_path / 'm.json'} was written in full first" in err
+    assert code == 130 and f"Ctrl-C after training: {tmp_path / 'm.json'} was written in full first" in err
     assert modelfile.load(tmp_path / "m.json").training["n_iter"] == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

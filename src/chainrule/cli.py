@@ -460,24 +460,29 @@ def _fit(args):
         f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer}"
         + ("" if args.optimizer == "lbfgs" else f" lr {args.lr:g}"),
     )
-    with _executor(args) as executor:
-        if args.restarts:
-            where = "at once (no progress shown)"
-            if executor is not None:
-                where = f"in shards on {_where(args)}"
-            _say(args, f"training {args.restarts} random starts {where}, then the best one again alone ...")
-        history, interrupted, held = _train(model, x, y, optimizer, args, executor=executor)
-    if history is None:
-        return 2
-    if interrupted and history.restart_losses is None and args.restarts:  # Ctrl-C before any shard finished
-        print(f"chainrule: {history.stop_reason}; nothing written", file=sys.stderr)
-        return 130
-    model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
-    with _Deferred() as ctrl_c:  # a Ctrl-C now waits for the file to be written in full
+    with _Deferred(hold=False) as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
+        with _executor(args) as executor:
+            if args.restarts:
+                where = "at once (no progress shown)"
+                if executor is not None:
+                    where = f"in shards on {_where(args)}"
+                _say(args, f"training {args.restarts} random starts {where}, then the best one again alone ...")
+            history, interrupted, held = _train(model, x, y, optimizer, args, executor=executor, then=ctrl_c)
+        if history is None:
+            return 2
+        if interrupted and history.restart_losses is None and args.restarts:  # Ctrl-C before any shard finished
+            print(f"chainrule: {history.stop_reason}; nothing written", file=sys.stderr)
+            return 130
+        model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
         save(args.out, model)
+    return _saved(args, model, history, ctrl_c)
+
+
+def _saved(args, model, history, ctrl_c):
+    """The summary after the model file is written; a Ctrl-C held back since training ended is said, exit 130."""
     _summary(args, model, history)
     if ctrl_c.pressed:
-        print(f"chainrule: Ctrl-C while writing: {args.out} was written in full first", file=sys.stderr)
+        print(f"chainrule: Ctrl-C after training: {args.out} was written in full first", file=sys.stderr)
         return 130
     return 0
 
@@ -523,17 +528,13 @@ def _fit_stream(args, hidden, features, optimizer):
         f"of {args.shuffle_buffer}): network {'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, "
         f"{args.optimizer} lr {args.lr:g}",
     )
-    history, interrupted, _ = _train(model, None, None, optimizer, args, source)  # no rows held out
-    if history is None:
-        return 2
-    model.training = _record(model, _Streamed(source.blocks, model), history, interrupted, args)
-    with _Deferred() as ctrl_c:
+    with _Deferred(hold=False) as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
+        history, interrupted, _ = _train(model, None, None, optimizer, args, source, then=ctrl_c)  # no rows held out
+        if history is None:
+            return 2
+        model.training = _record(model, _Streamed(source.blocks, model), history, interrupted, args)
         save(args.out, model)
-    _summary(args, model, history)
-    if ctrl_c.pressed:
-        print(f"chainrule: Ctrl-C while writing: {args.out} was written in full first", file=sys.stderr)
-        return 130
-    return 0
+    return _saved(args, model, history, ctrl_c)
 
 
 def _streamed_scaling(source):
@@ -580,20 +581,38 @@ class _Streamed:
 
 
 class _Deferred:
-    """Holds Ctrl-C back while a file is written (``pressed`` says whether it came); main thread only."""
+    """Holds Ctrl-C back until the model file is written (``pressed`` says whether it came); main thread only.
+
+    Training's own handler (:class:`_Progress`) hands over to it as training ends (``take_over``), so that
+    no moment between the last iteration and the write lets a Ctrl-C throw the finished model away; entered
+    as a context it holds Ctrl-C from then on (``hold=False``: from the hand-over on); leaving the context
+    puts the handler back.
+    """
+
+    def __init__(self, hold=True):
+        self.hold, self.pressed, self.previous, self.holding = hold, False, None, False
+
+    def take_over(self, previous):
+        """Hold Ctrl-C from now on; ``previous``: the handler to put back at the end."""
+        if not self.holding and threading.current_thread() is threading.main_thread():
+            self.previous, self.holding = previous, True
+            signal.signal(signal.SIGINT, self._press)
+
+    def release(self):
+        if self.holding:
+            signal.signal(signal.SIGINT, self.previous)
+            self.holding = False
 
     def __enter__(self):
-        self.pressed, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._press)
+        if self.hold:
+            self.take_over(signal.getsignal(signal.SIGINT))
         return self
 
     def _press(self, signum, frame):
         self.pressed = True
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        self.release()
 
 
 def _check_labels(data, y, classes):
@@ -802,14 +821,14 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _train(model, x, y, optimizer, args, source=None, executor=None):
+def _train(model, x, y, optimizer, args, source=None, executor=None, then=None):
     """Run fit with progress, Ctrl-C and warnings handled: (History, interrupted, the held-out rows' indices
     or None), or (None, False, None) after a divergence. After Ctrl-C the network holds the best parameters
     seen. ``source``: a batch source (--stream) in place of x and y; ``executor``: where the random starts
-    train (None: here)."""
+    train (None: here); ``then``: a _Deferred that holds Ctrl-C from the moment training ends."""
 
     validation, stopping = _validation(args)
-    progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts))
+    progress = _Progress(args.max_iter, args.quiet, population=bool(args.restarts), then=then)
     with progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1000,8 +1019,8 @@ class _Progress:
     it); a second Ctrl-C aborts at once.
     """
 
-    def __init__(self, max_iter, quiet, population=False):
-        self.max_iter, self.quiet = max_iter, quiet
+    def __init__(self, max_iter, quiet, population=False, then=None):
+        self.max_iter, self.quiet, self.then = max_iter, quiet, then
         self.population = population  # until the first iteration is shown, Ctrl-C stops the random starts
         self.every = max(1, max_iter // 10)
         self.interrupted = self.told = False
@@ -1015,15 +1034,18 @@ class _Progress:
             self.bar = _rich_bar(self.max_iter)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *exc):
         if self.bar is not None:
             self.bar.stop()
         if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+            if self.then is not None and kind is None:  # training ended: from here Ctrl-C waits for the write
+                self.then.take_over(self.previous)
+            else:
+                signal.signal(signal.SIGINT, self.previous)
 
     def _interrupt(self, signum, frame):
         self.interrupted = True
-        signal.signal(signal.SIGINT, self.previous)
+        signal.signal(signal.SIGINT, self.previous)  # (a second Ctrl-C aborts at once)
         if self.population:  # the random starts show no iterations: they stop on KeyboardInterrupt (restarts.py)
             raise KeyboardInterrupt
 
