@@ -345,6 +345,14 @@ def test_an_out_that_cannot_be_a_file_is_refused_before_training(tmp_path, capsy
     assert ("--out is empty" if not out else "fifo: it is not a regular file") in err
 
 
+def test_out_through_a_dangling_symlink_is_refused_before_training(tmp_path, capsys, curve):
+    (tmp_path / "m.json").symlink_to(tmp_path / "nowhere" / "x.json")
+    code, out, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"(a symbolic link to {tmp_path / 'nowhere' / 'x.json'}): the directory {tmp_path / 'nowhere'}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.csv", "m.json"]  # no temporary file, no folder made
+
+
 def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
     """The command's entry point guards the import of chainrule (NumPy and all) against Ctrl-C."""
     press_ctrl_c_while_importing_numpy = (

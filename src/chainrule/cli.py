@@ -803,9 +803,11 @@ def _check_out(path, *inputs):
     for given in inputs:
         if _same_file(path, given):
             raise ValueError(f"--out {path} is the input file {given}; choose another name for the output")
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # (the file is written through a symlink, to its target)
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise ValueError(f"cannot write {path}: the directory {folder} does not exist")
+        via = f" (a symbolic link to {target})" if os.path.islink(path) else ""
+        raise ValueError(f"cannot write {path}{via}: the directory {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"cannot write {path}: no permission to write in {folder}")
     if os.path.isdir(path):
