@@ -289,6 +289,25 @@ def test_classifier_labels_must_match_the_outputs(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "model, field, names, message",
+    [
+        ("regressor", "features", [f"f{k}" for k in range(100_000)], r"got 100000 \(100000 distinct\): \['f0', "),
+        ("regressor", "features", ["a"] * 100_000, r"got 100000 \(1 distinct\): \['a', 'a', "),
+        ("classifier", "classes", [f"c{k}" for k in range(100_000)], r"3 outputs for the 100000 classes \['c0', "),
+    ],
+)
+def test_a_long_list_in_a_model_file_is_shortened_in_the_error(tmp_path, model, field, names, message):
+    # 100,000 names where the network has 2 inputs (or 3 outputs): one line of about 200 characters, the
+    # first 10 names and "... and 99990 more", not every name (about 1 MB)
+    content = _content(tmp_path, _regressor()[0] if model == "regressor" else _classifier())
+    content["preprocessing"][field] = names
+    with pytest.raises(ValueError, match=message) as raised:
+        _load_dict(tmp_path, content)
+    text = str(raised.value)
+    assert len(text) < 400 and "\n" not in text and text.endswith("... and 99990 more]")
+
+
+@pytest.mark.parametrize(
     "text, message",
     [
         ("not json at all", r"is not a chainrule model file \(not JSON"),

@@ -164,7 +164,7 @@ class CSVData:
             if key not in keys:
                 raise ValueError(
                     f"{self.where(row, self.target)}: {_show(self._cell(row, self.target))} is not one of the "
-                    f"model's classes {_listing(classes)}"
+                    f"model's classes {listing(classes)}"
                 )
             out[row] = keys[key]
         return out
@@ -662,7 +662,7 @@ def _raise(path, mistake, columns):
     if mistake:
         line, count = mistake
         raise ValueError(
-            f"{path} line {line} has {count} cells but the header has {len(columns)} columns {_listing(columns)}"
+            f"{path} line {line} has {count} cells but the header has {len(columns)} columns {listing(columns)}"
         )
 
 
@@ -790,7 +790,7 @@ def _layout(path, columns, target, features):
 def _choose(path, columns, index, target, features):
     """The feature names, after checking that every named column exists."""
     if target is not None and target not in index:
-        raise ValueError(f"{path} has no column {_show(target)} (the target); its columns are {_listing(columns)}")
+        raise ValueError(f"{path} has no column {_show(target)} (the target); its columns are {listing(columns)}")
     if features is None:
         features = [c for c in columns if c != target]
     elif isinstance(features, str):
@@ -800,11 +800,11 @@ def _choose(path, columns, index, target, features):
         if not isinstance(name, str):
             raise TypeError(f"read_csv: features must be column names (str), got {_show(name)}")
         if name not in index:
-            raise ValueError(f"{path} has no column {_show(name)} (a feature); its columns are {_listing(columns)}")
+            raise ValueError(f"{path} has no column {_show(name)} (a feature); its columns are {listing(columns)}")
         if name == target:
             raise ValueError(f"column {_show(name)} is the target and cannot also be a feature")
     if len(set(features)) != len(features):
-        raise ValueError(f"read_csv: features lists a column twice: {_listing(features)}")
+        raise ValueError(f"read_csv: features lists a column twice: {listing(features)}")
     if not features:
         raise ValueError(f"{path} has no feature columns besides the target {_show(target)}")
     return features
@@ -861,8 +861,9 @@ def _show(value, width=60):
     return f"{text[: width - 20]}...{count}"
 
 
-def _listing(values):
-    """'['a', 'b']': the values as a list, the first SHOWN of them and "... and N more" after."""
+def listing(values):
+    """'['a', 'b']': the values as a list, the first SHOWN of them and "... and N more" after (error messages
+    of every module list names with it, so that no line grows with a file's columns or classes)."""
     values = list(values)
     shown = [_show(v, 40) for v in values[:SHOWN]]
     more = [f"... and {len(values) - SHOWN} more"] if len(values) > SHOWN else []
@@ -1233,7 +1234,7 @@ class FileBlocks:
             if key not in keys:
                 raise ValueError(
                     f"{place(row)}, column {_show(self.target)}: {_show(str(_label(value)))} is not one of the "
-                    f"model's classes {_listing(classes)}"
+                    f"model's classes {listing(classes)}"
                 )
             out[row] = keys[key]
         return out
@@ -1300,7 +1301,7 @@ def _exact_blocks(path, f, offset, line, layout, labels=False):
         if len(cells) != width:
             raise ValueError(
                 f"{path} line {number} has {len(cells)} cells but the header has {width} columns "
-                f"{_listing(layout.columns)}"
+                f"{listing(layout.columns)}"
             )
         for j, c in enumerate(layout.usecols):
             x[n, j] = _feature(path, cells[c], number, layout.features[j])

@@ -42,7 +42,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from .checks import Integers, Number
-from .data import CSVData, read_data
+from .data import CSVData, listing, read_data
 from .losses import LOSSES, get_loss
 from .nn import ACTIVATIONS, Linear, Module, Sequential, mlp
 from .tensor import no_grad, tensor
@@ -236,7 +236,7 @@ class Model:
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(
                 f"predict: expected inputs of shape (rows, {self.sizes[0]}) for the features "
-                f"{self.features}, got shape {x.shape}"
+                f"{listing(self.features)}, got shape {x.shape}"
             )
         return x
 
@@ -252,7 +252,9 @@ def _indices(labels, classes):
     try:
         return np.array([position[c.item() if hasattr(c, "item") else c] for c in labels], dtype=np.intp)
     except KeyError as e:
-        raise ValueError(f"evaluate: label {e.args[0]!r} is not one of the model's classes {classes}") from None
+        raise ValueError(
+            f"evaluate: label {e.args[0]!r} is not one of the model's classes {listing(classes)}"
+        ) from None
 
 
 def architecture(network: Module) -> tuple[list[int], str]:
@@ -280,13 +282,16 @@ def architecture(network: Module) -> tuple[list[int], str]:
 def _check_model(model):
     n_in, n_out = model.sizes[0], model.sizes[-1]
     if len(model.features) != n_in or len(set(model.features)) != n_in:
-        raise ValueError(f"Model: features must be {n_in} distinct names (the network's inputs), got {model.features}")
+        raise ValueError(
+            f"Model: features must be {n_in} distinct names (the network's inputs), got {len(model.features)} "
+            f"({len(set(model.features))} distinct): {listing(model.features)}"
+        )
     if model.classes is None and n_out != 1:
         raise ValueError(f"Model: a regression network has 1 output, got {n_out}; a classifier needs classes")
     if model.classes is not None and (len(model.classes) != n_out or n_out < 2):
         raise ValueError(
             f"Model: a classifier needs one network output per class (at least 2); the network "
-            f"has {n_out} outputs for the classes {model.classes}"
+            f"has {n_out} outputs for the {len(model.classes)} classes {listing(model.classes)}"
         )
     _check_loss("Model: loss", model.loss, model.task)
 
