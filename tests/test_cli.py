@@ -345,6 +345,18 @@ def test_an_out_that_cannot_be_a_file_is_refused_before_training(tmp_path, capsy
     assert ("--out is empty" if not out else "fifo: it is not a regular file") in err
 
 
+def test_running_out_of_memory_beyond_the_estimate_is_one_line(tmp_path, capsys, monkeypatch, curve):
+    # the size checks are estimates: a MemoryError past them (a lower ulimit, another process) is one line too
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 618. MiB for an array with shape (9000, 9000) and data type float64")
+
+    monkeypatch.setattr(cli, "mlp", no_memory)
+    code, out, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("chainrule: error: out of memory (Unable to allocate 618. MiB for an array with shape (9000,")
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_out_through_a_dangling_symlink_is_refused_before_training(tmp_path, capsys, curve):
     (tmp_path / "m.json").symlink_to(tmp_path / "nowhere" / "x.json")
     code, out, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
@@ -491,7 +503,11 @@ FIT = ["fit", "{good.csv}", "--target", "y"]
         (FIT + ["--features", "x,,y"], r"--features must be column names separated by commas"),
         (FIT + ["--features", "y"], r"column 'y' is the target and cannot also be a feature"),
         # checked before anything is allocated or trained (the reproductions)
-        (FIT + ["--hidden", "1000000000000"], r"1-1000000000000-1 network on 3 rows needs about 6e\+12 float64"),
+        # (1 + 1) x 1e12 + (1e12 + 1) x 1 = 3,000,000,000,001 parameters, above a model file's 5e7
+        (FIT + ["--hidden", "1000000000000"], r"1-1000000000000-1 network has 3,000,000,000,001 parameters, more "),
+        # 1-2000-2000-1: 2 x 2000 + 2001 x 2000 + 2001 = 4,008,001 parameters; 11 copies and 3 rows x 2000:
+        # 44,088,011 + 6,000 = 44,094,011 float64 numbers a start, within 2e8; 5 starts are 2.2e8, not
+        (FIT + ["--hidden", "2000,2000", "--restarts", "5"], r"x 5 --restarts on 3 rows needs about 2.2e\+08 float64"),
         (FIT + ["--restarts", "1000000000"], r"x 1000000000 --restarts .* more than the limit of 2e\+08"),
         (FIT + ["--out", "{good.csv}"], r"--out .*good.csv is the input file .*good.csv; choose another name"),
         (

@@ -194,13 +194,13 @@ def test_a_population_too_big_for_max_elements_is_refused_before_a_start_is_draw
     x, y = cr.data.dosage()
     drawn = []
     monkeypatch.setattr(cr.restarts, "draw_starts", lambda *a: drawn.append(a))
-    # 7 parameters + 3 rows x widest 1 = 10 numbers a start: 10**8 starts are 1e9 > MAX_ELEMENTS = 2e8
+    # 11 copies of 7 parameters + 3 rows x widest 1 = 80 numbers a start: 10**7 starts are 8e8 > MAX_ELEMENTS = 2e8
     with pytest.raises(
-        ValueError, match=r"restarts=100000000 would hold about 1e\+09 float64 numbers .*restarts.MAX_ELEMENTS = 2e\+08"
+        ValueError, match=r"restarts=10000000 would hold about 8e\+08 float64 numbers .*restarts.MAX_ELEMENTS = 2e\+08"
     ):
-        cr.fit(DosageNetwork.random(seed=0), x, y, restarts=10**8)
+        cr.fit(DosageNetwork.random(seed=0), x, y, restarts=10**7)
     assert drawn == []
-    assert cr.restarts.population_elements(7, 3, 1, 10**8) == 10**9
+    assert cr.restarts.population_elements(7, 3, 1, 10**7) == 8 * 10**8
 
 
 def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(monkeypatch):

@@ -33,7 +33,7 @@ from .explain import explain
 from .export import to_onnx
 from .loop import ARGUMENTS, Trainer
 from .losses import get_loss, ssr
-from .modelfile import DTYPES, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
+from .modelfile import DTYPES, MAX_PARAMETERS, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
 from .optim import LBFGS, OPTIMIZERS
 from .partitions import (
@@ -139,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ValueError, TypeError, OSError, ImportError) as e:  # ImportError: pyarrow for a Parquet file
         print(f"chainrule: error: {_message(e)}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # beyond the estimates (another process took the memory, a lower ulimit)
+        print(
+            f"chainrule: error: out of memory ({_message(e)}); nothing written: use smaller --hidden sizes, fewer "
+            "--restarts or a smaller --batch-size",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -628,8 +635,14 @@ def _check_labels(data, y, classes):
 
 
 def _check_size(args, sizes, rows):
-    """One line, before anything is allocated, when the network (times --restarts) would pass MAX_ELEMENTS."""
+    """One line, before anything is allocated, when the network (times --restarts) would pass MAX_ELEMENTS, or
+    would be a model file too big to load (modelfile.MAX_PARAMETERS)."""
     parameters = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    if parameters > MAX_PARAMETERS:
+        raise ValueError(
+            f"a {'-'.join(map(str, sizes))} network has {parameters:,} parameters, more than a model file may hold "
+            f"(chainrule.modelfile.MAX_PARAMETERS = {MAX_PARAMETERS:,}); use smaller --hidden sizes"
+        )
     batch = min(args.batch_size or rows, rows)
     need = population_elements(parameters, batch, max(sizes), args.restarts)
     if need > MAX_ELEMENTS:
