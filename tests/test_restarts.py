@@ -234,6 +234,32 @@ def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(m
         np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)
 
 
+def test_an_interrupt_whose_keyboard_interrupt_was_lost_still_stops_the_starts(monkeypatch):
+    # A Ctrl-C handler's KeyboardInterrupt can be swallowed (raised inside a finalizer or an import's
+    # callback); the handler also calls trainer.interrupt(), which the starts look at before every batch.
+    # Here the interrupt comes in iteration 4 with no exception at all: iteration 5 does not begin.
+    x, y = cr.data.dosage()
+    largest, calls = cr.restarts._largest_per_start, []
+    net = DosageNetwork.random(seed=0)
+    trainer = cr.Trainer(net, x, y, restarts=5, seed=1)
+
+    def lost_ctrl_c_in_iteration_4(steps, n):
+        calls.append(1)
+        if len(calls) == 4:
+            trainer.interrupt()
+        return largest(steps, n)
+
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", lost_ctrl_c_in_iteration_4)
+    history = trainer.run()
+    assert len(calls) == 4 and trainer.population_interrupted and "interrupted (Ctrl-C)" in history.stop_reason
+    assert "after 4 iterations" in history.stop_reason and list(history.restart_iterations) == [4] * 5
+    monkeypatch.setattr(cr.restarts, "_largest_per_start", largest)
+    again = DosageNetwork.random(seed=0)
+    cr.fit(again, x, y, restarts=5, seed=1, max_iter=4, tol=0)  # the best start again alone, 4 iterations
+    for name, value in net.state_dict().items():
+        np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_ctrl_c_among_the_starts_keeps_each_start_where_its_loss_was_lowest_not_where_it_got_to(monkeypatch, compiled):
     # With momentum 0.9 the lessons' network overshoots: each start's SSR falls, then rises again.

@@ -868,6 +868,7 @@ def _train(model, x, y, optimizer, args, source=None, executor=None, then=None):
                 executor=executor,
             )  # an mlp replays exactly: the same numbers, faster
             trainer.on_shard = progress.shard
+            progress.trainer = trainer
             history = trainer.run()
         except DivergenceError as e:
             print(
@@ -1039,7 +1040,7 @@ class _Progress:
         self.population = population  # until the first iteration is shown, Ctrl-C stops the random starts
         self.every = max(1, max_iter // 10)
         self.interrupted = self.told = False
-        self.bar = self.previous = None
+        self.bar = self.previous = self.trainer = None
         self.shown = 0.0
 
     def __enter__(self):
@@ -1062,6 +1063,8 @@ class _Progress:
         self.interrupted = True
         signal.signal(signal.SIGINT, self.previous)  # (a second Ctrl-C aborts at once)
         if self.population:  # the random starts show no iterations: they stop on KeyboardInterrupt (restarts.py)
+            if self.trainer is not None:  # (and after the batch, should this KeyboardInterrupt be swallowed)
+                self.trainer.interrupt()
             raise KeyboardInterrupt
 
     def shard(self, done, total, best):

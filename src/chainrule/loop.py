@@ -254,6 +254,13 @@ class Trainer:
         self._ended = False
         self._diverged = False
         self.population_interrupted = False  # True when Ctrl-C stopped the random starts (the run then ends)
+        self._interrupted = False  # set by interrupt()
+
+    def interrupt(self) -> None:
+        """What a Ctrl-C handler calls beside raising KeyboardInterrupt: the random starts of ``restarts``
+        (in this process) stop after their present batch even if that KeyboardInterrupt is lost (Python
+        swallows an exception raised inside a finalizer or an import's callback), as if it had come."""
+        self._interrupted = True
 
     @property
     def model(self) -> Module:
@@ -665,7 +672,7 @@ class Trainer:
         """Before the first iteration: the restarts (if any), the optimizer's fresh state, the engine."""
         s, h = self.settings, self.history
         if self.restarts is not None:
-            found = train_restarts(s, self.restarts, self.executor, self.on_shard)
+            found = train_restarts(s, self.restarts, self.executor, self.on_shard, lambda: self._interrupted)
             self.restart_entropy = found.entropy
             for p, value in zip(s.params, found.values or []):
                 p.data[...] = value

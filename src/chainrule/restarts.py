@@ -196,13 +196,15 @@ def _each_step(model, x, y, loss_fn, params):
     return out.data, [p.grad if p.grad is not None else np.zeros_like(p.data) for p in params]
 
 
-def train_population(run: Settings, starts: list) -> Population:
+def train_population(run: Settings, starts: list, stop: Callable[[], bool] | None = None) -> Population:
     """Train every start at once; return what each start reached (a :class:`Population`).
 
     Mini-batches are shuffled from ``run.seed`` (one order for every start). Restores the
     parameters' single shapes (and their values) afterwards. Ctrl-C stops within an
     iteration: every start goes back to its values of lowest loss seen, and the result
-    says ``interrupted``.
+    says ``interrupted``; so does ``stop()`` turning true, looked at after every batch (a
+    signal handler's flag: its KeyboardInterrupt can be lost where Python swallows
+    exceptions, in a finalizer or an import's callback).
     """
     _check_loss(run)
     each = POPULATION[run.loss_fn]
@@ -218,7 +220,7 @@ def train_population(run: Settings, starts: list) -> Population:
         optimizer.attach(params)
         step = CompiledStep(run.model, each, params, _each_step) if run.compile else _each_step
         population = run._replace(y=y, loss_fn=each)
-        found = _loop(population, step, lambda pred, yb: each(pred, _spread(yb, n)).data, n)
+        found = _loop(population, step, lambda pred, yb: each(pred, _spread(yb, n)).data, n, stop)
         best = int(np.argmin(found.losses))
         return found._replace(best_values=[p.data[best].reshape(s.shape).copy() for p, s in zip(params, singles)])
     finally:
@@ -253,7 +255,7 @@ def _lower(lowest: _Lowest, it: int, losses: np.ndarray, olds: list) -> _Lowest:
     return _Lowest(np.where(lower, losses, lowest.losses), np.where(lower, it, lowest.iterations), values)
 
 
-def _loop(run: Settings, step, per_start, n: int) -> Population:
+def _loop(run: Settings, step, per_start, n: int, halted: Callable[[], bool] | None = None) -> Population:
     """The population's iterations: each start stops (is frozen) by the lessons' rule on its own steps, or
     when it stops being finite; the others go on. Ctrl-C ends them all, each start at its lowest loss seen.
 
@@ -281,6 +283,8 @@ def _loop(run: Settings, step, per_start, n: int) -> Population:
             finite = np.ones(n, dtype=bool)
             epoch = np.zeros(n)
             for xb, yb, _ in [(xt, y, None)] if whole else batches(rng, x, y, run.batch_size or len(x)):
+                if halted is not None and halted():  # (a Ctrl-C whose KeyboardInterrupt was lost)
+                    raise KeyboardInterrupt
                 losses, _ = step(model, xb, spread_y if whole else _spread(yb, n), run.loss_fn, params)
                 optimizer.step()
                 if watch:
@@ -422,13 +426,14 @@ def train_restarts(
     n: int,
     executor: Executor | None = None,
     on_shard: Callable[[int, int, float], Any] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Restarts:
     """Train ``n`` starts in this process, or in shards on ``executor``; the two give the same numbers.
 
     ``on_shard(done, total, best loss so far)`` is called as each shard finishes. Ctrl-C (a
-    KeyboardInterrupt): here the starts stop within an iteration and the start whose lowest loss
-    is lowest is kept at those values; on an executor the shards not finished are cancelled and the best start of the
-    finished ones is kept at its final values.
+    KeyboardInterrupt), or ``stop()`` turning true (in this process): here the starts stop within an
+    iteration and the start whose lowest loss is lowest is kept at those values; on an executor the
+    shards not finished are cancelled and the best start of the finished ones is kept at its final values.
     """
     _check_loss(run)
     entropy = start_entropy(run.seed)
@@ -436,7 +441,7 @@ def train_restarts(
     if executor is None:
         starts = draw_starts(run.model, run.named, n, entropy)
         with np.errstate(all="ignore"):
-            found = train_population(run, starts)
+            found = train_population(run, starts, stop)
         best = int(np.argmin(found.losses))
         values = found.best_values if found.interrupted else [s[best] for s in starts]
         reason = None
