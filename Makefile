@@ -61,10 +61,12 @@ $(VENV)/.fuzz: $(VENV)/bin/python pyproject.toml
 	touch $@
 
 # Coverage-guided fuzzing (atheris) of read_csv, modelfile.from_dict and cli.main for FUZZ_SECONDS;
-# the corpus grows in .fuzz-corpus/ (git-ignored) from run to run.
+# the corpus grows in .fuzz-corpus/ (git-ignored) from run to run; an input that fails is kept in .fuzz-crashes/.
 FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.fuzz
-	OPENBLAS_NUM_THREADS=1 $(PY) fuzz/run.py -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 .fuzz-corpus
+	@mkdir -p .fuzz-crashes
+	OPENBLAS_NUM_THREADS=1 $(PY) fuzz/run.py -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+		-artifact_prefix=$(CURDIR)/.fuzz-crashes/ .fuzz-corpus
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache chainrule-demo .fuzz-corpus
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache chainrule-demo .fuzz-corpus .fuzz-work .fuzz-crashes

@@ -345,6 +345,12 @@ def test_an_out_that_cannot_be_a_file_is_refused_before_training(tmp_path, capsy
     assert ("--out is empty" if not out else "fifo: it is not a regular file") in err
 
 
+def test_a_missing_file_whose_name_holds_a_newline_is_one_line(tmp_path, capsys, curve):
+    # found by the fuzzer: the OSError's file name was printed as it is, a line break and all
+    code, out, err = run_cli(capsys, "predict", "{o\n1<dtype", curve)
+    assert code == 2 and out == "" and err == "chainrule: error: '{o\\n1<dtype': No such file or directory\n"
+
+
 def test_running_out_of_memory_beyond_the_estimate_is_one_line(tmp_path, capsys, monkeypatch, curve):
     # the size checks are estimates: a MemoryError past them (a lower ulimit, another process) is one line too
     def no_memory(*args, **kwargs):

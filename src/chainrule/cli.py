@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 def _message(e):
     """One line: what went wrong, where."""
     if isinstance(e, OSError) and e.filename:
-        return f"{e.filename}: {e.strerror or e}"
+        name = os.fsdecode(e.filename)
+        return f"{name if name.isprintable() else repr(name)}: {' '.join(str(e.strerror or e).split())}"
     return " ".join(str(e).split()) or type(e).__name__
 
 
