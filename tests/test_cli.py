@@ -565,9 +565,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
 def test_predictions_that_are_not_finite_are_one_line_and_nothing_written(tmp_path, capsys):
     net = mlp([1, 2, 1], activation="relu", seed=0)
     for p in net.parameters():
-        p.data[...] = 1e300  # 1e300 x 1e300 overflows to inf
+        p.data[...] = 1e100  # (MAX_MAGNITUDE) 1e100 x 1e300 overflows to inf
     modelfile.save(tmp_path / "model.json", net, features=["x"], target="y")
-    (tmp_path / "new.csv").write_text("x\n1\n2\n")
+    (tmp_path / "new.csv").write_text("x\n1e300\n2e300\n")
     code, out, err = run_cli(
         capsys, "predict", tmp_path / "model.json", tmp_path / "new.csv", "--out", tmp_path / "p.csv"
     )

@@ -288,6 +288,29 @@ def test_classifier_labels_must_match_the_outputs(tmp_path):
         _load_dict(tmp_path, content)
 
 
+def test_absurd_parameters_are_refused_when_read_and_when_written(tmp_path):
+    # the reproduction: weights of 1e200 loaded, and predict gave 2e198 without a word
+    model = _regressor()[0]
+    weight = model.network.parameters()[0]
+    weight.data[0, 0] = 1e200
+    with pytest.raises(
+        ValueError, match=r"cannot save the model: parameters.0.weight holds a value of magnitude 1e\+200"
+    ):
+        save(tmp_path / "m.json", model)
+    assert not (tmp_path / "m.json").exists()
+    weight.data[0, 0] = -1e100  # MAX_MAGNITUDE itself is a parameter a file may hold
+    save(tmp_path / "m.json", model)
+    assert load(tmp_path / "m.json").network.parameters()[0].data[0, 0] == -1e100
+    content = json.loads((tmp_path / "m.json").read_text())
+    raw = np.frombuffer(base64.b64decode(content["parameters"]["2.bias"]["data"]), "<f8").copy()
+    raw[0] = 1e200
+    content["parameters"]["2.bias"]["data"] = base64.b64encode(raw.tobytes()).decode("ascii")
+    with pytest.raises(
+        ValueError, match=r"edited.json: parameters.2.bias holds a value of magnitude 1e\+200, beyond .*1e\+100"
+    ):
+        _load_dict(tmp_path, content)
+
+
 @pytest.mark.parametrize(
     "model, field, names, message",
     [

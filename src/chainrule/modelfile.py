@@ -57,6 +57,9 @@ TASK_LOSSES = {"regression": ("mse", "ssr"), "classification": ("cross-entropy",
 # Limits on what a file may claim, checked before anything is read or allocated (raise them to load more)
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: a model file of float64 parameters holds about 10.7 bytes per parameter
 MAX_PARAMETERS = 50_000_000  # numbers in all parameters together
+# The largest magnitude of a parameter: no training gives one near it (a run diverges long before), so
+# beyond it the file is damaged or made by hand; refused when written and when read
+MAX_MAGNITUDE = 1e100
 MAX_DEPTH = 100  # levels of nested JSON arrays and objects (a model file nests 4)
 # JSON values (numbers, strings, arrays, ...) in the whole file, counted from its commas and brackets before
 # it is parsed: a parsed value costs 30 to 100 bytes, and the parameters are base64 text (one value each).
@@ -334,7 +337,10 @@ def to_dict(model: Model) -> dict[str, Any]:
         "version": VERSION,
         "written_by": f"chainrule {__version__}",
         "architecture": {"kind": "mlp", "sizes": model.sizes, "activation": model.activation, "task": model.task},
-        "parameters": {name: _encode(p.data) for name, p in model.network.named_parameters()},
+        "parameters": {
+            name: _encode(_checked_values(f"cannot save the model: parameters.{name}", p.data))
+            for name, p in model.network.named_parameters()
+        },
         "preprocessing": {
             "features": model.features,
             "target": model.target,
@@ -678,9 +684,20 @@ def _decode(name, data, shape, dtype):
     if len(raw) != need:
         raise ValueError(f"{where}.data holds {len(raw)} bytes, shape {shape} of {dtype} needs {need}")
     values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
+    return _checked_values(where, values)
+
+
+def _checked_values(where, values):
+    """``values`` when every one is finite and at most MAX_MAGNITUDE in size, else a ValueError naming ``where``."""
     bad = int(np.count_nonzero(~np.isfinite(values)))
     if bad:
         raise ValueError(f"{where} contains NaN or inf ({bad} of {values.size} values); parameters must be finite")
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{where} holds a value of magnitude {largest:.3g}, beyond chainrule.modelfile.MAX_MAGNITUDE = "
+            f"{MAX_MAGNITUDE:g}: no training gives such a parameter (a damaged or hand-made model?)"
+        )
     return values
 
 
