@@ -269,6 +269,34 @@ def test_ctrl_c_between_training_and_the_write_keeps_the_finished_model(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_after_a_file_is_written_says_so_not_nothing_written(
+    tmp_path, capsys, monkeypatch, curve, default_sigint
+):
+    # the summary after fit's write is held back too; after plot's write, the message names the file
+    summary = cli._summary
+
+    def ctrl_c_in_the_summary(*args):
+        signal.raise_signal(signal.SIGINT)
+        summary(*args)
+
+    monkeypatch.setattr(cli, "_summary", ctrl_c_in_the_summary)
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out",
+                           tmp_path / "m.json")  # fmt: skip
+    assert code == 130 and f"Ctrl-C after training: {tmp_path / 'm.json'} was written in full first" in err
+    monkeypatch.undo()
+
+    def ctrl_c_after_wrote(*args, **kwargs):
+        print(*args, **kwargs)
+        if args and str(args[0]).startswith("wrote"):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(cli, "print", ctrl_c_after_wrote, raising=False)
+    code, _, err = run_cli(capsys, "plot", tmp_path / "m.json", curve, "--out", tmp_path / "f.png")
+    assert code == 130 and err.strip() == f"chainrule: interrupted; {tmp_path / 'f.png'} written in full first"
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_while_the_model_file_is_written_waits_for_it(tmp_path, capsys, monkeypatch, curve, default_sigint):
     save = cli.save
 

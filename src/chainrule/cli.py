@@ -124,7 +124,20 @@ def _parser():
     return parser
 
 
+# The files this command has written in full: what a Ctrl-C's message names when it comes after them.
+_WRITTEN: list[str] = []
+
+
+@contextlib.contextmanager
+def _writing(path, mode="w"):
+    """``atomic_open``, the path noted in _WRITTEN once the file is in place."""
+    with atomic_open(path, mode) as f:
+        yield f
+    _WRITTEN.append(os.fspath(path))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _WRITTEN.clear()
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.run(args)
     except KeyboardInterrupt:  # outside training, where Ctrl-C means "stop and save"
-        print("\nchainrule: interrupted; nothing written", file=sys.stderr)
+        done = f"{', '.join(_WRITTEN)} written in full first" if _WRITTEN else "nothing written"
+        print(f"\nchainrule: interrupted; {done}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`chainrule predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -483,11 +497,13 @@ def _fit(args):
             return 130
         model.training = _record(model, data, history, interrupted, args, _trained_rows(model, x, y, held))
         save(args.out, model)
-    return _saved(args, model, history, ctrl_c)
+        return _saved(args, model, history, ctrl_c)
 
 
 def _saved(args, model, history, ctrl_c):
-    """The summary after the model file is written; a Ctrl-C held back since training ended is said, exit 130."""
+    """The summary after the model file is written (Ctrl-C still held back); one held back since training
+    ended is said, exit 130."""
+    _WRITTEN.append(os.fspath(args.out))
     _summary(args, model, history)
     if ctrl_c.pressed:
         print(f"chainrule: Ctrl-C after training: {args.out} was written in full first", file=sys.stderr)
@@ -542,7 +558,7 @@ def _fit_stream(args, hidden, features, optimizer):
             return 2
         model.training = _record(model, _Streamed(source.blocks, model), history, interrupted, args)
         save(args.out, model)
-    return _saved(args, model, history, ctrl_c)
+        return _saved(args, model, history, ctrl_c)
 
 
 def _streamed_scaling(source):
@@ -1397,7 +1413,7 @@ def _write_rows(out, header, rows):
     if not out:
         _write_csv(sys.stdout, header, rows)
         return 0
-    with atomic_open(out) as f:
+    with _writing(out) as f:
         _write_csv(f, header, rows)
     return 0
 
@@ -1426,7 +1442,7 @@ def _write_parquet(out, path, header, columns):
     table = pq.read_table(path)
     for name, values in zip(header, columns):
         table = table.append_column(name, pa.array(np.asarray(values).tolist()))
-    with atomic_open(out, "wb") as f:
+    with _writing(out, "wb") as f:
         pq.write_table(table, f)
     return 0
 
@@ -1652,7 +1668,7 @@ def _plot(args):
             figure.savefig(buffer, format=IMAGE_FORMATS[ext])
     except (OverflowError, FloatingPointError) as e:
         raise ValueError(f"plot: the values of {args.data} cannot be drawn ({e})") from None
-    with atomic_open(args.out, "wb") as f:
+    with _writing(args.out, "wb") as f:
         f.write(buffer.getvalue())
     print(f"wrote {args.out}")
     return 0
