@@ -399,6 +399,14 @@ def test_out_through_a_dangling_symlink_is_refused_before_training(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.csv", "m.json"]  # no temporary file, no folder made
 
 
+def _python(script, *args, cwd=None):
+    """``python -c script args`` in a child with SIGINT's default handler (whatever the parent's is)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint, cwd=cwd,
+    )  # fmt: skip
+
+
 def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
     """The command's entry point guards the import of chainrule (NumPy and all) against Ctrl-C."""
     press_ctrl_c_while_importing_numpy = (
@@ -413,13 +421,7 @@ def test_ctrl_c_while_the_package_is_still_loading_is_one_line(tmp_path):
         "sys.exit(chainrule_command.main())\n"
     )
     out = tmp_path / "m.json"
-    child = subprocess.run(
-        [sys.executable, "-c", press_ctrl_c_while_importing_numpy, "fit", "x.csv", "--target", "y", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=_restore_sigint,
-    )
+    child = _python(press_ctrl_c_while_importing_numpy, "fit", "x.csv", "--target", "y", "--out", out)
     assert child.returncode == 130, child.stderr
     assert child.stderr.strip().splitlines() == ["chainrule: interrupted while starting; nothing written"]
     assert not out.exists()
@@ -442,17 +444,12 @@ def test_an_import_error_caused_by_ctrl_c_is_the_interrupt_too(tmp_path):
         "import chainrule_command\n"
         "sys.exit(chainrule_command.main())\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", press_ctrl_c_as_numpy_would, "fit", "x.csv", "--target", "y", "--out", "m.json"],
-        capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint, cwd=tmp_path,
-    )  # fmt: skip
+    child = _python(press_ctrl_c_as_numpy_would, "fit", "x.csv", "--target", "y", "--out", "m.json", cwd=tmp_path)
     assert child.returncode == 130, child.stderr
     assert child.stderr.strip().splitlines() == ["chainrule: interrupted while starting; nothing written"]
     # an import error without a Ctrl-C is still the error it is
     broken = press_ctrl_c_as_numpy_would.replace("signal.raise_signal(signal.SIGINT)", "raise KeyboardInterrupt")
-    child = subprocess.run(
-        [sys.executable, "-c", broken], capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint
-    )
+    child = _python(broken)
     assert child.returncode == 1 and "ImportError: PyCapsule_Import" in child.stderr
 
 
@@ -466,10 +463,7 @@ def test_ctrl_c_after_the_command_has_returned_is_ignored(tmp_path):
         "signal.raise_signal(signal.SIGINT)\n"
         "print('still here')\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", script, "fit", "x.csv", "--target", "y", "--out", "m.json"],
-        capture_output=True, text=True, timeout=60, preexec_fn=_restore_sigint, cwd=tmp_path,
-    )  # fmt: skip
+    child = _python(script, "fit", "x.csv", "--target", "y", "--out", "m.json", cwd=tmp_path)
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["2", "True", "still", "here"]  # (x.csv is missing: exit status 2)
 

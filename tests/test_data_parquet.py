@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from chainrule import cli, modelfile
 from chainrule import data as data_module
+from chainrule import modelfile
 from chainrule.data import read_csv, read_data, read_parquet
+from commandline import run_cli
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -105,15 +106,6 @@ def test_what_the_metadata_claims_is_checked_before_reading(tmp_path, monkeypatc
 # ---- the command line --------------------------------------------------------------------------
 
 
-def _run(capsys, *args):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def curve(tmp_path):
     x = np.linspace(0, 3, 30)
@@ -123,32 +115,32 @@ def curve(tmp_path):
 def test_fit_predict_evaluate_plot_on_a_parquet_file(tmp_path, capsys, curve):
     model_path = tmp_path / "m.json"
     fit = ["fit", curve, "--target", "y", "--features", "x", "--hidden", "8", "--loss", "mse", "--out", model_path]
-    code, out, err = _run(capsys, *fit, "--optimizer", "adam", "--lr", "0.05", "--max-iter", "300")
+    code, out, err = run_cli(capsys, *fit, "--optimizer", "adam", "--lr", "0.05", "--max-iter", "300")
     assert code == 0, err
     model = modelfile.load(model_path)
     expected = model.predict(read_parquet(curve, features=["x"]).x)
 
-    code, out, err = _run(capsys, "predict", model_path, curve)
+    code, out, err = run_cli(capsys, "predict", model_path, curve)
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0 and rows[0] == ["x", "name", "y", "predicted_y"] and rows[3][1] == "row2"
     assert [float(r[3]) for r in rows[1:]] == expected.tolist()
 
-    assert _run(capsys, "predict", model_path, curve, "--out", tmp_path / "p.parquet")[0] == 0
+    assert run_cli(capsys, "predict", model_path, curve, "--out", tmp_path / "p.parquet")[0] == 0
     table = pq.read_table(tmp_path / "p.parquet")
     assert table.column_names == ["x", "name", "y", "predicted_y"] and table.column("name")[2].as_py() == "row2"
     assert table.column("predicted_y").to_pylist() == expected.tolist()
 
-    code, out, _ = _run(capsys, "evaluate", model_path, curve)
+    code, out, _ = run_cli(capsys, "evaluate", model_path, curve)
     assert code == 0 and f"{model.evaluate(read_parquet(curve, target='y', features=['x'])).loss:.6g}" in out
-    assert _run(capsys, "plot", model_path, curve, "--out", tmp_path / "fit.png")[0] == 0
+    assert run_cli(capsys, "plot", model_path, curve, "--out", tmp_path / "fit.png")[0] == 0
 
 
 def test_parquet_mistakes_on_the_command_line_are_one_line_and_exit_2(tmp_path, capsys, curve):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 nothing else")
-    code, _, err = _run(capsys, "fit", broken, "--target", "y", "--out", tmp_path / "m.json")
+    code, _, err = run_cli(capsys, "fit", broken, "--target", "y", "--out", tmp_path / "m.json")
     assert code == 2 and err.count("\n") == 1 and "broken.parquet is not a readable Parquet file" in err
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json")
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--out", tmp_path / "m.json")
     assert code == 2 and "column 'name' has Parquet type string" in err
     assert not (tmp_path / "m.json").exists()
 
@@ -156,7 +148,7 @@ def test_parquet_mistakes_on_the_command_line_are_one_line_and_exit_2(tmp_path, 
 def test_without_pyarrow_a_parquet_file_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch, curve):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    code, _, err = _run(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")
     assert (
         code == 2 and err == "chainrule: error: reading Parquet files needs pyarrow: pip install 'chainrule[parquet]'\n"
     )
