@@ -234,6 +234,38 @@ def test_ctrl_c_among_the_starts_stops_them_and_keeps_the_best_where_it_got_to(m
         np.testing.assert_allclose(value, again.state_dict()[name], rtol=1e-9, atol=1e-12)
 
 
+def test_ctrl_c_leaves_the_starts_that_had_stopped_as_they_stopped():
+    # Starts that converged before the Ctrl-C keep their iteration counts and values: the same as in the run
+    # without Ctrl-C (the independent reference); only those still training go back to their lowest loss.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 1))
+    y = 2 * x + 1
+
+    def run(ctrl_c_at=None):
+        net, opt = cr.nn.mlp([1, 3, 1], seed=0), cr.optim.GradientDescent(lr=0.05)
+        if ctrl_c_at is not None:
+            steps, step = [0], opt.step
+
+            def counted():
+                steps[0] += 1
+                if steps[0] == ctrl_c_at:
+                    raise KeyboardInterrupt
+                return step()
+
+            opt.step = counted
+        trainer = cr.Trainer(net, x, y, loss="mse", optimizer=opt, max_iter=400, tol=0.02, restarts=6, seed=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return trainer.run()
+
+    whole, cut = run(), run(ctrl_c_at=44)
+    stopped = whole.restart_iterations < 43  # converged before the Ctrl-C in iteration 44
+    assert stopped.sum() >= 3 and not stopped.all() and whole.restart_converged[stopped].all()
+    assert (cut.restart_iterations[stopped] == whole.restart_iterations[stopped]).all()
+    assert (cut.restart_converged[stopped]).all() and (cut.restart_iterations[~stopped] == 43).all()
+    np.testing.assert_allclose(cut.restart_losses[stopped], whole.restart_losses[stopped], rtol=1e-12)
+
+
 def test_an_interrupt_whose_keyboard_interrupt_was_lost_still_stops_the_starts(monkeypatch):
     # A Ctrl-C handler's KeyboardInterrupt can be swallowed (raised inside a finalizer or an import's
     # callback); the handler also calls trainer.interrupt(), which the starts look at before every batch.
@@ -253,6 +285,11 @@ def test_an_interrupt_whose_keyboard_interrupt_was_lost_still_stops_the_starts(m
     history = trainer.run()
     assert len(calls) == 4 and trainer.population_interrupted and "interrupted (Ctrl-C)" in history.stop_reason
     assert "after 4 iterations" in history.stop_reason and list(history.restart_iterations) == [4] * 5
+    resumed = cr.Trainer(DosageNetwork.random(seed=0), x, y, restarts=5, seed=1, max_iter=6, tol=0)
+    resumed.interrupt()  # asked before the run: the starts stop at their first batch ...
+    assert "interrupted (Ctrl-C)" in resumed.run().stop_reason
+    resumed.resume(6)  # ... and the request is spent: the starts of the resumed run go on
+    assert "interrupted" not in resumed.run().stop_reason
     monkeypatch.setattr(cr.restarts, "_largest_per_start", largest)
     again = DosageNetwork.random(seed=0)
     cr.fit(again, x, y, restarts=5, seed=1, max_iter=4, tol=0)  # the best start again alone, 4 iterations

@@ -673,6 +673,7 @@ class Trainer:
         s, h = self.settings, self.history
         if self.restarts is not None:
             found = train_restarts(s, self.restarts, self.executor, self.on_shard, lambda: self._interrupted)
+            self._interrupted = False  # (asked and done: a resumed run's starts begin unasked)
             self.restart_entropy = found.entropy
             for p, value in zip(s.params, found.values or []):
                 p.data[...] = value

@@ -305,13 +305,14 @@ def _loop(run: Settings, step, per_start, n: int, halted: Callable[[], bool] | N
             if done.all():
                 break
     except KeyboardInterrupt:
-        # NOTE: Ctrl-C may land inside a step. Each start goes back to the lower of two: its values at the
-        # start of the last whole iteration, and those of its lowest loss seen before it (both measured
-        # again here on all the data, so a mini-batch epoch's mean loss does not decide alone).
+        # NOTE: Ctrl-C may land inside a step. Each start still training goes back to the lower of two: its
+        # values at the start of the last whole iteration, and those of its lowest loss seen before it (both
+        # measured again here on all the data, so a mini-batch epoch's mean loss does not decide alone).
+        # A start already stopped (converged, or frozen when it blew up) keeps its values and its count.
         whole_iterations, olds = whole_state
         record = lowest
-        kept, at = _lower_of(params, model, xt, y, per_start, olds, record.values)
-        iterations = np.where(at, record.iterations - 1, whole_iterations)
+        kept, at = _lower_of(params, model, xt, y, per_start, olds, record.values, done)
+        iterations = np.where(at, record.iterations - 1, np.where(done, iterations, whole_iterations))
         for p, value in zip(params, kept):
             np.copyto(p.data, value)
         values = [p.data.copy() for p in params]
@@ -320,9 +321,9 @@ def _loop(run: Settings, step, per_start, n: int, halted: Callable[[], bool] | N
     return Population(np.where(np.isfinite(final), final, math.inf), iterations, converged, values, values is not None)
 
 
-def _lower_of(params, model, xt, y, per_start, olds, seen):
-    """Per start, the values of lower loss on (xt, y): ``olds`` or ``seen`` (None: olds). Returns
-    (the values, one array per parameter; a mask of the starts that took ``seen``)."""
+def _lower_of(params, model, xt, y, per_start, olds, seen, stopped):
+    """Per start, the values of lower loss on (xt, y): ``olds`` or ``seen`` (None: olds); the ``stopped``
+    starts keep ``olds``. Returns (the values, one array per parameter; a mask of the starts that took ``seen``)."""
     if seen is None:
         return olds, np.zeros(len(olds[0]), dtype=bool)
     losses, current = [], [p.data for p in params]
@@ -336,7 +337,7 @@ def _lower_of(params, model, xt, y, per_start, olds, seen):
     finally:
         for p, array in zip(params, current):
             p.data = array
-    take = losses[1] < losses[0]
+    take = (losses[1] < losses[0]) & ~stopped
     return [np.where(take.reshape((-1,) + (1,) * (o.ndim - 1)), v, o) for o, v in zip(olds, seen)], take
 
 
