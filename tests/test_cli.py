@@ -269,6 +269,49 @@ def test_ctrl_c_between_training_and_the_write_keeps_the_finished_model(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_in_the_demo_or_after_an_export_names_what_is_on_disk(tmp_path, capsys, monkeypatch, curve):
+    def two_pictures_then_ctrl_c(seed, out, animations):
+        os.makedirs(out, exist_ok=True)
+        (tmp_path / "pictures" / "ssr_b3.png").write_bytes(b"\x89PNG")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_demo", two_pictures_then_ctrl_c)
+    code, _, err = run_cli(capsys, "demo", "--out", tmp_path / "pictures")
+    assert (
+        code == 130
+        and err.strip() == f"chainrule: interrupted; the pictures written before it are in {tmp_path / 'pictures'}"
+    )
+    pytest.importorskip("onnx")
+    assert run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--out", tmp_path / "m.json")[0] == 0
+
+    def ctrl_c_at_wrote(*args, **kwargs):
+        if args and str(args[0]).startswith("wrote"):
+            raise KeyboardInterrupt
+        print(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "print", ctrl_c_at_wrote, raising=False)
+    code, _, err = run_cli(capsys, "export", tmp_path / "m.json", "--out", tmp_path / "m.onnx")
+    assert code == 130 and (tmp_path / "m.onnx").exists()
+    assert f"interrupted; {tmp_path / 'm.onnx'} written in full first" in err
+
+
+def test_a_second_ctrl_c_after_training_aborts(tmp_path, capsys, monkeypatch, curve, default_sigint):
+    # one Ctrl-C after training is held back (the finished model is written); a second one means "stop now"
+    record = cli._record
+
+    def ctrl_c_twice_then_record(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_record", ctrl_c_twice_then_record)
+    code, _, err = run_cli(capsys, "fit", curve, "--target", "y", "--features", "x", "--max-iter", "5", "--out",
+                           tmp_path / "m.json")  # fmt: skip
+    assert code == 130 and err.strip().splitlines()[-1] == "chainrule: interrupted; nothing written"
+    assert not (tmp_path / "m.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_after_a_file_is_written_says_so_not_nothing_written(
     tmp_path, capsys, monkeypatch, curve, default_sigint
 ):

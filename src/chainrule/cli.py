@@ -202,7 +202,13 @@ def _demo_command(sub):
 
 def _demo(args):
     check(None, "--seed", args.seed, Integer(low=0))
-    run_demo(seed=args.seed, out=args.out, animations=args.animations)
+    try:
+        run_demo(seed=args.seed, out=args.out, animations=args.animations)
+    except KeyboardInterrupt:  # each picture is written whole: those done before Ctrl-C stay
+        if args.out and os.path.isdir(args.out) and os.listdir(args.out):
+            print(f"\nchainrule: interrupted; the pictures written before it are in {args.out}", file=sys.stderr)
+            return 130
+        raise
     return 0
 
 
@@ -610,7 +616,7 @@ class _Deferred:
     Training's own handler (:class:`_Progress`) hands over to it as training ends (``take_over``), so that
     no moment between the last iteration and the write lets a Ctrl-C throw the finished model away; entered
     as a context it holds Ctrl-C from then on (``hold=False``: from the hand-over on); leaving the context
-    puts the handler back.
+    puts the handler back. A second Ctrl-C while it holds aborts (the write, if it has begun, leaves no file).
     """
 
     def __init__(self, hold=True):
@@ -633,6 +639,9 @@ class _Deferred:
         return self
 
     def _press(self, signum, frame):
+        if self.pressed:  # asked twice: stop now
+            self.release()
+            raise KeyboardInterrupt
         self.pressed = True
 
     def __exit__(self, *exc):
@@ -1238,6 +1247,7 @@ def _sweep(args):
             file=sys.stderr,
         )
         return 130
+    _WRITTEN.append(os.fspath(args.out))  # (the results, scores and model: a Ctrl-C from here on says so)
     if not args.quiet:
         show(result)
     return 0
@@ -1351,6 +1361,7 @@ def _predict_partitions(args):
         return 130
     finally:
         progress.close()
+    _WRITTEN.append(os.fspath(args.out))
     rows = sum(w.rows for w in written)
     print(f"wrote {len(written)} partition{'s' * (len(written) != 1)} ({rows} rows) to {args.out}", file=sys.stderr)
     return 0
@@ -1804,6 +1815,7 @@ def _export(args):
     except ImportError as e:  # onnx is an optional dependency
         print(f"chainrule: error: {e}", file=sys.stderr)
         return 2
+    _WRITTEN.append(os.fspath(args.out))
     outputs = "prediction" if model.classes is None else "label, probabilities"
     print(f"wrote {args.out}: input 'input' takes rows of {', '.join(model.features)}; outputs: {outputs}")
     return 0
