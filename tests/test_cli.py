@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -293,6 +294,28 @@ def test_ctrl_c_in_the_demo_or_after_an_export_names_what_is_on_disk(tmp_path, c
     code, _, err = run_cli(capsys, "export", tmp_path / "m.json", "--out", tmp_path / "m.onnx")
     assert code == 130 and (tmp_path / "m.onnx").exists()
     assert f"interrupted; {tmp_path / 'm.onnx'} written in full first" in err
+
+
+def test_ctrl_c_after_the_random_starts_are_done_stops_the_best_start_as_any_run(default_sigint):
+    # between the starts' end and the best start's first iteration, Ctrl-C no longer raises (which threw the
+    # finished starts away): it asks the run to stop, as during any run
+    class Starts:
+        def __init__(self, finished):
+            self.history = types.SimpleNamespace(restart_losses=np.ones(3) if finished else None)
+            self.interrupted = False
+
+        def interrupt(self):
+            self.interrupted = True
+
+    for finished in (False, True):
+        progress = cli._Progress(10, quiet=True, population=True)
+        progress.previous, progress.trainer = signal.default_int_handler, Starts(finished)
+        if finished:
+            progress._interrupt(signal.SIGINT, None)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                progress._interrupt(signal.SIGINT, None)
+        assert progress.interrupted and progress.trainer.interrupted is not finished
 
 
 def test_a_second_ctrl_c_after_training_aborts(tmp_path, capsys, monkeypatch, curve, default_sigint):

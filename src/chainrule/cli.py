@@ -1088,10 +1088,12 @@ class _Progress:
     def _interrupt(self, signum, frame):
         self.interrupted = True
         signal.signal(signal.SIGINT, self.previous)  # (a second Ctrl-C aborts at once)
-        if self.population:  # the random starts show no iterations: they stop on KeyboardInterrupt (restarts.py)
+        done = self.trainer is not None and self.trainer.history.restart_losses is not None
+        if self.population and not done:  # the random starts show no iterations: they stop on KeyboardInterrupt
             if self.trainer is not None:  # (and after the batch, should this KeyboardInterrupt be swallowed)
                 self.trainer.interrupt()
             raise KeyboardInterrupt
+        # (the starts are done, the best one trains alone: it stops at its first iteration, as any run)
 
     def shard(self, done, total, best):
         """A shard of the random starts finished (--workers, --scheduler): one line on stderr."""

@@ -256,7 +256,8 @@ defop("softplus", lambda x: np.logaddexp(0.0, x), "softplus(x) = log(1 + e^x)",
 # Primitive for stability: 1 / (1 + e^-x) overflows e^-x for very negative x.
 defop("sigmoid", lambda x: np.exp(-np.logaddexp(0.0, -x)), "sigmoid(x) = 1 / (1 + e^-x)",
       ("d/dx = sigmoid(x) (1 - sigmoid(x))", lambda g, out, x: g * out * (1 - out)))
-# NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient.
+# NOTE: relu'(0) = 0 (as in PyTorch), so a unit sitting exactly at 0 gets no gradient; so does a NaN
+# input, as in PyTorch (its output and the loss are NaN already, which detect_anomaly and fit report).
 defop("relu", _relu, "relu(x) = max(x, 0)",
       ("d/dx = 1 where x > 0, else 0", lambda g, out, x: _relu_vjp(g, out)))
 defop("clip", _clip, "clip(x, lo, hi) = min(max(x, lo), hi)",
