@@ -48,6 +48,30 @@ def test_early_stopping_holds_out_rows_reports_the_score_and_keeps_it_in_the_mod
     assert "were put back" in training["stop_reason"]
 
 
+@pytest.mark.parametrize("target, loss", [("y", "mse"), ("size", "cross-entropy")], ids=["regression", "classes"])
+def test_standardize_with_held_out_rows_scales_by_the_training_rows_only(
+    tmp_path, capsys, curve, flowers, target, loss
+):
+    # the held-out rows must not shape the scaling (as a scaler fitted inside a cross-validation fold): the
+    # mean and std in the file are those of the rows fit trained on, the 45 of 60 that validation.split keeps
+    path = curve if target == "y" else flowers
+    flags = ["--standardize", "--validation-fraction", "0.25", "--max-iter", "3", "--out", tmp_path / "m.json"]
+    code, _, err = run_cli(capsys, "fit", path, "--target", target, "--loss", loss, *flags)
+    assert code == 0, err
+    scaling = modelfile.load(tmp_path / "m.json").scaling
+    data = cr.data.read_csv(path, target=target)
+    labels = None
+    if target == "size":  # stratified by class, as fit holds out classification rows
+        labels = np.unique(data.y, return_inverse=True)[1]
+    kept, held = split(60, 0.25, 0, labels)
+    assert len(kept) == 45 and len(held) == 15
+    np.testing.assert_allclose(scaling.feature_mean, data.x[kept].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaling.feature_std, data.x[kept].std(axis=0), rtol=1e-12)
+    assert not np.allclose(scaling.feature_mean, data.x.mean(axis=0), rtol=1e-6)  # (all 60 rows give another)
+    if target == "y":
+        assert scaling.target_mean == pytest.approx(float(data.y[kept].mean()), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     "extra",
     [

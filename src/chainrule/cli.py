@@ -31,7 +31,7 @@ from .demo import run as run_demo
 from .distribute import open_executor
 from .explain import explain
 from .export import to_onnx
-from .loop import ARGUMENTS, Trainer
+from .loop import ARGUMENTS, Trainer, held_out_rows
 from .losses import get_loss, ssr
 from .modelfile import DTYPES, MAX_PARAMETERS, MIN_STD, ROWS_AT_ONCE, Model, Scaling, atomic_open, load, save
 from .nn import DosageNetwork, mlp
@@ -479,7 +479,16 @@ def _fit(args):
         _check_labels(data, y, classes)
     sizes = [x.shape[1], *hidden, len(classes) if classify else 1]
     _check_size(args, sizes, len(x))
-    scaling = _scaling(data, x, None if classify else y) if args.standardize else None
+    scaling = None
+    if args.standardize:  # from the training rows only: the held-out rows' values do not shape the scaling
+        fraction, _ = _validation(args)
+        rows = slice(None)
+        if fraction is not None:
+            try:
+                rows = held_out_rows(y, fraction, args.seed, get_loss(LOSSES[args.loss]))[0]
+            except ValueError as e:
+                raise ValueError(_in_flags(str(e))) from None
+        scaling = _scaling(data, x, None if classify else y, rows)
     network = mlp(sizes, args.activation, seed=args.seed)
     model = Model(network, data.features, args.target, classes, scaling, loss=LOSSES[args.loss])
     _say(
@@ -680,10 +689,11 @@ def _check_size(args, sizes, rows):
         )
 
 
-def _scaling(data, x, y):
-    """Scaling.fit, checked now: every mean, std and scaled value finite, or a ValueError naming the column."""
+def _scaling(data, x, y, rows=slice(None)):
+    """Scaling.fit on ``rows``, checked now: every mean, std and scaled value (of every row) finite, or a
+    ValueError naming the column."""
     with np.errstate(all="ignore"):
-        scaling = Scaling.fit(x, y)
+        scaling = Scaling.fit(x[rows], None if y is None else y[rows])
         columns = [
             (name, x[:, j], scaling.feature_mean[j], scaling.feature_std[j]) for j, name in enumerate(data.features)
         ]

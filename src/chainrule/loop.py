@@ -809,6 +809,18 @@ def _sample_weights(sample_weight: Any, rows: int, dtype: Any) -> np.ndarray | N
     return w.astype(dtype)
 
 
+def held_out_rows(y: np.ndarray, fraction: float, seed: int | None, loss_fn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of ``validation=fraction``, as fit draws them from ``seed``: stratified
+    for one class label a row (scikit-learn's rule: cross-entropy's targets, or one binary label)."""
+    stratify = getattr(loss_fn, "task", "") == "classification" and (
+        y.ndim == 1 or loss_fn is cross_entropy or y.shape[1] == 1
+    )
+    labels = None
+    if stratify:
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
+    return split(len(y), fraction, seed, labels)
+
+
 def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, loss_fn: Any, seed: Any) -> tuple:
     """(x, y, w) to train on and (x_val as a Tensor, y_val, w_val, the held rows' indices or None), or None
     without validation."""
@@ -842,14 +854,7 @@ def _held_out(validation: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             )
         return x, y, w, (tensor_from(x_val), y_val, w_val, None)
     fraction = check("fit", "validation", validation, ARGUMENTS["validation"])
-    # stratified for one class label a row (scikit-learn's rule): cross-entropy's, or one binary label
-    stratify = getattr(loss_fn, "task", "") == "classification" and (
-        y.ndim == 1 or loss_fn is cross_entropy or y.shape[1] == 1
-    )
-    labels = None
-    if stratify:
-        labels = y if y.ndim == 1 else np.argmax(y, axis=1) if loss_fn is cross_entropy else y[:, 0]
-    kept, held = split(len(x), fraction, seed, labels)
+    kept, held = held_out_rows(y, fraction, seed, loss_fn)
     w_val = None if w is None else w[held]
     for part, rows in (("held-out", held), ("training", kept)):
         if w is not None and not w[rows].sum() > 0:
