@@ -19,8 +19,6 @@ from __future__ import annotations
 import signal
 import sys
 
-_STARTING = "\nchainrule: interrupted while starting; nothing written"
-
 
 def main() -> int:
     """Load the command line and run it; Ctrl-C while loading is one line and exit 130."""
@@ -36,15 +34,13 @@ def main() -> int:
     try:
         from chainrule.cli import main as run
     except BaseException:
-        if pressed:
-            print(_STARTING, file=sys.stderr)
-            return 130
-        raise
+        if not pressed:  # an error of its own, not the interrupt
+            raise
     finally:
         if guarded:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-    if pressed:  # (the handler ran, but its KeyboardInterrupt was swallowed on the way)
-        print(_STARTING, file=sys.stderr)
+    if pressed:  # (also when the handler's KeyboardInterrupt was swallowed on the way and the import went on)
+        print("\nchainrule: interrupted while starting; nothing written", file=sys.stderr)
         return 130
     try:
         return run()

@@ -497,7 +497,7 @@ def _fit(args):
         f"{'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, {args.optimizer}"
         + ("" if args.optimizer == "lbfgs" else f" lr {args.lr:g}"),
     )
-    with _Deferred(hold=False) as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
+    with _Deferred() as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
         with _executor(args) as executor:
             if args.restarts:
                 where = "at once (no progress shown)"
@@ -567,7 +567,7 @@ def _fit_stream(args, hidden, features, optimizer):
         f"of {args.shuffle_buffer}): network {'-'.join(map(str, model.sizes))} ({args.activation}), {args.loss}, "
         f"{args.optimizer} lr {args.lr:g}",
     )
-    with _Deferred(hold=False) as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
+    with _Deferred() as ctrl_c:  # Ctrl-C held back from the end of training (see _Progress) on
         history, interrupted, _ = _train(model, None, None, optimizer, args, source, then=ctrl_c)  # no rows held out
         if history is None:
             return 2
@@ -620,16 +620,17 @@ class _Streamed:
 
 
 class _Deferred:
-    """Holds Ctrl-C back until the model file is written (``pressed`` says whether it came); main thread only.
+    """Holds Ctrl-C back from the end of training until the model file is written (``pressed`` says whether
+    it came); main thread only.
 
     Training's own handler (:class:`_Progress`) hands over to it as training ends (``take_over``), so that
-    no moment between the last iteration and the write lets a Ctrl-C throw the finished model away; entered
-    as a context it holds Ctrl-C from then on (``hold=False``: from the hand-over on); leaving the context
-    puts the handler back. A second Ctrl-C while it holds aborts (the write, if it has begun, leaves no file).
+    no moment between the last iteration and the write lets a Ctrl-C throw the finished model away; leaving
+    the context puts the handler back. A second Ctrl-C while it holds aborts (the write, if it has begun,
+    leaves no file).
     """
 
-    def __init__(self, hold=True):
-        self.hold, self.pressed, self.previous, self.holding = hold, False, None, False
+    def __init__(self):
+        self.pressed, self.previous, self.holding = False, None, False
 
     def take_over(self, previous):
         """Hold Ctrl-C from now on; ``previous``: the handler to put back at the end."""
@@ -643,8 +644,6 @@ class _Deferred:
             self.holding = False
 
     def __enter__(self):
-        if self.hold:
-            self.take_over(signal.getsignal(signal.SIGINT))
         return self
 
     def _press(self, signum, frame):
