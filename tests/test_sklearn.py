@@ -218,11 +218,14 @@ def test_early_stopping_keeps_the_best_validation_weights():
     np.testing.assert_array_equal(ours.model_[0].weight.data, ours.history_.params["0.weight"].new_value[best])
 
 
-@pytest.mark.parametrize("kind, weighted", [("log_loss", False), ("log_loss", True), ("poisson", True)])
+@pytest.mark.parametrize(
+    "kind, weighted", [("log_loss", False), ("log_loss", True), ("poisson", True), ("squared_error", False)]
+)
 def test_penalty_beside_the_graph_is_the_penalty_in_it(kind, weighted):
-    # Training adds 0.5 alpha ||W||^2 / rows (and alpha W / rows) beside the recorded graph; explain and
-    # scikit-learn's gradient test use the graph with the penalty in it: the same loss and gradient.
-    from chainrule.sklearn import _Objective
+    # Training (every solver, through the Trainer) adds 0.5 alpha ||W||^2 / rows and alpha W / rows beside the
+    # recorded graph of the data loss; explain and scikit-learn's gradient test use the estimators' objective,
+    # the penalty in the graph: the same loss and gradient.
+    from chainrule.sklearn import _TRAINER_LOSSES, _Objective
 
     net = cr.nn.mlp([4, 5, 3], "tanh", seed=0, init="glorot")
     weights, params = [net[0].weight, net[2].weight], net.parameters()
@@ -230,13 +233,15 @@ def test_penalty_beside_the_graph_is_the_penalty_in_it(kind, weighted):
     y = np.eye(3)[rng.integers(0, 3, 20)] if kind == "log_loss" else rng.poisson(1.0, (20, 3)).astype(float)
     w = rng.uniform(0.5, 2.0, 20) if weighted else None
     x = rng.normal(size=(20, 4))
-    results = []
-    for in_graph in (True, False):
-        objective = _Objective(kind, weights, 0.3, 3, weighted, in_graph=in_graph)
-        target = objective.pack(y, w, np.float64)
-        loss, grads = cr.engines.forward_backward(net, cr.tensor(x), target, objective, params)
-        results.append(objective.penalize(loss, [g.copy() for g in grads], params, target))
-    (loss_in, grads_in), (loss_beside, grads_beside) = results
+    objective = _Objective(kind, weights, 0.3, 3, weighted)
+    loss_in, grads_in = cr.engines.forward_backward(
+        net, cr.tensor(x), objective.pack(y, w, np.float64), objective, params
+    )
+    grads_in = [g.copy() for g in grads_in]
+    targets = y.argmax(axis=1) if kind == "log_loss" else y
+    trainer = cr.Trainer(net, x, targets, loss=_TRAINER_LOSSES[kind], alpha=0.3, sample_weight=w, monitor=False)
+    s = trainer.settings
+    loss_beside, grads_beside = cr.engines.loss_and_grads(s, cr.tensor(x), s.y, s.sample_weight)
     assert loss_beside == pytest.approx(loss_in, rel=1e-12)
     for a, b in zip(grads_in, grads_beside):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)

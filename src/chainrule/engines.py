@@ -545,13 +545,14 @@ class Minimized:
     float64 vector: one ``advance`` runs the whole minimization and hands back every scipy iteration
     as a :class:`Block`, and ``finished`` (scipy's own stopping test decides, not the loop's rules)."""
 
-    def __init__(self, run: Settings) -> None:
-        self.run, self.params = run, run.params
+    def __init__(self, run: Settings, step: Callable[..., tuple] = forward_backward) -> None:
+        self.run, self.params, self.step = run, run.params, step
         sizes = [p.size for p in self.params]
         ends = np.cumsum(sizes)
         self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
         self.xt = tensor_from(dense(run.x))  # every evaluation reads every row: sparse rows made dense once
-        self.seen: dict[bytes, tuple[float, np.ndarray]] = {}  # the last evaluations, by the point's bytes
+        self.last: tuple[np.ndarray, float, np.ndarray] | None = None  # the last evaluation: point, loss, gradient
+        self.kept: list[tuple[np.ndarray, float, np.ndarray]] = []  # a few earlier ones (the callback's point)
 
     def _put(self, flat: np.ndarray) -> None:
         for p, (a, b) in zip(self.params, self.spans):
@@ -563,15 +564,18 @@ class Minimized:
     def objective(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
         """The loss and its gradient (packed, float64) at the packed parameter values ``flat``."""
         self._put(flat)
-        loss, grads = loss_and_grads(self.run, self.xt, self.run.y, self.run.sample_weight)
-        g = np.concatenate([np.ravel(g) for g in grads]).astype(np.float64)
-        if len(self.seen) > 4:
-            self.seen.clear()
-        self.seen[flat.tobytes()] = (loss, g)
+        loss, grads = loss_and_grads(self.run, self.xt, self.run.y, self.run.sample_weight, self.step)
+        g = np.concatenate([np.ravel(g) for g in grads]).astype(np.float64, copy=False)
+        if self.last is not None:
+            self.kept = [*self.kept[-3:], self.last]
+        self.last = (flat.copy(), loss, g)
         return loss, g
 
     def _at(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
-        return self.seen.get(flat.tobytes()) or self.objective(flat)
+        for point, loss, g in [self.last, *reversed(self.kept)] if self.last is not None else []:
+            if np.array_equal(point, flat):
+                return loss, g
+        return self.objective(flat)
 
     def advance(self, n: int, light: bool) -> Outcome:
         try:
@@ -582,14 +586,13 @@ class Minimized:
         run, opt = self.run, self.run.optimizer
         assert isinstance(opt, LBFGS)
         start = np.concatenate([p.data.ravel() for p in self.params]).astype(np.float64)
-        rows: list[tuple] = []  # (loss, old values, gradient, step) per iteration
-        point = [start]
+        points, losses, grads = [start], [], []  # each iteration's point, and the loss and gradient there
 
-        def record(intermediate_result: Any) -> None:
-            new = np.array(intermediate_result.x, dtype=np.float64)
-            loss, g = self._at(point[0])
-            rows.append((loss, point[0], g, point[0] - new))
-            point[0] = new
+        def record(new: np.ndarray) -> None:  # (scipy hands over a copy of its point)
+            loss, g = self._at(points[-1])
+            losses.append(loss)
+            grads.append(g)
+            points.append(new)
 
         result = minimize(
             self.objective,
@@ -612,11 +615,16 @@ class Minimized:
         if not (math.isfinite(loss) and np.all(np.isfinite(g))):
             return Outcome(failure=Failure(loss, self._split(g), self._split(final * 0), self._split(start)))
         why = f"L-BFGS-B (scipy) stopped after {result.nit} iterations and {result.nfev} evaluations: {result.message}"
-        if not rows:
+        if not losses:
             return Outcome(finished=(why, result.status == 0))
-        losses, olds, grads, steps = (np.array([r[k] for r in rows]) for k in range(4))
+        path = np.array(points)
+        steps = path[:-1] - path[1:]
         done = Block(
-            losses.tolist(), self._split(olds), self._split(grads), self._split(steps), float(np.max(np.abs(steps[-1])))
+            losses,
+            self._split(path[:-1]),
+            self._split(np.array(grads)),
+            self._split(steps),
+            float(np.max(np.abs(steps[-1]))),
         )
         return Outcome(done, finished=(why, result.status == 0))
 

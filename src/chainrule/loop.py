@@ -688,7 +688,7 @@ class Trainer:
         if self.monitor:
             self.monitor.reset()
         if isinstance(s.optimizer, LBFGS):
-            self._engine = Minimized(s)
+            self._engine = self._minimized(s)
         if s.compile and self._engine is None and not is_anomaly_enabled():
             if s.loss_fn is cross_entropy and s.source is not None:
                 warnings.warn(
@@ -718,6 +718,16 @@ class Trainer:
         if self._engine is None:
             self._engine = replayed(s) if self._label == "numpy" else Epochs(s, forward_backward)
         h.set_engine(self._label)
+
+    def _minimized(self, s: Settings) -> Minimized:
+        """scipy's L-BFGS, its loss and gradient by the NumPy replay with ``compile=True`` (eager otherwise,
+        and where the replay reads no sample weights of the loss)."""
+        if not s.compile or is_anomaly_enabled() or (s.sample_weight is not None and not replays_weights(s.loss_fn)):
+            return Minimized(s)
+        if s.loss_fn is cross_entropy:  # a replayed step reads its targets as data, so one-hot them once
+            self.settings = s = s._replace(y=one_hot(s.model, s.x, s.y))
+        self._label = "numpy"
+        return Minimized(s, replayed(s).step)
 
     def _hand_over(self) -> None:
         """The written-out path cannot go on: the NumPy replay takes the rest of the run from here."""

@@ -40,13 +40,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.optimize  # type: ignore[import-untyped]
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -75,17 +73,16 @@ except ImportError:  # pragma: no cover - older scikit-learn: the same checks as
 from . import functional as F
 from . import train
 from .checks import AnyOf, Instance, Integer, Integers, Number, OneOf, Rule, sklearn_message
-from .engines import forward_backward
+from .engines import forward_backward, loss_now
 from .errors import CompileWarning, DivergenceError
 from .explain import Explanation, explain
-from .history import History, quiet_norm
+from .history import History
 from .loop import Trainer
 from .losses import binary_log_loss, cross_entropy, poisson, squared_error_by_row, ssr
 from .nn import Linear, mlp
-from .optim import Adam, GradientDescent, Momentum, Optimizer
+from .optim import LBFGS, Adam, GradientDescent, Momentum, Optimizer
 from .schedules import Adaptive, InvScaling
 from .tensor import Tensor, constant, named, no_grad, tensor_from
-from .trace import CompiledStep
 
 __all__ = [
     "MLPClassifier",
@@ -157,35 +154,14 @@ class _Objective:
     recorded graph replays for every batch.
 
     NOTE: the penalty is part of the graph (``explain`` shows it, and scikit-learn's
-    gradient test reads it) unless ``in_graph=False``: training then adds it beside the
-    graph with :meth:`penalize` (``alpha W / rows`` to each weight's gradient), a dozen
-    fewer replayed operations a step; a test holds the two to the same loss and gradient.
+    gradient test reads it); training adds it beside the graph (the Trainer's ``alpha``), a
+    dozen fewer replayed operations a step; a test holds the two to the same loss and gradient.
     """
 
-    def __init__(
-        self, kind: str, weights: list[Tensor], alpha: float, k: int, weighted: bool, in_graph: bool = True
-    ) -> None:
+    def __init__(self, kind: str, weights: list[Tensor], alpha: float, k: int, weighted: bool) -> None:
         self.kind, self.weights, self.alpha, self.k, self.weighted = kind, weights, alpha, k, weighted
-        self.in_graph = in_graph
         self.reduction = "sum" if kind == "ssr" else "mean"
         self.__name__ = kind
-
-    def penalize(self, loss: float, grads: list[np.ndarray], params: list, target: np.ndarray) -> tuple:
-        """(loss, gradients) of a step taken without the penalty in the graph, with it added
-        (``.grad`` of each weight too, for the optimizer)."""
-        if self.in_graph or not self.alpha:
-            return loss, grads
-        rows = float(target[:, -1].sum()) if self.weighted else float(len(target))
-        c = self.alpha / rows
-        squares = 0.0
-        weights = {id(w) for w in self.weights}
-        grads = list(grads)
-        for k, p in enumerate(params):
-            if id(p) in weights:
-                flat = p.data.reshape(-1)
-                squares += float(np.dot(flat, flat))
-                grads[k] = p.grad = grads[k] + c * p.data
-        return loss + 0.5 * c * squares, grads
 
     def pack(self, y: np.ndarray, sample_weight: np.ndarray | None, dtype: Any) -> np.ndarray:
         """The targets (n, k) as ``dtype``, with the extra columns this loss reads."""
@@ -229,7 +205,7 @@ class _Objective:
 
     def _penalized(self, data: Tensor, rows: Any) -> Tensor:
         """The data loss plus 0.5 alpha sum ||W||^2 / rows, named "Loss" for explanations."""
-        if not self.alpha or not self.in_graph:
+        if not self.alpha:
             return named(data, "Loss")
         squares = sum(((w * w).sum() for w in self.weights), start=constant(np.zeros((), data.dtype), "zero"))
         return named(named(data, "DataLoss") + named(squares * (0.5 * self.alpha) / rows, "Penalty"), "Loss")
@@ -319,19 +295,10 @@ class _MLP(BaseEstimator):
         self._sync_model(X.dtype)
         with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore", CompileWarning)  # a declined replay trains eagerly: same numbers
-            if self.solver != "lbfgs":
-                self._fit_stochastic(X, Y, sample_weight, incremental)  # (the Trainer keeps time and engine)
+            if self.solver != "lbfgs":  # (the Trainer keeps time and engine)
+                self._fit_stochastic(X, Y, sample_weight, incremental)
             else:
-                weighted = sample_weight is not None
-                self._objective = _Objective(
-                    self._loss_kind, self._weights(), float(self.alpha), self.n_outputs_, weighted, in_graph=False
-                )
-                start = time.perf_counter()
-                try:
-                    self._fit_lbfgs(X, Y, sample_weight)
-                finally:
-                    self.history_.add_time(time.perf_counter() - start)
-                    self.history_.set_engine(_engine_label(getattr(self, "_step", None)))
+                self._fit_lbfgs(X, Y, sample_weight)
         self._publish()
         if not all(np.isfinite(p.data).all() for p in self.model_.parameters()):
             raise ValueError(_NON_FINITE)
@@ -506,23 +473,6 @@ class _MLP(BaseEstimator):
         """The targets as the Trainer's loss reads them: class indices for the softmax, else as they are."""
         return Y.argmax(axis=1) if self._loss_kind == "log_loss" else Y
 
-    def _record(self, loss: float, olds: list, grads: list, news: list) -> None:
-        """One epoch (or L-BFGS iteration) in ``history_``, from the values before and after it.
-
-        A parameter beyond TRACE_LIMIT elements keeps only the norms of its last derivative and of
-        its change: handed over as numbers, computed by one dot product each."""
-        h = self.history_
-        steps: list[Any] = []
-        grads = list(grads)
-        for k, (trace, old, new) in enumerate(zip(h.params.values(), olds, news)):
-            change = old - new
-            if trace.full:
-                steps.append(change)
-            else:
-                steps.append(quiet_norm(change))
-                grads[k] = quiet_norm(grads[k])
-        h.record(h.n_iter + 1, loss, math.nan, olds, grads, steps)
-
     def _no_improvement_sentence(self) -> str:
         what = "Validation score" if self.early_stopping else "Training loss"
         return f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
@@ -557,48 +507,42 @@ class _MLP(BaseEstimator):
         return int(np.clip(self.batch_size, 1, n))
 
     def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any) -> None:
-        """scipy's L-BFGS-B on the packed parameters; chainrule's backward pass gives the gradient."""
-        params = self.model_.parameters()
-        target = self._objective.pack(Y, sample_weight, X.dtype)
-        step = self._step = CompiledStep(self.model_, self._objective, params, forward_backward)
-        xt = tensor_from(_dense(X))  # every evaluation reads every row: sparse inputs are made dense once
-        ends = np.cumsum([p.size for p in params])
-        spans = list(zip(ends - [p.size for p in params], ends))
-        last: dict[str, Any] = {}
-
-        def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            for p, (a, b) in zip(params, spans):
-                p.data[...] = theta[a:b].reshape(p.shape)
-            loss, grads = step(self.model_, xt, target, self._objective, params)
-            loss, grads = self._objective.penalize(loss, grads, params, target)
-            last["theta"], last["loss"], last["grads"] = theta.copy(), loss, grads
-            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64, copy=False)
-
-        def record(theta: np.ndarray) -> None:
-            if "theta" not in last or not np.array_equal(theta, last["theta"]):
-                loss_and_gradient(theta)
-            self._record_lbfgs(last["loss"], last["grads"], theta, spans, params)
-
-        self._lbfgs_before = [p.data.copy() for p in params]
-        result = scipy.optimize.minimize(
-            loss_and_gradient,
-            np.concatenate([p.data.ravel() for p in params]).astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            callback=record,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        """scipy's L-BFGS-B on the packed parameters, run by chainrule's Trainer (``optimizer=LBFGS()``):
+        the loss, the penalty and the NumPy replay of every other solver; the History one row an iteration."""
+        trainer = Trainer(
+            self.model_,
+            X,
+            self._trainer_targets(Y),
+            loss=_TRAINER_LOSSES[self._loss_kind],
+            optimizer=LBFGS(max_iter=self.max_iter, max_fun=self.max_fun, tol=float(self.tol)),
+            max_iter=self.max_iter,
+            monitor=False,
+            compile=True,
+            alpha=float(self.alpha),
+            sample_weight=sample_weight,
         )
-        for p, (a, b) in zip(params, spans):
-            p.data[...] = result.x[a:b].reshape(p.shape)
-        self.n_iter_ = min(int(result.nit), self.max_iter)
-        self.loss_ = float(result.fun)
-        self.history_.end(f"L-BFGS-B: {_text(result.message)}", converged=result.status == 0)
-        if result.status != 0:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", train.ConvergenceWarning)  # said below, in scikit-learn's words
+                trainer.run()
+        except DivergenceError:
+            self.history_ = trainer.history
+            raise ValueError(_NON_FINITE) from None
+        h = self.history_ = trainer.history
+        # loss_curve_ holds the loss after each iteration: the History's loss before the next, then the end's
+        losses = [*h.loss[1:], loss_now(trainer.settings)] if h.n_iter else []
+        self.loss_curve_.extend(losses)
+        for k, loss in enumerate(losses, start=1):
+            _say(self.verbose, f"Iteration {k}, loss = {loss:.8f}")
+        self.n_iter_ = min(h.n_iter, self.max_iter)
+        if losses:
+            self.loss_ = losses[-1]
+        if not h.converged:
+            message = h.stop_reason.rsplit(": ", 1)[-1]
             warnings.warn(
-                f"{type(self).__name__}: lbfgs failed to converge after {self.n_iter_} iteration(s) "
-                f"(status={result.status}): {_text(result.message)}. Increase the number of iterations "
-                f"(max_iter={self.max_iter}) or max_fun (max_fun={self.max_fun}), or scale the data "
-                "(StandardScaler).",
+                f"{type(self).__name__}: lbfgs failed to converge after {self.n_iter_} iteration(s): {message}. "
+                f"Increase the number of iterations (max_iter={self.max_iter}) or max_fun "
+                f"(max_fun={self.max_fun}), or scale the data (StandardScaler).",
                 ConvergenceWarning,
                 stacklevel=4,
             )
@@ -634,14 +578,6 @@ class _MLP(BaseEstimator):
         coefs = [by_name[id(layer.weight)].T.ravel() for layer in linears]
         intercepts = [by_name[id(layer.bias)] for layer in linears]
         return loss, np.concatenate(coefs + intercepts)
-
-    def _record_lbfgs(self, loss: float, grads: list, theta: np.ndarray, spans: list, params: list) -> None:
-        """One L-BFGS iteration in loss_curve_ and the History (the loss after it, at its new values)."""
-        news = [theta[a:b].reshape(p.shape).astype(p.dtype) for p, (a, b) in zip(params, spans)]
-        self._record(loss, self._lbfgs_before, grads, news)
-        self._lbfgs_before = news
-        self.loss_curve_.append(loss)
-        _say(self.verbose, f"Iteration {self.history_.n_iter}, loss = {loss:.8f}")
 
     # ---- the network and scikit-learn's view of it -----------------------------------------------
 
@@ -732,8 +668,6 @@ class _MLP(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_views", None)  # views do not survive a pickle: published again after loading
-        state.pop("_objective", None)
-        state.pop("_step", None)
         state.pop("_trainer", None)  # a run in progress (recorded steps): a loaded estimator's partial_fit
         state.pop("_optimizer", None)  # starts a new one, as after a fit
         return state
@@ -763,14 +697,6 @@ def _check_layers(owner: str, coefs: list[np.ndarray], intercepts: list[np.ndarr
                 f"{owner}: coefs_[{i}] has shape {c.shape} and intercepts_[{i}] {b.shape}; layer {i} needs "
                 f"({coefs[i - 1].shape[1] if i else 'n_in'}, n_out) and (n_out,)"
             )
-
-
-def _engine_label(step: CompiledStep | None) -> str:
-    """How the steps ran: "numpy" (replayed NumPy calls, see chainrule.trace), "eager" where the replay
-    declined every batch shape (a CompileWarning, silenced here, said why), "numpy+eager" for some."""
-    tapes = [] if step is None else list(step.tapes.values())
-    declined = sum(tape is None for tape in tapes)
-    return "eager" if tapes and declined == len(tapes) else "numpy+eager" if declined else "numpy"
 
 
 def _shuffled(order: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
