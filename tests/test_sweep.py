@@ -131,6 +131,23 @@ def test_too_many_folds_for_the_rows_and_two_places_to_run_are_refused(tmp_path,
     assert not (tmp_path / "a").exists()
 
 
+def test_a_scheduler_out_of_reach_leaves_no_folder_behind(tmp_path, curve, monkeypatch):
+    # the executor is opened after the folder is made (a Dask scheduler that cannot be reached says so after its
+    # timeout): the folder the sweep made for nothing is taken away again; one that was there stays
+    import chainrule.sweep as sweep_module
+
+    def unreachable(**_):
+        raise ValueError("could not reach the Dask scheduler at 'tcp://127.0.0.1:1'")
+
+    monkeypatch.setattr(sweep_module, "open_executor", unreachable)
+    for out, there in ((tmp_path / "new", False), (tmp_path / "old", True)):
+        if there:
+            out.mkdir()
+        with pytest.raises(ValueError, match="could not reach"):
+            sweep(curve, "y", GRID, out=out, plot=False, scheduler="tcp://127.0.0.1:1")
+        assert out.exists() == there and (not there or not any(out.iterdir()))
+
+
 # ---- the scores ------------------------------------------------------------------------------------
 
 

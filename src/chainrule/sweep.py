@@ -597,7 +597,7 @@ def sweep(
     configs = grid.configs()
     _check_configs(setup, configs)
     folder = os.fspath(out)
-    _folder(folder)
+    made = _folder(folder)
     tasks = [(c, k) for c in configs for k in range(folds)]
     keys = [_identity(c, k) for c, k in tasks]
     results = _Results(os.path.join(folder, RESULTS), header, set(keys))
@@ -632,6 +632,8 @@ def sweep(
         raise SweepInterrupted(len(results.found), len(tasks), results.path) from None
     finally:
         results.close()
+        if made and not os.listdir(folder):  # a run that wrote nothing (a scheduler out of reach) leaves no folder
+            os.rmdir(folder)
 
 
 def _prepare(data, target, features, grid, folds, loss, standardize, restarts, seed) -> tuple[Setup, dict]:
@@ -654,16 +656,19 @@ def _prepare(data, target, features, grid, folds, loss, standardize, restarts, s
     return setup, header
 
 
-def _folder(folder: str) -> None:
+def _folder(folder: str) -> bool:
+    """Check ``folder`` and the files a sweep writes in it; make it if missing (returns whether it did)."""
     if not folder:
         raise ValueError("sweep: out is empty; give the folder to write the results in")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"sweep: cannot write in {folder}: it is not a folder")
+    made = not os.path.exists(folder)
     os.makedirs(folder, exist_ok=True)
     for name in (RESULTS, TABLE, PLOT, MODEL):
         path = os.path.join(folder, name)
         if os.path.exists(path) and not os.path.isfile(path):
             raise ValueError(f"sweep: cannot write {path}: it is not a regular file")
+    return made
 
 
 def _check_configs(setup: Setup, configs: list[dict[str, Any]]) -> None:
