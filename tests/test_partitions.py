@@ -91,6 +91,11 @@ def test_csv_partitions_are_the_one_file_predictions_byte_for_byte(capsys, tmp_p
     assert stdout == ""
     assert "partition 3/3: part-2.csv, 25 rows (66 in all)" in err
     assert err.strip().endswith(f"wrote 3 partitions (66 rows) to {out}")
+    # --quiet: the same files, and nothing on stderr
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    code, stdout, err = run_cli(capsys, "predict", regressor, csv_parts[0].parent, "--out", out, "--quiet")
+    assert (code, stdout, err) == (0, "", "")
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
 
 
 def test_parquet_partitions_are_the_one_file_predictions(capsys, tmp_path, regressor, parquet_parts):

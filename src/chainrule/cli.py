@@ -1316,6 +1316,9 @@ def _predict_command(sub):
         help="predict the partitions on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT; "
         "its workers must see the same files; needs chainrule[dask])",
     )
+    p.add_argument(
+        "--quiet", action="store_true", help="partitions: print no progress and no summary, only warnings and errors"
+    )
     p.set_defaults(run=_predict)
 
 
@@ -1355,7 +1358,7 @@ def _predict_partitions(args):
     if args.workers is not None:
         check(None, "--workers", args.workers, LOCAL_WORKERS)
     tasks = partition_tasks(args.model, args.data, args.out, args.proba)  # all checked before any connection
-    progress = _PartitionProgress(len(tasks))
+    progress = _PartitionProgress(len(tasks), args.quiet)
     try:
         if args.workers is None and args.scheduler is None:
             written = run_partitions(tasks, on_done=progress)
@@ -1374,19 +1377,23 @@ def _predict_partitions(args):
         progress.close()
     _WRITTEN.append(os.fspath(args.out))
     rows = sum(w.rows for w in written)
-    print(f"wrote {len(written)} partition{'s' * (len(written) != 1)} ({rows} rows) to {args.out}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {len(written)} partition{'s' * (len(written) != 1)} ({rows} rows) to {args.out}", file=sys.stderr)
     return 0
 
 
 class _PartitionProgress:
-    """on_done for predict_partitions: a rich bar on a terminal's stderr (partitions, rows), else a line each."""
+    """on_done for predict_partitions: a rich bar on a terminal's stderr (partitions, rows), else a line each
+    (nothing when quiet)."""
 
-    def __init__(self, total):
-        self.total, self.done, self.rows = total, 0, 0
-        self.bar = _partition_bar(total) if sys.stderr.isatty() else None
+    def __init__(self, total, quiet=False):
+        self.total, self.done, self.rows, self.quiet = total, 0, 0, quiet
+        self.bar = _partition_bar(total) if sys.stderr.isatty() and not quiet else None
 
     def __call__(self, i, written):
         self.done, self.rows = self.done + 1, self.rows + written.rows
+        if self.quiet:
+            return
         if self.bar is not None:
             self.bar.update(self.bar.task_ids[0], completed=self.done, rows=self.rows)
         else:
