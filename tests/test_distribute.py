@@ -273,6 +273,25 @@ def test_ctrl_c_after_a_shard_keeps_the_best_finished_start_at_its_final_values(
     assert run_tasks(pool, abs, [-2, 3]) == [2, 3]  # the pool still works (fresh processes)
 
 
+def _fails_first(i):
+    if i == 0:
+        raise ValueError("task 0 failed")
+    time.sleep(0.05)
+    return i
+
+
+def test_a_task_that_fails_cancels_the_tasks_not_yet_started():
+    # one thread, 20 tasks queued: the first one's error is raised at once and the queued ones never run (before,
+    # the other 19 ran on in the background after the error had been raised)
+    from concurrent.futures import ThreadPoolExecutor
+
+    ran = []
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="task 0 failed"):
+            run_tasks(pool, lambda i: ran.append(_fails_first(i)), list(range(20)))
+    assert len(ran) <= 2  # (the thread may have taken the next task before the error was seen)
+
+
 class _Interrupted(Executor):
     """Every task ends in a KeyboardInterrupt, as a Ctrl-C before any shard finished."""
 

@@ -155,9 +155,10 @@ def run_tasks(
 
     ``on_done(i, result)`` is called here as each task finishes (in the order
     they finish): progress, or saving results as they come. A task lost with a
-    dead worker runs again (see the module's docstring). Ctrl-C cancels the
-    tasks not yet started (on :class:`LocalWorkers`, also the running ones: their
-    processes are ended and fresh ones take their place) and raises KeyboardInterrupt.
+    dead worker runs again (see the module's docstring). Ctrl-C, or an error
+    raised by a task, cancels the tasks not yet started (on :class:`LocalWorkers`,
+    also the running ones: their processes are ended and fresh ones take their
+    place) and is raised here at once.
     """
     call = (lambda t: executor.submit(fn, *t)) if star else (lambda t: executor.submit(fn, t))
     results: list = [None] * len(tasks)
@@ -191,7 +192,7 @@ def run_tasks(
                 results[i] = fn(*tasks[i]) if star else fn(tasks[i])
                 if on_done is not None:
                     on_done(i, results[i])
-    except KeyboardInterrupt:
+    except BaseException:  # a Ctrl-C, or a task's error: the others are not waited for
         if isinstance(executor, LocalWorkers):  # our own processes: stop the running tasks too
             executor.renew(kill=True)
         else:
