@@ -49,8 +49,8 @@ test-simd: $(VENV)/.test
 
 # Lint, formatting and types (configured in pyproject.toml).
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.bench

@@ -280,7 +280,7 @@ def run_torch(problem, batches):
     torch = harness.load_torch()
     nn = torch.nn
     layers, linears = [], []
-    for i, (W, b) in enumerate(problem.init):
+    for W, b in problem.init:
         lin = nn.Linear(*W.shape)
         with torch.no_grad():  # torch stores the weight (out, in): the transpose of chainrule's
             lin.weight.copy_(torch.from_numpy(W.T))
