@@ -545,3 +545,21 @@ def test_verbose_says_what_scikit_learns_says(capsys):
             assert float(a.split("=")[1]) == pytest.approx(float(b.split("=")[1]), rel=1e-7)
         else:
             assert a == b
+
+
+def test_pickling_leaves_the_fitted_estimator_as_it_was_and_lbfgs_stopping_at_once_has_a_loss():
+    # pickle read the estimator's own dict and took its run out of it: the next partial_fit started Adam afresh
+    import pickle
+
+    est = MLPClassifier(hidden_layer_sizes=(6,), random_state=0)
+    twin = MLPClassifier(hidden_layer_sizes=(6,), random_state=0)
+    for model in (est, twin):
+        for _ in range(3):
+            model.partial_fit(X_IRIS, Y_IRIS, classes=[0, 1, 2])
+    pickle.dumps(est)
+    est.partial_fit(X_IRIS, Y_IRIS)
+    twin.partial_fit(X_IRIS, Y_IRIS)
+    assert est.loss_curve_ == twin.loss_curve_
+    # scipy's gradient test passes at the start (tol=10): no iteration, and loss_ is the loss there
+    still = quiet(MLPClassifier(solver="lbfgs", tol=10, random_state=0).fit, X_IRIS, Y_IRIS)
+    assert still.n_iter_ == 0 and np.isfinite(still.loss_) and still.loss_ > 0

@@ -535,8 +535,7 @@ class _MLP(BaseEstimator):
         for k, loss in enumerate(losses, start=1):
             _say(self.verbose, f"Iteration {k}, loss = {loss:.8f}")
         self.n_iter_ = min(h.n_iter, self.max_iter)
-        if losses:
-            self.loss_ = losses[-1]
+        self.loss_ = losses[-1] if losses else loss_now(trainer.settings)  # (scipy may stop before iterating)
         if not h.converged:
             message = h.stop_reason.rsplit(": ", 1)[-1]
             warnings.warn(
@@ -666,7 +665,7 @@ class _MLP(BaseEstimator):
         raise NotImplementedError
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # (a copy: for a class outside sklearn it is the object's own dict)
         state.pop("_views", None)  # views do not survive a pickle: published again after loading
         state.pop("_trainer", None)  # a run in progress (recorded steps): a loaded estimator's partial_fit
         state.pop("_optimizer", None)  # starts a new one, as after a fit
