@@ -551,8 +551,7 @@ class Minimized:
         ends = np.cumsum(sizes)
         self.spans = list(zip((ends - sizes).tolist(), ends.tolist()))
         self.xt = tensor_from(dense(run.x))  # every evaluation reads every row: sparse rows made dense once
-        self.last: tuple[np.ndarray, float, np.ndarray] | None = None  # the last evaluation: point, loss, gradient
-        self.kept: list[tuple[np.ndarray, float, np.ndarray]] = []  # a few earlier ones (the callback's point)
+        self.evaluated: list[tuple[np.ndarray, float, np.ndarray]] = []  # the last few (point, loss, gradient)
 
     def _put(self, flat: np.ndarray) -> None:
         for p, (a, b) in zip(self.params, self.spans):
@@ -566,13 +565,12 @@ class Minimized:
         self._put(flat)
         loss, grads = loss_and_grads(self.run, self.xt, self.run.y, self.run.sample_weight, self.step)
         g = np.concatenate([np.ravel(g) for g in grads]).astype(np.float64, copy=False)
-        if self.last is not None:
-            self.kept = [*self.kept[-3:], self.last]
-        self.last = (flat.copy(), loss, g)
+        self.evaluated = [*self.evaluated[-4:], (flat.copy(), loss, g)]
         return loss, g
 
     def _at(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
-        for point, loss, g in [self.last, *reversed(self.kept)] if self.last is not None else []:
+        """The loss and gradient at ``flat``: an evaluation scipy asked for (the newest first), else a new one."""
+        for point, loss, g in reversed(self.evaluated):
             if np.array_equal(point, flat):
                 return loss, g
         return self.objective(flat)

@@ -536,10 +536,10 @@ class _MLP(BaseEstimator):
             _say(self.verbose, f"Iteration {k}, loss = {loss:.8f}")
         self.n_iter_ = min(h.n_iter, self.max_iter)
         self.loss_ = losses[-1] if losses else loss_now(trainer.settings)  # (scipy may stop before iterating)
-        if not h.converged:
-            message = h.stop_reason.rsplit(": ", 1)[-1]
+        if not h.converged:  # (the History's reason gives scipy's message)
             warnings.warn(
-                f"{type(self).__name__}: lbfgs failed to converge after {self.n_iter_} iteration(s): {message}. "
+                f"{type(self).__name__}: lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"({h.stop_reason}). "
                 f"Increase the number of iterations (max_iter={self.max_iter}) or max_fun "
                 f"(max_fun={self.max_fun}), or scale the data (StandardScaler).",
                 ConvergenceWarning,
@@ -731,10 +731,6 @@ def _checked_weights(sample_weight: Any, X: np.ndarray) -> np.ndarray:
     if n and not w.any():
         raise ValueError("sample_weight is zero for every row: there is nothing to fit (give some row a weight)")
     return w
-
-
-def _text(message: Any) -> str:
-    return message.decode() if isinstance(message, bytes) else str(message)
 
 
 _PARAMETERS = """
